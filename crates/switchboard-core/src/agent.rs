@@ -1,0 +1,104 @@
+use crate::{CredentialSpec, Message, Result, RunContext};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// A supervisor routes across at most this many sub-agents.
+pub const MAX_AGENTS: usize = 20;
+
+/// The sub-agent kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentKind {
+    /// Retrieval over documents, answering with citations.
+    Knowledge,
+    /// Natural-language questions over a governed SQL space.
+    Genie,
+    /// A parameterized function.
+    Tool,
+    /// Tools on an MCP server.
+    Mcp,
+    /// A remote agent endpoint.
+    Endpoint,
+    /// A nested supervisor.
+    Supervisor,
+}
+
+impl AgentKind {
+    /// The name used in config and spans.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Knowledge => "knowledge",
+            Self::Genie => "genie",
+            Self::Tool => "tool",
+            Self::Mcp => "mcp",
+            Self::Endpoint => "endpoint",
+            Self::Supervisor => "supervisor",
+        }
+    }
+}
+
+/// A sub-agent's declaration, as loaded from `agents/NAME.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AgentSpec {
+    /// Unique name; what routers propose and policy matches.
+    pub name: String,
+    /// Kind.
+    pub kind: AgentKind,
+    /// What it does, in a sentence or two; the lexical router and the LLM router both read it.
+    pub description: String,
+    /// Example questions it answers; they sharpen routing.
+    pub examples: Vec<String>,
+    /// How its hops authenticate.
+    pub credential: CredentialSpec,
+    /// Roles allowed to reach it; `None` means every authenticated caller.
+    pub allowed_roles: Option<Vec<String>>,
+    /// Per-call timeout in milliseconds, overriding the supervisor default.
+    pub timeout_ms: Option<u64>,
+    /// The named connection its outbound calls use, if any.
+    pub connection: Option<String>,
+    /// Kind-specific settings (the `[knowledge]`, `[genie]`, `[tool]`… table), as JSON.
+    pub settings: serde_json::Value,
+}
+
+/// What a sub-agent is asked.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct AgentInput {
+    /// The question, or the part of it routed to this agent.
+    pub question: String,
+    /// This agent's earlier turns in the thread, oldest first, for follow-ups.
+    pub history: Vec<Message>,
+}
+
+/// A source an answer rests on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Citation {
+    /// Document id.
+    pub id: String,
+    /// Document title.
+    pub title: String,
+    /// The passage quoted.
+    pub snippet: String,
+}
+
+/// What a sub-agent answers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct AgentOutput {
+    /// The answer, ready to show.
+    pub text: String,
+    /// Sources, for knowledge answers.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub citations: Vec<Citation>,
+    /// Structured result (e.g. a table with `columns`, `rows`, `truncated`, `total_rows`, `sql`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
+}
+
+/// A sub-agent. Implementations make every outbound call through the hop pipeline they were
+/// built with; they never construct their own authenticated clients.
+#[async_trait]
+pub trait Agent: Send + Sync {
+    /// The declaration it was built from.
+    fn spec(&self) -> &AgentSpec;
+    /// Answers `input` for the caller in `ctx`. `ctx.trace.parent_span_id` is the agent's span.
+    async fn invoke(&self, ctx: &RunContext, input: &AgentInput) -> Result<AgentOutput>;
+}

@@ -1,0 +1,167 @@
+use crate::Caller;
+use opentelemetry::trace::{SpanId, TraceId};
+use serde::Serialize;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// The join key of spans, audit rows, the `x-request-id` header and stored thread turns.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct RequestId(Arc<str>);
+
+impl RequestId {
+    /// A fresh random id.
+    pub fn new() -> Self {
+        Self(uuid::Uuid::new_v4().simple().to_string().into())
+    }
+    /// Adopts an id supplied by the client, if it is a sane token (1–128 of `[A-Za-z0-9._-]`).
+    pub fn parse(s: &str) -> Option<Self> {
+        let ok = !s.is_empty()
+            && s.len() <= 128
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        ok.then(|| Self(s.into()))
+    }
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for RequestId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// W3C trace context: the trace id and the span that is the parent of the next span started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceContext {
+    /// The trace all spans of this request belong to.
+    pub trace_id: TraceId,
+    /// The current parent span; `SpanId::INVALID` at the root.
+    pub parent_span_id: SpanId,
+}
+
+impl TraceContext {
+    /// A new root trace with a random id.
+    pub fn new_root() -> Self {
+        Self {
+            trace_id: TraceId::from_bytes(rand::random()),
+            parent_span_id: SpanId::INVALID,
+        }
+    }
+
+    /// Parses a W3C `traceparent` header (`00-<trace>-<span>-<flags>`).
+    pub fn from_traceparent(header: &str) -> Option<Self> {
+        let mut parts = header.trim().split('-');
+        let (version, trace, span, flags) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        if version.len() != 2
+            || version == "ff"
+            || trace.len() != 32
+            || span.len() != 16
+            || flags.len() != 2
+        {
+            return None;
+        }
+        let trace_id = TraceId::from_hex(trace).ok()?;
+        let parent_span_id = SpanId::from_hex(span).ok()?;
+        (trace_id != TraceId::INVALID && parent_span_id != SpanId::INVALID).then_some(Self {
+            trace_id,
+            parent_span_id,
+        })
+    }
+
+    /// The `traceparent` header value naming `span` as the parent.
+    pub fn traceparent(&self, span: SpanId) -> String {
+        format!("00-{}-{}-01", self.trace_id, span)
+    }
+
+    /// A fresh random span id.
+    pub fn new_span_id() -> SpanId {
+        loop {
+            let id = SpanId::from_bytes(rand::random());
+            if id != SpanId::INVALID {
+                return id;
+            }
+        }
+    }
+}
+
+/// Everything a call needs to know about the request it serves. Passed explicitly through every
+/// call; nothing reads identity from globals. Cloning is cheap.
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    /// The request id.
+    pub request_id: RequestId,
+    /// Who the request runs for.
+    pub caller: Arc<Caller>,
+    /// When the whole request must be done.
+    pub deadline: Instant,
+    /// Cancelled on client disconnect or deadline; every branch watches it.
+    pub cancel: CancellationToken,
+    /// Trace context; `parent_span_id` is the span new work nests under.
+    pub trace: TraceContext,
+}
+
+impl RunContext {
+    /// A root context for `caller` with a deadline `budget` from now.
+    pub fn new(caller: Caller, budget: Duration) -> Self {
+        Self {
+            request_id: RequestId::new(),
+            caller: Arc::new(caller),
+            deadline: Instant::now() + budget,
+            cancel: CancellationToken::new(),
+            trace: TraceContext::new_root(),
+        }
+    }
+
+    /// The same request, with `span` as the parent of whatever runs under the returned context.
+    /// Cancellation is a child token, so cancelling the request cancels this branch too.
+    pub fn child(&self, span: SpanId) -> Self {
+        let mut ctx = self.clone();
+        ctx.trace.parent_span_id = span;
+        ctx.cancel = self.cancel.child_token();
+        ctx
+    }
+
+    /// Time left before the deadline (zero once passed).
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_round_trip_and_rejects_garbage() {
+        let root = TraceContext::new_root();
+        let span = TraceContext::new_span_id();
+        let header = root.traceparent(span);
+        let parsed = TraceContext::from_traceparent(&header).expect("valid header");
+        assert_eq!(parsed.trace_id, root.trace_id);
+        assert_eq!(parsed.parent_span_id, span);
+        assert!(TraceContext::from_traceparent("00-0000-11-01").is_none());
+        assert!(
+            TraceContext::from_traceparent(&format!("00-{}-{}-01", "0".repeat(32), span)).is_none()
+        );
+    }
+
+    #[test]
+    fn client_request_ids_are_validated() {
+        assert!(RequestId::parse("abc-123_x.y").is_some());
+        assert!(RequestId::parse("bad id").is_none());
+        assert!(RequestId::parse("").is_none());
+    }
+}

@@ -1,0 +1,34 @@
+//! Switchboard's vocabulary: who is calling ([`Caller`]), how a sub-agent authenticates
+//! ([`CredentialMode`]), what a sub-agent is ([`AgentSpec`], [`Agent`]), how a request is routed
+//! ([`Router`]), and the explicit per-request state every call carries ([`RunContext`]).
+//!
+//! This crate does no I/O. Everything that leaves the process does so through the hop pipeline in
+//! `switchboard-govern`, which is built from these types.
+
+mod agent;
+mod caller;
+mod context;
+mod credential;
+mod error;
+mod message;
+mod router;
+mod secret;
+mod telemetry;
+
+pub use agent::{Agent, AgentInput, AgentKind, AgentOutput, AgentSpec, Citation, MAX_AGENTS};
+pub use caller::{AuthMethod, Caller};
+pub use context::{RequestId, RunContext, TraceContext};
+pub use credential::{
+    Credential, CredentialMode, CredentialSpec, Principal, PrincipalKind, SecretRef,
+};
+pub use error::{Error, ErrorKind};
+pub use message::{Message, Role};
+pub use router::{RouteDecision, RoutedCall, Router};
+pub use secret::Secret;
+pub use telemetry::{
+    AuditDecision, AuditRecord, HopKind, SpanKind, SpanRecord, SpanStatus, TelemetrySink,
+    unix_nanos_now,
+};
+
+/// Convenience alias used across the workspace.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

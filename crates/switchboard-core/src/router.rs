@@ -1,0 +1,44 @@
+use crate::{Message, Result, RunContext};
+use async_trait::async_trait;
+use serde::Serialize;
+
+/// One sub-agent call the router proposes: which agent, with what input.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RoutedCall {
+    /// Agent name.
+    pub agent: String,
+    /// The part of the question meant for this agent.
+    pub input: String,
+    /// The router's confidence, in [0, 1].
+    pub score: f32,
+}
+
+/// A router's proposal. Policy, not the router, decides whether the caller may reach the agents.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RouteDecision {
+    /// Call these agents (concurrently when more than one).
+    Agents {
+        /// The calls.
+        calls: Vec<RoutedCall>,
+    },
+    /// Confidence too low: ask the caller, naming the closest agents.
+    Clarify {
+        /// The question to put to the caller.
+        question: String,
+        /// The closest agents, best first.
+        candidates: Vec<String>,
+    },
+}
+
+/// Picks the sub-agent(s) for a request.
+#[async_trait]
+pub trait Router: Send + Sync {
+    /// Proposes a route for `question`, given the conversation so far.
+    async fn route(
+        &self,
+        ctx: &RunContext,
+        question: &str,
+        history: &[Message],
+    ) -> Result<RouteDecision>;
+}

@@ -1,0 +1,301 @@
+use crate::layers;
+use async_trait::async_trait;
+use futures::future::BoxFuture;
+use opentelemetry::trace::SpanId;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use switchboard_core::{
+    AgentSpec, Credential, Error, HopKind, Principal, Result, RunContext, TelemetrySink,
+    TraceContext,
+};
+
+/// What a hop calls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HopTarget {
+    /// The kind of call.
+    pub kind: HopKind,
+    /// The agent, tool, SQL object, model or URL called.
+    pub name: String,
+}
+
+impl HopTarget {
+    /// A hop of `kind` to `name`.
+    pub fn new(kind: HopKind, name: impl Into<String>) -> Self {
+        Self {
+            kind,
+            name: name.into(),
+        }
+    }
+}
+
+/// The state of one hop as it passes through the layers.
+#[derive(Debug)]
+pub struct HopCall {
+    /// The request context the hop was made in (its parent span is the caller of the hop).
+    pub ctx: RunContext,
+    /// The sub-agent the hop is made for; its declaration drives policy and credentials.
+    pub agent: Arc<AgentSpec>,
+    /// What is called.
+    pub target: HopTarget,
+    /// This hop's span id, fixed up front so every layer can refer to it.
+    pub span_id: SpanId,
+    /// Set by the credential layer.
+    pub credential: Option<Credential>,
+    /// Extra span attributes recorded by layers and by the call (token counts, row counts…).
+    pub attributes: Arc<Mutex<serde_json::Map<String, serde_json::Value>>>,
+}
+
+impl HopCall {
+    /// Records a span attribute.
+    pub fn record(&self, key: &str, value: impl Into<serde_json::Value>) {
+        if let Ok(mut attrs) = self.attributes.lock() {
+            attrs.insert(key.to_string(), value.into());
+        }
+    }
+}
+
+/// What the call inside a hop receives: who it acts as, the token to present, and the context
+/// for anything it calls in turn (whose parent span is this hop).
+#[derive(Clone)]
+pub struct HopGrant {
+    ctx: RunContext,
+    credential: Credential,
+    http: reqwest::Client,
+    attributes: Arc<Mutex<serde_json::Map<String, serde_json::Value>>>,
+}
+
+impl HopGrant {
+    /// The context for nested work: same request and caller, parent span = this hop.
+    pub fn ctx(&self) -> &RunContext {
+        &self.ctx
+    }
+    /// Who the downstream sees; for SQL, `current_user()`.
+    pub fn principal(&self) -> &Principal {
+        &self.credential.principal
+    }
+    /// The resolved credential.
+    pub fn credential(&self) -> &Credential {
+        &self.credential
+    }
+    /// A request carrying this hop's bearer token, `traceparent` and `x-request-id`.
+    pub fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        let mut rb = self
+            .http
+            .request(method, url)
+            .header(
+                "traceparent",
+                self.ctx.trace.traceparent(self.ctx.trace.parent_span_id),
+            )
+            .header("x-request-id", self.ctx.request_id.as_str());
+        if let Some(token) = &self.credential.token {
+            rb = rb.bearer_auth(token.expose());
+        }
+        rb
+    }
+    /// Records a span attribute on this hop's span (token counts, row counts…).
+    pub fn record(&self, key: &str, value: impl Into<serde_json::Value>) {
+        if let Ok(mut attrs) = self.attributes.lock() {
+            attrs.insert(key.to_string(), value.into());
+        }
+    }
+}
+
+/// The rest of the stack, handed to each layer.
+pub struct Next<'a> {
+    layers: &'a [Arc<dyn HopLayer>],
+    call: &'a (dyn Fn(HopGrant) -> BoxFuture<'a, Result<()>> + Send + Sync),
+    http: &'a reqwest::Client,
+}
+
+impl Next<'_> {
+    /// Runs the remaining layers and then the call.
+    pub async fn run(self, hop: &mut HopCall) -> Result<()> {
+        match self.layers.split_first() {
+            Some((layer, rest)) => {
+                layer
+                    .handle(
+                        hop,
+                        Next {
+                            layers: rest,
+                            call: self.call,
+                            http: self.http,
+                        },
+                    )
+                    .await
+            }
+            None => {
+                let credential = hop
+                    .credential
+                    .clone()
+                    .ok_or_else(|| Error::internal("hop reached its call without a credential"))?;
+                let grant = HopGrant {
+                    ctx: hop.ctx.child(hop.span_id),
+                    credential,
+                    http: self.http.clone(),
+                    attributes: hop.attributes.clone(),
+                };
+                (self.call)(grant).await
+            }
+        }
+    }
+}
+
+/// One stage of the hop pipeline. Layers see every hop and may refuse it, decorate it, or observe
+/// its outcome; the typed result of the call stays out of their sight.
+#[async_trait]
+pub trait HopLayer: Send + Sync {
+    /// Handles `hop`, usually by doing something and then `next.run(hop).await`.
+    async fn handle(&self, hop: &mut HopCall, next: Next<'_>) -> Result<()>;
+}
+
+/// The governed way out. Built once at start-up and shared.
+pub struct Gateway {
+    layers: Vec<Arc<dyn HopLayer>>,
+    http: reqwest::Client,
+}
+
+impl Gateway {
+    /// Starts a gateway with the standard stack.
+    pub fn builder(
+        sink: Arc<dyn TelemetrySink>,
+        credentials: Arc<dyn layers::CredentialProvider>,
+    ) -> GatewayBuilder {
+        GatewayBuilder {
+            sink,
+            credentials,
+            policy: Arc::new(layers::RolePolicy),
+            limits: None,
+            extra: Vec::new(),
+            http: None,
+        }
+    }
+
+    /// Makes one governed call for `agent` to `target`. `call` runs only if every layer lets the
+    /// hop through, and receives the grant it must use for anything it sends.
+    pub async fn hop<T, F, Fut>(
+        &self,
+        ctx: &RunContext,
+        agent: &Arc<AgentSpec>,
+        target: HopTarget,
+        call: F,
+    ) -> Result<T>
+    where
+        T: Send,
+        F: Fn(HopGrant) -> Fut + Send + Sync,
+        Fut: Future<Output = Result<T>> + Send,
+    {
+        let slot: Mutex<Option<T>> = Mutex::new(None);
+        let terminal = |grant: HopGrant| -> BoxFuture<'_, Result<()>> {
+            let fut = call(grant);
+            let slot = &slot;
+            Box::pin(async move {
+                let value = fut.await?;
+                if let Ok(mut s) = slot.lock() {
+                    *s = Some(value);
+                }
+                Ok(())
+            })
+        };
+        let mut hop = HopCall {
+            ctx: ctx.clone(),
+            agent: agent.clone(),
+            target,
+            span_id: TraceContext::new_span_id(),
+            credential: None,
+            attributes: Arc::default(),
+        };
+        Next {
+            layers: &self.layers,
+            call: &terminal,
+            http: &self.http,
+        }
+        .run(&mut hop)
+        .await?;
+        slot.into_inner()
+            .ok()
+            .flatten()
+            .ok_or_else(|| Error::internal("a hop layer returned success without running the call"))
+    }
+
+    /// A handle that makes hops for one sub-agent; what a sub-agent is built with.
+    pub fn egress(self: &Arc<Self>, agent: Arc<AgentSpec>) -> Egress {
+        Egress {
+            gateway: self.clone(),
+            agent,
+        }
+    }
+}
+
+/// Builds a [`Gateway`].
+pub struct GatewayBuilder {
+    sink: Arc<dyn TelemetrySink>,
+    credentials: Arc<dyn layers::CredentialProvider>,
+    policy: Arc<dyn layers::Policy>,
+    limits: Option<layers::RateLimit>,
+    extra: Vec<Arc<dyn HopLayer>>,
+    http: Option<reqwest::Client>,
+}
+
+impl GatewayBuilder {
+    /// Replaces the default role allow-list policy.
+    pub fn policy(mut self, policy: Arc<dyn layers::Policy>) -> Self {
+        self.policy = policy;
+        self
+    }
+    /// Adds a per-caller, per-agent rate limit.
+    pub fn rate_limit(mut self, limit: layers::RateLimit) -> Self {
+        self.limits = Some(limit);
+        self
+    }
+    /// Adds a layer just before the call (inside the limit and timeout), e.g. a guardrail.
+    pub fn layer(mut self, layer: Arc<dyn HopLayer>) -> Self {
+        self.extra.push(layer);
+        self
+    }
+    /// Uses this HTTP client (one pool for the process) instead of a default one.
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.http = Some(client);
+        self
+    }
+    /// Assembles the stack: span → audit → authorize → credential → limit → timeout → extras → call.
+    pub fn build(self) -> Gateway {
+        let mut layers: Vec<Arc<dyn HopLayer>> = vec![
+            Arc::new(layers::SpanLayer::new(self.sink.clone())),
+            Arc::new(layers::AuditLayer::new(self.sink)),
+            Arc::new(layers::Authorize::new(self.policy)),
+            Arc::new(layers::CredentialLayer::new(self.credentials)),
+        ];
+        if let Some(limit) = self.limits {
+            layers.push(Arc::new(limit));
+        }
+        layers.push(Arc::new(layers::Timeout));
+        layers.extend(self.extra);
+        Gateway {
+            layers,
+            http: self.http.unwrap_or_default(),
+        }
+    }
+}
+
+/// Hops for one sub-agent. The only outbound capability a sub-agent is given.
+#[derive(Clone)]
+pub struct Egress {
+    gateway: Arc<Gateway>,
+    agent: Arc<AgentSpec>,
+}
+
+impl Egress {
+    /// The sub-agent this egress belongs to.
+    pub fn agent(&self) -> &Arc<AgentSpec> {
+        &self.agent
+    }
+    /// Makes a governed call; see [`Gateway::hop`].
+    pub async fn hop<T, F, Fut>(&self, ctx: &RunContext, target: HopTarget, call: F) -> Result<T>
+    where
+        T: Send,
+        F: Fn(HopGrant) -> Fut + Send + Sync,
+        Fut: Future<Output = Result<T>> + Send,
+    {
+        self.gateway.hop(ctx, &self.agent, target, call).await
+    }
+}

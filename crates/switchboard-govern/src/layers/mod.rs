@@ -1,0 +1,13 @@
+//! The standard layers of the hop pipeline, one idea each.
+
+mod authorize;
+mod credential;
+mod limit;
+mod telemetry;
+mod timeout;
+
+pub use authorize::{Authorize, Policy, RolePolicy};
+pub use credential::{CredentialLayer, CredentialProvider, StandardCredentials, TokenSource};
+pub use limit::RateLimit;
+pub use telemetry::{AuditLayer, SpanLayer};
+pub use timeout::Timeout;

@@ -1,0 +1,147 @@
+use crate::{HopCall, HopLayer, Next};
+use async_trait::async_trait;
+use serde_json::{Map, json};
+use std::sync::Arc;
+use std::time::Instant;
+use switchboard_core::{
+    AuditDecision, AuditRecord, ErrorKind, HopKind, Result, SpanKind, SpanRecord, SpanStatus,
+    TelemetrySink, unix_nanos_now,
+};
+
+/// Emits one span per hop, named and typed after the OpenTelemetry GenAI conventions and MLflow.
+pub struct SpanLayer {
+    sink: Arc<dyn TelemetrySink>,
+}
+
+impl SpanLayer {
+    /// Spans go to `sink`.
+    pub fn new(sink: Arc<dyn TelemetrySink>) -> Self {
+        Self { sink }
+    }
+}
+
+fn span_shape(kind: HopKind) -> (&'static str, SpanKind) {
+    match kind {
+        HopKind::Agent => ("invoke_agent", SpanKind::Agent),
+        HopKind::Llm => ("chat", SpanKind::Llm),
+        HopKind::Retrieval => ("retrieve", SpanKind::Retriever),
+        HopKind::Tool | HopKind::Sql | HopKind::Http | HopKind::Mcp => {
+            ("execute_tool", SpanKind::Tool)
+        }
+    }
+}
+
+#[async_trait]
+impl HopLayer for SpanLayer {
+    async fn handle(&self, hop: &mut HopCall, next: Next<'_>) -> Result<()> {
+        let start = unix_nanos_now();
+        let result = next.run(hop).await;
+        let end = unix_nanos_now();
+
+        let (operation, kind) = span_shape(hop.target.kind);
+        let caller = &hop.ctx.caller;
+        let mut attributes = Map::new();
+        attributes.insert("gen_ai.operation.name".into(), json!(operation));
+        attributes.insert("gen_ai.agent.name".into(), json!(hop.agent.name));
+        match hop.target.kind {
+            HopKind::Llm => {
+                attributes.insert("gen_ai.request.model".into(), json!(hop.target.name))
+            }
+            HopKind::Agent => None,
+            _ => attributes.insert("gen_ai.tool.name".into(), json!(hop.target.name)),
+        };
+        attributes.insert("mlflow.spanType".into(), json!(kind.as_str()));
+        attributes.insert(
+            "switchboard.hop.kind".into(),
+            json!(hop.target.kind.as_str()),
+        );
+        attributes.insert(
+            "switchboard.request_id".into(),
+            json!(hop.ctx.request_id.as_str()),
+        );
+        attributes.insert("enduser.id".into(), json!(caller.email()));
+        attributes.insert("switchboard.caller.email".into(), json!(caller.email()));
+        attributes.insert(
+            "switchboard.caller.role".into(),
+            json!(caller.primary_role()),
+        );
+        attributes.insert(
+            "switchboard.credential.mode".into(),
+            json!(hop.agent.credential.mode.as_str()),
+        );
+        if let Some(cred) = &hop.credential {
+            attributes.insert("switchboard.principal".into(), json!(cred.principal.name));
+        }
+        if let Ok(extra) = hop.attributes.lock() {
+            attributes.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        let parent = hop.ctx.trace.parent_span_id;
+        self.sink.span(SpanRecord {
+            request_id: hop.ctx.request_id.to_string(),
+            trace_id: hop.ctx.trace.trace_id.to_string(),
+            span_id: hop.span_id.to_string(),
+            parent_id: (parent != opentelemetry::trace::SpanId::INVALID)
+                .then(|| parent.to_string()),
+            name: format!("{operation} {}", hop.target.name),
+            kind,
+            agent: Some(hop.agent.name.clone()),
+            start_unix_nano: start,
+            end_unix_nano: end,
+            status: if result.is_ok() {
+                SpanStatus::Ok
+            } else {
+                SpanStatus::Error
+            },
+            status_message: result.as_ref().err().map(|e| e.message.clone()),
+            attributes,
+        });
+        result
+    }
+}
+
+/// Writes one audit row per hop, allowed or not, carrying the caller's email and roles.
+pub struct AuditLayer {
+    sink: Arc<dyn TelemetrySink>,
+}
+
+impl AuditLayer {
+    /// Rows go to `sink`.
+    pub fn new(sink: Arc<dyn TelemetrySink>) -> Self {
+        Self { sink }
+    }
+}
+
+#[async_trait]
+impl HopLayer for AuditLayer {
+    async fn handle(&self, hop: &mut HopCall, next: Next<'_>) -> Result<()> {
+        let started = Instant::now();
+        let result = next.run(hop).await;
+        let caller = &hop.ctx.caller;
+        let decision = match &result {
+            Ok(()) => AuditDecision::Allowed,
+            Err(e) if e.kind == ErrorKind::Denied => AuditDecision::AccessDenied,
+            Err(_) => AuditDecision::Error,
+        };
+        self.sink.audit(AuditRecord {
+            request_id: hop.ctx.request_id.to_string(),
+            span_id: hop.span_id.to_string(),
+            ts_unix_ms: unix_nanos_now() / 1_000_000,
+            caller_email: caller.email().to_string(),
+            caller_roles: caller.groups().join(","),
+            acting_for: caller.acting_for().map(str::to_string),
+            principal: hop
+                .credential
+                .as_ref()
+                .map(|c| c.principal.name.clone())
+                .unwrap_or_default(),
+            credential_mode: hop.agent.credential.mode.as_str().to_string(),
+            agent: hop.agent.name.clone(),
+            hop: hop.target.kind,
+            target: hop.target.name.clone(),
+            decision,
+            reason: result.as_ref().err().map(|e| e.message.clone()),
+            duration_ms: started.elapsed().as_millis() as u64,
+        });
+        result
+    }
+}

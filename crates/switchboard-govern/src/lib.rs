@@ -1,0 +1,17 @@
+//! The hop pipeline: the only way out of the process.
+//!
+//! Every outbound call — to a sub-agent, a tool, the SQL engine, an LLM, an HTTP or MCP server —
+//! is a [`hop`](Gateway::hop) through one composable stack of [`HopLayer`]s:
+//!
+//! ```text
+//! span → audit → authorize → credential → limit → timeout → call
+//! ```
+//!
+//! The call itself receives a [`HopGrant`]: the resolved credential and the only authenticated
+//! HTTP client a sub-agent ever gets. A new sub-agent kind therefore cannot skip governance: it has
+//! no other way to obtain a credential. Hops authorized here: [`layers::Authorize`].
+
+mod gateway;
+pub mod layers;
+
+pub use gateway::{Egress, Gateway, GatewayBuilder, HopCall, HopGrant, HopLayer, HopTarget, Next};
