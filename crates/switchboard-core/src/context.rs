@@ -3,6 +3,7 @@ use opentelemetry::trace::{SpanId, TraceId};
 use serde::Serialize;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -111,6 +112,10 @@ pub struct RunContext {
     pub cancel: CancellationToken,
     /// Trace context; `parent_span_id` is the span new work nests under.
     pub trace: TraceContext,
+    /// Hops made so far in this request, shared by every branch.
+    hops: Arc<AtomicU32>,
+    /// The most hops this request may make.
+    pub max_hops: u32,
 }
 
 impl RunContext {
@@ -122,7 +127,22 @@ impl RunContext {
             deadline: Instant::now() + budget,
             cancel: CancellationToken::new(),
             trace: TraceContext::new_root(),
+            hops: Arc::default(),
+            max_hops: Self::DEFAULT_MAX_HOPS,
         }
+    }
+
+    /// The default hop budget of a request.
+    pub const DEFAULT_MAX_HOPS: u32 = 32;
+
+    /// Counts one more hop; `false` once the request's budget is spent.
+    pub fn take_hop(&self) -> bool {
+        self.hops.fetch_add(1, Ordering::Relaxed) < self.max_hops
+    }
+
+    /// Hops made so far.
+    pub fn hops_made(&self) -> u32 {
+        self.hops.load(Ordering::Relaxed)
     }
 
     /// The same request, with `span` as the parent of whatever runs under the returned context.

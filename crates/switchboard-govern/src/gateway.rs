@@ -257,11 +257,12 @@ impl GatewayBuilder {
         self.http = Some(client);
         self
     }
-    /// Assembles the stack: span → audit → authorize → credential → limit → timeout → extras → call.
+    /// Assembles the stack: span → audit → budget → authorize → credential → limit → timeout → extras → call.
     pub fn build(self) -> Gateway {
         let mut layers: Vec<Arc<dyn HopLayer>> = vec![
             Arc::new(layers::SpanLayer::new(self.sink.clone())),
             Arc::new(layers::AuditLayer::new(self.sink)),
+            Arc::new(layers::HopBudget),
             Arc::new(layers::Authorize::new(self.policy)),
             Arc::new(layers::CredentialLayer::new(self.credentials)),
         ];

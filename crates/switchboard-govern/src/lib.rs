@@ -4,7 +4,7 @@
 //! is a [`hop`](Gateway::hop) through one composable stack of [`HopLayer`]s:
 //!
 //! ```text
-//! span → audit → authorize → credential → limit → timeout → call
+//! span → audit → budget → authorize → credential → limit → timeout → call
 //! ```
 //!
 //! The call itself receives a [`HopGrant`]: the resolved credential and the only authenticated

@@ -1,12 +1,14 @@
 //! The standard layers of the hop pipeline, one idea each.
 
 mod authorize;
+mod budget;
 mod credential;
 mod limit;
 mod telemetry;
 mod timeout;
 
 pub use authorize::{Authorize, Policy, RolePolicy};
+pub use budget::HopBudget;
 pub use credential::{CredentialLayer, CredentialProvider, StandardCredentials, TokenSource};
 pub use limit::RateLimit;
 pub use telemetry::{AuditLayer, SpanLayer};

@@ -1,0 +1,219 @@
+//! The hop pipeline end to end: policy, the three credential modes, spans and audit rows,
+//! nesting, timeouts, cancellation and the hop budget.
+
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard_core::{
+    AgentKind, AgentSpec, AuditDecision, AuthMethod, Caller, CredentialMode, CredentialSpec, ErrorKind, HopKind,
+    PrincipalKind, RunContext, SecretRef, SpanStatus,
+};
+use switchboard_govern::{Gateway, HopTarget, layers::StandardCredentials};
+use switchboard_store::MemorySink;
+
+fn spec(name: &str, mode: CredentialMode, roles: Option<&[&str]>) -> Arc<AgentSpec> {
+    Arc::new(AgentSpec {
+        name: name.into(),
+        kind: AgentKind::Tool,
+        description: "test agent".into(),
+        examples: vec![],
+        credential: CredentialSpec { mode, ..Default::default() },
+        allowed_roles: roles.map(|r| r.iter().map(|s| s.to_string()).collect()),
+        timeout_ms: None,
+        connection: None,
+        settings: serde_json::Value::Null,
+    })
+}
+
+fn caller(email: &str, role: &str) -> Caller {
+    Caller::new(email, email, vec![role.into()], AuthMethod::Development)
+        .with_scopes(vec!["sql".into()])
+        .with_token(switchboard_core::Secret::new(format!("tok-{email}")))
+}
+
+fn gateway() -> (Arc<Gateway>, Arc<MemorySink>) {
+    let sink = Arc::new(MemorySink::default());
+    let gw = Gateway::builder(sink.clone(), Arc::new(StandardCredentials::new("switchboard-sp"))).build();
+    (Arc::new(gw), sink)
+}
+
+fn ctx(c: Caller) -> RunContext {
+    RunContext::new(c, Duration::from_secs(10))
+}
+
+#[tokio::test]
+async fn allowed_hop_runs_once_and_leaves_a_span_and_an_audit_row() {
+    let (gw, sink) = gateway();
+    let agent = spec("sales", CredentialMode::Obo, Some(&["west_sales"]));
+    let ctx = ctx(caller("alice@example.com", "west_sales"));
+    let principal = gw
+        .hop(&ctx, &agent, HopTarget::new(HopKind::Agent, "sales"), |grant| async move {
+            Ok(grant.principal().clone())
+        })
+        .await
+        .expect("allowed");
+    assert_eq!(principal.kind, PrincipalKind::User);
+    assert_eq!(principal.name, "alice@example.com");
+
+    let audit = sink.audit();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].decision, AuditDecision::Allowed);
+    assert_eq!(audit[0].caller_email, "alice@example.com");
+    assert_eq!(audit[0].caller_roles, "west_sales");
+    assert_eq!(audit[0].principal, "alice@example.com");
+    let spans = sink.spans();
+    assert_eq!(spans.len(), 1);
+    assert_eq!(spans[0].name, "invoke_agent sales");
+    assert_eq!(spans[0].request_id, ctx.request_id.as_str());
+    assert_eq!(spans[0].span_id, audit[0].span_id, "span and audit row share the span id");
+    assert_eq!(spans[0].attributes["switchboard.caller.role"], "west_sales");
+}
+
+#[tokio::test]
+async fn policy_denies_before_the_call_and_audits_the_denial() {
+    let (gw, sink) = gateway();
+    let agent = spec("audit", CredentialMode::Automatic, Some(&["executive", "admin"]));
+    let ctx = ctx(caller("bob@example.com", "east_sales"));
+    let ran = std::sync::atomic::AtomicBool::new(false);
+    let err = gw
+        .hop(&ctx, &agent, HopTarget::new(HopKind::Agent, "audit"), |_| async {
+            ran.store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        })
+        .await
+        .expect_err("bob may not use audit");
+    assert_eq!(err.kind, ErrorKind::Denied);
+    assert!(err.message.contains("may not use agent `audit`"), "{}", err.message);
+    assert!(!ran.load(std::sync::atomic::Ordering::SeqCst), "a denied hop never runs its call");
+    let audit = sink.audit();
+    assert_eq!(audit[0].decision, AuditDecision::AccessDenied);
+    assert_eq!(audit[0].caller_email, "bob@example.com");
+    assert_eq!(sink.spans()[0].status, SpanStatus::Error);
+}
+
+#[tokio::test]
+async fn obo_hop_needs_the_declared_scopes() {
+    let (gw, sink) = gateway();
+    let mut s = (*spec("genie", CredentialMode::Obo, None)).clone();
+    s.credential.scopes = vec!["sql".into(), "genie".into()];
+    let agent = Arc::new(s);
+    let err = gw
+        .hop(&ctx(caller("alice@example.com", "west_sales")), &agent, HopTarget::new(HopKind::Sql, "deals"), |_| async {
+            Ok(())
+        })
+        .await
+        .expect_err("the caller lacks `genie`");
+    assert_eq!(err.kind.http_status(), 403);
+    assert_eq!(err.message, "required scopes: genie");
+    assert_eq!(sink.audit()[0].decision, AuditDecision::AccessDenied);
+}
+
+#[tokio::test]
+async fn automatic_and_manual_modes_present_their_own_identity() {
+    let (gw, sink) = gateway();
+    let c = ctx(caller("alice@example.com", "west_sales"));
+    let auto = gw
+        .hop(&c, &spec("a", CredentialMode::Automatic, None), HopTarget::new(HopKind::Sql, "t"), |g| async move {
+            Ok(g.principal().clone())
+        })
+        .await
+        .expect("automatic");
+    assert_eq!((auto.kind, auto.name.as_str()), (PrincipalKind::ServicePrincipal, "switchboard-sp"));
+
+    let var = "SWITCHBOARD_TEST_MANUAL_SECRET";
+    // SAFETY: this test binary sets this variable only here, before any thread reads it.
+    unsafe { std::env::set_var(var, "manual-secret-one") };
+    let mut m = (*spec("m", CredentialMode::Manual, None)).clone();
+    m.credential.secret = Some(SecretRef::Env(var.into()));
+    let manual = Arc::new(m);
+    let read = |gw: Arc<Gateway>| {
+        let manual = manual.clone();
+        let c = c.clone();
+        async move {
+            gw.hop(&c, &manual, HopTarget::new(HopKind::Http, "x"), |g| async move {
+                Ok(g.credential().token.as_ref().map(|t| t.expose().to_string()))
+            })
+            .await
+            .expect("manual")
+        }
+    };
+    assert_eq!(read(gw.clone()).await.as_deref(), Some("manual-secret-one"));
+    // SAFETY: as above; rotation must be picked up without a restart.
+    unsafe { std::env::set_var(var, "manual-secret-two") };
+    assert_eq!(read(gw.clone()).await.as_deref(), Some("manual-secret-two"));
+
+    let dump = format!("{:?}{:?}", sink.spans(), sink.audit());
+    assert!(!dump.contains("manual-secret"), "secrets never reach spans or audit rows");
+    assert!(!dump.contains("tok-alice"), "the caller's token never reaches spans or audit rows");
+}
+
+#[tokio::test]
+async fn nested_hops_nest_their_spans() {
+    let (gw, sink) = gateway();
+    let agent = spec("sales", CredentialMode::Obo, None);
+    let c = ctx(caller("carol@example.com", "managers"));
+    let inner_agent = agent.clone();
+    let gw2 = gw.clone();
+    gw.hop(&c, &agent, HopTarget::new(HopKind::Agent, "sales"), |grant| {
+        let gw2 = gw2.clone();
+        let inner_agent = inner_agent.clone();
+        async move {
+            gw2.hop(grant.ctx(), &inner_agent, HopTarget::new(HopKind::Sql, "deals"), |_| async { Ok(()) }).await
+        }
+    })
+    .await
+    .expect("both hops allowed");
+    let spans = sink.spans();
+    let outer = spans.iter().find(|s| s.name == "invoke_agent sales").expect("outer span");
+    let inner = spans.iter().find(|s| s.name == "execute_tool deals").expect("inner span");
+    assert_eq!(inner.parent_id.as_deref(), Some(outer.span_id.as_str()));
+    assert_eq!(inner.trace_id, outer.trace_id);
+    assert_eq!(sink.audit().len(), 2, "one audit row per hop");
+}
+
+#[tokio::test]
+async fn agent_timeout_and_cancellation_stop_the_call() {
+    let (gw, sink) = gateway();
+    let mut s = (*spec("slow", CredentialMode::Automatic, None)).clone();
+    s.timeout_ms = Some(50);
+    let slow = Arc::new(s);
+    let c = ctx(caller("carol@example.com", "managers"));
+    let err = gw
+        .hop(&c, &slow, HopTarget::new(HopKind::Agent, "slow"), |_| async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Ok(())
+        })
+        .await
+        .expect_err("times out");
+    assert_eq!(err.kind, ErrorKind::Timeout);
+    assert!(err.message.contains("timed out after 50 ms"), "{}", err.message);
+    assert_eq!(sink.audit()[0].decision, AuditDecision::Error);
+
+    let c2 = ctx(caller("carol@example.com", "managers"));
+    let cancel = c2.cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        cancel.cancel();
+    });
+    let unbounded = spec("unbounded", CredentialMode::Automatic, None);
+    let err = gw
+        .hop(&c2, &unbounded, HopTarget::new(HopKind::Agent, "unbounded"), |_| async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Ok(())
+        })
+        .await
+        .expect_err("cancelled");
+    assert_eq!(err.kind, ErrorKind::Cancelled);
+}
+
+#[tokio::test]
+async fn the_hop_budget_caps_a_request() {
+    let (gw, _sink) = gateway();
+    let agent = spec("t", CredentialMode::Automatic, None);
+    let mut c = ctx(caller("carol@example.com", "managers"));
+    c.max_hops = 2;
+    for _ in 0..2 {
+        gw.hop(&c, &agent, HopTarget::new(HopKind::Tool, "t"), |_| async { Ok(()) }).await.expect("within budget");
+    }
+    let err = gw.hop(&c, &agent, HopTarget::new(HopKind::Tool, "t"), |_| async { Ok(()) }).await.expect_err("over");
+    assert!(err.message.contains("hop budget of 2"), "{}", err.message);
+}

@@ -1,0 +1,87 @@
+//! The SQLite schema and its versioning.
+//!
+//! The `audit` table is read directly with SQL by the `audit` tool agent, so its table and column
+//! names are an interface: change them only with a migration and a matching change to that agent.
+
+use crate::sqlite::db_error;
+use rusqlite::{Connection, TransactionBehavior};
+use switchboard_core::{Error, Result};
+
+/// The schema version this build writes, stored in `PRAGMA user_version`. A database stamped
+/// with a newer version is refused rather than written with an outdated layout.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Version 1: audit rows, spans and thread turns.
+const SCHEMA_V1: &str = "
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    request_id TEXT NOT NULL,
+    span_id TEXT NOT NULL,
+    ts_unix_ms INTEGER NOT NULL,
+    caller_email TEXT NOT NULL,
+    caller_roles TEXT NOT NULL,
+    acting_for TEXT,
+    principal TEXT NOT NULL,
+    credential_mode TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    hop TEXT NOT NULL,
+    target TEXT NOT NULL,
+    decision TEXT NOT NULL,
+    reason TEXT,
+    duration_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_request_id ON audit (request_id);
+CREATE INDEX IF NOT EXISTS audit_ts_unix_ms ON audit (ts_unix_ms);
+
+CREATE TABLE IF NOT EXISTS spans (
+    request_id TEXT NOT NULL,
+    trace_id TEXT NOT NULL,
+    span_id TEXT PRIMARY KEY,
+    parent_id TEXT,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    agent TEXT,
+    start_unix_nano INTEGER NOT NULL,
+    end_unix_nano INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    status_message TEXT,
+    attributes TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS spans_request_id ON spans (request_id);
+
+CREATE TABLE IF NOT EXISTS thread_turns (
+    thread_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    request_id TEXT NOT NULL,
+    role TEXT NOT NULL,
+    content TEXT NOT NULL,
+    agent TEXT,
+    created_unix_ms INTEGER NOT NULL,
+    UNIQUE (thread_id, seq)
+);
+";
+
+/// Brings the database up to [`SCHEMA_VERSION`]. Runs in an IMMEDIATE transaction so two
+/// processes opening a fresh file at once serialise instead of interleaving DDL.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| db_error("starting the schema migration", &e))?;
+    let current: u32 = tx
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(|e| db_error("reading the schema version", &e))?;
+    if current > SCHEMA_VERSION {
+        return Err(Error::config(format!(
+            "store schema version {current} is newer than this build supports \
+             ({SCHEMA_VERSION}); upgrade switchboard or use another database file"
+        )));
+    }
+    if current < 1 {
+        tx.execute_batch(SCHEMA_V1)
+            .map_err(|e| db_error("creating the schema", &e))?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .map_err(|e| db_error("stamping the schema version", &e))?;
+    tx.commit()
+        .map_err(|e| db_error("committing the schema migration", &e))
+}

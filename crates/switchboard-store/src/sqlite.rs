@@ -1,0 +1,659 @@
+//! The embedded SQLite backend.
+
+use crate::{Store, schema};
+use rusqlite::{CachedStatement, Connection, Row, TransactionBehavior, params};
+use serde::de::DeserializeOwned;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, SendError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use switchboard_core::{
+    AuditRecord, Error, Message, Result, Role, SpanRecord, SpanStatus, TelemetrySink,
+    unix_nanos_now,
+};
+use tokio::runtime::{Handle, RuntimeFlavor};
+use tokio::sync::oneshot;
+
+/// How many spans and audit rows may wait for the writer thread. When the queue is full the
+/// recording call blocks until there is room (backpressure) instead of dropping the row: audit
+/// rows are evidence and must never be lost, and a full queue means the disk is the bottleneck,
+/// which slowing callers down is the honest answer to.
+pub const QUEUE_CAPACITY: usize = 8192;
+
+/// The most rows one transaction carries: large enough to amortise the commit's fsync, small
+/// enough that a flush waiting behind a burst is not held up for long.
+const MAX_BATCH: usize = 1024;
+
+/// How long a statement waits for another connection's (or process's) write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often the writer tries a failing batch before giving up on it.
+const WRITE_ATTEMPTS: u32 = 5;
+
+/// The pause before retry `n` is `n` times this.
+const RETRY_BACKOFF: Duration = Duration::from_millis(100);
+
+const INSERT_SPAN: &str = "INSERT INTO spans (request_id, trace_id, span_id, parent_id, name, \
+     kind, agent, start_unix_nano, end_unix_nano, status, status_message, attributes) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
+
+const INSERT_AUDIT: &str = "INSERT INTO audit (request_id, span_id, ts_unix_ms, caller_email, \
+     caller_roles, acting_for, principal, credential_mode, agent, hop, target, decision, reason, \
+     duration_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
+
+const SELECT_SPANS: &str = "SELECT request_id, trace_id, span_id, parent_id, name, kind, agent, \
+     start_unix_nano, end_unix_nano, status, status_message, attributes FROM spans \
+     WHERE request_id = ?1 ORDER BY start_unix_nano, rowid";
+
+const AUDIT_COLUMNS: &str = "request_id, span_id, ts_unix_ms, caller_email, caller_roles, \
+     acting_for, principal, credential_mode, agent, hop, target, decision, reason, duration_ms";
+
+/// A row waiting for the writer. Boxed so the preallocated queue slots stay small.
+enum Record {
+    Span(Box<SpanRecord>),
+    Audit(Box<AuditRecord>),
+}
+
+/// What travels on the writer queue.
+enum Command {
+    Record(Record),
+    /// Acknowledged once everything queued before it is committed; the queue is FIFO, so that is
+    /// exactly the guarantee [`Store::flush`] promises.
+    Flush(oneshot::Sender<()>),
+}
+
+/// SQLite-backed [`Store`]. Several handles, in one process or several (the CLI and a server),
+/// may share one file: WAL mode lets readers proceed during writes and `busy_timeout` serialises
+/// writers.
+///
+/// Spans and audit rows go through a bounded queue ([`QUEUE_CAPACITY`]) to one writer thread that
+/// batches them into transactions; when the queue is full, recording blocks (on a multi-threaded
+/// Tokio runtime via `block_in_place`) rather than dropping rows. Reads and thread turns use a
+/// separate connection on Tokio's blocking pool.
+///
+/// Dropping the store closes the queue and waits for the writer to drain it, so rows recorded
+/// before the drop are on disk once the drop returns.
+pub struct SqliteStore {
+    path: PathBuf,
+    /// `None` only while dropping, so the writer sees the queue close before it is joined.
+    queue: Option<SyncSender<Command>>,
+    writer: Option<JoinHandle<()>>,
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and its parent directories, applies the
+    /// schema, and starts the writer thread.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                Error::config(format!(
+                    "store: cannot create directory {}: {e}",
+                    parent.display()
+                ))
+            })?;
+        }
+        let mut writer_conn = open_connection(path)?;
+        schema::migrate(&mut writer_conn)?;
+        let conn = open_connection(path)?;
+
+        let (queue, rx) = mpsc::sync_channel(QUEUE_CAPACITY);
+        let writer = std::thread::Builder::new()
+            .name("switchboard-store-writer".into())
+            .spawn(move || run_writer(writer_conn, rx))
+            .map_err(|e| Error::internal(format!("store: cannot start the writer thread: {e}")))?;
+
+        Ok(Self {
+            path: path.to_path_buf(),
+            queue: Some(queue),
+            writer: Some(writer),
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn enqueue(&self, record: Record) {
+        let Some(queue) = &self.queue else {
+            return;
+        };
+        let sent = match queue.try_send(Command::Record(record)) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(cmd)) => {
+                tracing::debug!("store: telemetry queue full, applying backpressure");
+                send_blocking(queue, cmd)
+            }
+            Err(TrySendError::Disconnected(cmd)) => Err(SendError(cmd)),
+        };
+        if sent.is_err() {
+            writer_gone();
+        }
+    }
+
+    /// Runs `f` with the foreground connection on the blocking pool, keeping disk I/O off the
+    /// async workers.
+    async fn with_conn<T, F>(&self, op: &'static str, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            // A panic while holding the lock cannot leave a transaction open (rusqlite rolls back
+            // on drop), so the connection is still usable.
+            let mut guard = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&mut guard).map_err(|e| db_error(op, &e))
+        })
+        .await
+        .map_err(|_| {
+            Error::internal(format!(
+                "store: {op} failed: the blocking task did not finish"
+            ))
+        })?
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        // Closing the queue lets the writer drain what is left and exit; joining it makes the end
+        // of the drop a point at which every recorded row is on disk.
+        drop(self.queue.take());
+        if let Some(writer) = self.writer.take() {
+            if writer.join().is_err() {
+                tracing::error!("store: the writer thread panicked");
+            }
+        }
+    }
+}
+
+impl TelemetrySink for SqliteStore {
+    fn span(&self, span: SpanRecord) {
+        self.enqueue(Record::Span(Box::new(span)));
+    }
+
+    fn audit(&self, record: AuditRecord) {
+        self.enqueue(Record::Audit(Box::new(record)));
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn spans(&self, request_id: &str) -> Result<Vec<SpanRecord>> {
+        let request_id = request_id.to_owned();
+        self.with_conn("reading spans", move |conn| {
+            let mut stmt = conn.prepare_cached(SELECT_SPANS)?;
+            let rows = stmt.query_map([request_id], span_from_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn recent_audit(&self, limit: usize) -> Result<Vec<AuditRecord>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with_conn("reading recent audit rows", move |conn| {
+            let sql = format!(
+                "SELECT {AUDIT_COLUMNS} FROM audit ORDER BY ts_unix_ms DESC, id DESC LIMIT ?1"
+            );
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map([limit], audit_from_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn audit_for_request(&self, request_id: &str) -> Result<Vec<AuditRecord>> {
+        let request_id = request_id.to_owned();
+        self.with_conn("reading audit rows of a request", move |conn| {
+            let sql = format!(
+                "SELECT {AUDIT_COLUMNS} FROM audit WHERE request_id = ?1 ORDER BY ts_unix_ms, id"
+            );
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map([request_id], audit_from_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn append_turn(
+        &self,
+        thread_id: &str,
+        request_id: &str,
+        message: &Message,
+    ) -> Result<()> {
+        let thread_id = thread_id.to_owned();
+        let request_id = request_id.to_owned();
+        let message = message.clone();
+        let created_unix_ms = unix_nanos_now() / 1_000_000;
+        self.with_conn("appending a thread turn", move |conn| {
+            // IMMEDIATE takes the write lock before reading MAX(seq), so two processes appending
+            // to one thread cannot pick the same sequence number.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let seq: i64 = tx.query_row(
+                "SELECT COALESCE(MAX(seq) + 1, 0) FROM thread_turns WHERE thread_id = ?1",
+                [&thread_id],
+                |row| row.get(0),
+            )?;
+            tx.execute(
+                "INSERT INTO thread_turns (thread_id, seq, request_id, role, content, agent, \
+                 created_unix_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    thread_id,
+                    seq,
+                    request_id,
+                    role_name(message.role),
+                    message.content,
+                    message.agent,
+                    to_i64(created_unix_ms)?,
+                ],
+            )?;
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn thread(&self, thread_id: &str) -> Result<Vec<Message>> {
+        let thread_id = thread_id.to_owned();
+        self.with_conn("reading a thread", move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT role, content, agent FROM thread_turns WHERE thread_id = ?1 ORDER BY seq",
+            )?;
+            let rows = stmt.query_map([thread_id], |row| {
+                Ok(Message {
+                    role: enum_col(row, 0)?,
+                    content: row.get(1)?,
+                    agent: row.get(2)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn flush(&self) {
+        let Some(queue) = self.queue.clone() else {
+            return;
+        };
+        let (ack, done) = oneshot::channel();
+        let sent = match queue.try_send(Command::Flush(ack)) {
+            Ok(()) => true,
+            // A full queue would block this async task's worker; wait on the blocking pool.
+            Err(TrySendError::Full(cmd)) => tokio::task::spawn_blocking(move || queue.send(cmd))
+                .await
+                .is_ok_and(|sent| sent.is_ok()),
+            Err(TrySendError::Disconnected(_)) => false,
+        };
+        // The writer drops the acknowledgement unsent only if it died.
+        if !sent || done.await.is_err() {
+            writer_gone();
+        }
+    }
+
+    async fn health(&self) -> Result<()> {
+        if self.writer.as_ref().is_none_or(JoinHandle::is_finished) {
+            return Err(Error::internal(
+                "store: health check failed: the writer thread has stopped",
+            ));
+        }
+        self.with_conn("health check", |conn| {
+            conn.query_row("SELECT 1", [], |row| row.get::<_, i64>(0))
+        })
+        .await
+        .map(drop)
+    }
+}
+
+/// Opens one connection configured for sharing the file with other connections and processes.
+fn open_connection(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path).map_err(|e| {
+        Error::internal(format!(
+            "store: opening {} failed: {}",
+            path.display(),
+            describe(&e)
+        ))
+    })?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| db_error("setting busy_timeout", &e))?;
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))
+        .map_err(|e| db_error("enabling WAL mode", &e))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        // Some filesystems (network mounts) refuse WAL; the store still works, but a reader can
+        // then be blocked by a writer, so make the degradation visible.
+        tracing::warn!(journal_mode = %mode, "store: WAL mode unavailable; concurrent access will be slower");
+    }
+    // FULL makes every committed batch survive power loss, not just a process crash: audit rows
+    // are evidence, and batching keeps the fsync cost per row small.
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(|e| db_error("setting synchronous mode", &e))?;
+    Ok(conn)
+}
+
+/// The writer thread: batches queued rows into transactions until every sender is gone.
+fn run_writer(mut conn: Connection, queue: Receiver<Command>) {
+    let mut batch: Vec<Record> = Vec::with_capacity(MAX_BATCH);
+    let mut acks: Vec<oneshot::Sender<()>> = Vec::new();
+    // `recv` fails only once every sender is gone *and* the queue is empty, so closing the queue
+    // drains it rather than discarding rows.
+    while let Ok(first) = queue.recv() {
+        let mut next = Some(first);
+        while let Some(cmd) = next {
+            match cmd {
+                Command::Record(record) => batch.push(record),
+                Command::Flush(ack) => acks.push(ack),
+            }
+            next = if batch.len() < MAX_BATCH {
+                queue.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        if !batch.is_empty() {
+            write_with_retry(&mut conn, &batch);
+            batch.clear();
+        }
+        for ack in acks.drain(..) {
+            // The flusher may have been cancelled; nobody left to tell.
+            let _ = ack.send(());
+        }
+    }
+}
+
+fn write_with_retry(conn: &mut Connection, batch: &[Record]) {
+    for attempt in 1..=WRITE_ATTEMPTS {
+        match write_batch(conn, batch) {
+            Ok(0) => return,
+            Ok(skipped) => {
+                tracing::warn!(
+                    skipped,
+                    "store: skipped telemetry rows that could not be inserted"
+                );
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(
+                    attempt,
+                    rows = batch.len(),
+                    error = %describe(&e),
+                    "store: writing a telemetry batch failed"
+                );
+                if attempt < WRITE_ATTEMPTS {
+                    std::thread::sleep(RETRY_BACKOFF * attempt);
+                }
+            }
+        }
+    }
+    tracing::error!(
+        rows = batch.len(),
+        "store: gave up writing a telemetry batch"
+    );
+}
+
+/// Writes one batch in a transaction and returns how many rows were skipped. A row that violates
+/// a constraint is skipped (SQLite rolls back only that statement) so one bad row cannot sink its
+/// neighbours; an error that aborts the transaction fails the whole batch for a retry.
+fn write_batch(conn: &mut Connection, batch: &[Record]) -> rusqlite::Result<usize> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut skipped = 0;
+    {
+        let mut spans = tx.prepare_cached(INSERT_SPAN)?;
+        let mut audit = tx.prepare_cached(INSERT_AUDIT)?;
+        for record in batch {
+            let inserted = match record {
+                Record::Span(span) => insert_span(&mut spans, span),
+                Record::Audit(row) => insert_audit(&mut audit, row),
+            };
+            if let Err(e) = inserted {
+                if tx.is_autocommit() {
+                    return Err(e);
+                }
+                tracing::warn!(error = %describe(&e), "store: telemetry row rejected");
+                skipped += 1;
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(skipped)
+}
+
+fn insert_span(stmt: &mut CachedStatement<'_>, span: &SpanRecord) -> rusqlite::Result<()> {
+    let attributes = serde_json::to_string(&span.attributes)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    stmt.execute(params![
+        span.request_id,
+        span.trace_id,
+        span.span_id,
+        span.parent_id,
+        span.name,
+        span.kind.as_str(),
+        span.agent,
+        to_i64(span.start_unix_nano)?,
+        to_i64(span.end_unix_nano)?,
+        status_name(span.status),
+        span.status_message,
+        attributes,
+    ])
+    .map(drop)
+}
+
+fn insert_audit(stmt: &mut CachedStatement<'_>, row: &AuditRecord) -> rusqlite::Result<()> {
+    stmt.execute(params![
+        row.request_id,
+        row.span_id,
+        to_i64(row.ts_unix_ms)?,
+        row.caller_email,
+        row.caller_roles,
+        row.acting_for,
+        row.principal,
+        row.credential_mode,
+        row.agent,
+        row.hop.as_str(),
+        row.target,
+        row.decision.as_str(),
+        row.reason,
+        to_i64(row.duration_ms)?,
+    ])
+    .map(drop)
+}
+
+fn span_from_row(row: &Row<'_>) -> rusqlite::Result<SpanRecord> {
+    let attributes: String = row.get(11)?;
+    Ok(SpanRecord {
+        request_id: row.get(0)?,
+        trace_id: row.get(1)?,
+        span_id: row.get(2)?,
+        parent_id: row.get(3)?,
+        name: row.get(4)?,
+        kind: enum_col(row, 5)?,
+        agent: row.get(6)?,
+        start_unix_nano: u64_col(row, 7)?,
+        end_unix_nano: u64_col(row, 8)?,
+        status: enum_col(row, 9)?,
+        status_message: row.get(10)?,
+        attributes: serde_json::from_str(&attributes).map_err(|_| undecodable(11))?,
+    })
+}
+
+fn audit_from_row(row: &Row<'_>) -> rusqlite::Result<AuditRecord> {
+    Ok(AuditRecord {
+        request_id: row.get(0)?,
+        span_id: row.get(1)?,
+        ts_unix_ms: u64_col(row, 2)?,
+        caller_email: row.get(3)?,
+        caller_roles: row.get(4)?,
+        acting_for: row.get(5)?,
+        principal: row.get(6)?,
+        credential_mode: row.get(7)?,
+        agent: row.get(8)?,
+        hop: enum_col(row, 9)?,
+        target: row.get(10)?,
+        decision: enum_col(row, 11)?,
+        reason: row.get(12)?,
+        duration_ms: u64_col(row, 13)?,
+    })
+}
+
+/// Reads a core enum stored under its serde name. The core types' serde names are the same
+/// strings as their `as_str`, so this needs no second hand-written table that could drift.
+fn enum_col<T: DeserializeOwned>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T> {
+    let name: String = row.get(idx)?;
+    serde_json::from_value(serde_json::Value::String(name)).map_err(|_| undecodable(idx))
+}
+
+/// SQLite integers are signed; times and durations beyond `i64::MAX` are rejected rather than
+/// wrapped into negative numbers.
+fn to_i64(value: u64) -> rusqlite::Result<i64> {
+    i64::try_from(value).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+fn u64_col(row: &Row<'_>, idx: usize) -> rusqlite::Result<u64> {
+    let value: i64 = row.get(idx)?;
+    u64::try_from(value).map_err(|_| undecodable(idx))
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::System => "system",
+        Role::User => "user",
+        Role::Assistant => "assistant",
+        Role::Tool => "tool",
+    }
+}
+
+fn status_name(status: SpanStatus) -> &'static str {
+    match status {
+        SpanStatus::Ok => "ok",
+        SpanStatus::Error => "error",
+    }
+}
+
+/// A decoding failure that deliberately carries no stored value.
+#[derive(Debug)]
+struct Undecodable;
+
+impl fmt::Display for Undecodable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("stored value could not be decoded")
+    }
+}
+
+impl std::error::Error for Undecodable {}
+
+fn undecodable(idx: usize) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        idx,
+        rusqlite::types::Type::Text,
+        Box::new(Undecodable),
+    )
+}
+
+/// Blocks until `cmd` fits in the queue. On a multi-threaded runtime `block_in_place` hands this
+/// worker's other tasks to another thread first, so backpressure slows the caller, not every task
+/// sharing its worker.
+fn send_blocking(queue: &SyncSender<Command>, cmd: Command) -> Result<(), SendError<Command>> {
+    let multi_thread =
+        Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
+    if multi_thread {
+        tokio::task::block_in_place(|| queue.send(cmd))
+    } else {
+        queue.send(cmd)
+    }
+}
+
+fn writer_gone() {
+    tracing::error!("store: the writer thread has stopped; telemetry was not persisted");
+}
+
+/// A description of a SQLite failure that never includes a bound or stored value: SQLite's own
+/// messages name tables, columns and constraints, and client-side errors are reduced to the
+/// column index.
+fn describe(e: &rusqlite::Error) -> String {
+    use rusqlite::Error as E;
+    match e {
+        E::SqliteFailure(err, Some(msg)) => format!("{:?}: {msg}", err.code),
+        E::SqliteFailure(err, None) => format!("{:?}", err.code),
+        E::FromSqlConversionFailure(idx, ..)
+        | E::InvalidColumnType(idx, ..)
+        | E::IntegralValueOutOfRange(idx, _)
+        | E::Utf8Error(idx, _) => format!("column {idx} holds a value of an unexpected type"),
+        E::ToSqlConversionFailure(_) => "a value could not be encoded for SQLite".into(),
+        E::QueryReturnedNoRows => "the query returned no rows".into(),
+        _ => "unexpected SQLite client error".into(),
+    }
+}
+
+/// Maps a SQLite failure to an internal error naming the operation, e.g. `store: reading spans
+/// failed: DatabaseBusy: database is locked`.
+pub(crate) fn db_error(op: &str, e: &rusqlite::Error) -> Error {
+    Error::internal(format!("store: {op} failed: {}", describe(e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_core::{AuditDecision, HopKind, SpanKind};
+
+    fn round_trip<T: DeserializeOwned>(name: &str) -> Option<T> {
+        serde_json::from_value(serde_json::Value::String(name.into())).ok()
+    }
+
+    /// The writer stores `as_str` names and the reader parses serde names; they must agree for
+    /// every variant or a row written today becomes unreadable.
+    #[test]
+    fn stored_names_parse_back_for_every_variant() {
+        for hop in [
+            HopKind::Agent,
+            HopKind::Tool,
+            HopKind::Llm,
+            HopKind::Sql,
+            HopKind::Http,
+            HopKind::Mcp,
+            HopKind::Retrieval,
+        ] {
+            assert_eq!(round_trip::<HopKind>(hop.as_str()), Some(hop));
+        }
+        for d in [
+            AuditDecision::Allowed,
+            AuditDecision::AccessDenied,
+            AuditDecision::Error,
+        ] {
+            assert_eq!(round_trip::<AuditDecision>(d.as_str()), Some(d));
+        }
+        for k in [
+            SpanKind::Agent,
+            SpanKind::Tool,
+            SpanKind::Llm,
+            SpanKind::Retriever,
+            SpanKind::Chain,
+        ] {
+            assert_eq!(round_trip::<SpanKind>(k.as_str()), Some(k));
+        }
+        for s in [SpanStatus::Ok, SpanStatus::Error] {
+            assert_eq!(round_trip::<SpanStatus>(status_name(s)), Some(s));
+        }
+        for r in [Role::System, Role::User, Role::Assistant, Role::Tool] {
+            assert_eq!(round_trip::<Role>(role_name(r)), Some(r));
+        }
+        assert_eq!(round_trip::<HopKind>("bogus"), None);
+    }
+
+    #[test]
+    fn error_descriptions_omit_values() {
+        let e = rusqlite::Error::IntegralValueOutOfRange(3, 123_456_789);
+        let msg = db_error("reading spans", &e).message;
+        assert!(msg.starts_with("store: reading spans failed"));
+        assert!(!msg.contains("123456789"), "{msg}");
+    }
+}

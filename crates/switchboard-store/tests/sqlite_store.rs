@@ -1,0 +1,377 @@
+//! Behaviour of `SqliteStore` against real database files.
+
+use rusqlite::Connection;
+use std::path::Path;
+use std::sync::Arc;
+use switchboard_core::{
+    AuditDecision, AuditRecord, ErrorKind, HopKind, Message, Role, SpanKind, SpanRecord,
+    SpanStatus, TelemetrySink,
+};
+use switchboard_store::{QUEUE_CAPACITY, SCHEMA_VERSION, SqliteStore, Store};
+
+fn audit_row(request_id: &str, n: u64) -> AuditRecord {
+    AuditRecord {
+        request_id: request_id.into(),
+        span_id: format!("span-{n}"),
+        ts_unix_ms: 1_700_000_000_000 + n,
+        caller_email: "alice@example.com".into(),
+        caller_roles: "sales,admin".into(),
+        acting_for: (n % 2 == 0).then(|| "bob@example.com".into()),
+        principal: "alice@example.com".into(),
+        credential_mode: "obo".into(),
+        agent: "sales".into(),
+        hop: HopKind::Sql,
+        target: "main.sales.deals".into(),
+        decision: if n % 3 == 0 {
+            AuditDecision::AccessDenied
+        } else {
+            AuditDecision::Allowed
+        },
+        reason: (n % 3 == 0).then(|| "policy: sales only".into()),
+        duration_ms: n * 2,
+    }
+}
+
+fn span(request_id: &str, id: &str, parent: Option<&str>, start: u64) -> SpanRecord {
+    let mut attributes = serde_json::Map::new();
+    attributes.insert("gen_ai.agent.name".into(), "sales".into());
+    attributes.insert("switchboard.hop".into(), serde_json::json!({"n": start}));
+    SpanRecord {
+        request_id: request_id.into(),
+        trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+        span_id: id.into(),
+        parent_id: parent.map(Into::into),
+        name: format!("execute_tool {id}"),
+        kind: SpanKind::Tool,
+        agent: Some("sales".into()),
+        start_unix_nano: start,
+        end_unix_nano: start + 500,
+        status: if start % 2 == 0 {
+            SpanStatus::Ok
+        } else {
+            SpanStatus::Error
+        },
+        status_message: (start % 2 == 1).then(|| "denied".into()),
+        attributes,
+    }
+}
+
+/// Counts rows through an independent connection, as the `audit` agent or another process would.
+fn count(path: &Path, table: &str) -> i64 {
+    let conn = Connection::open(path).unwrap();
+    conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn spans_and_audit_round_trip_through_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/dir/switchboard.db");
+    let store = SqliteStore::open(&path).unwrap();
+    store.health().await.unwrap();
+
+    // Out of start order on purpose: reads must sort by start time, not insertion.
+    let spans = vec![
+        span("req-1", "c", Some("a"), 300),
+        span("req-1", "a", None, 100),
+        span("req-1", "b", Some("a"), 201),
+        span("req-2", "z", None, 50),
+    ];
+    for s in &spans {
+        store.span(s.clone());
+    }
+    let rows: Vec<_> = (1..=4).map(|n| audit_row("req-1", n)).collect();
+    for r in &rows {
+        store.audit(r.clone());
+    }
+    store.audit(audit_row("req-2", 9));
+    store.flush().await;
+
+    let got = store.spans("req-1").await.unwrap();
+    assert_eq!(
+        got,
+        vec![spans[1].clone(), spans[2].clone(), spans[0].clone()]
+    );
+    assert_eq!(store.spans("req-2").await.unwrap(), vec![spans[3].clone()]);
+    assert!(store.spans("nope").await.unwrap().is_empty());
+
+    assert_eq!(store.audit_for_request("req-1").await.unwrap(), rows);
+
+    let recent = store.recent_audit(3).await.unwrap();
+    let recent_ts: Vec<u64> = recent.iter().map(|r| r.ts_unix_ms).collect();
+    let base = 1_700_000_000_000;
+    assert_eq!(recent_ts, vec![base + 9, base + 4, base + 3]);
+    assert_eq!(recent[0].request_id, "req-2");
+    assert!(store.recent_audit(0).await.unwrap().is_empty());
+    assert_eq!(store.recent_audit(usize::MAX).await.unwrap().len(), 5);
+}
+
+#[tokio::test]
+async fn audit_table_keeps_the_documented_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let store = SqliteStore::open(&path).unwrap();
+    store.audit(audit_row("req-1", 3));
+    store.flush().await;
+
+    let conn = Connection::open(&path).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT name FROM pragma_table_info('audit')")
+        .unwrap();
+    let cols: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        cols,
+        [
+            "id",
+            "request_id",
+            "span_id",
+            "ts_unix_ms",
+            "caller_email",
+            "caller_roles",
+            "acting_for",
+            "principal",
+            "credential_mode",
+            "agent",
+            "hop",
+            "target",
+            "decision",
+            "reason",
+            "duration_ms"
+        ]
+    );
+    // The audit agent filters on these raw strings.
+    let (hop, decision, mode): (String, String, String) = conn
+        .query_row(
+            "SELECT hop, decision, journal_mode FROM audit, pragma_journal_mode",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!((hop.as_str(), decision.as_str()), ("sql", "access_denied"));
+    assert_eq!(mode, "wal");
+    let version: u32 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+}
+
+#[tokio::test]
+async fn thread_turns_round_trip_with_agent_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+    let turns = vec![
+        Message::system("be brief"),
+        Message::user("how is the Acme deal?"),
+        Message::assistant("Stage 3, $120k.", Some("sales".into())),
+        Message {
+            role: Role::Tool,
+            content: "{\"rows\": 1}".into(),
+            agent: Some("deal_desk".into()),
+        },
+        Message::assistant("No agent here.", None),
+    ];
+    for (i, t) in turns.iter().enumerate() {
+        store
+            .append_turn("thread-1", &format!("req-{i}"), t)
+            .await
+            .unwrap();
+    }
+    store
+        .append_turn("thread-2", "req-x", &Message::user("other"))
+        .await
+        .unwrap();
+
+    assert_eq!(store.thread("thread-1").await.unwrap(), turns);
+    assert_eq!(
+        store.thread("thread-2").await.unwrap(),
+        vec![Message::user("other")]
+    );
+    assert!(store.thread("missing").await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_handles_on_one_file_see_each_others_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    let cli = Arc::new(SqliteStore::open(&path).unwrap());
+    let server = Arc::new(SqliteStore::open(&path).unwrap());
+
+    cli.audit(audit_row("from-cli", 1));
+    cli.span(span("from-cli", "cli-span", None, 10));
+    cli.flush().await;
+    assert_eq!(
+        server.audit_for_request("from-cli").await.unwrap(),
+        vec![audit_row("from-cli", 1)]
+    );
+    assert_eq!(server.spans("from-cli").await.unwrap().len(), 1);
+
+    // Concurrent writers on both handles, plus interleaved thread appends.
+    let mut tasks = Vec::new();
+    for (h, store) in [cli.clone(), server.clone()].into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            for n in 0..500 {
+                store.audit(audit_row("both", n));
+                if n % 100 == 0 {
+                    let msg = Message::assistant(format!("h{h} n{n}"), Some(format!("agent{h}")));
+                    store.append_turn("shared", "both", &msg).await.unwrap();
+                }
+            }
+            store.flush().await;
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(cli.audit_for_request("both").await.unwrap().len(), 1000);
+    assert_eq!(server.audit_for_request("both").await.unwrap().len(), 1000);
+    let thread = cli.thread("shared").await.unwrap();
+    assert_eq!(thread.len(), 10);
+    assert_eq!(server.thread("shared").await.unwrap(), thread);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn burst_from_many_tasks_loses_nothing() {
+    const TASKS: u64 = 40;
+    const PER_TASK: u64 = 500;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("burst.db");
+    let store = Arc::new(SqliteStore::open(&path).unwrap());
+    // More than the queue holds, so backpressure (not dropping) must kick in.
+    assert!((TASKS * PER_TASK) as usize > 2 * QUEUE_CAPACITY);
+
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|t| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for n in 0..PER_TASK {
+                    store.audit(audit_row(&format!("burst-{t}"), n));
+                    if n % 50 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    store.flush().await;
+
+    assert_eq!(count(&path, "audit"), (TASKS * PER_TASK) as i64);
+    assert_eq!(
+        store.audit_for_request("burst-7").await.unwrap().len(),
+        PER_TASK as usize
+    );
+    let distinct: i64 = Connection::open(&path)
+        .unwrap()
+        .query_row("SELECT COUNT(DISTINCT request_id) FROM audit", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(distinct, TASKS as i64);
+}
+
+/// On a current-thread runtime `block_in_place` is unavailable; a full queue must still block
+/// (the writer is a plain thread) rather than drop or panic.
+#[tokio::test]
+async fn backpressure_on_current_thread_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ct.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let total = QUEUE_CAPACITY + 3000;
+    for n in 0..total {
+        store.audit(audit_row("ct", n as u64));
+    }
+    store.flush().await;
+    assert_eq!(count(&path, "audit"), total as i64);
+}
+
+#[tokio::test]
+async fn flush_waits_for_rows_to_be_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flush.db");
+    let store = SqliteStore::open(&path).unwrap();
+    for round in 1..=3u64 {
+        for n in 0..3000 {
+            store.audit(audit_row("flush", n));
+        }
+        for n in 0..200 {
+            store.span(span("flush", &format!("s{round}-{n}"), None, n));
+        }
+        store.flush().await;
+        // Checked through an independent connection right after flush returns.
+        assert_eq!(count(&path, "audit"), (round * 3000) as i64);
+        assert_eq!(count(&path, "spans"), (round * 200) as i64);
+    }
+}
+
+#[tokio::test]
+async fn drop_drains_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("drop.db");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        for n in 0..2000 {
+            store.audit(audit_row("drop", n));
+        }
+    }
+    assert_eq!(count(&path, "audit"), 2000);
+    let reopened = SqliteStore::open(&path).unwrap();
+    assert_eq!(
+        reopened.audit_for_request("drop").await.unwrap().len(),
+        2000
+    );
+}
+
+#[tokio::test]
+async fn a_rejected_row_does_not_sink_its_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dup.db");
+    let store = SqliteStore::open(&path).unwrap();
+    store.span(span("dup", "same", None, 1));
+    store.span(span("dup", "same", None, 2)); // primary key violation
+    store.span(span("dup", "other", None, 3));
+    store.audit(audit_row("dup", 1));
+    store.flush().await;
+    let spans = store.spans("dup").await.unwrap();
+    let ids: Vec<&str> = spans.iter().map(|s| s.span_id.as_str()).collect();
+    assert_eq!(ids, ["same", "other"]);
+    assert_eq!(spans[0].start_unix_nano, 1);
+    assert_eq!(count(&path, "audit"), 1);
+}
+
+#[tokio::test]
+async fn newer_schema_is_refused_and_bad_paths_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("future.db");
+    drop(SqliteStore::open(&path).unwrap());
+    Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+        .unwrap();
+    let err = SqliteStore::open(&path).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Config);
+    assert!(err.message.contains("newer"), "{}", err.message);
+
+    // A parent "directory" that is a file.
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, b"x").unwrap();
+    let err = SqliteStore::open(&file.join("s.db")).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Config);
+}
+
+#[tokio::test]
+async fn stores_work_behind_trait_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let concrete = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
+    let store: Arc<dyn Store> = concrete.clone();
+    let sink: Arc<dyn TelemetrySink> = concrete;
+    sink.audit(audit_row("dyn", 1));
+    store.flush().await;
+    assert_eq!(store.audit_for_request("dyn").await.unwrap().len(), 1);
+    store.health().await.unwrap();
+}
