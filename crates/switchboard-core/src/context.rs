@@ -21,8 +21,7 @@ impl RequestId {
     pub fn parse(s: &str) -> Option<Self> {
         let ok = !s.is_empty()
             && s.len() <= 128
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
         ok.then(|| Self(s.into()))
     }
     /// The id as text.
@@ -55,31 +54,21 @@ pub struct TraceContext {
 impl TraceContext {
     /// A new root trace with a random id.
     pub fn new_root() -> Self {
-        Self {
-            trace_id: TraceId::from_bytes(rand::random()),
-            parent_span_id: SpanId::INVALID,
-        }
+        Self { trace_id: TraceId::from_bytes(rand::random()), parent_span_id: SpanId::INVALID }
     }
 
     /// Parses a W3C `traceparent` header (`00-<trace>-<span>-<flags>`).
     pub fn from_traceparent(header: &str) -> Option<Self> {
         let mut parts = header.trim().split('-');
-        let (version, trace, span, flags) =
-            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        if version.len() != 2
-            || version == "ff"
-            || trace.len() != 32
-            || span.len() != 16
-            || flags.len() != 2
+        let (version, trace, span, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        if version.len() != 2 || version == "ff" || trace.len() != 32 || span.len() != 16 || flags.len() != 2
         {
             return None;
         }
         let trace_id = TraceId::from_hex(trace).ok()?;
         let parent_span_id = SpanId::from_hex(span).ok()?;
-        (trace_id != TraceId::INVALID && parent_span_id != SpanId::INVALID).then_some(Self {
-            trace_id,
-            parent_span_id,
-        })
+        (trace_id != TraceId::INVALID && parent_span_id != SpanId::INVALID)
+            .then_some(Self { trace_id, parent_span_id })
     }
 
     /// The `traceparent` header value naming `span` as the parent.
@@ -173,9 +162,7 @@ mod tests {
         assert_eq!(parsed.trace_id, root.trace_id);
         assert_eq!(parsed.parent_span_id, span);
         assert!(TraceContext::from_traceparent("00-0000-11-01").is_none());
-        assert!(
-            TraceContext::from_traceparent(&format!("00-{}-{}-01", "0".repeat(32), span)).is_none()
-        );
+        assert!(TraceContext::from_traceparent(&format!("00-{}-{}-01", "0".repeat(32), span)).is_none());
     }
 
     #[test]

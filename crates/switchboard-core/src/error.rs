@@ -81,11 +81,7 @@ pub struct Error {
 impl Error {
     /// An error of `kind` with `message`.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            message: message.into(),
-            retry_after: None,
-        }
+        Self { kind, message: message.into(), retry_after: None }
     }
     /// 400.
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -97,10 +93,7 @@ impl Error {
     }
     /// 403 for an obo hop whose caller token lacks declared scopes.
     pub fn missing_scopes(scopes: &[String]) -> Self {
-        Self::new(
-            ErrorKind::Denied,
-            format!("required scopes: {}", scopes.join(" ")),
-        )
+        Self::new(ErrorKind::Denied, format!("required scopes: {}", scopes.join(" ")))
     }
     /// 404.
     pub fn not_found(message: impl Into<String>) -> Self {
@@ -128,9 +121,6 @@ impl Error {
     }
     /// 429 with a retry hint.
     pub fn rate_limited(message: impl Into<String>, retry_after: Duration) -> Self {
-        Self {
-            retry_after: Some(retry_after),
-            ..Self::new(ErrorKind::RateLimited, message)
-        }
+        Self { retry_after: Some(retry_after), ..Self::new(ErrorKind::RateLimited, message) }
     }
 }

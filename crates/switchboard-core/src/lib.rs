@@ -18,16 +18,13 @@ mod telemetry;
 pub use agent::{Agent, AgentInput, AgentKind, AgentOutput, AgentSpec, Citation, MAX_AGENTS};
 pub use caller::{AuthMethod, Caller};
 pub use context::{RequestId, RunContext, TraceContext};
-pub use credential::{
-    Credential, CredentialMode, CredentialSpec, Principal, PrincipalKind, SecretRef,
-};
+pub use credential::{Credential, CredentialMode, CredentialSpec, Principal, PrincipalKind, SecretRef};
 pub use error::{Error, ErrorKind};
 pub use message::{Message, Role};
 pub use router::{RouteDecision, RoutedCall, Router};
 pub use secret::Secret;
 pub use telemetry::{
-    AuditDecision, AuditRecord, HopKind, SpanKind, SpanRecord, SpanStatus, TelemetrySink,
-    unix_nanos_now,
+    AuditDecision, AuditRecord, HopKind, SpanKind, SpanRecord, SpanStatus, TelemetrySink, unix_nanos_now,
 };
 
 /// Convenience alias used across the workspace.

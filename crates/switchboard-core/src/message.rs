@@ -29,26 +29,14 @@ pub struct Message {
 impl Message {
     /// A user message.
     pub fn user(content: impl Into<String>) -> Self {
-        Self {
-            role: Role::User,
-            content: content.into(),
-            agent: None,
-        }
+        Self { role: Role::User, content: content.into(), agent: None }
     }
     /// An assistant message, optionally attributed to a sub-agent.
     pub fn assistant(content: impl Into<String>, agent: Option<String>) -> Self {
-        Self {
-            role: Role::Assistant,
-            content: content.into(),
-            agent,
-        }
+        Self { role: Role::Assistant, content: content.into(), agent }
     }
     /// A system message.
     pub fn system(content: impl Into<String>) -> Self {
-        Self {
-            role: Role::System,
-            content: content.into(),
-            agent: None,
-        }
+        Self { role: Role::System, content: content.into(), agent: None }
     }
 }

@@ -35,10 +35,5 @@ pub enum RouteDecision {
 #[async_trait]
 pub trait Router: Send + Sync {
     /// Proposes a route for `question`, given the conversation so far.
-    async fn route(
-        &self,
-        ctx: &RunContext,
-        question: &str,
-        history: &[Message],
-    ) -> Result<RouteDecision>;
+    async fn route(&self, ctx: &RunContext, question: &str, history: &[Message]) -> Result<RouteDecision>;
 }

@@ -5,8 +5,7 @@ use opentelemetry::trace::SpanId;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use switchboard_core::{
-    AgentSpec, Credential, Error, HopKind, Principal, Result, RunContext, TelemetrySink,
-    TraceContext,
+    AgentSpec, Credential, Error, HopKind, Principal, Result, RunContext, TelemetrySink, TraceContext,
 };
 
 /// What a hop calls.
@@ -21,10 +20,7 @@ pub struct HopTarget {
 impl HopTarget {
     /// A hop of `kind` to `name`.
     pub fn new(kind: HopKind, name: impl Into<String>) -> Self {
-        Self {
-            kind,
-            name: name.into(),
-        }
+        Self { kind, name: name.into() }
     }
 }
 
@@ -82,10 +78,7 @@ impl HopGrant {
         let mut rb = self
             .http
             .request(method, url)
-            .header(
-                "traceparent",
-                self.ctx.trace.traceparent(self.ctx.trace.parent_span_id),
-            )
+            .header("traceparent", self.ctx.trace.traceparent(self.ctx.trace.parent_span_id))
             .header("x-request-id", self.ctx.request_id.as_str());
         if let Some(token) = &self.credential.token {
             rb = rb.bearer_auth(token.expose());
@@ -112,16 +105,7 @@ impl Next<'_> {
     pub async fn run(self, hop: &mut HopCall) -> Result<()> {
         match self.layers.split_first() {
             Some((layer, rest)) => {
-                layer
-                    .handle(
-                        hop,
-                        Next {
-                            layers: rest,
-                            call: self.call,
-                            http: self.http,
-                        },
-                    )
-                    .await
+                layer.handle(hop, Next { layers: rest, call: self.call, http: self.http }).await
             }
             None => {
                 let credential = hop
@@ -204,13 +188,7 @@ impl Gateway {
             credential: None,
             attributes: Arc::default(),
         };
-        Next {
-            layers: &self.layers,
-            call: &terminal,
-            http: &self.http,
-        }
-        .run(&mut hop)
-        .await?;
+        Next { layers: &self.layers, call: &terminal, http: &self.http }.run(&mut hop).await?;
         slot.into_inner()
             .ok()
             .flatten()
@@ -219,10 +197,7 @@ impl Gateway {
 
     /// A handle that makes hops for one sub-agent; what a sub-agent is built with.
     pub fn egress(self: &Arc<Self>, agent: Arc<AgentSpec>) -> Egress {
-        Egress {
-            gateway: self.clone(),
-            agent,
-        }
+        Egress { gateway: self.clone(), agent }
     }
 }
 
@@ -271,10 +246,7 @@ impl GatewayBuilder {
         }
         layers.push(Arc::new(layers::Timeout));
         layers.extend(self.extra);
-        Gateway {
-            layers,
-            http: self.http.unwrap_or_default(),
-        }
+        Gateway { layers, http: self.http.unwrap_or_default() }
     }
 }
 

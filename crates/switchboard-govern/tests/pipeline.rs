@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard_core::{
-    AgentKind, AgentSpec, AuditDecision, AuthMethod, Caller, CredentialMode, CredentialSpec, ErrorKind, HopKind,
-    PrincipalKind, RunContext, SecretRef, SpanStatus,
+    AgentKind, AgentSpec, AuditDecision, AuthMethod, Caller, CredentialMode, CredentialSpec, ErrorKind,
+    HopKind, PrincipalKind, RunContext, SecretRef, SpanStatus,
 };
 use switchboard_govern::{Gateway, HopTarget, layers::StandardCredentials};
 use switchboard_store::MemorySink;
@@ -97,9 +97,12 @@ async fn obo_hop_needs_the_declared_scopes() {
     s.credential.scopes = vec!["sql".into(), "genie".into()];
     let agent = Arc::new(s);
     let err = gw
-        .hop(&ctx(caller("alice@example.com", "west_sales")), &agent, HopTarget::new(HopKind::Sql, "deals"), |_| async {
-            Ok(())
-        })
+        .hop(
+            &ctx(caller("alice@example.com", "west_sales")),
+            &agent,
+            HopTarget::new(HopKind::Sql, "deals"),
+            |_| async { Ok(()) },
+        )
         .await
         .expect_err("the caller lacks `genie`");
     assert_eq!(err.kind.http_status(), 403);
@@ -112,9 +115,12 @@ async fn automatic_and_manual_modes_present_their_own_identity() {
     let (gw, sink) = gateway();
     let c = ctx(caller("alice@example.com", "west_sales"));
     let auto = gw
-        .hop(&c, &spec("a", CredentialMode::Automatic, None), HopTarget::new(HopKind::Sql, "t"), |g| async move {
-            Ok(g.principal().clone())
-        })
+        .hop(
+            &c,
+            &spec("a", CredentialMode::Automatic, None),
+            HopTarget::new(HopKind::Sql, "t"),
+            |g| async move { Ok(g.principal().clone()) },
+        )
         .await
         .expect("automatic");
     assert_eq!((auto.kind, auto.name.as_str()), (PrincipalKind::ServicePrincipal, "switchboard-sp"));
@@ -157,7 +163,8 @@ async fn nested_hops_nest_their_spans() {
         let gw2 = gw2.clone();
         let inner_agent = inner_agent.clone();
         async move {
-            gw2.hop(grant.ctx(), &inner_agent, HopTarget::new(HopKind::Sql, "deals"), |_| async { Ok(()) }).await
+            gw2.hop(grant.ctx(), &inner_agent, HopTarget::new(HopKind::Sql, "deals"), |_| async { Ok(()) })
+                .await
         }
     })
     .await
@@ -212,8 +219,11 @@ async fn the_hop_budget_caps_a_request() {
     let mut c = ctx(caller("carol@example.com", "managers"));
     c.max_hops = 2;
     for _ in 0..2 {
-        gw.hop(&c, &agent, HopTarget::new(HopKind::Tool, "t"), |_| async { Ok(()) }).await.expect("within budget");
+        gw.hop(&c, &agent, HopTarget::new(HopKind::Tool, "t"), |_| async { Ok(()) })
+            .await
+            .expect("within budget");
     }
-    let err = gw.hop(&c, &agent, HopTarget::new(HopKind::Tool, "t"), |_| async { Ok(()) }).await.expect_err("over");
+    let err =
+        gw.hop(&c, &agent, HopTarget::new(HopKind::Tool, "t"), |_| async { Ok(()) }).await.expect_err("over");
     assert!(err.message.contains("hop budget of 2"), "{}", err.message);
 }

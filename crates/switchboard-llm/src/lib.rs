@@ -90,35 +90,26 @@ impl LlmClient {
     /// One completion, as a governed `llm` hop.
     pub async fn chat(&self, ctx: &RunContext, request: &ChatRequest) -> Result<ChatResponse> {
         let body = self.body(request);
-        let prompt_text: String = request
-            .messages
-            .iter()
-            .map(|m| m.content.as_str())
-            .collect::<Vec<_>>()
-            .join("\n");
+        let prompt_text: String =
+            request.messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n");
         self.egress
             .hop(ctx, HopTarget::new(HopKind::Llm, &self.model), |grant| {
                 let body = &body;
                 let prompt_text = &prompt_text;
                 async move {
-                    let response = grant
-                        .request(reqwest::Method::POST, &self.url)
-                        .json(body)
-                        .send()
-                        .await
-                        .map_err(|e| {
-                            Error::upstream(format!(
-                                "LLM request to {} failed: {}",
-                                self.url,
-                                e.without_url()
-                            ))
-                        })?;
+                    let response =
+                        grant.request(reqwest::Method::POST, &self.url).json(body).send().await.map_err(
+                            |e| {
+                                Error::upstream(format!(
+                                    "LLM request to {} failed: {}",
+                                    self.url,
+                                    e.without_url()
+                                ))
+                            },
+                        )?;
                     let status = response.status();
                     let text = response.text().await.map_err(|e| {
-                        Error::upstream(format!(
-                            "LLM response could not be read: {}",
-                            e.without_url()
-                        ))
+                        Error::upstream(format!("LLM response could not be read: {}", e.without_url()))
                     })?;
                     if !status.is_success() {
                         return Err(Error::upstream(format!(
@@ -216,11 +207,8 @@ struct WireFunction {
 pub fn parse_response(text: &str) -> Result<ChatResponse> {
     let wire: WireResponse = serde_json::from_str(text)
         .map_err(|e| Error::upstream(format!("LLM response is not a chat completion: {e}")))?;
-    let choice = wire
-        .choices
-        .into_iter()
-        .next()
-        .ok_or_else(|| Error::upstream("LLM response has no choices"))?;
+    let choice =
+        wire.choices.into_iter().next().ok_or_else(|| Error::upstream("LLM response has no choices"))?;
     let tool_calls = choice
         .message
         .tool_calls
@@ -236,10 +224,7 @@ pub fn parse_response(text: &str) -> Result<ChatResponse> {
                     ))
                 })?
             };
-            Ok(ToolCall {
-                name: c.function.name,
-                arguments,
-            })
+            Ok(ToolCall { name: c.function.name, arguments })
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(ChatResponse {
@@ -262,40 +247,17 @@ mod tests {
         assert_eq!(r.content, "");
         assert_eq!(
             r.tool_calls,
-            vec![ToolCall {
-                name: "sales".into(),
-                arguments: json!({"question": "revenue"})
-            }]
+            vec![ToolCall { name: "sales".into(), arguments: json!({"question": "revenue"}) }]
         );
-        assert_eq!(
-            r.usage,
-            Usage {
-                prompt_tokens: 12,
-                completion_tokens: 3
-            }
-        );
+        assert_eq!(r.usage, Usage { prompt_tokens: 12, completion_tokens: 3 });
     }
 
     #[test]
     fn rejects_malformed_bodies_with_a_clear_message() {
-        assert!(
-            parse_response("not json")
-                .unwrap_err()
-                .message
-                .contains("not a chat completion")
-        );
-        assert!(
-            parse_response(r#"{"choices":[]}"#)
-                .unwrap_err()
-                .message
-                .contains("no choices")
-        );
-        let bad_args = r#"{"choices":[{"message":{"tool_calls":[{"function":{"name":"f","arguments":"{oops"}}]}}]}"#;
-        assert!(
-            parse_response(bad_args)
-                .unwrap_err()
-                .message
-                .contains("not JSON")
-        );
+        assert!(parse_response("not json").unwrap_err().message.contains("not a chat completion"));
+        assert!(parse_response(r#"{"choices":[]}"#).unwrap_err().message.contains("no choices"));
+        let bad_args =
+            r#"{"choices":[{"message":{"tool_calls":[{"function":{"name":"f","arguments":"{oops"}}]}}]}"#;
+        assert!(parse_response(bad_args).unwrap_err().message.contains("not JSON"));
     }
 }

@@ -1,1 +1,14 @@
-//! placeholder
+//! The Switchboard runtime: configuration, the supervisor, and the built-in demo.
+//!
+//! [`Runtime::load`] turns a configuration (files or the compiled-in demo) into a running
+//! [`Supervisor`]; [`Supervisor::run`] answers one request for one caller.
+
+mod assemble;
+pub mod config;
+pub mod demo;
+mod supervisor;
+mod synthesis;
+
+pub use assemble::Runtime;
+pub use supervisor::{RunRequest, RunResponse, RunStatus, Step, Supervisor};
+pub use synthesis::{DEFAULT_SYNTHESIS_PROMPT, Synthesizer};

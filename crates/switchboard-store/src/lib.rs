@@ -33,8 +33,7 @@ pub trait Store: TelemetrySink + Send + Sync {
     async fn audit_for_request(&self, request_id: &str) -> Result<Vec<AuditRecord>>;
 
     /// Appends `message` as the next turn of `thread_id`, attributed to `request_id`.
-    async fn append_turn(&self, thread_id: &str, request_id: &str, message: &Message)
-    -> Result<()>;
+    async fn append_turn(&self, thread_id: &str, request_id: &str, message: &Message) -> Result<()>;
 
     /// The turns of a thread, oldest first; empty for an unknown thread.
     async fn thread(&self, thread_id: &str) -> Result<Vec<Message>>;

@@ -77,11 +77,9 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
         )));
     }
     if current < 1 {
-        tx.execute_batch(SCHEMA_V1)
-            .map_err(|e| db_error("creating the schema", &e))?;
+        tx.execute_batch(SCHEMA_V1).map_err(|e| db_error("creating the schema", &e))?;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)
         .map_err(|e| db_error("stamping the schema version", &e))?;
-    tx.commit()
-        .map_err(|e| db_error("committing the schema migration", &e))
+    tx.commit().map_err(|e| db_error("committing the schema migration", &e))
 }

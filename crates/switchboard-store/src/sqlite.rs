@@ -10,8 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use switchboard_core::{
-    AuditRecord, Error, Message, Result, Role, SpanRecord, SpanStatus, TelemetrySink,
-    unix_nanos_now,
+    AuditRecord, Error, Message, Result, Role, SpanRecord, SpanStatus, TelemetrySink, unix_nanos_now,
 };
 use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::oneshot;
@@ -85,9 +84,7 @@ pub struct SqliteStore {
 
 impl fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SqliteStore")
-            .field("path", &self.path)
-            .finish_non_exhaustive()
+        f.debug_struct("SqliteStore").field("path", &self.path).finish_non_exhaustive()
     }
 }
 
@@ -97,10 +94,7 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| {
-                Error::config(format!(
-                    "store: cannot create directory {}: {e}",
-                    parent.display()
-                ))
+                Error::config(format!("store: cannot create directory {}: {e}", parent.display()))
             })?;
         }
         let mut writer_conn = open_connection(path)?;
@@ -158,11 +152,7 @@ impl SqliteStore {
             f(&mut guard).map_err(|e| db_error(op, &e))
         })
         .await
-        .map_err(|_| {
-            Error::internal(format!(
-                "store: {op} failed: the blocking task did not finish"
-            ))
-        })?
+        .map_err(|_| Error::internal(format!("store: {op} failed: the blocking task did not finish")))?
     }
 }
 
@@ -204,9 +194,7 @@ impl Store for SqliteStore {
     async fn recent_audit(&self, limit: usize) -> Result<Vec<AuditRecord>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.with_conn("reading recent audit rows", move |conn| {
-            let sql = format!(
-                "SELECT {AUDIT_COLUMNS} FROM audit ORDER BY ts_unix_ms DESC, id DESC LIMIT ?1"
-            );
+            let sql = format!("SELECT {AUDIT_COLUMNS} FROM audit ORDER BY ts_unix_ms DESC, id DESC LIMIT ?1");
             let mut stmt = conn.prepare_cached(&sql)?;
             let rows = stmt.query_map([limit], audit_from_row)?;
             rows.collect()
@@ -217,9 +205,8 @@ impl Store for SqliteStore {
     async fn audit_for_request(&self, request_id: &str) -> Result<Vec<AuditRecord>> {
         let request_id = request_id.to_owned();
         self.with_conn("reading audit rows of a request", move |conn| {
-            let sql = format!(
-                "SELECT {AUDIT_COLUMNS} FROM audit WHERE request_id = ?1 ORDER BY ts_unix_ms, id"
-            );
+            let sql =
+                format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE request_id = ?1 ORDER BY ts_unix_ms, id");
             let mut stmt = conn.prepare_cached(&sql)?;
             let rows = stmt.query_map([request_id], audit_from_row)?;
             rows.collect()
@@ -227,12 +214,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn append_turn(
-        &self,
-        thread_id: &str,
-        request_id: &str,
-        message: &Message,
-    ) -> Result<()> {
+    async fn append_turn(&self, thread_id: &str, request_id: &str, message: &Message) -> Result<()> {
         let thread_id = thread_id.to_owned();
         let request_id = request_id.to_owned();
         let message = message.clone();
@@ -271,11 +253,7 @@ impl Store for SqliteStore {
                 "SELECT role, content, agent FROM thread_turns WHERE thread_id = ?1 ORDER BY seq",
             )?;
             let rows = stmt.query_map([thread_id], |row| {
-                Ok(Message {
-                    role: enum_col(row, 0)?,
-                    content: row.get(1)?,
-                    agent: row.get(2)?,
-                })
+                Ok(Message { role: enum_col(row, 0)?, content: row.get(1)?, agent: row.get(2)? })
             })?;
             rows.collect()
         })
@@ -290,9 +268,9 @@ impl Store for SqliteStore {
         let sent = match queue.try_send(Command::Flush(ack)) {
             Ok(()) => true,
             // A full queue would block this async task's worker; wait on the blocking pool.
-            Err(TrySendError::Full(cmd)) => tokio::task::spawn_blocking(move || queue.send(cmd))
-                .await
-                .is_ok_and(|sent| sent.is_ok()),
+            Err(TrySendError::Full(cmd)) => {
+                tokio::task::spawn_blocking(move || queue.send(cmd)).await.is_ok_and(|sent| sent.is_ok())
+            }
             Err(TrySendError::Disconnected(_)) => false,
         };
         // The writer drops the acknowledgement unsent only if it died.
@@ -303,29 +281,20 @@ impl Store for SqliteStore {
 
     async fn health(&self) -> Result<()> {
         if self.writer.as_ref().is_none_or(JoinHandle::is_finished) {
-            return Err(Error::internal(
-                "store: health check failed: the writer thread has stopped",
-            ));
+            return Err(Error::internal("store: health check failed: the writer thread has stopped"));
         }
-        self.with_conn("health check", |conn| {
-            conn.query_row("SELECT 1", [], |row| row.get::<_, i64>(0))
-        })
-        .await
-        .map(drop)
+        self.with_conn("health check", |conn| conn.query_row("SELECT 1", [], |row| row.get::<_, i64>(0)))
+            .await
+            .map(drop)
     }
 }
 
 /// Opens one connection configured for sharing the file with other connections and processes.
 fn open_connection(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path).map_err(|e| {
-        Error::internal(format!(
-            "store: opening {} failed: {}",
-            path.display(),
-            describe(&e)
-        ))
+        Error::internal(format!("store: opening {} failed: {}", path.display(), describe(&e)))
     })?;
-    conn.busy_timeout(BUSY_TIMEOUT)
-        .map_err(|e| db_error("setting busy_timeout", &e))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| db_error("setting busy_timeout", &e))?;
     let mode: String = conn
         .pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))
         .map_err(|e| db_error("enabling WAL mode", &e))?;
@@ -336,8 +305,7 @@ fn open_connection(path: &Path) -> Result<Connection> {
     }
     // FULL makes every committed batch survive power loss, not just a process crash: audit rows
     // are evidence, and batching keeps the fsync cost per row small.
-    conn.pragma_update(None, "synchronous", "FULL")
-        .map_err(|e| db_error("setting synchronous mode", &e))?;
+    conn.pragma_update(None, "synchronous", "FULL").map_err(|e| db_error("setting synchronous mode", &e))?;
     Ok(conn)
 }
 
@@ -354,11 +322,7 @@ fn run_writer(mut conn: Connection, queue: Receiver<Command>) {
                 Command::Record(record) => batch.push(record),
                 Command::Flush(ack) => acks.push(ack),
             }
-            next = if batch.len() < MAX_BATCH {
-                queue.try_recv().ok()
-            } else {
-                None
-            };
+            next = if batch.len() < MAX_BATCH { queue.try_recv().ok() } else { None };
         }
         if !batch.is_empty() {
             write_with_retry(&mut conn, &batch);
@@ -376,10 +340,7 @@ fn write_with_retry(conn: &mut Connection, batch: &[Record]) {
         match write_batch(conn, batch) {
             Ok(0) => return,
             Ok(skipped) => {
-                tracing::warn!(
-                    skipped,
-                    "store: skipped telemetry rows that could not be inserted"
-                );
+                tracing::warn!(skipped, "store: skipped telemetry rows that could not be inserted");
                 return;
             }
             Err(e) => {
@@ -395,10 +356,7 @@ fn write_with_retry(conn: &mut Connection, batch: &[Record]) {
             }
         }
     }
-    tracing::error!(
-        rows = batch.len(),
-        "store: gave up writing a telemetry batch"
-    );
+    tracing::error!(rows = batch.len(), "store: gave up writing a telemetry batch");
 }
 
 /// Writes one batch in a transaction and returns how many rows were skipped. A row that violates
@@ -552,24 +510,15 @@ impl fmt::Display for Undecodable {
 impl std::error::Error for Undecodable {}
 
 fn undecodable(idx: usize) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(
-        idx,
-        rusqlite::types::Type::Text,
-        Box::new(Undecodable),
-    )
+    rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(Undecodable))
 }
 
 /// Blocks until `cmd` fits in the queue. On a multi-threaded runtime `block_in_place` hands this
 /// worker's other tasks to another thread first, so backpressure slows the caller, not every task
 /// sharing its worker.
 fn send_blocking(queue: &SyncSender<Command>, cmd: Command) -> Result<(), SendError<Command>> {
-    let multi_thread =
-        Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
-    if multi_thread {
-        tokio::task::block_in_place(|| queue.send(cmd))
-    } else {
-        queue.send(cmd)
-    }
+    let multi_thread = Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
+    if multi_thread { tokio::task::block_in_place(|| queue.send(cmd)) } else { queue.send(cmd) }
 }
 
 fn writer_gone() {
@@ -624,20 +573,10 @@ mod tests {
         ] {
             assert_eq!(round_trip::<HopKind>(hop.as_str()), Some(hop));
         }
-        for d in [
-            AuditDecision::Allowed,
-            AuditDecision::AccessDenied,
-            AuditDecision::Error,
-        ] {
+        for d in [AuditDecision::Allowed, AuditDecision::AccessDenied, AuditDecision::Error] {
             assert_eq!(round_trip::<AuditDecision>(d.as_str()), Some(d));
         }
-        for k in [
-            SpanKind::Agent,
-            SpanKind::Tool,
-            SpanKind::Llm,
-            SpanKind::Retriever,
-            SpanKind::Chain,
-        ] {
+        for k in [SpanKind::Agent, SpanKind::Tool, SpanKind::Llm, SpanKind::Retriever, SpanKind::Chain] {
             assert_eq!(round_trip::<SpanKind>(k.as_str()), Some(k));
         }
         for s in [SpanStatus::Ok, SpanStatus::Error] {

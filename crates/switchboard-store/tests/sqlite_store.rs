@@ -4,8 +4,8 @@ use rusqlite::Connection;
 use std::path::Path;
 use std::sync::Arc;
 use switchboard_core::{
-    AuditDecision, AuditRecord, ErrorKind, HopKind, Message, Role, SpanKind, SpanRecord,
-    SpanStatus, TelemetrySink,
+    AuditDecision, AuditRecord, ErrorKind, HopKind, Message, Role, SpanKind, SpanRecord, SpanStatus,
+    TelemetrySink,
 };
 use switchboard_store::{QUEUE_CAPACITY, SCHEMA_VERSION, SqliteStore, Store};
 
@@ -22,11 +22,7 @@ fn audit_row(request_id: &str, n: u64) -> AuditRecord {
         agent: "sales".into(),
         hop: HopKind::Sql,
         target: "main.sales.deals".into(),
-        decision: if n % 3 == 0 {
-            AuditDecision::AccessDenied
-        } else {
-            AuditDecision::Allowed
-        },
+        decision: if n % 3 == 0 { AuditDecision::AccessDenied } else { AuditDecision::Allowed },
         reason: (n % 3 == 0).then(|| "policy: sales only".into()),
         duration_ms: n * 2,
     }
@@ -46,11 +42,7 @@ fn span(request_id: &str, id: &str, parent: Option<&str>, start: u64) -> SpanRec
         agent: Some("sales".into()),
         start_unix_nano: start,
         end_unix_nano: start + 500,
-        status: if start % 2 == 0 {
-            SpanStatus::Ok
-        } else {
-            SpanStatus::Error
-        },
+        status: if start % 2 == 0 { SpanStatus::Ok } else { SpanStatus::Error },
         status_message: (start % 2 == 1).then(|| "denied".into()),
         attributes,
     }
@@ -59,8 +51,7 @@ fn span(request_id: &str, id: &str, parent: Option<&str>, start: u64) -> SpanRec
 /// Counts rows through an independent connection, as the `audit` agent or another process would.
 fn count(path: &Path, table: &str) -> i64 {
     let conn = Connection::open(path).unwrap();
-    conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
-        .unwrap()
+    conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0)).unwrap()
 }
 
 #[tokio::test]
@@ -88,10 +79,7 @@ async fn spans_and_audit_round_trip_through_the_queue() {
     store.flush().await;
 
     let got = store.spans("req-1").await.unwrap();
-    assert_eq!(
-        got,
-        vec![spans[1].clone(), spans[2].clone(), spans[0].clone()]
-    );
+    assert_eq!(got, vec![spans[1].clone(), spans[2].clone(), spans[0].clone()]);
     assert_eq!(store.spans("req-2").await.unwrap(), vec![spans[3].clone()]);
     assert!(store.spans("nope").await.unwrap().is_empty());
 
@@ -115,14 +103,8 @@ async fn audit_table_keeps_the_documented_layout() {
     store.flush().await;
 
     let conn = Connection::open(&path).unwrap();
-    let mut stmt = conn
-        .prepare("SELECT name FROM pragma_table_info('audit')")
-        .unwrap();
-    let cols: Vec<String> = stmt
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('audit')").unwrap();
+    let cols: Vec<String> = stmt.query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap();
     assert_eq!(
         cols,
         [
@@ -145,17 +127,13 @@ async fn audit_table_keeps_the_documented_layout() {
     );
     // The audit agent filters on these raw strings.
     let (hop, decision, mode): (String, String, String) = conn
-        .query_row(
-            "SELECT hop, decision, journal_mode FROM audit, pragma_journal_mode",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
+        .query_row("SELECT hop, decision, journal_mode FROM audit, pragma_journal_mode", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
         .unwrap();
     assert_eq!((hop.as_str(), decision.as_str()), ("sql", "access_denied"));
     assert_eq!(mode, "wal");
-    let version: u32 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .unwrap();
+    let version: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
     assert_eq!(version, SCHEMA_VERSION);
 }
 
@@ -167,29 +145,16 @@ async fn thread_turns_round_trip_with_agent_in_order() {
         Message::system("be brief"),
         Message::user("how is the Acme deal?"),
         Message::assistant("Stage 3, $120k.", Some("sales".into())),
-        Message {
-            role: Role::Tool,
-            content: "{\"rows\": 1}".into(),
-            agent: Some("deal_desk".into()),
-        },
+        Message { role: Role::Tool, content: "{\"rows\": 1}".into(), agent: Some("deal_desk".into()) },
         Message::assistant("No agent here.", None),
     ];
     for (i, t) in turns.iter().enumerate() {
-        store
-            .append_turn("thread-1", &format!("req-{i}"), t)
-            .await
-            .unwrap();
+        store.append_turn("thread-1", &format!("req-{i}"), t).await.unwrap();
     }
-    store
-        .append_turn("thread-2", "req-x", &Message::user("other"))
-        .await
-        .unwrap();
+    store.append_turn("thread-2", "req-x", &Message::user("other")).await.unwrap();
 
     assert_eq!(store.thread("thread-1").await.unwrap(), turns);
-    assert_eq!(
-        store.thread("thread-2").await.unwrap(),
-        vec![Message::user("other")]
-    );
+    assert_eq!(store.thread("thread-2").await.unwrap(), vec![Message::user("other")]);
     assert!(store.thread("missing").await.unwrap().is_empty());
 }
 
@@ -203,10 +168,7 @@ async fn two_handles_on_one_file_see_each_others_rows() {
     cli.audit(audit_row("from-cli", 1));
     cli.span(span("from-cli", "cli-span", None, 10));
     cli.flush().await;
-    assert_eq!(
-        server.audit_for_request("from-cli").await.unwrap(),
-        vec![audit_row("from-cli", 1)]
-    );
+    assert_eq!(server.audit_for_request("from-cli").await.unwrap(), vec![audit_row("from-cli", 1)]);
     assert_eq!(server.spans("from-cli").await.unwrap().len(), 1);
 
     // Concurrent writers on both handles, plus interleaved thread appends.
@@ -262,15 +224,10 @@ async fn burst_from_many_tasks_loses_nothing() {
     store.flush().await;
 
     assert_eq!(count(&path, "audit"), (TASKS * PER_TASK) as i64);
-    assert_eq!(
-        store.audit_for_request("burst-7").await.unwrap().len(),
-        PER_TASK as usize
-    );
+    assert_eq!(store.audit_for_request("burst-7").await.unwrap().len(), PER_TASK as usize);
     let distinct: i64 = Connection::open(&path)
         .unwrap()
-        .query_row("SELECT COUNT(DISTINCT request_id) FROM audit", [], |r| {
-            r.get(0)
-        })
+        .query_row("SELECT COUNT(DISTINCT request_id) FROM audit", [], |r| r.get(0))
         .unwrap();
     assert_eq!(distinct, TASKS as i64);
 }
@@ -321,10 +278,7 @@ async fn drop_drains_the_queue() {
     }
     assert_eq!(count(&path, "audit"), 2000);
     let reopened = SqliteStore::open(&path).unwrap();
-    assert_eq!(
-        reopened.audit_for_request("drop").await.unwrap().len(),
-        2000
-    );
+    assert_eq!(reopened.audit_for_request("drop").await.unwrap().len(), 2000);
 }
 
 #[tokio::test]
@@ -349,10 +303,7 @@ async fn newer_schema_is_refused_and_bad_paths_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("future.db");
     drop(SqliteStore::open(&path).unwrap());
-    Connection::open(&path)
-        .unwrap()
-        .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
-        .unwrap();
+    Connection::open(&path).unwrap().pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
     let err = SqliteStore::open(&path).unwrap_err();
     assert_eq!(err.kind, ErrorKind::Config);
     assert!(err.message.contains("newer"), "{}", err.message);

@@ -1,1 +1,30 @@
-//! placeholder
+//! Switchboard: a governed multi-agent supervisor runtime.
+//!
+//! Embed it by loading a configuration into a [`Runtime`] and calling [`Supervisor::run`] with a
+//! [`RunContext`] built for your caller:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use switchboard::{RunRequest, Runtime, demo};
+//! let data = demo::data_dir();
+//! demo::prepare(&data)?;
+//! let runtime = Runtime::load(&demo::source(&data))?;
+//! let caller = runtime.dev_caller("alice@example.com")?;
+//! let ctx = runtime.context(caller);
+//! let answer = runtime.supervisor.run(&ctx, RunRequest { question: "total revenue by region".into(), ..Default::default() }).await;
+//! println!("{}", answer.answer);
+//! # Ok(()) }
+//! ```
+//!
+//! Every outbound call a sub-agent makes goes through the hop pipeline in [`govern`]; the
+//! authorization step is [`govern::layers::Authorize`].
+
+pub use switchboard_agents as agents;
+pub use switchboard_core as core;
+pub use switchboard_core::{Agent, AgentSpec, Caller, Error, RunContext};
+pub use switchboard_govern as govern;
+pub use switchboard_llm as llm;
+pub use switchboard_router as router;
+pub use switchboard_runtime::{RunRequest, RunResponse, RunStatus, Runtime, Supervisor, config, demo};
+pub use switchboard_server as server;
+pub use switchboard_store as store;

@@ -1,1 +1,115 @@
-fn main() {}
+//! The `switchboard` command.
+
+mod cli;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// A governed multi-agent supervisor: routes each request across sub-agents as the caller, and
+/// records every hop. With no --config, runs the built-in demo.
+#[derive(Parser)]
+#[command(name = "switchboard", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Ask one question and print the answer, the route and per-step timings.
+    Chat {
+        /// The question.
+        question: String,
+        /// The identity to ask as (a development identity from the config).
+        #[arg(long = "as", value_name = "EMAIL", env = "SWITCHBOARD_USER")]
+        as_user: Option<String>,
+        /// switchboard.toml to use instead of the built-in demo.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Serve the chat endpoint.
+    Serve {
+        /// switchboard.toml to use instead of the built-in demo.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080", env = "SWITCHBOARD_ADDR")]
+        addr: String,
+    },
+    /// Check a configuration and report every problem with its file and field.
+    Validate {
+        /// switchboard.toml to check (default: the built-in demo).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Show the spans of one request as a tree with durations.
+    Trace {
+        /// The request id (printed by `chat`, and in the `x-request-id` header).
+        request_id: String,
+        /// switchboard.toml whose store to read.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show recent audit rows.
+    Audit {
+        /// How many rows.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Only the rows of this request.
+        #[arg(long, value_name = "REQUEST_ID")]
+        request: Option<String>,
+        /// switchboard.toml whose store to read.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the demo configuration and data to DIR as editable files.
+    Init {
+        /// An empty or new directory.
+        dir: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cli::logging::init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Chat { question, as_user, config, json } => {
+                cli::chat::run(&question, as_user.as_deref(), config.as_deref(), json).await
+            }
+            Command::Serve { config, addr } => cli::serve::run(config.as_deref(), &addr).await,
+            Command::Validate { config } => cli::validate::run(config.as_deref()),
+            Command::Trace { request_id, config, json } => {
+                cli::trace::run(&request_id, config.as_deref(), json).await
+            }
+            Command::Audit { limit, request, config, json } => {
+                cli::audit::run(limit, request.as_deref(), config.as_deref(), json).await
+            }
+            Command::Init { dir } => cli::init::run(&dir),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

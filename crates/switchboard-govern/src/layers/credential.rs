@@ -29,10 +29,7 @@ pub struct StandardCredentials {
 impl StandardCredentials {
     /// `service_principal` is the id downstream systems see for `automatic` hops.
     pub fn new(service_principal: impl Into<String>) -> Self {
-        Self {
-            service_principal: service_principal.into(),
-            service_token: None,
-        }
+        Self { service_principal: service_principal.into(), service_token: None }
     }
 
     /// Where `automatic` hops get their bearer token.
@@ -60,12 +57,8 @@ impl CredentialProvider for StandardCredentials {
         match spec.mode {
             CredentialMode::Obo => {
                 let caller = &hop.ctx.caller;
-                let missing: Vec<String> = spec
-                    .scopes
-                    .iter()
-                    .filter(|s| !caller.scopes().contains(s))
-                    .cloned()
-                    .collect();
+                let missing: Vec<String> =
+                    spec.scopes.iter().filter(|s| !caller.scopes().contains(s)).cloned().collect();
                 if !missing.is_empty() {
                     return Err(Error::missing_scopes(&missing));
                 }
@@ -101,11 +94,7 @@ impl CredentialProvider for StandardCredentials {
                 })?;
                 let (name, token) = Self::read_secret(reference)?;
                 Ok(Credential {
-                    principal: Principal {
-                        kind: PrincipalKind::Secret,
-                        name,
-                        groups: Vec::new(),
-                    },
+                    principal: Principal { kind: PrincipalKind::Secret, name, groups: Vec::new() },
                     token: Some(token),
                 })
             }

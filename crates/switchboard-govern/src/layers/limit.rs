@@ -13,10 +13,7 @@ pub struct RateLimit {
 impl RateLimit {
     /// At most `per_minute` agent calls per caller and agent.
     pub fn per_minute(per_minute: u32) -> Self {
-        Self {
-            per_minute: per_minute.max(1),
-            buckets: DashMap::new(),
-        }
+        Self { per_minute: per_minute.max(1), buckets: DashMap::new() }
     }
 
     /// Takes a token, or says how long until one is free.
@@ -66,13 +63,8 @@ mod tests {
         let key = || ("a@example.com".to_string(), "sales".to_string());
         assert!(limit.take(key()).is_ok());
         assert!(limit.take(key()).is_ok());
-        let wait = limit
-            .take(key())
-            .expect_err("third call within a minute is limited");
+        let wait = limit.take(key()).expect_err("third call within a minute is limited");
         assert!(wait > Duration::from_secs(1));
-        assert!(
-            limit.take(("b@example.com".into(), "sales".into())).is_ok(),
-            "buckets are per caller"
-        );
+        assert!(limit.take(("b@example.com".into(), "sales".into())).is_ok(), "buckets are per caller");
     }
 }

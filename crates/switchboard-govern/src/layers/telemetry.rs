@@ -4,8 +4,8 @@ use serde_json::{Map, json};
 use std::sync::Arc;
 use std::time::Instant;
 use switchboard_core::{
-    AuditDecision, AuditRecord, ErrorKind, HopKind, Result, SpanKind, SpanRecord, SpanStatus,
-    TelemetrySink, unix_nanos_now,
+    AuditDecision, AuditRecord, ErrorKind, HopKind, Result, SpanKind, SpanRecord, SpanStatus, TelemetrySink,
+    unix_nanos_now,
 };
 
 /// Emits one span per hop, named and typed after the OpenTelemetry GenAI conventions and MLflow.
@@ -25,9 +25,7 @@ fn span_shape(kind: HopKind) -> (&'static str, SpanKind) {
         HopKind::Agent => ("invoke_agent", SpanKind::Agent),
         HopKind::Llm => ("chat", SpanKind::Llm),
         HopKind::Retrieval => ("retrieve", SpanKind::Retriever),
-        HopKind::Tool | HopKind::Sql | HopKind::Http | HopKind::Mcp => {
-            ("execute_tool", SpanKind::Tool)
-        }
+        HopKind::Tool | HopKind::Sql | HopKind::Http | HopKind::Mcp => ("execute_tool", SpanKind::Tool),
     }
 }
 
@@ -44,31 +42,17 @@ impl HopLayer for SpanLayer {
         attributes.insert("gen_ai.operation.name".into(), json!(operation));
         attributes.insert("gen_ai.agent.name".into(), json!(hop.agent.name));
         match hop.target.kind {
-            HopKind::Llm => {
-                attributes.insert("gen_ai.request.model".into(), json!(hop.target.name))
-            }
+            HopKind::Llm => attributes.insert("gen_ai.request.model".into(), json!(hop.target.name)),
             HopKind::Agent => None,
             _ => attributes.insert("gen_ai.tool.name".into(), json!(hop.target.name)),
         };
         attributes.insert("mlflow.spanType".into(), json!(kind.as_str()));
-        attributes.insert(
-            "switchboard.hop.kind".into(),
-            json!(hop.target.kind.as_str()),
-        );
-        attributes.insert(
-            "switchboard.request_id".into(),
-            json!(hop.ctx.request_id.as_str()),
-        );
+        attributes.insert("switchboard.hop.kind".into(), json!(hop.target.kind.as_str()));
+        attributes.insert("switchboard.request_id".into(), json!(hop.ctx.request_id.as_str()));
         attributes.insert("enduser.id".into(), json!(caller.email()));
         attributes.insert("switchboard.caller.email".into(), json!(caller.email()));
-        attributes.insert(
-            "switchboard.caller.role".into(),
-            json!(caller.primary_role()),
-        );
-        attributes.insert(
-            "switchboard.credential.mode".into(),
-            json!(hop.agent.credential.mode.as_str()),
-        );
+        attributes.insert("switchboard.caller.role".into(), json!(caller.primary_role()));
+        attributes.insert("switchboard.credential.mode".into(), json!(hop.agent.credential.mode.as_str()));
         if let Some(cred) = &hop.credential {
             attributes.insert("switchboard.principal".into(), json!(cred.principal.name));
         }
@@ -80,18 +64,13 @@ impl HopLayer for SpanLayer {
             request_id: hop.ctx.request_id.to_string(),
             trace_id: hop.ctx.trace.trace_id.to_string(),
             span_id: hop.span_id.to_string(),
-            parent_id: (parent != opentelemetry::trace::SpanId::INVALID)
-                .then(|| parent.to_string()),
+            parent_id: (parent != opentelemetry::trace::SpanId::INVALID).then(|| parent.to_string()),
             name: format!("{operation} {}", hop.target.name),
             kind,
             agent: Some(hop.agent.name.clone()),
             start_unix_nano: start,
             end_unix_nano: end,
-            status: if result.is_ok() {
-                SpanStatus::Ok
-            } else {
-                SpanStatus::Error
-            },
+            status: if result.is_ok() { SpanStatus::Ok } else { SpanStatus::Error },
             status_message: result.as_ref().err().map(|e| e.message.clone()),
             attributes,
         });
@@ -129,11 +108,7 @@ impl HopLayer for AuditLayer {
             caller_email: caller.email().to_string(),
             caller_roles: caller.groups().join(","),
             acting_for: caller.acting_for().map(str::to_string),
-            principal: hop
-                .credential
-                .as_ref()
-                .map(|c| c.principal.name.clone())
-                .unwrap_or_default(),
+            principal: hop.credential.as_ref().map(|c| c.principal.name.clone()).unwrap_or_default(),
             credential_mode: hop.agent.credential.mode.as_str().to_string(),
             agent: hop.agent.name.clone(),
             hop: hop.target.kind,

@@ -12,14 +12,9 @@ impl HopLayer for Timeout {
     async fn handle(&self, hop: &mut HopCall, next: Next<'_>) -> Result<()> {
         let remaining = hop.ctx.remaining();
         let (budget, what) = match hop.agent.timeout_ms.map(Duration::from_millis) {
-            Some(t) if t < remaining => (
-                t,
-                format!(
-                    "agent `{}` timed out after {} ms",
-                    hop.agent.name,
-                    t.as_millis()
-                ),
-            ),
+            Some(t) if t < remaining => {
+                (t, format!("agent `{}` timed out after {} ms", hop.agent.name, t.as_millis()))
+            }
             _ => (remaining, "the request deadline passed".to_string()),
         };
         let cancel = hop.ctx.cancel.clone();

@@ -1,0 +1,175 @@
+//! Turning a validated configuration into a running supervisor. Everything expensive (indexes,
+//! HTTP pools, tokenizers, templates) is built here, once, never on the request path.
+
+use crate::config::{self, ConfigErrors, ConfigSource, LoadedConfig, RouterKind};
+use crate::supervisor::Supervisor;
+use crate::synthesis::{DEFAULT_SYNTHESIS_PROMPT, Synthesizer};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard_agents::{genie, knowledge, tool};
+use switchboard_core::{
+    Agent, AgentKind, AgentSpec, AuthMethod, Caller, CredentialSpec, Error, Result, RunContext, TelemetrySink,
+};
+use switchboard_govern::{Gateway, layers};
+use switchboard_llm::LlmClient;
+use switchboard_router::{LexicalRouter, LlmRouter};
+use switchboard_store::{SqliteStore, Store};
+
+/// The built-in router prompt, used when `prompts/router.j2` is absent.
+pub const DEFAULT_ROUTER_PROMPT: &str = "You are {{ name }}, a supervisor that routes each request to the right specialist agents.\n\
+Call one tool per agent that is needed; call several when the request has several parts, passing each agent only its part.\n\
+If no agent fits, do not call a tool: ask a short clarifying question instead.";
+
+/// A loaded configuration with its supervisor, store and identities.
+pub struct Runtime {
+    /// The supervisor.
+    pub supervisor: Arc<Supervisor>,
+    /// Audit rows, spans and threads.
+    pub store: Arc<dyn Store>,
+    /// The configuration it was built from.
+    pub config: LoadedConfig,
+}
+
+/// Validates each agent's kind-specific settings.
+pub fn check_settings(spec: &AgentSpec, base_dir: &Path) -> Result<()> {
+    match spec.kind {
+        AgentKind::Knowledge => knowledge::Settings::from_spec(spec, base_dir).map(drop),
+        AgentKind::Genie => genie::Settings::from_spec(spec, base_dir).map(drop),
+        AgentKind::Tool => tool::Settings::from_spec(spec, base_dir).map(drop),
+        other => Err(Error::config(format!("kind `{}` is not available in this build", other.as_str()))),
+    }
+}
+
+impl Runtime {
+    /// Loads and validates a configuration, reporting every problem.
+    pub fn validate(source: &ConfigSource) -> std::result::Result<LoadedConfig, ConfigErrors> {
+        config::load(source, check_settings)
+    }
+
+    /// Loads, validates and builds.
+    pub fn load(source: &ConfigSource) -> std::result::Result<Self, Error> {
+        let loaded = Self::validate(source).map_err(|e| Error::config(e.to_string()))?;
+        Self::build(loaded)
+    }
+
+    /// Builds the supervisor from a validated configuration.
+    pub fn build(loaded: LoadedConfig) -> Result<Self> {
+        let cfg = &loaded.config;
+        let store_path = loaded.data_dir.join(&cfg.store.path);
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&store_path)?);
+        let sink: Arc<dyn TelemetrySink> = store.clone();
+
+        let credentials = Arc::new(layers::StandardCredentials::new(cfg.identity.service_principal.clone()));
+        let mut gateway = Gateway::builder(sink.clone(), credentials);
+        if cfg.limits.requests_per_minute > 0 {
+            gateway = gateway.rate_limit(layers::RateLimit::per_minute(cfg.limits.requests_per_minute));
+        }
+        let gateway = Arc::new(gateway.build());
+
+        let llm = cfg.llm.as_ref().map(|llm| {
+            let spec = Arc::new(internal_spec("llm", "The configured LLM endpoint.", llm.credential.clone()));
+            LlmClient::new(gateway.egress(spec), &llm.base_url, llm.model.clone())
+        });
+
+        let mut agents: Vec<Arc<dyn Agent>> = Vec::with_capacity(loaded.agents.len());
+        for spec in &loaded.agents {
+            let egress = gateway.egress(spec.clone());
+            let base = loaded.base_dir.as_path();
+            let agent: Arc<dyn Agent> = match spec.kind {
+                AgentKind::Knowledge => {
+                    Arc::new(knowledge::KnowledgeAgent::new(spec.clone(), egress, base, llm.clone())?)
+                }
+                AgentKind::Genie => {
+                    Arc::new(genie::GenieAgent::new(spec.clone(), egress, base, llm.clone())?)
+                }
+                AgentKind::Tool => {
+                    Arc::new(tool::SqlToolAgent::new(spec.clone(), egress, base, llm.clone())?)
+                }
+                other => {
+                    return Err(Error::config(format!(
+                        "kind `{}` is not available in this build",
+                        other.as_str()
+                    )));
+                }
+            };
+            agents.push(agent);
+        }
+
+        let supervisor_spec = Arc::new(internal_spec(
+            &cfg.supervisor.name,
+            &cfg.supervisor.description,
+            cfg.llm.as_ref().map(|l| l.credential.clone()).unwrap_or_default(),
+        ));
+        let router: Arc<dyn switchboard_core::Router> = match (cfg.router.kind, &llm) {
+            (RouterKind::Llm, Some(client)) => {
+                let template = prompt(&loaded, "router.j2", DEFAULT_ROUTER_PROMPT);
+                let system = minijinja::Environment::new()
+                    .render_str(&template, minijinja::context! { name => cfg.supervisor.name.clone() })
+                    .map_err(|e| Error::config(format!("prompts/router.j2 failed to render: {e}")))?;
+                Arc::new(LlmRouter::new(client.clone(), &loaded.agents, system))
+            }
+            _ => Arc::new(LexicalRouter::new(
+                &loaded.agents,
+                cfg.router.threshold.unwrap_or(switchboard_router::LexicalRouter::DEFAULT_THRESHOLD),
+            )),
+        };
+        let synthesizer = match &llm {
+            Some(client) => Some(Synthesizer::new(
+                client.clone(),
+                prompt(&loaded, "synthesis.j2", DEFAULT_SYNTHESIS_PROMPT),
+            )?),
+            None => None,
+        };
+        let supervisor =
+            Arc::new(Supervisor::new(supervisor_spec, agents, router, gateway, sink, synthesizer));
+        Ok(Self { supervisor, store, config: loaded })
+    }
+
+    /// A development caller for `email` from `[identity] dev_users`.
+    pub fn dev_caller(&self, email: &str) -> Result<Caller> {
+        let identity = &self.config.config.identity;
+        let user =
+            identity.dev_users.iter().find(|u| u.email.eq_ignore_ascii_case(email)).ok_or_else(|| {
+                let known: Vec<&str> = identity.dev_users.iter().map(|u| u.email.as_str()).collect();
+                Error::new(
+                    switchboard_core::ErrorKind::Unauthenticated,
+                    format!("unknown identity `{email}`; known identities: {}", known.join(", ")),
+                )
+            })?;
+        Ok(Caller::new(user.email.clone(), user.email.clone(), user.roles.clone(), AuthMethod::Development)
+            .with_scopes(identity.dev_scopes.clone()))
+    }
+
+    /// A fresh request context for `caller`, with the configured deadline and hop budget.
+    pub fn context(&self, caller: Caller) -> RunContext {
+        let s = &self.config.config.supervisor;
+        let mut ctx = RunContext::new(caller, Duration::from_millis(s.deadline_ms));
+        ctx.max_hops = s.max_hops;
+        ctx
+    }
+}
+
+fn prompt(loaded: &LoadedConfig, name: &str, default: &str) -> String {
+    loaded
+        .prompts
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, t)| t.clone())
+        .unwrap_or_else(|| default.to_string())
+}
+
+/// A spec for the runtime's own hops (the LLM, the supervisor itself), which no policy restricts.
+fn internal_spec(name: &str, description: &str, credential: CredentialSpec) -> AgentSpec {
+    AgentSpec {
+        name: name.to_string(),
+        kind: AgentKind::Endpoint,
+        description: description.to_string(),
+        examples: Vec::new(),
+        credential,
+        allowed_roles: None,
+        timeout_ms: None,
+        connection: None,
+        settings: serde_json::Value::Null,
+    }
+}

@@ -1,0 +1,424 @@
+use super::files::{ConfigFile, Files};
+use super::{BUILDABLE_KINDS, Problem};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use switchboard_core::{AgentKind, AgentSpec, CredentialMode, CredentialSpec};
+
+/// `switchboard.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The supervisor's name, limits and guards.
+    #[serde(default)]
+    pub supervisor: SupervisorConfig,
+    /// Which router proposes routes.
+    #[serde(default)]
+    pub router: RouterConfig,
+    /// An OpenAI-compatible LLM; when present, agents synthesize with it and `router.kind = "llm"`
+    /// becomes available.
+    #[serde(default)]
+    pub llm: Option<LlmConfig>,
+    /// Where audit rows, spans and threads are kept.
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// The runtime's service principal and the development identities.
+    #[serde(default)]
+    pub identity: IdentityConfig,
+    /// Rate limits.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Data directory, relative to the config file; defaults to `$SWITCHBOARD_HOME` or `.switchboard`.
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// The data directory for a config whose relative paths resolve against `base_dir`.
+    pub fn resolve_data_dir(&self, base_dir: &Path) -> PathBuf {
+        match &self.data_dir {
+            Some(dir) => base_dir.join(dir),
+            None => std::env::var_os("SWITCHBOARD_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| base_dir.join(".switchboard")),
+        }
+    }
+}
+
+/// `[supervisor]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SupervisorConfig {
+    /// Served model name.
+    pub name: String,
+    /// What it does.
+    pub description: String,
+    /// Most hops one request may make (agent calls, SQL, LLM and HTTP calls together).
+    pub max_hops: u32,
+    /// Default per-agent timeout.
+    pub agent_timeout_ms: u64,
+    /// Overall request deadline.
+    pub deadline_ms: u64,
+}
+
+impl Default for SupervisorConfig {
+    fn default() -> Self {
+        Self {
+            name: "switchboard".into(),
+            description: "A governed multi-agent supervisor.".into(),
+            max_hops: 32,
+            agent_timeout_ms: 15_000,
+            deadline_ms: 60_000,
+        }
+    }
+}
+
+/// Router kinds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouterKind {
+    /// Offline BM25 over descriptions and examples.
+    #[default]
+    Lexical,
+    /// Tool calling on the configured LLM.
+    Llm,
+}
+
+/// `[router]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouterConfig {
+    /// Which router.
+    pub kind: RouterKind,
+    /// Lexical confidence below which the supervisor asks a clarifying question.
+    pub threshold: Option<f32>,
+}
+
+/// `[llm]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmConfig {
+    /// Server root including `/v1`.
+    pub base_url: String,
+    /// Model name.
+    pub model: String,
+    /// How calls to it authenticate (`manual` with `secret = "env:OPENAI_API_KEY"` for a hosted API).
+    #[serde(default)]
+    pub credential: CredentialSpec,
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// SQLite file, relative to the data dir.
+    pub path: PathBuf,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self { path: PathBuf::from("switchboard.db") }
+    }
+}
+
+/// A development identity (demo and tests only).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevUser {
+    /// Email, also the subject.
+    pub email: String,
+    /// Groups (roles).
+    pub roles: Vec<String>,
+}
+
+/// `[identity]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityConfig {
+    /// The id downstream systems see on `automatic` hops.
+    pub service_principal: String,
+    /// Scopes the development identity provider grants.
+    pub dev_scopes: Vec<String>,
+    /// Development identities.
+    pub dev_users: Vec<DevUser>,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self { service_principal: "switchboard-sp".into(), dev_scopes: Vec::new(), dev_users: Vec::new() }
+    }
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Calls per minute per caller and agent; 0 is unlimited.
+    pub requests_per_minute: u32,
+}
+
+/// An agent file, as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentFile {
+    /// Unique name.
+    pub name: String,
+    /// Kind.
+    pub kind: AgentKind,
+    /// What it does.
+    pub description: String,
+    /// Example questions.
+    #[serde(default)]
+    pub examples: Vec<String>,
+    /// Roles allowed; omit for everyone.
+    #[serde(default)]
+    pub allowed_roles: Option<Vec<String>>,
+    /// Per-call timeout.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Named connection.
+    #[serde(default)]
+    pub connection: Option<String>,
+    /// Credential.
+    #[serde(default)]
+    pub credential: CredentialSpec,
+    /// `[knowledge]` settings.
+    #[serde(default)]
+    pub knowledge: Option<toml::Table>,
+    /// `[genie]` settings.
+    #[serde(default)]
+    pub genie: Option<toml::Table>,
+    /// `[tool]` settings.
+    #[serde(default)]
+    pub tool: Option<toml::Table>,
+    /// `[mcp]` settings.
+    #[serde(default)]
+    pub mcp: Option<toml::Table>,
+    /// `[endpoint]` settings.
+    #[serde(default)]
+    pub endpoint: Option<toml::Table>,
+    /// `[supervisor]` settings (nested supervisor).
+    #[serde(default)]
+    pub supervisor: Option<toml::Table>,
+}
+
+/// Converts a TOML parse error into a problem naming the line and, when it can, the field.
+fn toml_problem(file: &ConfigFile, e: &toml::de::Error) -> Problem {
+    let (line, field) = match e.span() {
+        Some(span) => locate(&file.text, span.start),
+        None => (0, String::new()),
+    };
+    let message = if line > 0 {
+        format!("{} (line {line})", e.message().trim())
+    } else {
+        e.message().trim().to_string()
+    };
+    Problem { file: file.label.clone(), field, message }
+}
+
+/// The 1-based line of `offset` and the dotted key written there (`table.key`), if any.
+fn locate(text: &str, offset: usize) -> (usize, String) {
+    let before = &text[..offset.min(text.len())];
+    let line_no = before.matches('\n').count() + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
+    let table = before
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    let key = if line.starts_with('[') {
+        String::new()
+    } else {
+        line.split('=').next().unwrap_or("").trim().trim_matches('"').to_string()
+    };
+    let field = match (table, key.is_empty()) {
+        (Some(t), false) if !line.starts_with('[') => format!("{t}.{key}"),
+        (Some(t), _) => t,
+        (None, _) => key,
+    };
+    (line_no, field)
+}
+
+pub(super) fn parse_main(file: &ConfigFile, problems: &mut Vec<Problem>) -> Option<Config> {
+    match toml::from_str::<Config>(&file.text) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            problems.push(toml_problem(file, &e));
+            None
+        }
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    matches!(bytes.next(), Some(b'a'..=b'z'))
+        && name.len() <= 64
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+pub(super) fn check_credential(file: &str, field: &str, spec: &CredentialSpec, problems: &mut Vec<Problem>) {
+    match (spec.mode, &spec.secret) {
+        (CredentialMode::Manual, None) => problems.push(Problem {
+            file: file.into(),
+            field: format!("{field}.secret"),
+            message: "manual credentials need a secret source: `env:NAME` or `file:PATH`".into(),
+        }),
+        (CredentialMode::Automatic | CredentialMode::Obo, Some(_)) => problems.push(Problem {
+            file: file.into(),
+            field: format!("{field}.secret"),
+            message: format!("a secret is only used with mode = \"manual\", not \"{}\"", spec.mode.as_str()),
+        }),
+        _ => {}
+    }
+}
+
+pub(super) fn parse_agent(file: &ConfigFile, problems: &mut Vec<Problem>) -> Option<AgentSpec> {
+    let parsed = match toml::from_str::<AgentFile>(&file.text) {
+        Ok(a) => a,
+        Err(e) => {
+            problems.push(toml_problem(file, &e));
+            return None;
+        }
+    };
+    let before = problems.len();
+    let problem =
+        |field: &str, message: String| Problem { file: file.label.clone(), field: field.into(), message };
+    if !valid_name(&parsed.name) {
+        problems.push(problem(
+            "name",
+            format!(
+                "`{}` is not a valid agent name: use 1-64 of a-z, 0-9, _ and -, starting with a letter",
+                parsed.name
+            ),
+        ));
+    }
+    if parsed.description.trim().is_empty() {
+        problems.push(problem("description", "must describe what the agent does; routers read it".into()));
+    }
+    if parsed.allowed_roles.as_ref().is_some_and(Vec::is_empty) {
+        problems.push(problem(
+            "allowed_roles",
+            "an empty list lets nobody in; omit the field to allow every caller".into(),
+        ));
+    }
+    if parsed.timeout_ms == Some(0) {
+        problems.push(problem("timeout_ms", "must be greater than 0".into()));
+    }
+    check_credential(&file.label, "credential", &parsed.credential, problems);
+    if !BUILDABLE_KINDS.contains(&parsed.kind) {
+        problems.push(problem(
+            "kind",
+            format!(
+                "kind `{}` is not available in this build (available: knowledge, genie, tool)",
+                parsed.kind.as_str()
+            ),
+        ));
+    }
+    let tables = [
+        (AgentKind::Knowledge, &parsed.knowledge),
+        (AgentKind::Genie, &parsed.genie),
+        (AgentKind::Tool, &parsed.tool),
+        (AgentKind::Mcp, &parsed.mcp),
+        (AgentKind::Endpoint, &parsed.endpoint),
+        (AgentKind::Supervisor, &parsed.supervisor),
+    ];
+    let mut settings = serde_json::Value::Object(Default::default());
+    for (kind, table) in tables {
+        let Some(table) = table else { continue };
+        if kind == parsed.kind {
+            match serde_json::to_value(table) {
+                Ok(v) => settings = v,
+                Err(e) => problems.push(problem(kind.as_str(), format!("cannot be read: {e}"))),
+            }
+        } else {
+            problems.push(problem(
+                kind.as_str(),
+                format!(
+                    "a `[{}]` table does not belong to a `{}` agent",
+                    kind.as_str(),
+                    parsed.kind.as_str()
+                ),
+            ));
+        }
+    }
+    if problems.len() > before {
+        return None;
+    }
+    Some(AgentSpec {
+        name: parsed.name,
+        kind: parsed.kind,
+        description: parsed.description,
+        examples: parsed.examples,
+        credential: parsed.credential,
+        allowed_roles: parsed.allowed_roles,
+        timeout_ms: parsed.timeout_ms,
+        connection: parsed.connection,
+        settings,
+    })
+}
+
+pub(super) fn check_cross(
+    config: &Config,
+    files: &Files,
+    _agents: &[Arc<AgentSpec>],
+    problems: &mut Vec<Problem>,
+) {
+    let file = files.main.label.as_str();
+    let problem = |field: &str, message: &str| Problem {
+        file: file.into(),
+        field: field.into(),
+        message: message.into(),
+    };
+    let s = &config.supervisor;
+    if s.max_hops == 0 {
+        problems.push(problem("supervisor.max_hops", "must be at least 1"));
+    }
+    if s.agent_timeout_ms == 0 {
+        problems.push(problem("supervisor.agent_timeout_ms", "must be greater than 0"));
+    }
+    if s.deadline_ms == 0 {
+        problems.push(problem("supervisor.deadline_ms", "must be greater than 0"));
+    }
+    if !valid_name(&s.name) {
+        problems.push(problem("supervisor.name", "use 1-64 of a-z, 0-9, _ and -, starting with a letter"));
+    }
+    if let Some(t) = config.router.threshold
+        && !(t > 0.0 && t <= 1.0)
+    {
+        problems.push(problem("router.threshold", "must be in (0, 1]"));
+    }
+    match &config.llm {
+        None if config.router.kind == RouterKind::Llm => {
+            problems.push(problem("router.kind", "the llm router needs an [llm] section (base_url, model)"))
+        }
+        None => {}
+        Some(llm) => {
+            if !(llm.base_url.starts_with("http://") || llm.base_url.starts_with("https://")) {
+                problems.push(problem(
+                    "llm.base_url",
+                    "must be an http:// or https:// URL, e.g. http://127.0.0.1:8000/v1",
+                ));
+            }
+            if llm.model.trim().is_empty() {
+                problems.push(problem("llm.model", "must name a model"));
+            }
+            check_credential(file, "llm.credential", &llm.credential, problems);
+        }
+    }
+    if config.identity.service_principal.trim().is_empty() {
+        problems.push(problem("identity.service_principal", "must not be empty"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locate_names_table_and_key() {
+        let text = "name = \"x\"\n[genie]\ndatabase = 3\n";
+        let offset = text.find("3").unwrap();
+        assert_eq!(locate(text, offset), (3, "genie.database".into()));
+    }
+}

@@ -1,0 +1,369 @@
+//! The supervisor: route, fan out through the hop pipeline, join, answer.
+
+use crate::synthesis::Synthesizer;
+use futures::future::join_all;
+use serde::Serialize;
+use serde_json::{Map, json};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use switchboard_core::{
+    Agent, AgentInput, AgentOutput, AgentSpec, ErrorKind, HopKind, Message, Role, RouteDecision, RoutedCall,
+    Router, RunContext, SpanKind, SpanRecord, SpanStatus, TelemetrySink, TraceContext, unix_nanos_now,
+};
+use switchboard_govern::{Gateway, HopTarget};
+
+/// What the caller asked, with the conversation so far.
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    /// The new question.
+    pub question: String,
+    /// Earlier turns of the thread, oldest first.
+    pub history: Vec<Message>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// At least one agent answered.
+    Ok,
+    /// The router was not confident; the answer is a clarifying question.
+    Clarify,
+    /// Policy denied every agent the request needed.
+    Denied,
+    /// Every agent call failed.
+    Error,
+}
+
+impl RunStatus {
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Clarify => "clarify",
+            Self::Denied => "denied",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// One sub-agent call of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    /// The agent.
+    pub agent: String,
+    /// What it was asked.
+    pub input: String,
+    /// `ok`, `denied` or `error`.
+    pub status: &'static str,
+    /// Why it was denied or failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The HTTP status the failure maps to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_status: Option<u16>,
+    /// Its answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<AgentOutput>,
+    /// Wall time of the call.
+    pub duration_ms: u64,
+}
+
+/// The outcome of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResponse {
+    /// Join key of spans and audit rows.
+    pub request_id: String,
+    /// W3C trace id.
+    pub trace_id: String,
+    /// How it ended.
+    pub status: RunStatus,
+    /// The answer (or the clarifying question, or the denial).
+    pub answer: String,
+    /// The agents that answered.
+    pub agents: Vec<String>,
+    /// What the router proposed.
+    pub route: Option<RouteDecision>,
+    /// The sub-agent calls.
+    pub steps: Vec<Step>,
+}
+
+/// Routes a caller's request across sub-agents. Built once; `run` is called concurrently.
+pub struct Supervisor {
+    spec: Arc<AgentSpec>,
+    agents: HashMap<String, Arc<dyn Agent>>,
+    specs: HashMap<String, Arc<AgentSpec>>,
+    router: Arc<dyn Router>,
+    gateway: Arc<Gateway>,
+    sink: Arc<dyn TelemetrySink>,
+    synthesizer: Option<Synthesizer>,
+}
+
+impl Supervisor {
+    /// Assembles a supervisor. `spec` describes the supervisor itself (its name and the
+    /// credential of its own LLM calls).
+    pub fn new(
+        spec: Arc<AgentSpec>,
+        agents: Vec<Arc<dyn Agent>>,
+        router: Arc<dyn Router>,
+        gateway: Arc<Gateway>,
+        sink: Arc<dyn TelemetrySink>,
+        synthesizer: Option<Synthesizer>,
+    ) -> Self {
+        let specs = agents.iter().map(|a| (a.spec().name.clone(), Arc::new(a.spec().clone()))).collect();
+        let agents = agents.into_iter().map(|a| (a.spec().name.clone(), a)).collect();
+        Self { spec, agents, specs, router, gateway, sink, synthesizer }
+    }
+
+    /// The supervisor's name (the served model name).
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// The sub-agents' declarations.
+    pub fn agent_specs(&self) -> impl Iterator<Item = &Arc<AgentSpec>> {
+        self.specs.values()
+    }
+
+    /// Answers `request` for the caller in `ctx`. Never fails: problems become the response's
+    /// status and answer, and each step records its own error.
+    pub async fn run(&self, ctx: &RunContext, request: RunRequest) -> RunResponse {
+        let root = LocalSpan::start(format!("invoke_agent {}", self.spec.name), SpanKind::Agent);
+        let run_ctx = ctx.child(root.id);
+
+        let route_span = LocalSpan::start("route".into(), SpanKind::Chain);
+        let route =
+            self.router.route(&run_ctx.child(route_span.id), &request.question, &request.history).await;
+        let route_attrs = match &route {
+            Ok(decision) => {
+                let mut m = Map::new();
+                m.insert("switchboard.route".into(), json!(decision));
+                m
+            }
+            Err(_) => Map::new(),
+        };
+        self.emit(&run_ctx, route_span, route.as_ref().err().map(|e| e.message.clone()), route_attrs);
+
+        let mut response = RunResponse {
+            request_id: ctx.request_id.to_string(),
+            trace_id: ctx.trace.trace_id.to_string(),
+            status: RunStatus::Ok,
+            answer: String::new(),
+            agents: Vec::new(),
+            route: route.as_ref().ok().cloned(),
+            steps: Vec::new(),
+        };
+        match route {
+            Err(e) => {
+                response.status = RunStatus::Error;
+                response.answer = format!("routing failed: {}", e.message);
+            }
+            Ok(RouteDecision::Clarify { question, .. }) => {
+                response.status = RunStatus::Clarify;
+                response.answer = question;
+            }
+            Ok(RouteDecision::Agents { calls }) => {
+                let calls = dedupe(calls);
+                let steps =
+                    join_all(calls.iter().map(|c| self.call_agent(&run_ctx, c, &request.history))).await;
+                response.agents =
+                    steps.iter().filter(|s| s.status == "ok").map(|s| s.agent.clone()).collect();
+                response.status = overall_status(&steps);
+                response.answer = self.answer(&run_ctx, &request.question, &steps).await;
+                response.steps = steps;
+            }
+        }
+
+        let mut attrs = Map::new();
+        attrs.insert("switchboard.status".into(), json!(response.status.as_str()));
+        attrs.insert("switchboard.agents".into(), json!(response.agents));
+        let failure =
+            matches!(response.status, RunStatus::Error | RunStatus::Denied).then(|| response.answer.clone());
+        self.emit(ctx, root, failure, attrs);
+        response
+    }
+
+    async fn call_agent(&self, ctx: &RunContext, call: &RoutedCall, history: &[Message]) -> Step {
+        let started = std::time::Instant::now();
+        let mut step = Step {
+            agent: call.agent.clone(),
+            input: call.input.clone(),
+            status: "ok",
+            error: None,
+            error_status: None,
+            output: None,
+            duration_ms: 0,
+        };
+        let (Some(agent), Some(spec)) = (self.agents.get(&call.agent), self.specs.get(&call.agent)) else {
+            step.status = "error";
+            step.error =
+                Some(format!("the router proposed `{}`, which is not a configured agent", call.agent));
+            return step;
+        };
+        let input = AgentInput { question: call.input.clone(), history: agent_history(history, &call.agent) };
+        let result = self
+            .gateway
+            .hop(ctx, spec, HopTarget::new(HopKind::Agent, &call.agent), |grant| {
+                let agent = agent.clone();
+                let input = &input;
+                async move { agent.invoke(grant.ctx(), input).await }
+            })
+            .await;
+        step.duration_ms = started.elapsed().as_millis() as u64;
+        match result {
+            Ok(output) => step.output = Some(output),
+            Err(e) => {
+                step.status = if e.kind == ErrorKind::Denied { "denied" } else { "error" };
+                step.error_status = Some(e.kind.http_status());
+                step.error = Some(e.message);
+            }
+        }
+        step
+    }
+
+    async fn answer(&self, ctx: &RunContext, question: &str, steps: &[Step]) -> String {
+        let ok: Vec<&Step> = steps.iter().filter(|s| s.output.is_some()).collect();
+        // A single answer is forwarded verbatim: a synthesis call would only add latency and risk.
+        if let ([only], 1) = (ok.as_slice(), steps.len()) {
+            return only.output.as_ref().map(|o| o.text.clone()).unwrap_or_default();
+        }
+        if ok.len() >= 2
+            && let Some(synth) = &self.synthesizer
+        {
+            match synth.combine(ctx, question, steps).await {
+                Ok(text) => return text,
+                Err(e) => {
+                    tracing::warn!(request_id = %ctx.request_id, error = %e, "synthesis failed; joining answers")
+                }
+            }
+        }
+        join_answers(steps)
+    }
+
+    fn emit(
+        &self,
+        ctx: &RunContext,
+        span: LocalSpan,
+        error: Option<String>,
+        mut attributes: Map<String, serde_json::Value>,
+    ) {
+        let caller = &ctx.caller;
+        attributes.insert("mlflow.spanType".into(), json!(span.kind.as_str()));
+        attributes.insert("switchboard.request_id".into(), json!(ctx.request_id.as_str()));
+        attributes.insert("enduser.id".into(), json!(caller.email()));
+        attributes.insert("switchboard.caller.email".into(), json!(caller.email()));
+        attributes.insert("switchboard.caller.role".into(), json!(caller.primary_role()));
+        if span.kind == SpanKind::Agent {
+            attributes.insert("gen_ai.operation.name".into(), json!("invoke_agent"));
+            attributes.insert("gen_ai.agent.name".into(), json!(self.spec.name));
+        }
+        let parent = ctx.trace.parent_span_id;
+        self.sink.span(SpanRecord {
+            request_id: ctx.request_id.to_string(),
+            trace_id: ctx.trace.trace_id.to_string(),
+            span_id: span.id.to_string(),
+            parent_id: (parent != opentelemetry::trace::SpanId::INVALID).then(|| parent.to_string()),
+            name: span.name,
+            kind: span.kind,
+            agent: Some(self.spec.name.clone()),
+            start_unix_nano: span.start,
+            end_unix_nano: unix_nanos_now(),
+            status: if error.is_some() { SpanStatus::Error } else { SpanStatus::Ok },
+            status_message: error,
+            attributes,
+        });
+    }
+}
+
+/// A span the supervisor records itself (the run and its routing step are not hops).
+struct LocalSpan {
+    id: opentelemetry::trace::SpanId,
+    name: String,
+    kind: SpanKind,
+    start: u64,
+}
+
+impl LocalSpan {
+    fn start(name: String, kind: SpanKind) -> Self {
+        Self { id: TraceContext::new_span_id(), name, kind, start: unix_nanos_now() }
+    }
+}
+
+/// Drops repeated (agent, input) pairs: no agent is called twice with the same input in a request.
+fn dedupe(calls: Vec<RoutedCall>) -> Vec<RoutedCall> {
+    let mut seen = HashSet::new();
+    calls.into_iter().filter(|c| seen.insert((c.agent.clone(), c.input.trim().to_lowercase()))).collect()
+}
+
+/// The turns of the thread that belong to `agent`: each of its answers with the question before it.
+fn agent_history(history: &[Message], agent: &str) -> Vec<Message> {
+    let mut out = Vec::new();
+    for (i, m) in history.iter().enumerate() {
+        if m.role == Role::Assistant && m.agent.as_deref() == Some(agent) {
+            if let Some(q) = history[..i].iter().rev().find(|m| m.role == Role::User) {
+                out.push(q.clone());
+            }
+            out.push(m.clone());
+        }
+    }
+    out
+}
+
+fn overall_status(steps: &[Step]) -> RunStatus {
+    if steps.iter().any(|s| s.status == "ok") {
+        RunStatus::Ok
+    } else if steps.iter().any(|s| s.status == "denied") {
+        RunStatus::Denied
+    } else {
+        RunStatus::Error
+    }
+}
+
+/// Joins several agents' answers into one, each under its agent's name, failures included so the
+/// caller sees what is missing and why.
+fn join_answers(steps: &[Step]) -> String {
+    if let [only] = steps {
+        return only.error.clone().unwrap_or_default();
+    }
+    steps
+        .iter()
+        .map(|s| match (&s.output, &s.error) {
+            (Some(o), _) => format!("**{}**\n{}", s.agent, o.text),
+            (None, Some(e)) => format!("**{}**\n({}: {e})", s.agent, s.status),
+            (None, None) => format!("**{}**\n(no answer)", s.agent),
+        })
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(agent: &str, input: &str) -> RoutedCall {
+        RoutedCall { agent: agent.into(), input: input.into(), score: 1.0 }
+    }
+
+    #[test]
+    fn same_agent_same_input_is_called_once() {
+        let calls = dedupe(vec![
+            call("sales", "Revenue "),
+            call("sales", "revenue"),
+            call("sales", "top 3"),
+            call("policies", "revenue"),
+        ]);
+        assert_eq!(calls.len(), 3);
+    }
+
+    #[test]
+    fn agent_history_keeps_only_that_agents_turns() {
+        let history = vec![
+            Message::user("revenue by region"),
+            Message::assistant("| West | 10 |", Some("sales".into())),
+            Message::user("hotel limit?"),
+            Message::assistant("$250", Some("policies".into())),
+        ];
+        let h = agent_history(&history, "sales");
+        assert_eq!(h, vec![history[0].clone(), history[1].clone()]);
+    }
+}
