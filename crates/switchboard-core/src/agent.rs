@@ -101,4 +101,10 @@ pub trait Agent: Send + Sync {
     fn spec(&self) -> &AgentSpec;
     /// Answers `input` for the caller in `ctx`. `ctx.trace.parent_span_id` is the agent's span.
     async fn invoke(&self, ctx: &RunContext, input: &AgentInput) -> Result<AgentOutput>;
+
+    /// Whether the agent can serve requests (its index, database or endpoint is reachable), for
+    /// `GET /health`. Called without a caller, so it must not touch caller data.
+    async fn health(&self) -> Result<()> {
+        Ok(())
+    }
 }

@@ -1,7 +1,7 @@
 //! Turning a validated configuration into a running supervisor. Everything expensive (indexes,
 //! HTTP pools, tokenizers, templates) is built here, once, never on the request path.
 
-use crate::config::{self, ConfigErrors, ConfigSource, LoadedConfig, RouterKind};
+use crate::config::{self, ConfigErrors, ConfigSource, LoadedConfig, RouterKind, StoreKind};
 use crate::supervisor::Supervisor;
 use crate::synthesis::{DEFAULT_SYNTHESIS_PROMPT, Synthesizer};
 use std::path::Path;
@@ -48,16 +48,32 @@ impl Runtime {
     }
 
     /// Loads, validates and builds.
-    pub fn load(source: &ConfigSource) -> std::result::Result<Self, Error> {
+    pub async fn load(source: &ConfigSource) -> std::result::Result<Self, Error> {
         let loaded = Self::validate(source).map_err(|e| Error::config(e.to_string()))?;
-        Self::build(loaded)
+        Self::build(loaded).await
+    }
+
+    /// Opens the configured store.
+    pub async fn open_store(loaded: &LoadedConfig) -> Result<Arc<dyn Store>> {
+        let cfg = &loaded.config.store;
+        match cfg.kind {
+            StoreKind::Sqlite => {
+                let path = loaded.data_dir.join(&cfg.path);
+                let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path))
+                    .await
+                    .map_err(|e| Error::internal(format!("opening the store panicked: {e}")))??;
+                Ok(Arc::new(store))
+            }
+            StoreKind::Postgres => {
+                Err(Error::config("store.kind = \"postgres\" is not available in this build"))
+            }
+        }
     }
 
     /// Builds the supervisor from a validated configuration.
-    pub fn build(loaded: LoadedConfig) -> Result<Self> {
+    pub async fn build(loaded: LoadedConfig) -> Result<Self> {
+        let store = Self::open_store(&loaded).await?;
         let cfg = &loaded.config;
-        let store_path = loaded.data_dir.join(&cfg.store.path);
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&store_path)?);
         let sink: Arc<dyn TelemetrySink> = store.clone();
 
         let credentials = Arc::new(layers::StandardCredentials::new(cfg.identity.service_principal.clone()));
@@ -72,29 +88,14 @@ impl Runtime {
             LlmClient::new(gateway.egress(spec), &llm.base_url, llm.model.clone())
         });
 
-        let mut agents: Vec<Arc<dyn Agent>> = Vec::with_capacity(loaded.agents.len());
-        for spec in &loaded.agents {
-            let egress = gateway.egress(spec.clone());
-            let base = loaded.base_dir.as_path();
-            let agent: Arc<dyn Agent> = match spec.kind {
-                AgentKind::Knowledge => {
-                    Arc::new(knowledge::KnowledgeAgent::new(spec.clone(), egress, base, llm.clone())?)
-                }
-                AgentKind::Genie => {
-                    Arc::new(genie::GenieAgent::new(spec.clone(), egress, base, llm.clone())?)
-                }
-                AgentKind::Tool => {
-                    Arc::new(tool::SqlToolAgent::new(spec.clone(), egress, base, llm.clone())?)
-                }
-                other => {
-                    return Err(Error::config(format!(
-                        "kind `{}` is not available in this build",
-                        other.as_str()
-                    )));
-                }
-            };
-            agents.push(agent);
-        }
+        // Building agents reads files and builds indexes: blocking work, kept off the async threads.
+        let agents = {
+            let (specs, gateway, base, llm) =
+                (loaded.agents.clone(), gateway.clone(), loaded.base_dir.clone(), llm.clone());
+            tokio::task::spawn_blocking(move || build_agents(&specs, &gateway, &base, llm.as_ref()))
+                .await
+                .map_err(|e| Error::internal(format!("building agents panicked: {e}")))??
+        };
 
         let supervisor_spec = Arc::new(internal_spec(
             &cfg.supervisor.name,
@@ -122,7 +123,7 @@ impl Runtime {
             None => None,
         };
         let supervisor =
-            Arc::new(Supervisor::new(supervisor_spec, agents, router, gateway, sink, synthesizer));
+            Arc::new(Supervisor::new(supervisor_spec, agents, router, gateway, store.clone(), synthesizer));
         Ok(Self { supervisor, store, config: loaded })
     }
 
@@ -148,6 +149,35 @@ impl Runtime {
         ctx.max_hops = s.max_hops;
         ctx
     }
+}
+
+fn build_agents(
+    specs: &[Arc<AgentSpec>],
+    gateway: &Arc<Gateway>,
+    base: &Path,
+    llm: Option<&LlmClient>,
+) -> Result<Vec<Arc<dyn Agent>>> {
+    specs
+        .iter()
+        .map(|spec| {
+            let egress = gateway.egress(spec.clone());
+            let llm = llm.cloned();
+            let agent: Arc<dyn Agent> = match spec.kind {
+                AgentKind::Knowledge => {
+                    Arc::new(knowledge::KnowledgeAgent::new(spec.clone(), egress, base, llm)?)
+                }
+                AgentKind::Genie => Arc::new(genie::GenieAgent::new(spec.clone(), egress, base, llm)?),
+                AgentKind::Tool => Arc::new(tool::SqlToolAgent::new(spec.clone(), egress, base, llm)?),
+                other => {
+                    return Err(Error::config(format!(
+                        "kind `{}` is not available in this build",
+                        other.as_str()
+                    )));
+                }
+            };
+            Ok(agent)
+        })
+        .collect()
 }
 
 fn prompt(loaded: &LoadedConfig, name: &str, default: &str) -> String {

@@ -10,5 +10,5 @@ mod supervisor;
 mod synthesis;
 
 pub use assemble::Runtime;
-pub use supervisor::{RunRequest, RunResponse, RunStatus, Step, Supervisor};
+pub use supervisor::{RunEvent, RunRequest, RunResponse, RunStatus, Step, Supervisor};
 pub use synthesis::{DEFAULT_SYNTHESIS_PROMPT, Synthesizer};

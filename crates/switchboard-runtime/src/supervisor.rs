@@ -8,17 +8,48 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use switchboard_core::{
     Agent, AgentInput, AgentOutput, AgentSpec, ErrorKind, HopKind, Message, Role, RouteDecision, RoutedCall,
-    Router, RunContext, SpanKind, SpanRecord, SpanStatus, TelemetrySink, TraceContext, unix_nanos_now,
+    Router, RunContext, SpanKind, SpanRecord, SpanStatus, TraceContext, unix_nanos_now,
 };
 use switchboard_govern::{Gateway, HopTarget};
+use switchboard_store::Store;
+use tokio::sync::mpsc::UnboundedSender;
 
 /// What the caller asked, with the conversation so far.
 #[derive(Debug, Clone, Default)]
 pub struct RunRequest {
     /// The new question.
     pub question: String,
-    /// Earlier turns of the thread, oldest first.
+    /// Earlier turns supplied by the client, oldest first. When empty and `thread_id` is set, the
+    /// stored thread is the history.
     pub history: Vec<Message>,
+    /// A conversation to continue and extend: its stored turns are loaded, and this turn is saved.
+    pub thread_id: Option<String>,
+}
+
+/// Progress of a run, for streaming clients. The final [`RunResponse`] is returned by the run.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RunEvent {
+    /// The router's proposal.
+    Routed {
+        /// What it proposed.
+        decision: RouteDecision,
+    },
+    /// A sub-agent call started.
+    AgentStarted {
+        /// The agent.
+        agent: String,
+    },
+    /// A sub-agent call ended.
+    AgentFinished {
+        /// Its step.
+        step: Step,
+    },
+    /// A piece of the answer, in order; the pieces concatenate to the answer.
+    Delta {
+        /// Text.
+        text: String,
+    },
 }
 
 /// How a run ended.
@@ -95,7 +126,7 @@ pub struct Supervisor {
     specs: HashMap<String, Arc<AgentSpec>>,
     router: Arc<dyn Router>,
     gateway: Arc<Gateway>,
-    sink: Arc<dyn TelemetrySink>,
+    store: Arc<dyn Store>,
     synthesizer: Option<Synthesizer>,
 }
 
@@ -107,12 +138,12 @@ impl Supervisor {
         agents: Vec<Arc<dyn Agent>>,
         router: Arc<dyn Router>,
         gateway: Arc<Gateway>,
-        sink: Arc<dyn TelemetrySink>,
+        store: Arc<dyn Store>,
         synthesizer: Option<Synthesizer>,
     ) -> Self {
         let specs = agents.iter().map(|a| (a.spec().name.clone(), Arc::new(a.spec().clone()))).collect();
         let agents = agents.into_iter().map(|a| (a.spec().name.clone(), a)).collect();
-        Self { spec, agents, specs, router, gateway, sink, synthesizer }
+        Self { spec, agents, specs, router, gateway, store, synthesizer }
     }
 
     /// The supervisor's name (the served model name).
@@ -128,6 +159,32 @@ impl Supervisor {
     /// Answers `request` for the caller in `ctx`. Never fails: problems become the response's
     /// status and answer, and each step records its own error.
     pub async fn run(&self, ctx: &RunContext, request: RunRequest) -> RunResponse {
+        self.run_with_events(ctx, request, None).await
+    }
+
+    /// Like [`run`](Self::run), sending progress to `events` as it happens. A closed receiver
+    /// does not stop the run; cancel `ctx.cancel` for that.
+    pub async fn run_with_events(
+        &self,
+        ctx: &RunContext,
+        mut request: RunRequest,
+        events: Option<&UnboundedSender<RunEvent>>,
+    ) -> RunResponse {
+        let send = |e: RunEvent| {
+            if let Some(tx) = events {
+                let _ = tx.send(e);
+            }
+        };
+        if let Some(thread) = &request.thread_id
+            && request.history.is_empty()
+        {
+            match self.store.thread(thread).await {
+                Ok(turns) => request.history = turns,
+                Err(e) => {
+                    tracing::warn!(request_id = %ctx.request_id, error = %e, "thread history unavailable")
+                }
+            }
+        }
         let root = LocalSpan::start(format!("invoke_agent {}", self.spec.name), SpanKind::Agent);
         let run_ctx = ctx.child(root.id);
 
@@ -144,6 +201,9 @@ impl Supervisor {
         };
         self.emit(&run_ctx, route_span, route.as_ref().err().map(|e| e.message.clone()), route_attrs);
 
+        if let Ok(decision) = &route {
+            send(RunEvent::Routed { decision: decision.clone() });
+        }
         let mut response = RunResponse {
             request_id: ctx.request_id.to_string(),
             trace_id: ctx.trace.trace_id.to_string(),
@@ -180,7 +240,26 @@ impl Supervisor {
         let failure =
             matches!(response.status, RunStatus::Error | RunStatus::Denied).then(|| response.answer.clone());
         self.emit(ctx, root, failure, attrs);
+        for piece in answer_pieces(&response.answer) {
+            send(RunEvent::Delta { text: piece.to_string() });
+        }
+        if let Some(thread) = &request.thread_id {
+            self.save_turn(ctx, thread, &request.question, &response).await;
+        }
         response
+    }
+
+    async fn save_turn(&self, ctx: &RunContext, thread: &str, question: &str, response: &RunResponse) {
+        let agent = match response.agents.as_slice() {
+            [only] => Some(only.clone()),
+            _ => None,
+        };
+        let turns = [Message::user(question), Message::assistant(response.answer.clone(), agent)];
+        for turn in &turns {
+            if let Err(e) = self.store.append_turn(thread, &response.request_id, turn).await {
+                tracing::warn!(request_id = %ctx.request_id, error = %e, "could not save the thread turn");
+            }
+        }
     }
 
     async fn call_agent(&self, ctx: &RunContext, call: &RoutedCall, history: &[Message]) -> Step {
@@ -258,7 +337,7 @@ impl Supervisor {
             attributes.insert("gen_ai.agent.name".into(), json!(self.spec.name));
         }
         let parent = ctx.trace.parent_span_id;
-        self.sink.span(SpanRecord {
+        self.store.span(SpanRecord {
             request_id: ctx.request_id.to_string(),
             trace_id: ctx.trace.trace_id.to_string(),
             span_id: span.id.to_string(),
@@ -273,6 +352,11 @@ impl Supervisor {
             attributes,
         });
     }
+}
+
+/// The answer in word-sized pieces that concatenate back to it exactly, for streaming.
+fn answer_pieces(answer: &str) -> impl Iterator<Item = &str> {
+    answer.split_inclusive(char::is_whitespace)
 }
 
 /// A span the supervisor records itself (the run and its routing step are not hops).

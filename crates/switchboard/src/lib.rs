@@ -8,7 +8,7 @@
 //! use switchboard::{RunRequest, Runtime, demo};
 //! let data = demo::data_dir();
 //! demo::prepare(&data)?;
-//! let runtime = Runtime::load(&demo::source(&data))?;
+//! let runtime = Runtime::load(&demo::source(&data)).await?;
 //! let caller = runtime.dev_caller("alice@example.com")?;
 //! let ctx = runtime.context(caller);
 //! let answer = runtime.supervisor.run(&ctx, RunRequest { question: "total revenue by region".into(), ..Default::default() }).await;

@@ -30,6 +30,9 @@ enum Command {
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
+        /// Continue (and extend) a stored conversation, so follow-ups keep their context.
+        #[arg(long, value_name = "ID")]
+        thread: Option<String>,
     },
     /// Serve the chat endpoint.
     Serve {
@@ -91,8 +94,8 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Chat { question, as_user, config, json } => {
-                cli::chat::run(&question, as_user.as_deref(), config.as_deref(), json).await
+            Command::Chat { question, as_user, config, json, thread } => {
+                cli::chat::run(&question, as_user.as_deref(), config.as_deref(), json, thread).await
             }
             Command::Serve { config, addr } => cli::serve::run(config.as_deref(), &addr).await,
             Command::Validate { config } => cli::validate::run(config.as_deref()),

@@ -19,22 +19,42 @@ pub trait TokenSource: Send + Sync {
     async fn token(&self) -> Result<Secret>;
 }
 
+/// Exchanges a caller's token for one restricted to a sub-agent's scopes and audience (RFC 8693).
+/// Implementations cache per (caller, audience, scopes) until expiry.
+#[async_trait]
+pub trait TokenExchanger: Send + Sync {
+    /// A token for `audience` carrying exactly `scopes`, on behalf of the holder of `subject_token`.
+    async fn exchange(
+        &self,
+        subject_token: &Secret,
+        audience: Option<&str>,
+        scopes: &[String],
+    ) -> Result<Secret>;
+}
+
 /// The three modes: `automatic` (the service principal), `obo` (the caller) and `manual` (a named
 /// secret read at use time, so rotation needs no restart).
 pub struct StandardCredentials {
     service_principal: String,
     service_token: Option<Arc<dyn TokenSource>>,
+    exchanger: Option<Arc<dyn TokenExchanger>>,
 }
 
 impl StandardCredentials {
     /// `service_principal` is the id downstream systems see for `automatic` hops.
     pub fn new(service_principal: impl Into<String>) -> Self {
-        Self { service_principal: service_principal.into(), service_token: None }
+        Self { service_principal: service_principal.into(), service_token: None, exchanger: None }
     }
 
     /// Where `automatic` hops get their bearer token.
     pub fn with_service_token(mut self, source: Arc<dyn TokenSource>) -> Self {
         self.service_token = Some(source);
+        self
+    }
+
+    /// Exchanges the caller's token per `obo` hop for a downscoped one.
+    pub fn with_exchanger(mut self, exchanger: Arc<dyn TokenExchanger>) -> Self {
+        self.exchanger = Some(exchanger);
         self
     }
 
@@ -62,13 +82,19 @@ impl CredentialProvider for StandardCredentials {
                 if !missing.is_empty() {
                     return Err(Error::missing_scopes(&missing));
                 }
+                let token = match (&self.exchanger, caller.token()) {
+                    (Some(exchanger), Some(token)) => {
+                        Some(exchanger.exchange(token, spec.audience.as_deref(), &spec.scopes).await?)
+                    }
+                    (_, token) => token.cloned(),
+                };
                 Ok(Credential {
                     principal: Principal {
                         kind: PrincipalKind::User,
                         name: caller.email().to_string(),
                         groups: caller.groups().to_vec(),
                     },
-                    token: caller.token().cloned(),
+                    token,
                 })
             }
             CredentialMode::Automatic => {

@@ -8,7 +8,7 @@ mod model;
 pub use files::{ConfigFile, ConfigSource};
 pub use model::{
     AgentFile, Config, DevUser, IdentityConfig, LimitsConfig, LlmConfig, RouterConfig, RouterKind,
-    StoreConfig, SupervisorConfig,
+    ServerConfig, StoreConfig, StoreKind, SupervisorConfig,
 };
 
 use std::fmt;

@@ -28,6 +28,9 @@ pub struct Config {
     /// Rate limits.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// The HTTP server.
+    #[serde(default)]
+    pub server: ServerConfig,
     /// Data directory, relative to the config file; defaults to `$SWITCHBOARD_HOME` or `.switchboard`.
     #[serde(default)]
     pub data_dir: Option<PathBuf>,
@@ -107,17 +110,46 @@ pub struct LlmConfig {
     pub credential: CredentialSpec,
 }
 
+/// Store backends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    /// A SQLite file in the data dir (the default; needs nothing).
+    #[default]
+    Sqlite,
+    /// PostgreSQL, shared by several replicas.
+    Postgres,
+}
+
 /// `[store]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
+    /// Backend.
+    pub kind: StoreKind,
     /// SQLite file, relative to the data dir.
     pub path: PathBuf,
+    /// PostgreSQL connection string, or `env:NAME` to read it from the environment.
+    pub url: Option<String>,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { path: PathBuf::from("switchboard.db") }
+        Self { kind: StoreKind::Sqlite, path: PathBuf::from("switchboard.db"), url: None }
+    }
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Largest accepted request body; larger ones get 413.
+    pub body_limit_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { body_limit_bytes: 1024 * 1024 }
     }
 }
 
@@ -405,6 +437,14 @@ pub(super) fn check_cross(
             }
             check_credential(file, "llm.credential", &llm.credential, problems);
         }
+    }
+    if config.store.kind == StoreKind::Postgres
+        && config.store.url.as_deref().is_none_or(|u| u.trim().is_empty())
+    {
+        problems.push(problem("store.url", "a postgres store needs url = \"postgres://…\" or \"env:NAME\""));
+    }
+    if config.server.body_limit_bytes == 0 {
+        problems.push(problem("server.body_limit_bytes", "must be greater than 0"));
     }
     if config.identity.service_principal.trim().is_empty() {
         problems.push(problem("identity.service_principal", "must not be empty"));

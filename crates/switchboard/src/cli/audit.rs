@@ -11,7 +11,7 @@ pub async fn run(
     config: Option<&Path>,
     as_json: bool,
 ) -> Result<ExitCode> {
-    let store = super::store(config)?;
+    let store = super::store(config).await?;
     let rows = match request {
         Some(id) => store.audit_for_request(id).await?,
         None => store.recent_audit(limit).await?,

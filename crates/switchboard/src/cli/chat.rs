@@ -13,11 +13,12 @@ pub async fn run(
     as_user: Option<&str>,
     config: Option<&Path>,
     as_json: bool,
+    thread_id: Option<String>,
 ) -> Result<ExitCode> {
     if question.trim().is_empty() {
         return Err(Error::invalid("the question is empty"));
     }
-    let runtime = super::runtime(config)?;
+    let runtime = super::runtime(config).await?;
     let email = as_user.ok_or_else(|| {
         let known: Vec<&str> =
             runtime.config.config.identity.dev_users.iter().map(|u| u.email.as_str()).collect();
@@ -34,7 +35,7 @@ pub async fn run(
     });
     let response = runtime
         .supervisor
-        .run(&ctx, RunRequest { question: question.to_string(), history: Vec::new() })
+        .run(&ctx, RunRequest { question: question.to_string(), thread_id, ..Default::default() })
         .await;
     ctrl_c.abort();
     runtime.store.flush().await;

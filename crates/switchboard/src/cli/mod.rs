@@ -13,7 +13,7 @@ use std::sync::Arc;
 use switchboard_core::{Error, Result};
 use switchboard_runtime::config::ConfigSource;
 use switchboard_runtime::{Runtime, demo};
-use switchboard_store::{SqliteStore, Store};
+use switchboard_store::Store;
 
 /// The configuration to use: `--config FILE`, or the built-in demo (preparing its data first).
 pub fn source(config: Option<&Path>) -> Result<ConfigSource> {
@@ -28,15 +28,14 @@ pub fn source(config: Option<&Path>) -> Result<ConfigSource> {
 }
 
 /// Loads and builds the runtime.
-pub fn runtime(config: Option<&Path>) -> Result<Runtime> {
-    Runtime::load(&source(config)?)
+pub async fn runtime(config: Option<&Path>) -> Result<Runtime> {
+    Runtime::load(&source(config)?).await
 }
 
 /// Opens only the store of a configuration (for `trace` and `audit`, which need nothing else).
-pub fn store(config: Option<&Path>) -> Result<Arc<dyn Store>> {
+pub async fn store(config: Option<&Path>) -> Result<Arc<dyn Store>> {
     let loaded = Runtime::validate(&source(config)?).map_err(|e| Error::config(e.to_string()))?;
-    let path = loaded.data_dir.join(&loaded.config.store.path);
-    Ok(Arc::new(SqliteStore::open(&path)?))
+    Runtime::open_store(&loaded).await
 }
 
 /// Milliseconds between two Unix-nanosecond instants, for display.

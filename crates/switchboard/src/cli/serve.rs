@@ -8,7 +8,7 @@ use switchboard_server::{AppState, DevHeaderAuthenticator};
 
 /// Serves until Ctrl-C or SIGTERM; in-flight requests finish and the audit queue drains.
 pub async fn run(config: Option<&Path>, addr: &str) -> Result<ExitCode> {
-    let runtime = Arc::new(super::runtime(config)?);
+    let runtime = Arc::new(super::runtime(config).await?);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| Error::config(format!("cannot listen on {addr}: {e}")))?;

@@ -8,7 +8,7 @@ use switchboard_core::{Error, Result, SpanRecord, SpanStatus};
 
 /// Prints the spans of `request_id` as a tree.
 pub async fn run(request_id: &str, config: Option<&Path>, as_json: bool) -> Result<ExitCode> {
-    let store = super::store(config)?;
+    let store = super::store(config).await?;
     let spans = store.spans(request_id).await?;
     if spans.is_empty() {
         return Err(Error::not_found(format!("no spans recorded for request {request_id}")));
