@@ -151,6 +151,11 @@ impl Supervisor {
         &self.spec.name
     }
 
+    /// The sub-agents.
+    pub fn agents(&self) -> impl Iterator<Item = &Arc<dyn Agent>> {
+        self.agents.values()
+    }
+
     /// The sub-agents' declarations.
     pub fn agent_specs(&self) -> impl Iterator<Item = &Arc<AgentSpec>> {
         self.specs.values()
@@ -224,8 +229,13 @@ impl Supervisor {
             }
             Ok(RouteDecision::Agents { calls }) => {
                 let calls = dedupe(calls);
-                let steps =
-                    join_all(calls.iter().map(|c| self.call_agent(&run_ctx, c, &request.history))).await;
+                let steps = join_all(calls.iter().map(|c| async {
+                    send(RunEvent::AgentStarted { agent: c.agent.clone() });
+                    let step = self.call_agent(&run_ctx, c, &request.history).await;
+                    send(RunEvent::AgentFinished { step: step.clone() });
+                    step
+                }))
+                .await;
                 response.agents =
                     steps.iter().filter(|s| s.status == "ok").map(|s| s.agent.clone()).collect();
                 response.status = overall_status(&steps);

@@ -1,0 +1,166 @@
+//! Configuration validation: every problem is reported, each with its file and field.
+
+use std::path::{Path, PathBuf};
+use switchboard_runtime::Runtime;
+use switchboard_runtime::config::{ConfigErrors, ConfigSource};
+
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new(main: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("agents")).expect("agents dir");
+        std::fs::create_dir_all(dir.path().join("docs")).expect("docs dir");
+        std::fs::write(
+            dir.path().join("docs/handbook.md"),
+            "# Handbook\n\nThe hotel limit is $250 per night.\n",
+        )
+        .expect("doc");
+        std::fs::write(dir.path().join("switchboard.toml"), main).expect("main");
+        Self { dir }
+    }
+
+    fn agent(&self, file: &str, text: &str) -> &Self {
+        std::fs::write(self.dir.path().join("agents").join(file), text).expect("agent file");
+        self
+    }
+
+    fn knowledge_agent(&self, name: &str) -> &Self {
+        self.agent(
+            &format!("{name}.toml"),
+            &format!(
+                "name = \"{name}\"\nkind = \"knowledge\"\ndescription = \"Docs {name}.\"\n[knowledge]\npath = \"docs\"\n"
+            ),
+        )
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("switchboard.toml")
+    }
+
+    fn validate(&self) -> Result<switchboard_runtime::config::LoadedConfig, ConfigErrors> {
+        Runtime::validate(&ConfigSource::File(self.path()))
+    }
+
+    fn problems(&self) -> Vec<String> {
+        match self.validate() {
+            Ok(_) => panic!("expected configuration problems in {}", self.dir.path().display()),
+            Err(e) => e.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+}
+
+const MAIN: &str = "data_dir = \".\"\n";
+
+fn label(dir: &Path, rel: &str) -> String {
+    dir.join(rel).display().to_string()
+}
+
+#[test]
+fn a_valid_configuration_loads_with_defaults() {
+    let f = Fixture::new(MAIN);
+    f.knowledge_agent("handbook");
+    let loaded = f.validate().expect("valid");
+    assert_eq!(loaded.agents.len(), 1);
+    assert_eq!(loaded.agents[0].name, "handbook");
+    assert_eq!(loaded.agents[0].timeout_ms, Some(15_000), "the supervisor default fills in the timeout");
+    assert_eq!(loaded.config.supervisor.max_hops, 32);
+}
+
+#[test]
+fn twenty_one_agents_exceed_the_limit_of_twenty() {
+    let f = Fixture::new(MAIN);
+    for i in 0..21 {
+        f.knowledge_agent(&format!("docs{i:02}"));
+    }
+    let problems = f.problems();
+    assert!(problems.iter().any(|p| p.contains("21 agents") && p.contains("limit of 20")), "{problems:#?}");
+    assert!(
+        problems.iter().any(|p| p.starts_with(&label(f.dir.path(), "agents"))),
+        "names the folder: {problems:#?}"
+    );
+
+    let g = Fixture::new(MAIN);
+    for i in 0..20 {
+        g.knowledge_agent(&format!("docs{i:02}"));
+    }
+    assert_eq!(g.validate().expect("twenty is allowed").agents.len(), 20);
+}
+
+#[test]
+fn every_problem_is_reported_with_file_and_field() {
+    let f = Fixture::new("[router]\nkind = \"llm\"\nthreshold = 2.0\n[supervisor]\nmax_hops = 0\n");
+    f.agent("bad_field.toml", "name = \"x\"\nkind = \"knowledge\"\ndescription = \"d\"\ncolour = \"red\"\n");
+    f.agent(
+        "manual.toml",
+        "name = \"m\"\nkind = \"knowledge\"\ndescription = \"d\"\n[credential]\nmode = \"manual\"\n[knowledge]\npath = \"docs\"\n",
+    );
+    f.agent(
+        "inline.toml",
+        "name = \"i\"\nkind = \"knowledge\"\ndescription = \"d\"\n[credential]\nmode = \"manual\"\nsecret = \"sk-live-123\"\n[knowledge]\npath = \"docs\"\n",
+    );
+    f.agent("wrong_table.toml", "name = \"w\"\nkind = \"knowledge\"\ndescription = \"d\"\n[genie]\ndatabase = \"x.db\"\n[knowledge]\npath = \"docs\"\n");
+    f.agent(
+        "missing_docs.toml",
+        "name = \"n\"\nkind = \"knowledge\"\ndescription = \"d\"\n[knowledge]\npath = \"nowhere\"\n",
+    );
+    f.agent(
+        "dup1.toml",
+        "name = \"same\"\nkind = \"knowledge\"\ndescription = \"d\"\n[knowledge]\npath = \"docs\"\n",
+    );
+    f.agent(
+        "dup2.toml",
+        "name = \"same\"\nkind = \"knowledge\"\ndescription = \"d\"\n[knowledge]\npath = \"docs\"\n",
+    );
+    f.agent("kind.toml", "name = \"k\"\nkind = \"oracle\"\ndescription = \"d\"\n");
+    let problems = f.problems();
+    let has = |file: &str, needle: &str| {
+        let file = label(f.dir.path(), file);
+        problems.iter().any(|p| p.starts_with(&file) && p.contains(needle))
+    };
+    assert!(has("switchboard.toml", "router.kind: the llm router needs an [llm] section"), "{problems:#?}");
+    assert!(has("switchboard.toml", "router.threshold"), "{problems:#?}");
+    assert!(has("switchboard.toml", "supervisor.max_hops"), "{problems:#?}");
+    assert!(has("agents/bad_field.toml", "unknown field `colour`"), "{problems:#?}");
+    assert!(has("agents/bad_field.toml", "line 4"), "{problems:#?}");
+    assert!(
+        has("agents/manual.toml", "credential.secret: manual credentials need a secret source"),
+        "{problems:#?}"
+    );
+    assert!(has("agents/inline.toml", "inline secrets are not allowed"), "{problems:#?}");
+    assert!(
+        !problems.iter().any(|p| p.contains("sk-live-123")),
+        "the inline secret is not echoed: {problems:#?}"
+    );
+    assert!(
+        has("agents/wrong_table.toml", "genie: a `[genie]` table does not belong to a `knowledge` agent"),
+        "{problems:#?}"
+    );
+    assert!(has("agents/missing_docs.toml", "knowledge"), "{problems:#?}");
+    assert!(has("agents/dup2.toml", "name: agent name `same` is already used"), "{problems:#?}");
+    assert!(has("agents/kind.toml", "unknown variant `oracle`"), "{problems:#?}");
+}
+
+#[test]
+fn an_unreadable_config_file_is_a_clear_problem() {
+    let problems =
+        match Runtime::validate(&ConfigSource::File(PathBuf::from("/nonexistent/switchboard.toml"))) {
+            Ok(_) => panic!("must fail"),
+            Err(e) => e.to_string(),
+        };
+    assert!(problems.contains("/nonexistent/switchboard.toml: cannot be read"), "{problems}");
+}
+
+#[test]
+fn the_builtin_demo_validates() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    switchboard_runtime::demo::prepare(dir.path()).expect("demo data");
+    let loaded =
+        Runtime::validate(&switchboard_runtime::demo::source(dir.path())).expect("the demo is valid");
+    let mut names: Vec<&str> = loaded.agents.iter().map(|a| a.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["audit", "deal_desk", "policies", "sales"]);
+    assert_eq!(loaded.config.identity.dev_users.len(), 6);
+}

@@ -1,0 +1,257 @@
+//! The demo as a new user meets it: the real `switchboard` binary, a fresh data dir, the
+//! acceptance questions of the foundation issue.
+
+use serde_json::Value;
+use std::collections::HashSet;
+use std::process::{Command, Output};
+
+struct Demo {
+    home: tempfile::TempDir,
+}
+
+impl Demo {
+    fn new() -> Self {
+        Self { home: tempfile::tempdir().expect("tempdir") }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(args)
+            .env("SWITCHBOARD_HOME", self.home.path())
+            .env_remove("SWITCHBOARD_USER")
+            .output()
+            .expect("the switchboard binary runs")
+    }
+
+    /// `chat --json` as `who`; returns the parsed object and the exit code.
+    fn chat(&self, who: &str, question: &str) -> (Value, i32) {
+        let out = self.run(&["chat", "--json", "--as", who, question]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let json: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+            panic!(
+                "chat --json printed no JSON ({e}): {stdout}\nstderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (json, out.status.code().unwrap_or(-1))
+    }
+}
+
+fn sales_rows(reply: &Value) -> Vec<Value> {
+    let step = reply["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["agent"] == "sales"))
+        .expect("a sales step");
+    step["output"]["data"]["rows"].as_array().cloned().unwrap_or_default()
+}
+
+fn column(reply: &Value, name: &str) -> Vec<Value> {
+    let step = reply["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["agent"] == "sales"))
+        .expect("a sales step");
+    let columns = step["output"]["data"]["columns"].as_array().expect("columns");
+    let i =
+        columns.iter().position(|c| c == name).unwrap_or_else(|| panic!("no column {name} in {columns:?}"));
+    sales_rows(reply).iter().map(|r| r[i].clone()).collect()
+}
+
+#[test]
+fn revenue_by_region_is_row_filtered_per_caller() {
+    let demo = Demo::new();
+    let (alice, code) = demo.chat("alice@example.com", "total revenue by region");
+    assert_eq!(code, 0);
+    assert_eq!(alice["status"], "ok");
+    assert_eq!(alice["agents"], serde_json::json!(["sales"]));
+    let regions: Vec<Value> = column(&alice, "region");
+    assert_eq!(regions, vec![Value::from("West")], "alice (west_sales) sees only the West");
+
+    let (carol, _) = demo.chat("carol@example.com", "total revenue by region");
+    let regions: HashSet<String> =
+        column(&carol, "region").iter().filter_map(|v| v.as_str().map(String::from)).collect();
+    assert_eq!(regions, ["West", "East", "Central"].into_iter().map(String::from).collect());
+    let answer = carol["answer"].as_str().expect("answer");
+    assert!(answer.contains("West") && answer.contains("East") && answer.contains("Central"), "{answer}");
+}
+
+#[test]
+fn margins_are_masked_unless_the_role_may_see_them() {
+    let demo = Demo::new();
+    let (alice, _) = demo.chat("alice@example.com", "show the margin on the top 5 deals");
+    let margins = column(&alice, "margin_pct");
+    assert_eq!(margins.len(), 5);
+    assert!(margins.iter().all(Value::is_null), "masked for west_sales: {margins:?}");
+    assert!(alice["answer"].as_str().expect("answer").contains("masked"));
+
+    let (erin, _) = demo.chat("erin@example.com", "show the margin on the top 5 deals");
+    let margins = column(&erin, "margin_pct");
+    assert_eq!(margins.len(), 5);
+    assert!(margins.iter().all(Value::is_number), "real for finance: {margins:?}");
+}
+
+#[test]
+fn a_policy_question_routes_to_policies_and_cites_the_document() {
+    let demo = Demo::new();
+    let (reply, _) = demo.chat("alice@example.com", "What is the hotel limit in the travel policy?");
+    assert_eq!(reply["agents"], serde_json::json!(["policies"]));
+    let citations = reply["steps"][0]["output"]["citations"].as_array().expect("citations");
+    assert!(citations.iter().any(|c| c["id"] == "travel"), "{citations:?}");
+    let answer = reply["answer"].as_str().expect("answer");
+    assert!(answer.contains("$250") && answer.contains("Travel Policy"), "{answer}");
+}
+
+#[test]
+fn a_two_part_question_fans_out_concurrently_under_one_request() {
+    let demo = Demo::new();
+    let (reply, code) = demo.chat(
+        "carol@example.com",
+        "Total revenue by region, and who must approve a 25% discount on a 40000 deal?",
+    );
+    assert_eq!(code, 0);
+    let mut agents: Vec<&str> =
+        reply["agents"].as_array().expect("agents").iter().filter_map(Value::as_str).collect();
+    agents.sort();
+    assert_eq!(agents, ["deal_desk", "sales"]);
+    let answer = reply["answer"].as_str().expect("answer");
+    assert!(answer.contains("Central"), "the sales part: {answer}");
+    assert!(answer.contains("VP of Sales"), "the deal desk part: {answer}");
+
+    let spans = reply["spans"].as_array().expect("spans");
+    let agent_span = |name: &str| {
+        spans
+            .iter()
+            .find(|s| s["name"] == format!("invoke_agent {name}"))
+            .unwrap_or_else(|| panic!("span for {name}"))
+    };
+    let (a, b) = (agent_span("sales"), agent_span("deal_desk"));
+    let (a0, a1) = (a["start_unix_nano"].as_u64().expect("start"), a["end_unix_nano"].as_u64().expect("end"));
+    let (b0, b1) = (b["start_unix_nano"].as_u64().expect("start"), b["end_unix_nano"].as_u64().expect("end"));
+    assert!(
+        a0 < b1 && b0 < a1,
+        "the two agent spans overlap in time: sales {a0}..{a1}, deal_desk {b0}..{b1}"
+    );
+    assert_eq!(a["parent_id"], b["parent_id"], "both are children of the supervisor span");
+}
+
+#[test]
+fn a_question_matching_no_agent_gets_a_clarifying_question() {
+    let demo = Demo::new();
+    let (reply, code) = demo.chat("carol@example.com", "what's the weather on mars?");
+    assert_eq!(code, 0);
+    assert_eq!(reply["status"], "clarify");
+    assert!(reply["answer"].as_str().expect("answer").contains("Did you mean"), "{}", reply["answer"]);
+    assert_eq!(reply["agents"], serde_json::json!([]));
+}
+
+#[test]
+fn bob_is_denied_the_audit_agent_and_the_denial_is_audited() {
+    let demo = Demo::new();
+    let (reply, code) = demo.chat("bob@example.com", "show recent denied requests in the audit log");
+    assert_eq!(reply["status"], "denied");
+    assert_eq!(code, 3, "a denied run exits 3");
+    let request_id = reply["request_id"].as_str().expect("request id").to_string();
+
+    let out = demo.run(&["audit", "--json", "--request", &request_id]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Value = serde_json::from_slice(&out.stdout).expect("audit --json");
+    let rows = rows.as_array().expect("rows");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["agent"], "audit");
+    assert_eq!(rows[0]["decision"], "access_denied");
+    assert_eq!(rows[0]["caller_email"], "bob@example.com");
+    assert_eq!(rows[0]["caller_roles"], "east_sales");
+
+    // The audit agent itself, asked by an admin, reads that denial back out of the log.
+    let (frank, _) = demo.chat("frank@example.com", "show recent denied requests");
+    assert_eq!(frank["agents"], serde_json::json!(["audit"]));
+    assert!(frank["answer"].as_str().expect("answer").contains("bob@example.com"), "{}", frank["answer"]);
+}
+
+#[test]
+fn every_step_is_a_span_and_every_hop_an_audit_row_under_one_request_id() {
+    let demo = Demo::new();
+    let (reply, _) = demo.chat(
+        "alice@example.com",
+        "Total revenue by region, and who must approve a 25% discount on a 40000 deal?",
+    );
+    let request_id = reply["request_id"].as_str().expect("request id").to_string();
+    let spans = reply["spans"].as_array().expect("spans");
+    let ids: HashSet<&str> = spans.iter().filter_map(|s| s["span_id"].as_str()).collect();
+    let roots: Vec<&Value> = spans.iter().filter(|s| s["parent_id"].is_null()).collect();
+    assert_eq!(roots.len(), 1, "one root span");
+    assert_eq!(roots[0]["name"], "invoke_agent switchboard");
+    for s in spans {
+        if let Some(parent) = s["parent_id"].as_str() {
+            assert!(ids.contains(parent), "span {} has a parent in the same request", s["name"]);
+        }
+        assert_eq!(s["attributes"]["switchboard.request_id"], request_id.as_str());
+        assert_eq!(s["attributes"]["switchboard.caller.email"], "alice@example.com");
+    }
+    for name in ["route", "invoke_agent sales", "invoke_agent deal_desk"] {
+        assert!(spans.iter().any(|s| s["name"] == name), "missing span {name}");
+    }
+
+    let out = demo.run(&["audit", "--json", "--request", &request_id]);
+    let rows: Value = serde_json::from_slice(&out.stdout).expect("audit --json");
+    let rows = rows.as_array().expect("rows");
+    // sales: agent + sql; deal_desk: agent + tool + sql.
+    assert_eq!(rows.len(), 5, "{rows:#?}");
+    let hop_spans =
+        spans.iter().filter(|s| s["name"] != "route" && s["name"] != "invoke_agent switchboard").count();
+    assert_eq!(rows.len(), hop_spans, "one audit row per hop span");
+    for row in rows {
+        assert_eq!(row["caller_email"], "alice@example.com");
+        assert_eq!(row["caller_roles"], "west_sales");
+        assert!(ids.contains(row["span_id"].as_str().expect("span id")), "the row's span is in the trace");
+    }
+
+    let out = demo.run(&["trace", &request_id]);
+    let tree = String::from_utf8_lossy(&out.stdout);
+    assert!(tree.starts_with("invoke_agent switchboard"), "{tree}");
+    assert!(tree.contains("├─ invoke_agent sales") || tree.contains("└─ invoke_agent sales"), "{tree}");
+    assert!(tree.contains(" ms "), "durations are shown: {tree}");
+}
+
+#[test]
+fn validate_rejects_twenty_one_agents_naming_the_limit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("agents")).expect("agents");
+    std::fs::create_dir_all(dir.path().join("docs")).expect("docs");
+    std::fs::write(dir.path().join("docs/a.md"), "# A\n\ntext\n").expect("doc");
+    std::fs::write(dir.path().join("switchboard.toml"), "data_dir = \".\"\n").expect("main");
+    for i in 0..21 {
+        std::fs::write(
+            dir.path().join(format!("agents/a{i}.toml")),
+            format!("name = \"a{i}\"\nkind = \"knowledge\"\ndescription = \"Docs.\"\n[knowledge]\npath = \"docs\"\n"),
+        )
+        .expect("agent");
+    }
+    let demo = Demo::new();
+    let config = dir.path().join("switchboard.toml");
+    let out = demo.run(&["validate", "--config", config.to_str().expect("utf-8 path")]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("limit of 20"), "{stderr}");
+    assert!(stderr.contains("agents"), "names the folder: {stderr}");
+
+    let ok = demo.run(&["validate"]);
+    assert!(ok.status.success(), "the built-in demo validates: {}", String::from_utf8_lossy(&ok.stderr));
+}
+
+#[test]
+fn bad_input_gets_a_clear_error() {
+    let demo = Demo::new();
+    let out = demo.run(&["chat", "--as", "mallory@example.com", "total revenue by region"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("unknown identity `mallory@example.com`") && stderr.contains("alice@example.com"),
+        "{stderr}"
+    );
+
+    let out = demo.run(&["chat", "total revenue by region"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--as EMAIL"));
+
+    let out = demo.run(&["trace", "no-such-request"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no spans recorded for request no-such-request"));
+}

@@ -1,0 +1,171 @@
+//! Switchboard embedded as a library: the demo runtime, streamed events, threads, and a custom
+//! agent plugged into a supervisor next to the built-in kinds.
+
+use async_trait::async_trait;
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard::core::{
+    AgentInput, AgentKind, AgentOutput, AgentSpec, AuditDecision, AuthMethod, CredentialSpec, Result,
+};
+use switchboard::govern::{Gateway, layers::StandardCredentials};
+use switchboard::router::LexicalRouter;
+use switchboard::store::{SqliteStore, Store};
+use switchboard::{Agent, Caller, RunContext, RunRequest, RunStatus, Runtime, Supervisor, demo};
+use switchboard_runtime::RunEvent;
+
+async fn demo_runtime(dir: &std::path::Path) -> Runtime {
+    demo::prepare(dir).expect("demo data");
+    Runtime::load(&demo::source(dir)).await.expect("the demo loads")
+}
+
+fn ask(q: &str) -> RunRequest {
+    RunRequest { question: q.into(), ..Default::default() }
+}
+
+#[tokio::test]
+async fn the_same_question_answers_differently_per_caller() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = demo_runtime(dir.path()).await;
+    let alice = rt.context(rt.dev_caller("alice@example.com").expect("alice"));
+    let carol = rt.context(rt.dev_caller("carol@example.com").expect("carol"));
+    let a = rt.supervisor.run(&alice, ask("total revenue by region")).await;
+    let c = rt.supervisor.run(&carol, ask("total revenue by region")).await;
+    assert_eq!(a.status, RunStatus::Ok);
+    assert!(a.answer.contains("West") && !a.answer.contains("East"), "{}", a.answer);
+    assert!(
+        c.answer.contains("West") && c.answer.contains("East") && c.answer.contains("Central"),
+        "{}",
+        c.answer
+    );
+    assert_ne!(a.request_id, c.request_id);
+}
+
+#[tokio::test]
+async fn events_stream_the_route_the_agents_and_the_answer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = demo_runtime(dir.path()).await;
+    let ctx = rt.context(rt.dev_caller("carol@example.com").expect("carol"));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let response = rt
+        .supervisor
+        .run_with_events(
+            &ctx,
+            ask("Total revenue by region, and who must approve a 25% discount on a 40000 deal?"),
+            Some(&tx),
+        )
+        .await;
+    drop(tx);
+    let mut events = Vec::new();
+    while let Some(e) = rx.recv().await {
+        events.push(e);
+    }
+    assert!(matches!(events.first(), Some(RunEvent::Routed { .. })), "routing comes first");
+    let started = events.iter().filter(|e| matches!(e, RunEvent::AgentStarted { .. })).count();
+    let finished = events.iter().filter(|e| matches!(e, RunEvent::AgentFinished { .. })).count();
+    assert_eq!((started, finished), (2, 2));
+    let text: String = events
+        .iter()
+        .filter_map(|e| match e {
+            RunEvent::Delta { text } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(text, response.answer, "the deltas concatenate to the answer");
+}
+
+#[tokio::test]
+async fn a_thread_keeps_each_agents_context_for_follow_ups() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = demo_runtime(dir.path()).await;
+    let caller = rt.dev_caller("carol@example.com").expect("carol");
+    let first =
+        RunRequest { question: "revenue by rep".into(), thread_id: Some("t-1".into()), ..Default::default() };
+    let r1 = rt.supervisor.run(&rt.context(caller.clone()), first).await;
+    assert_eq!(r1.agents, ["sales"]);
+    let follow = RunRequest {
+        question: "now only the top 3".into(),
+        thread_id: Some("t-1".into()),
+        ..Default::default()
+    };
+    let r2 = rt.supervisor.run(&rt.context(caller), follow).await;
+    assert_eq!(r2.agents, ["sales"], "the follow-up stays with sales");
+    let rows =
+        r2.steps[0].output.as_ref().and_then(|o| o.data.as_ref()).and_then(|d| d["rows"].as_array().cloned());
+    assert_eq!(rows.map(|r| r.len()), Some(3), "{}", r2.answer);
+    assert!(r2.answer.to_lowercase().contains("rep"), "builds on the last query: {}", r2.answer);
+    assert_eq!(rt.store.thread("t-1").await.expect("thread").len(), 4);
+}
+
+/// An agent of the embedder's own, slow on purpose.
+struct Sleeper(AgentSpec);
+
+#[async_trait]
+impl Agent for Sleeper {
+    fn spec(&self) -> &AgentSpec {
+        &self.0
+    }
+    async fn invoke(&self, _ctx: &RunContext, _input: &AgentInput) -> Result<AgentOutput> {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        Ok(AgentOutput { text: "too late".into(), ..Default::default() })
+    }
+}
+
+/// An instant agent.
+struct Echo(AgentSpec);
+
+#[async_trait]
+impl Agent for Echo {
+    fn spec(&self) -> &AgentSpec {
+        &self.0
+    }
+    async fn invoke(&self, _ctx: &RunContext, input: &AgentInput) -> Result<AgentOutput> {
+        Ok(AgentOutput { text: format!("weather: sunny ({})", input.question), ..Default::default() })
+    }
+}
+
+fn spec(name: &str, description: &str, timeout_ms: u64) -> AgentSpec {
+    AgentSpec {
+        name: name.into(),
+        kind: AgentKind::Tool,
+        description: description.into(),
+        examples: vec![],
+        credential: CredentialSpec::default(),
+        allowed_roles: None,
+        timeout_ms: Some(timeout_ms),
+        connection: None,
+        settings: serde_json::Value::Null,
+    }
+}
+
+#[tokio::test]
+async fn a_slow_branch_times_out_without_sinking_the_answer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.db")).expect("store"));
+    let gateway = Arc::new(Gateway::builder(store.clone(), Arc::new(StandardCredentials::new("sp"))).build());
+    let slow = spec("forecast", "Long range forecast of rainfall and storms.", 100);
+    let fast = spec("weather", "Current weather and temperature in a city.", 5_000);
+    let agents: Vec<Arc<dyn Agent>> = vec![Arc::new(Sleeper(slow)), Arc::new(Echo(fast))];
+    let specs: Vec<Arc<AgentSpec>> = agents.iter().map(|a| Arc::new(a.spec().clone())).collect();
+    let router = Arc::new(LexicalRouter::new(&specs, LexicalRouter::DEFAULT_THRESHOLD));
+    let me = Arc::new(spec("embedded", "An embedded supervisor.", 1_000));
+    let supervisor = Supervisor::new(me, agents, router, gateway, store.clone(), None);
+
+    let caller = Caller::new("u", "u@example.com", vec!["staff".into()], AuthMethod::Development);
+    let ctx = RunContext::new(caller, Duration::from_secs(10));
+    let started = std::time::Instant::now();
+    let r = supervisor
+        .run(&ctx, ask("current weather and temperature in Paris, and the long range rainfall forecast"))
+        .await;
+    assert!(started.elapsed() < Duration::from_secs(10), "the slow agent did not hold the request");
+    assert_eq!(r.status, RunStatus::Ok, "{r:#?}");
+    assert_eq!(r.agents, ["weather"]);
+    let slow_step = r.steps.iter().find(|s| s.agent == "forecast").expect("forecast step");
+    assert_eq!(slow_step.status, "error");
+    assert!(slow_step.error.as_deref().unwrap_or("").contains("timed out after 100 ms"), "{slow_step:?}");
+    assert!(r.answer.contains("weather: sunny") && r.answer.contains("timed out"), "{}", r.answer);
+
+    store.flush().await;
+    let audit = store.audit_for_request(&r.request_id).await.expect("audit");
+    let forecast = audit.iter().find(|a| a.agent == "forecast").expect("audited");
+    assert_eq!(forecast.decision, AuditDecision::Error);
+}
