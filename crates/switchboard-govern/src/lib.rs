@@ -15,3 +15,5 @@ mod gateway;
 pub mod layers;
 
 pub use gateway::{Egress, Gateway, GatewayBuilder, HopCall, HopGrant, HopLayer, HopTarget, Next};
+/// The HTTP types a [`HopGrant`] hands out, so sub-agents need no HTTP client crate of their own.
+pub use reqwest;

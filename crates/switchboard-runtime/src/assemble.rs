@@ -7,7 +7,7 @@ use crate::synthesis::{DEFAULT_SYNTHESIS_PROMPT, Synthesizer};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use switchboard_agents::{genie, knowledge, tool};
+use switchboard_agents::{endpoint, genie, knowledge, tool};
 use switchboard_core::{
     Agent, AgentKind, AgentSpec, AuthMethod, Caller, CredentialSpec, Error, Result, RunContext, TelemetrySink,
 };
@@ -37,6 +37,9 @@ pub fn check_settings(spec: &AgentSpec, base_dir: &Path) -> Result<()> {
         AgentKind::Knowledge => knowledge::Settings::from_spec(spec, base_dir).map(drop),
         AgentKind::Genie => genie::Settings::from_spec(spec, base_dir).map(drop),
         AgentKind::Tool => tool::Settings::from_spec(spec, base_dir).map(drop),
+        AgentKind::Endpoint | AgentKind::Supervisor => {
+            endpoint::Settings::from_spec(spec, base_dir).map(drop)
+        }
         other => Err(Error::config(format!("kind `{}` is not available in this build", other.as_str()))),
     }
 }
@@ -168,6 +171,9 @@ fn build_agents(
                 }
                 AgentKind::Genie => Arc::new(genie::GenieAgent::new(spec.clone(), egress, base, llm)?),
                 AgentKind::Tool => Arc::new(tool::SqlToolAgent::new(spec.clone(), egress, base, llm)?),
+                AgentKind::Endpoint | AgentKind::Supervisor => {
+                    Arc::new(endpoint::EndpointAgent::new(spec.clone(), egress, base)?)
+                }
                 other => {
                     return Err(Error::config(format!(
                         "kind `{}` is not available in this build",

@@ -152,4 +152,5 @@ pub fn load(source: &ConfigSource, check_settings: SettingsCheck) -> Result<Load
 }
 
 /// The kinds this build can construct, for messages.
-pub const BUILDABLE_KINDS: &[AgentKind] = &[AgentKind::Knowledge, AgentKind::Genie, AgentKind::Tool];
+pub const BUILDABLE_KINDS: &[AgentKind] =
+    &[AgentKind::Knowledge, AgentKind::Genie, AgentKind::Tool, AgentKind::Endpoint, AgentKind::Supervisor];

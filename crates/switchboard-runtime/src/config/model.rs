@@ -342,7 +342,7 @@ pub(super) fn parse_agent(file: &ConfigFile, problems: &mut Vec<Problem>) -> Opt
         problems.push(problem(
             "kind",
             format!(
-                "kind `{}` is not available in this build (available: knowledge, genie, tool)",
+                "kind `{}` is not available in this build (available: knowledge, genie, tool, endpoint, supervisor)",
                 parsed.kind.as_str()
             ),
         ));

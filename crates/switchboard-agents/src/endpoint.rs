@@ -1,0 +1,254 @@
+//! The `endpoint` kind: a remote agent reached over HTTP — a Databricks/MLflow ResponsesAgent
+//! `/invocations` endpoint, an OpenAI-compatible chat endpoint, or another Switchboard (a nested
+//! supervisor). The caller's identity travels with the hop's credential: for `obo` the caller's
+//! (possibly downscoped) token, so the remote side sees the same human.
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard_core::{
+    Agent, AgentInput, AgentOutput, AgentSpec, Error, HopKind, Message, Result, Role, RunContext,
+};
+use switchboard_govern::reqwest;
+use switchboard_govern::{Egress, HopTarget};
+
+/// The wire protocol of the remote agent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// OpenAI chat completions (`messages` in, `choices[0].message.content` out).
+    #[default]
+    ChatCompletions,
+    /// MLflow ResponsesAgent (`input` in, `output` message items out), as served at `/invocations`.
+    Responses,
+}
+
+/// The `[endpoint]` table (also used by `kind = "supervisor"` for a nested Switchboard).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// The full URL to POST to.
+    pub url: String,
+    /// The wire protocol.
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// The `model` sent with chat completions (a nested Switchboard's supervisor name).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Largest response body accepted, in bytes.
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: usize,
+}
+
+fn default_max_response_bytes() -> usize {
+    4 * 1024 * 1024
+}
+
+impl Settings {
+    /// Reads and checks the kind table of `spec`.
+    pub fn from_spec(spec: &AgentSpec, _base_dir: &Path) -> Result<Settings> {
+        let table = spec.kind.as_str();
+        let settings: Settings = serde_json::from_value(spec.settings.clone())
+            .map_err(|e| Error::config(format!("{table}: {e}")))?;
+        let url = reqwest::Url::parse(&settings.url)
+            .map_err(|e| Error::config(format!("{table}.url: `{}` is not a URL: {e}", settings.url)))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(Error::config(format!(
+                "{table}.url: must be an http:// or https:// URL with a host"
+            )));
+        }
+        if settings.max_response_bytes == 0 {
+            return Err(Error::config(format!("{table}.max_response_bytes: must be greater than 0")));
+        }
+        Ok(settings)
+    }
+}
+
+/// A remote agent.
+pub struct EndpointAgent {
+    spec: Arc<AgentSpec>,
+    egress: Egress,
+    settings: Settings,
+    host: String,
+}
+
+impl EndpointAgent {
+    /// Builds the agent; no network I/O happens here.
+    pub fn new(spec: Arc<AgentSpec>, egress: Egress, base_dir: &Path) -> Result<Self> {
+        let settings = Settings::from_spec(&spec, base_dir)?;
+        let host = reqwest::Url::parse(&settings.url)
+            .ok()
+            .and_then(|u| u.host_str().map(|h| format!("{h}:{}", u.port_or_known_default().unwrap_or(80))))
+            .unwrap_or_default();
+        Ok(Self { spec, egress, settings, host })
+    }
+
+    fn body(&self, input: &AgentInput) -> Value {
+        let mut messages: Vec<Value> = input
+            .history
+            .iter()
+            .filter(|m| matches!(m.role, Role::User | Role::Assistant))
+            .map(|m| json!({"role": role_name(m), "content": m.content}))
+            .collect();
+        messages.push(json!({"role": "user", "content": input.question}));
+        match self.settings.protocol {
+            Protocol::ChatCompletions => {
+                let mut body = json!({"messages": messages});
+                if let Some(model) = &self.settings.model {
+                    body["model"] = json!(model);
+                }
+                body
+            }
+            Protocol::Responses => json!({"input": messages}),
+        }
+    }
+}
+
+fn role_name(m: &Message) -> &'static str {
+    match m.role {
+        Role::Assistant => "assistant",
+        _ => "user",
+    }
+}
+
+/// Extracts the answer text from a remote agent's reply.
+pub fn parse_reply(protocol: Protocol, body: &Value) -> Result<String> {
+    let text = match protocol {
+        Protocol::ChatCompletions => body["choices"][0]["message"]["content"].as_str().map(str::to_string),
+        Protocol::Responses => {
+            let parts: Vec<&str> = body["output"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|item| item["type"] == "message")
+                .flat_map(|item| item["content"].as_array().into_iter().flatten())
+                .filter_map(|c| c["text"].as_str())
+                .collect();
+            (!parts.is_empty()).then(|| parts.join("\n"))
+        }
+    };
+    text.ok_or_else(|| {
+        Error::upstream(match protocol {
+            Protocol::ChatCompletions => "the remote agent's reply has no choices[0].message.content",
+            Protocol::Responses => "the remote agent's reply has no output message with text",
+        })
+    })
+}
+
+/// Maps a remote error status to ours, so a remote denial stays a denial.
+fn remote_error(status: reqwest::StatusCode, body: &str) -> Error {
+    let detail = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().or(v["message"].as_str()).map(str::to_string))
+        .unwrap_or_else(|| body.chars().take(200).collect());
+    match status.as_u16() {
+        401 => Error::upstream(format!("the remote agent rejected our credential (401): {detail}")),
+        403 => Error::denied(format!("the remote agent denied the request: {detail}")),
+        429 => Error::rate_limited(
+            format!("the remote agent is rate limiting: {detail}"),
+            Duration::from_secs(1),
+        ),
+        _ => Error::upstream(format!("the remote agent answered {status}: {detail}")),
+    }
+}
+
+#[async_trait]
+impl Agent for EndpointAgent {
+    fn spec(&self) -> &AgentSpec {
+        &self.spec
+    }
+
+    async fn invoke(&self, ctx: &RunContext, input: &AgentInput) -> Result<AgentOutput> {
+        let body = self.body(input);
+        let text = self
+            .egress
+            .hop(ctx, HopTarget::new(HopKind::Http, &self.host), |grant| {
+                let body = &body;
+                async move {
+                    let response = grant
+                        .request(reqwest::Method::POST, &self.settings.url)
+                        .json(body)
+                        .send()
+                        .await
+                        .map_err(|e| {
+                            Error::upstream(format!("the remote agent is unreachable: {}", e.without_url()))
+                        })?;
+                    let status = response.status();
+                    if response
+                        .content_length()
+                        .is_some_and(|n| n as usize > self.settings.max_response_bytes)
+                    {
+                        return Err(Error::upstream(
+                            "the remote agent's reply is larger than max_response_bytes",
+                        ));
+                    }
+                    let bytes = response.bytes().await.map_err(|e| {
+                        Error::upstream(format!(
+                            "the remote agent's reply could not be read: {}",
+                            e.without_url()
+                        ))
+                    })?;
+                    if bytes.len() > self.settings.max_response_bytes {
+                        return Err(Error::upstream(
+                            "the remote agent's reply is larger than max_response_bytes",
+                        ));
+                    }
+                    let text = String::from_utf8_lossy(&bytes);
+                    if !status.is_success() {
+                        return Err(remote_error(status, &text));
+                    }
+                    let json: Value = serde_json::from_str(&text)
+                        .map_err(|e| Error::upstream(format!("the remote agent's reply is not JSON: {e}")))?;
+                    grant.record("http.response.status_code", status.as_u16());
+                    parse_reply(self.settings.protocol, &json)
+                }
+            })
+            .await?;
+        Ok(AgentOutput { text, ..Default::default() })
+    }
+
+    /// Reachability: a TCP connect to the endpoint's host, sending nothing, so no credential is
+    /// involved outside the hop pipeline.
+    async fn health(&self) -> Result<()> {
+        let connect = tokio::net::TcpStream::connect(self.host.as_str());
+        match tokio::time::timeout(Duration::from_secs(2), connect).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(Error::upstream(format!("{} is unreachable: {e}", self.host))),
+            Err(_) => Err(Error::timeout(format!("{} did not accept a connection within 2 s", self.host))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_of_both_protocols_parse() {
+        let chat = json!({"choices": [{"message": {"role": "assistant", "content": "hi"}}]});
+        assert_eq!(parse_reply(Protocol::ChatCompletions, &chat).expect("chat"), "hi");
+        let responses = json!({"output": [
+            {"type": "function_call", "name": "x"},
+            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "a"}, {"type": "output_text", "text": "b"}]}
+        ]});
+        assert_eq!(parse_reply(Protocol::Responses, &responses).expect("responses"), "a\nb");
+        assert!(parse_reply(Protocol::Responses, &json!({"output": []})).is_err());
+        assert!(
+            parse_reply(Protocol::ChatCompletions, &json!({"error": "x"}))
+                .unwrap_err()
+                .message
+                .contains("no choices")
+        );
+    }
+
+    #[test]
+    fn remote_denials_stay_denials() {
+        let e =
+            remote_error(reqwest::StatusCode::FORBIDDEN, r#"{"error":{"message":"required scopes: sql"}}"#);
+        assert_eq!(e.kind, switchboard_core::ErrorKind::Denied);
+        assert!(e.message.contains("required scopes: sql"));
+    }
+}
