@@ -26,8 +26,8 @@ fn ask(q: &str) -> RunRequest {
 async fn the_same_question_answers_differently_per_caller() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = demo_runtime(dir.path()).await;
-    let alice = rt.context(rt.dev_caller("alice@example.com").expect("alice"));
-    let carol = rt.context(rt.dev_caller("carol@example.com").expect("carol"));
+    let alice = rt.context(rt.dev_caller("alice@example.com").await.expect("alice"));
+    let carol = rt.context(rt.dev_caller("carol@example.com").await.expect("carol"));
     let a = rt.supervisor.run(&alice, ask("total revenue by region")).await;
     let c = rt.supervisor.run(&carol, ask("total revenue by region")).await;
     assert_eq!(a.status, RunStatus::Ok);
@@ -44,7 +44,7 @@ async fn the_same_question_answers_differently_per_caller() {
 async fn events_stream_the_route_the_agents_and_the_answer() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = demo_runtime(dir.path()).await;
-    let ctx = rt.context(rt.dev_caller("carol@example.com").expect("carol"));
+    let ctx = rt.context(rt.dev_caller("carol@example.com").await.expect("carol"));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let response = rt
         .supervisor
@@ -77,7 +77,7 @@ async fn events_stream_the_route_the_agents_and_the_answer() {
 async fn a_thread_keeps_each_agents_context_for_follow_ups() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = demo_runtime(dir.path()).await;
-    let caller = rt.dev_caller("carol@example.com").expect("carol");
+    let caller = rt.dev_caller("carol@example.com").await.expect("carol");
     let first =
         RunRequest { question: "revenue by rep".into(), thread_id: Some("t-1".into()), ..Default::default() };
     let r1 = rt.supervisor.run(&rt.context(caller.clone()), first).await;

@@ -2,6 +2,7 @@
 //! HTTP pools, tokenizers, templates) is built here, once, never on the request path.
 
 use crate::config::{self, ConfigErrors, ConfigSource, LoadedConfig, RouterKind, StoreKind};
+use crate::identity::Identity;
 use crate::supervisor::Supervisor;
 use crate::synthesis::{DEFAULT_SYNTHESIS_PROMPT, Synthesizer};
 use std::path::Path;
@@ -9,9 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchboard_agents::{endpoint, genie, knowledge, tool};
 use switchboard_core::{
-    Agent, AgentKind, AgentSpec, AuthMethod, Caller, CredentialSpec, Error, Result, RunContext, TelemetrySink,
+    Agent, AgentKind, AgentSpec, Caller, CredentialSpec, Error, Result, RunContext, TelemetrySink,
 };
-use switchboard_govern::{Gateway, layers};
+use switchboard_govern::{Gateway, layers, reqwest};
 use switchboard_llm::LlmClient;
 use switchboard_router::{LexicalRouter, LlmRouter};
 use switchboard_store::{SqliteStore, Store};
@@ -29,6 +30,8 @@ pub struct Runtime {
     pub store: Arc<dyn Store>,
     /// The configuration it was built from.
     pub config: LoadedConfig,
+    /// Edge identity and the runtime's own credentials.
+    pub identity: Identity,
 }
 
 /// Validates each agent's kind-specific settings.
@@ -79,8 +82,13 @@ impl Runtime {
         let cfg = &loaded.config;
         let sink: Arc<dyn TelemetrySink> = store.clone();
 
-        let credentials = Arc::new(layers::StandardCredentials::new(cfg.identity.service_principal.clone()));
-        let mut gateway = Gateway::builder(sink.clone(), credentials);
+        // One HTTP connection pool for the process: every hop and every token request shares it.
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| Error::internal(format!("cannot build the HTTP client: {e}")))?;
+        let identity = Identity::build(cfg, &loaded.data_dir, http.clone())?;
+        let mut gateway = Gateway::builder(sink.clone(), identity.credentials()).http_client(http);
         if cfg.limits.requests_per_minute > 0 {
             gateway = gateway.rate_limit(layers::RateLimit::per_minute(cfg.limits.requests_per_minute));
         }
@@ -127,22 +135,13 @@ impl Runtime {
         };
         let supervisor =
             Arc::new(Supervisor::new(supervisor_spec, agents, router, gateway, store.clone(), synthesizer));
-        Ok(Self { supervisor, store, config: loaded })
+        Ok(Self { supervisor, store, config: loaded, identity })
     }
 
-    /// A development caller for `email` from `[identity] dev_users`.
-    pub fn dev_caller(&self, email: &str) -> Result<Caller> {
-        let identity = &self.config.config.identity;
-        let user =
-            identity.dev_users.iter().find(|u| u.email.eq_ignore_ascii_case(email)).ok_or_else(|| {
-                let known: Vec<&str> = identity.dev_users.iter().map(|u| u.email.as_str()).collect();
-                Error::new(
-                    switchboard_core::ErrorKind::Unauthenticated,
-                    format!("unknown identity `{email}`; known identities: {}", known.join(", ")),
-                )
-            })?;
-        Ok(Caller::new(user.email.clone(), user.email.clone(), user.roles.clone(), AuthMethod::Development)
-            .with_scopes(identity.dev_scopes.clone()))
+    /// A development caller for `email` from `[identity] dev_users`: a token is minted by the
+    /// development identity provider and verified at the edge, as over HTTP.
+    pub async fn dev_caller(&self, email: &str) -> Result<Caller> {
+        self.identity.dev_caller(email).await
     }
 
     /// A fresh request context for `caller`, with the configured deadline and hop budget.

@@ -6,9 +6,11 @@
 mod assemble;
 pub mod config;
 pub mod demo;
+pub mod identity;
 mod supervisor;
 mod synthesis;
 
 pub use assemble::Runtime;
+pub use identity::{DevIdentity, Identity};
 pub use supervisor::{RunEvent, RunRequest, RunResponse, RunStatus, Step, Supervisor};
 pub use synthesis::{DEFAULT_SYNTHESIS_PROMPT, Synthesizer};

@@ -1,7 +1,6 @@
 //! The supervisor: route, fan out through the hop pipeline, join, answer.
 
 use crate::synthesis::Synthesizer;
-use futures::future::join_all;
 use serde::Serialize;
 use serde_json::{Map, json};
 use std::collections::{HashMap, HashSet};
@@ -13,6 +12,7 @@ use switchboard_core::{
 use switchboard_govern::{Gateway, HopTarget};
 use switchboard_store::Store;
 use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::task::AbortOnDropHandle;
 
 /// What the caller asked, with the conversation so far.
 #[derive(Debug, Clone, Default)]
@@ -175,11 +175,7 @@ impl Supervisor {
         mut request: RunRequest,
         events: Option<&UnboundedSender<RunEvent>>,
     ) -> RunResponse {
-        let send = |e: RunEvent| {
-            if let Some(tx) = events {
-                let _ = tx.send(e);
-            }
-        };
+        let send = |e: RunEvent| emit(events, e);
         if let Some(thread) = &request.thread_id
             && request.history.is_empty()
         {
@@ -229,13 +225,7 @@ impl Supervisor {
             }
             Ok(RouteDecision::Agents { calls }) => {
                 let calls = dedupe(calls);
-                let steps = join_all(calls.iter().map(|c| async {
-                    send(RunEvent::AgentStarted { agent: c.agent.clone() });
-                    let step = self.call_agent(&run_ctx, c, &request.history).await;
-                    send(RunEvent::AgentFinished { step: step.clone() });
-                    step
-                }))
-                .await;
+                let steps = self.fan_out(&run_ctx, calls, &request.history, events).await;
                 response.agents =
                     steps.iter().filter(|s| s.status == "ok").map(|s| s.agent.clone()).collect();
                 response.status = overall_status(&steps);
@@ -272,42 +262,46 @@ impl Supervisor {
         }
     }
 
-    async fn call_agent(&self, ctx: &RunContext, call: &RoutedCall, history: &[Message]) -> Step {
-        let started = std::time::Instant::now();
-        let mut step = Step {
-            agent: call.agent.clone(),
-            input: call.input.clone(),
-            status: "ok",
-            error: None,
-            error_status: None,
-            output: None,
-            duration_ms: 0,
-        };
-        let (Some(agent), Some(spec)) = (self.agents.get(&call.agent), self.specs.get(&call.agent)) else {
-            step.status = "error";
-            step.error =
-                Some(format!("the router proposed `{}`, which is not a configured agent", call.agent));
-            return step;
-        };
-        let input = AgentInput { question: call.input.clone(), history: agent_history(history, &call.agent) };
-        let result = self
-            .gateway
-            .hop(ctx, spec, HopTarget::new(HopKind::Agent, &call.agent), |grant| {
-                let agent = agent.clone();
-                let input = &input;
-                async move { agent.invoke(grant.ctx(), input).await }
+    /// Runs each call as its own task, so branches use every core and start together; one slow
+    /// or failed branch degrades the answer without holding the others. Dropping the run aborts
+    /// every branch still going.
+    async fn fan_out(
+        &self,
+        ctx: &RunContext,
+        calls: Vec<RoutedCall>,
+        history: &[Message],
+        events: Option<&UnboundedSender<RunEvent>>,
+    ) -> Vec<Step> {
+        let branches: Vec<(String, AbortOnDropHandle<Step>)> = calls
+            .into_iter()
+            .map(|call| {
+                let resolved =
+                    self.agents.get(&call.agent).cloned().zip(self.specs.get(&call.agent).cloned());
+                let history = agent_history(history, &call.agent);
+                let (gateway, ctx, events) = (self.gateway.clone(), ctx.clone(), events.cloned());
+                let agent = call.agent.clone();
+                let task = tokio::spawn(async move {
+                    emit(events.as_ref(), RunEvent::AgentStarted { agent: call.agent.clone() });
+                    let step = call_agent(&gateway, resolved, &ctx, call, history).await;
+                    emit(events.as_ref(), RunEvent::AgentFinished { step: step.clone() });
+                    step
+                });
+                (agent, AbortOnDropHandle::new(task))
             })
-            .await;
-        step.duration_ms = started.elapsed().as_millis() as u64;
-        match result {
-            Ok(output) => step.output = Some(output),
-            Err(e) => {
-                step.status = if e.kind == ErrorKind::Denied { "denied" } else { "error" };
-                step.error_status = Some(e.kind.http_status());
-                step.error = Some(e.message);
-            }
+            .collect();
+        let mut steps = Vec::with_capacity(branches.len());
+        for (agent, handle) in branches {
+            steps.push(handle.await.unwrap_or_else(|e| Step {
+                agent,
+                input: String::new(),
+                status: "error",
+                error: Some(format!("the agent failed unexpectedly: {e}")),
+                error_status: Some(500),
+                output: None,
+                duration_ms: 0,
+            }));
         }
-        step
+        steps
     }
 
     async fn answer(&self, ctx: &RunContext, question: &str, steps: &[Step]) -> String {
@@ -381,6 +375,56 @@ impl LocalSpan {
     fn start(name: String, kind: SpanKind) -> Self {
         Self { id: TraceContext::new_span_id(), name, kind, start: unix_nanos_now() }
     }
+}
+
+fn emit(events: Option<&UnboundedSender<RunEvent>>, event: RunEvent) {
+    if let Some(tx) = events {
+        // A client that stopped listening does not stop the run; cancellation does that.
+        let _ = tx.send(event);
+    }
+}
+
+/// One governed call to a sub-agent, as a step of the run.
+async fn call_agent(
+    gateway: &Gateway,
+    resolved: Option<(Arc<dyn Agent>, Arc<AgentSpec>)>,
+    ctx: &RunContext,
+    call: RoutedCall,
+    history: Vec<Message>,
+) -> Step {
+    let started = std::time::Instant::now();
+    let mut step = Step {
+        agent: call.agent.clone(),
+        input: call.input.clone(),
+        status: "ok",
+        error: None,
+        error_status: None,
+        output: None,
+        duration_ms: 0,
+    };
+    let Some((agent, spec)) = resolved else {
+        step.status = "error";
+        step.error = Some(format!("the router proposed `{}`, which is not a configured agent", call.agent));
+        return step;
+    };
+    let input = AgentInput { question: call.input, history };
+    let result = gateway
+        .hop(ctx, &spec, HopTarget::new(HopKind::Agent, &call.agent), |grant| {
+            let agent = agent.clone();
+            let input = &input;
+            async move { agent.invoke(grant.ctx(), input).await }
+        })
+        .await;
+    step.duration_ms = started.elapsed().as_millis() as u64;
+    match result {
+        Ok(output) => step.output = Some(output),
+        Err(e) => {
+            step.status = if e.kind == ErrorKind::Denied { "denied" } else { "error" };
+            step.error_status = Some(e.kind.http_status());
+            step.error = Some(e.message);
+        }
+    }
+    step
 }
 
 /// Drops repeated (agent, input) pairs: no agent is called twice with the same input in a request.

@@ -31,6 +31,6 @@ impl Authenticator for DevHeaderAuthenticator {
         let email = headers.get("x-switchboard-user").and_then(|v| v.to_str().ok()).ok_or_else(|| {
             Error::new(ErrorKind::Unauthenticated, "no identity: send the x-switchboard-user header")
         })?;
-        self.runtime.dev_caller(email)
+        self.runtime.dev_caller(email).await
     }
 }

@@ -9,7 +9,7 @@
 //! let data = demo::data_dir();
 //! demo::prepare(&data)?;
 //! let runtime = Runtime::load(&demo::source(&data)).await?;
-//! let caller = runtime.dev_caller("alice@example.com")?;
+//! let caller = runtime.dev_caller("alice@example.com").await?;
 //! let ctx = runtime.context(caller);
 //! let answer = runtime.supervisor.run(&ctx, RunRequest { question: "total revenue by region".into(), ..Default::default() }).await;
 //! println!("{}", answer.answer);

@@ -75,6 +75,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a signed, short-lived token from the development identity provider.
+    Token {
+        /// The identity (a development identity from the config).
+        #[arg(long = "as", value_name = "EMAIL")]
+        as_user: String,
+        /// Scopes, comma-separated (default: all the development provider grants).
+        #[arg(long, value_delimiter = ',')]
+        scopes: Option<Vec<String>>,
+        /// Lifetime: seconds, or with a unit (`90s`, `15m`, `1h`); at most 24 h.
+        #[arg(long, default_value = "15m")]
+        ttl: String,
+        /// switchboard.toml to use instead of the built-in demo.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Write the demo configuration and data to DIR as editable files.
     Init {
         /// An empty or new directory.
@@ -106,6 +121,9 @@ fn main() -> ExitCode {
                 cli::audit::run(limit, request.as_deref(), config.as_deref(), json).await
             }
             Command::Init { dir } => cli::init::run(&dir),
+            Command::Token { as_user, scopes, ttl, config } => {
+                cli::token::run(&as_user, scopes.as_deref(), &ttl, config.as_deref()).await
+            }
         }
     });
     match result {

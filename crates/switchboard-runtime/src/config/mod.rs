@@ -7,7 +7,7 @@ mod model;
 
 pub use files::{ConfigFile, ConfigSource};
 pub use model::{
-    AgentFile, Config, DevUser, IdentityConfig, LimitsConfig, LlmConfig, RouterConfig, RouterKind,
+    AgentFile, Config, DevClient, DevUser, IdentityConfig, LimitsConfig, LlmConfig, RouterConfig, RouterKind,
     ServerConfig, StoreConfig, StoreKind, SupervisorConfig,
 };
 

@@ -3,7 +3,8 @@ use super::{BUILDABLE_KINDS, Problem};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use switchboard_core::{AgentKind, AgentSpec, CredentialMode, CredentialSpec};
+use switchboard_auth::{AuthConfig, ClientCredentialsConfig, TokenExchangeConfig};
+use switchboard_core::{AgentKind, AgentSpec, CredentialMode, CredentialSpec, SecretRef};
 
 /// `switchboard.toml`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -25,6 +26,10 @@ pub struct Config {
     /// The runtime's service principal and the development identities.
     #[serde(default)]
     pub identity: IdentityConfig,
+    /// Edge identity: JWT issuers, trusted proxies, federation. When absent, the development
+    /// identity provider is on.
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
     /// Rate limits.
     #[serde(default)]
     pub limits: LimitsConfig,
@@ -163,21 +168,50 @@ pub struct DevUser {
     pub roles: Vec<String>,
 }
 
-/// `[identity]`.
+/// A client the development identity provider's token endpoint accepts (client credentials).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevClient {
+    /// Client id.
+    pub id: String,
+    /// Client secret source (`env:NAME` or `file:PATH`).
+    pub secret: SecretRef,
+    /// Scopes it may request.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+/// `[identity]`: the runtime's own identity, and the development identity provider (which is on
+/// exactly when there is no `[auth]` section).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IdentityConfig {
     /// The id downstream systems see on `automatic` hops.
     pub service_principal: String,
+    /// Where `automatic` hops get the service principal's token (OAuth2 client credentials).
+    /// Without it, the development identity provider mints one, or hops carry none.
+    pub client_credentials: Option<ClientCredentialsConfig>,
+    /// Exchange the caller's token per `obo` hop for one restricted to the agent's scopes and
+    /// audience (RFC 8693).
+    pub token_exchange: Option<TokenExchangeConfig>,
     /// Scopes the development identity provider grants.
     pub dev_scopes: Vec<String>,
     /// Development identities.
     pub dev_users: Vec<DevUser>,
+    /// Clients the development token endpoint accepts.
+    pub dev_clients: Vec<DevClient>,
 }
 
 impl Default for IdentityConfig {
     fn default() -> Self {
-        Self { service_principal: "switchboard-sp".into(), dev_scopes: Vec::new(), dev_users: Vec::new() }
+        Self {
+            service_principal: "switchboard-sp".into(),
+            client_credentials: None,
+            token_exchange: None,
+            dev_scopes: Vec::new(),
+            dev_users: Vec::new(),
+            dev_clients: Vec::new(),
+        }
     }
 }
 
@@ -445,6 +479,19 @@ pub(super) fn check_cross(
     }
     if config.server.body_limit_bytes == 0 {
         problems.push(problem("server.body_limit_bytes", "must be greater than 0"));
+    }
+    if let Some(auth) = &config.auth {
+        if !config.identity.dev_users.is_empty() {
+            problems.push(problem(
+                "identity.dev_users",
+                "development identities are unused when [auth] is configured (the development identity provider is off)",
+            ));
+        }
+        if let Err(e) =
+            switchboard_auth::EdgeAuth::new(auth.clone(), switchboard_govern::reqwest::Client::new())
+        {
+            problems.push(problem("auth", &e.message));
+        }
     }
     if config.identity.service_principal.trim().is_empty() {
         problems.push(problem("identity.service_principal", "must not be empty"));

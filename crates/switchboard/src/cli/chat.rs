@@ -24,7 +24,7 @@ pub async fn run(
             runtime.config.config.identity.dev_users.iter().map(|u| u.email.as_str()).collect();
         Error::invalid(format!("say who is asking with --as EMAIL (known identities: {})", known.join(", ")))
     })?;
-    let caller = runtime.dev_caller(email)?;
+    let caller = runtime.dev_caller(email).await?;
     let role = caller.primary_role().to_string();
     let ctx = runtime.context(caller);
     let cancel = ctx.cancel.clone();

@@ -5,6 +5,7 @@ pub mod chat;
 pub mod init;
 pub mod logging;
 pub mod serve;
+pub mod token;
 pub mod trace;
 pub mod validate;
 
