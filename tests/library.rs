@@ -148,7 +148,7 @@ async fn a_slow_branch_times_out_without_sinking_the_answer() {
     let specs: Vec<Arc<AgentSpec>> = agents.iter().map(|a| Arc::new(a.spec().clone())).collect();
     let router = Arc::new(LexicalRouter::new(&specs, LexicalRouter::DEFAULT_THRESHOLD));
     let me = Arc::new(spec("embedded", "An embedded supervisor.", 1_000));
-    let supervisor = Supervisor::new(me, agents, router, gateway, store.clone(), None);
+    let supervisor = Supervisor::new(me, agents, router, gateway, store.clone(), store.clone(), None);
 
     let caller = Caller::new("u", "u@example.com", vec!["staff".into()], AuthMethod::Development);
     let ctx = RunContext::new(caller, Duration::from_secs(10));

@@ -14,8 +14,9 @@ use switchboard_core::{
 };
 use switchboard_govern::{Gateway, layers, reqwest};
 use switchboard_llm::LlmClient;
+use switchboard_otel::OtlpSink;
 use switchboard_router::{LexicalRouter, LlmRouter};
-use switchboard_store::{SqliteStore, Store};
+use switchboard_store::{PostgresStore, SqliteStore, Store};
 
 /// The built-in router prompt, used when `prompts/router.j2` is absent.
 pub const DEFAULT_ROUTER_PROMPT: &str = "You are {{ name }}, a supervisor that routes each request to the right specialist agents.\n\
@@ -32,6 +33,8 @@ pub struct Runtime {
     pub config: LoadedConfig,
     /// Edge identity and the runtime's own credentials.
     pub identity: Identity,
+    /// The OTLP exporter, when the environment configures one.
+    otlp: Option<Arc<OtlpSink>>,
 }
 
 /// Validates each agent's kind-specific settings.
@@ -71,7 +74,15 @@ impl Runtime {
                 Ok(Arc::new(store))
             }
             StoreKind::Postgres => {
-                Err(Error::config("store.kind = \"postgres\" is not available in this build"))
+                let url = match cfg.url.as_deref().unwrap_or_default() {
+                    reference if reference.starts_with("env:") => {
+                        let name = &reference[4..];
+                        std::env::var(name)
+                            .map_err(|_| Error::config(format!("store.url: env:{name} is not set")))?
+                    }
+                    url => url.to_string(),
+                };
+                Ok(Arc::new(PostgresStore::connect(&url).await?))
             }
         }
     }
@@ -80,7 +91,12 @@ impl Runtime {
     pub async fn build(loaded: LoadedConfig) -> Result<Self> {
         let store = Self::open_store(&loaded).await?;
         let cfg = &loaded.config;
-        let sink: Arc<dyn TelemetrySink> = store.clone();
+        // With the standard OTEL_EXPORTER_OTLP_* variables set, spans are also exported over OTLP.
+        let otlp = OtlpSink::from_env(store.clone())?.map(Arc::new);
+        let sink: Arc<dyn TelemetrySink> = match &otlp {
+            Some(otlp) => otlp.clone(),
+            None => store.clone(),
+        };
 
         // One HTTP connection pool for the process: every hop and every token request shares it.
         let http = reqwest::Client::builder()
@@ -133,15 +149,31 @@ impl Runtime {
             )?),
             None => None,
         };
-        let supervisor =
-            Arc::new(Supervisor::new(supervisor_spec, agents, router, gateway, store.clone(), synthesizer));
-        Ok(Self { supervisor, store, config: loaded, identity })
+        let supervisor = Arc::new(Supervisor::new(
+            supervisor_spec,
+            agents,
+            router,
+            gateway,
+            sink,
+            store.clone(),
+            synthesizer,
+        ));
+        Ok(Self { supervisor, store, config: loaded, identity, otlp })
     }
 
     /// A development caller for `email` from `[identity] dev_users`: a token is minted by the
     /// development identity provider and verified at the edge, as over HTTP.
     pub async fn dev_caller(&self, email: &str) -> Result<Caller> {
         self.identity.dev_caller(email).await
+    }
+
+    /// Drains what is queued for the store and the OTLP exporter; call once requests have
+    /// finished (graceful shutdown, the end of a CLI command).
+    pub async fn shutdown(&self) {
+        self.store.flush().await;
+        if let Some(otlp) = &self.otlp {
+            otlp.shutdown().await;
+        }
     }
 
     /// A fresh request context for `caller`, with the configured deadline and hop budget.

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use switchboard_core::{
     Agent, AgentInput, AgentOutput, AgentSpec, ErrorKind, HopKind, Message, Role, RouteDecision, RoutedCall,
-    Router, RunContext, SpanKind, SpanRecord, SpanStatus, TraceContext, unix_nanos_now,
+    Router, RunContext, SpanKind, SpanRecord, SpanStatus, TelemetrySink, TraceContext, unix_nanos_now,
 };
 use switchboard_govern::{Gateway, HopTarget};
 use switchboard_store::Store;
@@ -126,24 +126,26 @@ pub struct Supervisor {
     specs: HashMap<String, Arc<AgentSpec>>,
     router: Arc<dyn Router>,
     gateway: Arc<Gateway>,
+    sink: Arc<dyn TelemetrySink>,
     store: Arc<dyn Store>,
     synthesizer: Option<Synthesizer>,
 }
 
 impl Supervisor {
     /// Assembles a supervisor. `spec` describes the supervisor itself (its name and the
-    /// credential of its own LLM calls).
+    /// credential of its own LLM calls); spans go to `sink`, threads live in `store`.
     pub fn new(
         spec: Arc<AgentSpec>,
         agents: Vec<Arc<dyn Agent>>,
         router: Arc<dyn Router>,
         gateway: Arc<Gateway>,
+        sink: Arc<dyn TelemetrySink>,
         store: Arc<dyn Store>,
         synthesizer: Option<Synthesizer>,
     ) -> Self {
         let specs = agents.iter().map(|a| (a.spec().name.clone(), Arc::new(a.spec().clone()))).collect();
         let agents = agents.into_iter().map(|a| (a.spec().name.clone(), a)).collect();
-        Self { spec, agents, specs, router, gateway, store, synthesizer }
+        Self { spec, agents, specs, router, gateway, sink, store, synthesizer }
     }
 
     /// The supervisor's name (the served model name).
@@ -341,7 +343,7 @@ impl Supervisor {
             attributes.insert("gen_ai.agent.name".into(), json!(self.spec.name));
         }
         let parent = ctx.trace.parent_span_id;
-        self.store.span(SpanRecord {
+        self.sink.span(SpanRecord {
             request_id: ctx.request_id.to_string(),
             trace_id: ctx.trace.trace_id.to_string(),
             span_id: span.id.to_string(),

@@ -1,44 +1,101 @@
+//! Every error leaves the server as OpenAI's error object, so OpenAI clients raise their usual
+//! exception classes (`BadRequestError`, `AuthenticationError`, `PermissionDeniedError`, …).
+
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde_json::{Value, json};
 use switchboard_core::{Error, ErrorKind};
 
-/// An error answered in OpenAI's error object shape with the matching status code.
+/// An error answered as `{"error": {"message", "type", "param", "code"}}` with the status of its
+/// kind (`ErrorKind::http_status`), `retry-after` for rate limits and `WWW-Authenticate` for 401.
 #[derive(Debug)]
-pub struct ApiError(pub Error);
+pub struct ApiError {
+    /// What went wrong; its message is shown to the client and must hold no secret.
+    pub error: Error,
+    /// The request field at fault, e.g. `messages[0].content`.
+    pub param: Option<String>,
+    /// A more specific machine-readable code than the kind's name, e.g. `model_not_found`.
+    pub code: Option<&'static str>,
+}
+
+impl ApiError {
+    /// An error with no field or code of its own.
+    pub fn new(error: Error) -> Self {
+        Self { error, param: None, code: None }
+    }
+
+    /// A 400 naming the field at fault (its path is also the `param`).
+    pub fn invalid_field(param: impl Into<String>, message: impl Into<String>) -> Self {
+        let param = param.into();
+        let message = message.into();
+        Self::new(Error::invalid(format!("{param}: {message}"))).with_param(param)
+    }
+
+    /// Names the request field at fault.
+    pub fn with_param(mut self, param: impl Into<String>) -> Self {
+        self.param = Some(param.into());
+        self
+    }
+
+    /// Sets a specific error code.
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = Some(code);
+        self
+    }
+
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.error.kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    /// The error object, also used for errors reported inside an event stream.
+    pub fn body(&self) -> Value {
+        json!({"error": {
+            "message": self.error.message,
+            "type": error_type(self.error.kind),
+            "param": self.param,
+            "code": self.code.unwrap_or(self.error.kind.as_str()),
+        }})
+    }
+}
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
-        Self(e)
+        Self::new(e)
+    }
+}
+
+/// OpenAI's `type` for each kind.
+pub(crate) fn error_type(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::InvalidInput | ErrorKind::TooLarge => "invalid_request_error",
+        ErrorKind::Unauthenticated => "authentication_error",
+        ErrorKind::Denied => "permission_error",
+        ErrorKind::NotFound => "not_found_error",
+        ErrorKind::RateLimited => "rate_limit_error",
+        ErrorKind::Timeout => "timeout_error",
+        ErrorKind::Upstream => "upstream_error",
+        ErrorKind::Cancelled => "cancelled",
+        ErrorKind::Config | ErrorKind::Internal => "server_error",
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let e = self.0;
-        let status = StatusCode::from_u16(e.kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let kind = match e.kind {
-            ErrorKind::InvalidInput | ErrorKind::TooLarge => "invalid_request_error",
-            ErrorKind::Unauthenticated => "authentication_error",
-            ErrorKind::Denied => "permission_error",
-            ErrorKind::NotFound => "not_found_error",
-            ErrorKind::RateLimited => "rate_limit_error",
-            _ => "server_error",
-        };
-        let body =
-            json!({"error": {"message": e.message, "type": kind, "param": null, "code": e.kind.as_str()}});
-        let mut response = (status, Json(body)).into_response();
-        if let Some(wait) = e.retry_after {
-            let secs = wait.as_secs().max(1).to_string();
-            if let Ok(v) = HeaderValue::from_str(&secs) {
+        let mut response = (self.status(), Json(self.body())).into_response();
+        if let Some(wait) = self.error.retry_after {
+            // Round up: a client retrying a fraction early would only be limited again.
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, v);
             }
         }
-        if e.kind == ErrorKind::Unauthenticated {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"switchboard\""));
+        if self.error.kind == ErrorKind::Unauthenticated {
+            // RFC 6750: the challenge says why (expired, bad signature…) without echoing the token.
+            if let Ok(v) = HeaderValue::from_str(&switchboard_auth::www_authenticate(&self.error)) {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+            }
         }
         response
     }

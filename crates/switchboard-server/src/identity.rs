@@ -2,7 +2,7 @@ use async_trait::async_trait;
 use axum::http::HeaderMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use switchboard_core::{Caller, Error, ErrorKind, Result};
+use switchboard_core::{Caller, Result};
 use switchboard_runtime::Runtime;
 
 /// Establishes the caller of an HTTP request, once, at the edge.
@@ -12,25 +12,22 @@ pub trait Authenticator: Send + Sync {
     async fn authenticate(&self, headers: &HeaderMap, peer: SocketAddr) -> Result<Caller>;
 }
 
-/// Development only: the caller named by the `x-switchboard-user` header, looked up among the
-/// configuration's development identities. Never enabled with a production identity provider.
-pub struct DevHeaderAuthenticator {
+/// The runtime's edge identity: a bearer JWT from a configured issuer (or the development
+/// identity provider), or identity asserted by a trusted proxy. See `switchboard_auth::EdgeAuth`.
+pub struct EdgeAuthenticator {
     runtime: Arc<Runtime>,
 }
 
-impl DevHeaderAuthenticator {
-    /// Identities come from `runtime`'s `[identity] dev_users`.
+impl EdgeAuthenticator {
+    /// Authenticates against `runtime`'s `[auth]` configuration (or its development provider).
     pub fn new(runtime: Arc<Runtime>) -> Self {
         Self { runtime }
     }
 }
 
 #[async_trait]
-impl Authenticator for DevHeaderAuthenticator {
-    async fn authenticate(&self, headers: &HeaderMap, _peer: SocketAddr) -> Result<Caller> {
-        let email = headers.get("x-switchboard-user").and_then(|v| v.to_str().ok()).ok_or_else(|| {
-            Error::new(ErrorKind::Unauthenticated, "no identity: send the x-switchboard-user header")
-        })?;
-        self.runtime.dev_caller(email).await
+impl Authenticator for EdgeAuthenticator {
+    async fn authenticate(&self, headers: &HeaderMap, peer: SocketAddr) -> Result<Caller> {
+        self.runtime.identity.authenticate(headers, peer.ip()).await
     }
 }

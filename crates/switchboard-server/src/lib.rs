@@ -1,36 +1,117 @@
-//! Switchboard's HTTP surface: an OpenAI-compatible chat endpoint over the supervisor.
+//! Switchboard's HTTP surface: the supervisor served as an OpenAI-compatible chat endpoint.
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST /v1/chat/completions` | OpenAI chat completions; `stream: true` gives `chat.completion.chunk` events |
+//! | `POST /v1/responses`, `POST /invocations` | OpenAI Responses / MLflow ResponsesAgent requests |
+//! | `GET /v1/models`, `GET /v1/models/{id}` | the served supervisor, as an OpenAI model |
+//! | `GET /v1/traces/{id}` | the span tree of one of the caller's requests |
+//! | `GET /health` | the store, the LLM (when configured) and every sub-agent; 503 if any is down |
+//! | `GET /metrics` | Prometheus metrics |
+//!
+//! Every response carries `x-request-id`; every error is OpenAI's error object. Callers are
+//! identified by the [`Authenticator`] in [`AppState`], the one seam for edge identity.
 
+mod chat;
 mod error;
+mod health;
 mod identity;
-mod openai;
+mod input;
+mod metrics;
+mod observe;
+mod responses;
+mod run;
+mod trace;
 
 pub use error::ApiError;
-pub use identity::{Authenticator, DevHeaderAuthenticator};
+pub use identity::{Authenticator, EdgeAuthenticator};
+pub use metrics::Metrics;
+pub use observe::ACCESS_LOG_TARGET;
 
 use axum::Router;
 use axum::routing::{get, post};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use switchboard_runtime::Runtime;
+use tokio_util::task::TaskTracker;
 
-/// Shared state of the server.
+/// How long shutdown waits for runs whose clients went away to finish unwinding (and write their
+/// audit rows) before the store is flushed regardless.
+const UNWIND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Shared state of the server. Cloning is cheap.
 #[derive(Clone)]
 pub struct AppState {
-    /// The loaded runtime.
+    /// The loaded runtime: supervisor, store and configuration.
     pub runtime: Arc<Runtime>,
     /// How callers are identified.
     pub auth: Arc<dyn Authenticator>,
+    /// The server's metrics.
+    pub metrics: Arc<Metrics>,
+    /// Runs in flight, so shutdown can wait for them.
+    tasks: TaskTracker,
+    /// Whether to read each run's spans for token metrics (in the background): only an LLM
+    /// records token usage, and reading spans costs a store round trip per request.
+    count_tokens: bool,
+    /// When the server started, in Unix seconds (the served model's `created`).
+    started: u64,
 }
 
-/// The routes.
+impl AppState {
+    /// State for serving `runtime` to callers identified by its own edge identity.
+    pub fn for_runtime(runtime: Arc<Runtime>) -> Self {
+        Self::new(runtime.clone(), Arc::new(EdgeAuthenticator::new(runtime)))
+    }
+
+    /// State for serving `runtime` to callers identified by `auth`.
+    pub fn new(runtime: Arc<Runtime>, auth: Arc<dyn Authenticator>) -> Self {
+        let count_tokens = runtime.config.config.llm.is_some();
+        Self {
+            runtime,
+            auth,
+            metrics: Arc::new(Metrics::new()),
+            tasks: TaskTracker::new(),
+            count_tokens,
+            started: unix_secs(),
+        }
+    }
+
+    /// The largest request body accepted.
+    fn body_limit(&self) -> usize {
+        self.runtime.config.config.server.body_limit_bytes
+    }
+
+    /// When a rate-limited caller may try again: the time the per-minute bucket takes to refill
+    /// one call.
+    fn retry_after(&self) -> Duration {
+        let per_minute = self.runtime.config.config.limits.requests_per_minute.max(1);
+        Duration::from_secs(60u64.div_ceil(u64::from(per_minute)))
+    }
+}
+
+/// The routes, with request ids, logging, metrics and error shaping around them.
 pub fn app(state: AppState) -> Router {
+    // The development identity provider's JWKS and token endpoint, served only when it is on.
+    let identity_provider = state.runtime.identity.dev().map(|dev| dev.routes()).unwrap_or_default();
     Router::new()
-        .route("/health", get(openai::health))
-        .route("/v1/chat/completions", post(openai::chat_completions))
-        .with_state(state)
+        .route("/health", get(health::handler))
+        .route("/metrics", get(metrics::handler))
+        .route("/v1/models", get(chat::models))
+        .route("/v1/models/{model}", get(chat::model))
+        .route("/v1/chat/completions", post(chat::completions))
+        .route("/v1/responses", post(responses::create))
+        .route("/invocations", post(responses::invocations))
+        .route("/v1/traces/{id}", get(trace::get))
+        .fallback(observe::not_found)
+        .with_state(state.clone())
+        .merge(identity_provider)
+        .layer(axum::middleware::from_fn_with_state(state, observe::observe))
 }
 
-/// Serves `state` on `listener` until `shutdown` resolves; in-flight requests finish first.
+/// Serves `state` on `listener` until `shutdown` resolves. In-flight requests finish first, runs
+/// whose clients went away finish unwinding, and then the runtime drains its telemetry (the
+/// store's audit and span queues, and the OTLP exporter when there is one).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
@@ -38,6 +119,15 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let app = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
-    state.runtime.store.flush().await;
+    state.tasks.close();
+    if tokio::time::timeout(UNWIND_TIMEOUT, state.tasks.wait()).await.is_err() {
+        tracing::warn!("some cancelled runs were still unwinding at shutdown");
+    }
+    state.runtime.shutdown().await;
     Ok(())
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn unix_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }

@@ -1,8 +1,8 @@
 //! Switchboard persistence: audit rows, spans and conversation threads.
 //!
-//! [`Store`] is the backend-neutral interface so a Postgres implementation can slot in later;
-//! [`SqliteStore`] is the embedded default. [`memory::MemorySink`] is an in-memory
-//! [`TelemetrySink`] for other crates' tests.
+//! [`Store`] is the backend-neutral interface. [`SqliteStore`] is the embedded default;
+//! [`PostgresStore`] serves deployments where several replicas share one database.
+//! [`memory::MemorySink`] is an in-memory [`TelemetrySink`] for other crates' tests.
 //!
 //! Telemetry (spans and audit rows) is written off the request path: the sink methods only
 //! enqueue, and a single writer thread batches the queue into transactions. [`Store::flush`] is
@@ -10,10 +10,12 @@
 //! shutdown, tests).
 
 pub mod memory;
+mod postgres;
 mod schema;
 mod sqlite;
 
 pub use memory::MemorySink;
+pub use postgres::PostgresStore;
 pub use schema::SCHEMA_VERSION;
 pub use sqlite::{QUEUE_CAPACITY, SqliteStore};
 

@@ -20,6 +20,7 @@
 //! authorization step is [`govern::layers::Authorize`].
 
 pub use switchboard_agents as agents;
+pub use switchboard_auth as auth;
 pub use switchboard_core as core;
 pub use switchboard_core::{Agent, AgentSpec, Caller, Error, RunContext};
 pub use switchboard_govern as govern;

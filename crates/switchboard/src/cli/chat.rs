@@ -38,7 +38,7 @@ pub async fn run(
         .run(&ctx, RunRequest { question: question.to_string(), thread_id, ..Default::default() })
         .await;
     ctrl_c.abort();
-    runtime.store.flush().await;
+    runtime.shutdown().await;
     let spans = runtime.store.spans(&response.request_id).await?;
 
     if as_json {

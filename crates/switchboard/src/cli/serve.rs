@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use switchboard_core::{Error, Result};
-use switchboard_server::{AppState, DevHeaderAuthenticator};
+use switchboard_server::AppState;
 
 /// Serves until Ctrl-C or SIGTERM; in-flight requests finish and the audit queue drains.
 pub async fn run(config: Option<&Path>, addr: &str) -> Result<ExitCode> {
@@ -14,7 +14,7 @@ pub async fn run(config: Option<&Path>, addr: &str) -> Result<ExitCode> {
         .map_err(|e| Error::config(format!("cannot listen on {addr}: {e}")))?;
     let local = listener.local_addr().map_err(|e| Error::internal(e.to_string()))?;
     eprintln!("switchboard serving `{}` on http://{local}", runtime.supervisor.name());
-    let state = AppState { auth: Arc::new(DevHeaderAuthenticator::new(runtime.clone())), runtime };
+    let state = AppState::for_runtime(runtime);
     switchboard_server::serve(listener, state, shutdown_signal())
         .await
         .map_err(|e| Error::internal(format!("server failed: {e}")))?;

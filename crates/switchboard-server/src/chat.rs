@@ -1,0 +1,209 @@
+//! OpenAI chat completions (`POST /v1/chat/completions`) and the model list.
+
+use crate::input::{self, Object, Options};
+use crate::run::{self, Outcome};
+use crate::{ApiError, AppState, unix_secs};
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Extension, Path, State};
+use axum::http::HeaderMap;
+use axum::response::sse::Event;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use switchboard_core::{Error, RequestId, RunContext};
+use switchboard_runtime::RunRequest;
+
+/// What every run endpoint does before running: identify the caller, then read and validate the
+/// body (so nothing is buffered for an anonymous client), check the model, build the context.
+pub(crate) struct Accepted {
+    pub ctx: RunContext,
+    pub request: RunRequest,
+    pub options: Options,
+    pub body: Object,
+}
+
+/// Authenticates, reads the body, and parses it with `parse`.
+pub(crate) async fn accept(
+    state: &AppState,
+    peer: SocketAddr,
+    request_id: &RequestId,
+    headers: &HeaderMap,
+    body: Body,
+    parse: impl FnOnce(&Object) -> Result<RunRequest, ApiError>,
+) -> Result<Accepted, ApiError> {
+    let caller = state.auth.authenticate(headers, peer).await?;
+    let body = input::read_json(headers, body, state.body_limit()).await?;
+    let options = Options::parse(&body)?;
+    check_model(state, options.model.as_deref())?;
+    let request = parse(&body)?;
+    let ctx = run::context(state, caller, request_id, headers);
+    Ok(Accepted { ctx, request, options, body })
+}
+
+/// A named model must be the served supervisor.
+fn check_model(state: &AppState, model: Option<&str>) -> Result<(), ApiError> {
+    let served = state.runtime.supervisor.name();
+    match model {
+        Some(m) if m != served => Err(ApiError::new(Error::not_found(format!(
+            "the model `{m}` does not exist; this server serves `{served}`"
+        )))
+        .with_param("model")
+        .with_code("model_not_found")),
+        _ => Ok(()),
+    }
+}
+
+/// Switchboard's own fields on an answer: what to quote when asking about it.
+pub(crate) fn custom_outputs(outcome: &Outcome, options: &Options) -> Value {
+    let r = &outcome.response;
+    json!({
+        "request_id": r.request_id,
+        "trace_id": r.trace_id,
+        "status": r.status,
+        "agents": r.agents,
+        "thread_id": options.thread,
+    })
+}
+
+/// `POST /v1/chat/completions`.
+pub(crate) async fn completions(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(request_id): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let accepted = accept(&state, peer, &request_id, &headers, body, input::chat_messages).await?;
+    let include_usage = input::opt_bool(&accepted.body, "stream_options.include_usage")?;
+    let Accepted { ctx, request, options, .. } = accepted;
+    let ids = Ids {
+        id: format!("chatcmpl-{request_id}"),
+        created: unix_secs(),
+        model: state.runtime.supervisor.name().to_string(),
+    };
+    let run = run::start(&state, ctx, request, &options);
+    if !options.stream {
+        let outcome = run.finish().await?;
+        if let Some(e) = run::outcome_error(&outcome.response, state.retry_after()) {
+            return Err(e);
+        }
+        let mut body = json!({
+            "id": ids.id,
+            "object": "chat.completion",
+            "created": ids.created,
+            "model": ids.model,
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": outcome.response.answer, "refusal": null},
+                "logprobs": null,
+                "finish_reason": "stop",
+            }],
+            "usage": usage(),
+            "custom_outputs": custom_outputs(&outcome, &options),
+        });
+        if let Some(trace) = &outcome.trace {
+            body["databricks_output"] = json!({"trace": trace});
+        }
+        return Ok(Json(body).into_response());
+    }
+
+    let retry_after = state.retry_after();
+    let prelude = vec![ids.chunk(json!({"role": "assistant", "content": ""}), None)];
+    Ok(run.into_sse(prelude, move |result| {
+        let outcome = match result {
+            Ok(outcome) => outcome,
+            Err(e) => return vec![error_event(&e), done()],
+        };
+        if let Some(e) = run::outcome_error(&outcome.response, retry_after) {
+            return vec![error_event(&e), done()];
+        }
+        let mut events: Vec<Event> =
+            outcome.deltas.iter().map(|text| ids.chunk(json!({"content": text}), None)).collect();
+        let mut last = ids.chunk_value(json!({}), Some("stop"));
+        last["custom_outputs"] = custom_outputs(&outcome, &options);
+        if let Some(trace) = &outcome.trace {
+            last["databricks_output"] = json!({"trace": trace});
+        }
+        events.push(Event::default().data(last.to_string()));
+        if include_usage {
+            let mut usage_chunk = ids.chunk_value(json!({}), None);
+            usage_chunk["choices"] = json!([]);
+            usage_chunk["usage"] = usage();
+            events.push(Event::default().data(usage_chunk.to_string()));
+        }
+        events.push(done());
+        events
+    }))
+}
+
+/// Token usage. The supervisor does not bill tokens per answer (a lexical route and local agents
+/// use none); LLM tokens are in the trace spans and the `switchboard_llm_tokens` metric.
+fn usage() -> Value {
+    json!({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0})
+}
+
+/// The identity shared by every chunk of one completion.
+struct Ids {
+    id: String,
+    created: u64,
+    model: String,
+}
+
+impl Ids {
+    fn chunk_value(&self, delta: Value, finish_reason: Option<&str>) -> Value {
+        json!({
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": null,
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish_reason}],
+        })
+    }
+
+    fn chunk(&self, delta: Value, finish_reason: Option<&str>) -> Event {
+        Event::default().data(self.chunk_value(delta, finish_reason).to_string())
+    }
+}
+
+/// An error inside a chat stream: the error object as a data line, which OpenAI clients raise.
+fn error_event(e: &ApiError) -> Event {
+    Event::default().data(e.body().to_string())
+}
+
+fn done() -> Event {
+    Event::default().data("[DONE]")
+}
+
+/// The served supervisor as an OpenAI model object.
+fn model_object(state: &AppState) -> Value {
+    json!({
+        "id": state.runtime.supervisor.name(),
+        "object": "model",
+        "created": state.started,
+        "owned_by": "switchboard",
+    })
+}
+
+/// `GET /v1/models`.
+pub(crate) async fn models(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    state.auth.authenticate(&headers, peer).await?;
+    Ok(Json(json!({"object": "list", "data": [model_object(&state)]})))
+}
+
+/// `GET /v1/models/{model}`.
+pub(crate) async fn model(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(model): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    state.auth.authenticate(&headers, peer).await?;
+    check_model(&state, Some(&model))?;
+    Ok(Json(model_object(&state)))
+}

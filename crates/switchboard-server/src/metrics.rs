@@ -1,0 +1,198 @@
+//! `GET /metrics`: Prometheus metrics (OpenMetrics text exposition, which Prometheus scrapes
+//! natively) kept with the official `prometheus-client` crate. Recording is lock-free on the hot
+//! path except the first time a label set is seen.
+
+use crate::AppState;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::time::Duration;
+use switchboard_core::SpanRecord;
+use switchboard_runtime::RunResponse;
+
+/// The content type of the OpenMetrics text format.
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    method: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AgentCallLabels {
+    agent: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AgentLabels {
+    agent: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TokenLabels {
+    direction: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// The server's metrics. One per server; shared through [`AppState`].
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: HistogramFamily<RouteLabels>,
+    in_flight: Gauge,
+    runs: Family<StatusLabels, Counter>,
+    agent_calls: Family<AgentCallLabels, Counter>,
+    denials: Family<AgentLabels, Counter>,
+    rate_limited: Family<AgentLabels, Counter>,
+    tokens: Family<TokenLabels, Counter>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 1 ms to ~33 s: from a cached lexical route to an LLM fan-out near the deadline.
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric under the `switchboard_` prefix.
+    pub fn new() -> Self {
+        let mut root = Registry::default();
+        let registry = root.sub_registry_with_prefix("switchboard");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register("http_requests", "HTTP requests by route, method and status", requests.clone());
+        let latency: HistogramFamily<RouteLabels> = Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to the response head (for event streams, to the first byte), by route",
+            latency.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register("http_requests_in_flight", "Requests being served", in_flight.clone());
+        let runs = Family::<StatusLabels, Counter>::default();
+        registry.register("runs", "Supervisor runs by outcome (ok, clarify, denied, error)", runs.clone());
+        let agent_calls = Family::<AgentCallLabels, Counter>::default();
+        registry.register(
+            "agent_calls",
+            "Sub-agent calls by agent and outcome (ok, denied, error)",
+            agent_calls.clone(),
+        );
+        let denials = Family::<AgentLabels, Counter>::default();
+        registry.register("denials", "Sub-agent calls denied by policy or missing scopes", denials.clone());
+        let rate_limited = Family::<AgentLabels, Counter>::default();
+        registry.register("rate_limited", "Sub-agent calls refused by a rate limit", rate_limited.clone());
+        let tokens = Family::<TokenLabels, Counter>::default();
+        registry.register(
+            "llm_tokens",
+            "LLM tokens by direction (input, output), from the gen_ai.usage span attributes",
+            tokens.clone(),
+        );
+        for direction in ["input", "output"] {
+            // Present from the start, so a dashboard shows 0 rather than no data.
+            tokens.get_or_create(&TokenLabels { direction: direction.into() }).inc_by(0);
+        }
+        Self {
+            registry: root,
+            requests,
+            latency,
+            in_flight,
+            runs,
+            agent_calls,
+            denials,
+            rate_limited,
+            tokens,
+        }
+    }
+
+    /// Counts a finished request.
+    pub(crate) fn request(&self, route: &str, method: &str, status: u16, latency: Duration) {
+        self.requests
+            .get_or_create(&RequestLabels { route: route.to_string(), method: method.to_string(), status })
+            .inc();
+        self.latency.get_or_create(&RouteLabels { route: route.to_string() }).observe(latency.as_secs_f64());
+    }
+
+    /// The in-flight gauge, incremented now and decremented when the guard drops.
+    pub(crate) fn in_flight(&self) -> InFlight {
+        self.in_flight.inc();
+        InFlight(self.in_flight.clone())
+    }
+
+    /// Counts a run's outcome and each of its sub-agent calls.
+    pub(crate) fn run(&self, response: &RunResponse) {
+        self.runs.get_or_create(&StatusLabels { status: response.status.as_str().to_string() }).inc();
+        for step in &response.steps {
+            self.agent_calls
+                .get_or_create(&AgentCallLabels {
+                    agent: step.agent.clone(),
+                    status: step.status.to_string(),
+                })
+                .inc();
+            if step.status == "denied" {
+                self.denials.get_or_create(&AgentLabels { agent: step.agent.clone() }).inc();
+            }
+            if step.error_status == Some(429) {
+                self.rate_limited.get_or_create(&AgentLabels { agent: step.agent.clone() }).inc();
+            }
+        }
+    }
+
+    /// Adds the LLM token counts recorded on a request's spans.
+    pub(crate) fn tokens(&self, spans: &[SpanRecord]) {
+        let sum = |key: &str| spans.iter().filter_map(|s| s.attributes.get(key)?.as_u64()).sum::<u64>();
+        for (direction, key) in
+            [("input", "gen_ai.usage.input_tokens"), ("output", "gen_ai.usage.output_tokens")]
+        {
+            self.tokens.get_or_create(&TokenLabels { direction: direction.into() }).inc_by(sum(key));
+        }
+    }
+
+    /// The exposition text.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+/// Decrements the in-flight gauge when dropped, however the request ends.
+pub(crate) struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// `GET /metrics`.
+pub(crate) async fn handler(State(state): State<AppState>) -> Response {
+    match state.metrics.encode() {
+        Ok(text) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "metrics could not be encoded").into_response(),
+    }
+}

@@ -1,0 +1,211 @@
+//! OpenAI Responses (`POST /v1/responses`) and the MLflow ResponsesAgent / Databricks model
+//! serving shape (`POST /invocations`): the same request (`input`, `custom_inputs`, `context`,
+//! `databricks_options`) and the same Response object, plus `custom_outputs` and, on request,
+//! `databricks_output.trace`.
+//!
+//! Streaming follows OpenAI's event sequence, which both the `openai` client's raw stream and its
+//! `responses.stream()` accumulator accept, and which contains what MLflow's ResponsesAgent
+//! streams (`response.output_text.delta`, `response.output_item.done`): `response.created`,
+//! `response.in_progress`, `response.output_item.added`, `response.content_part.added`,
+//! `response.output_text.delta`…, `response.output_text.done`, `response.content_part.done`,
+//! `response.output_item.done`, `response.completed` — or `response.failed` when the run is
+//! denied or fails.
+
+use crate::chat::{Accepted, accept, custom_outputs};
+use crate::input::{self, Options};
+use crate::run::{self, Outcome};
+use crate::{ApiError, AppState, unix_secs};
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Extension, State};
+use axum::http::HeaderMap;
+use axum::response::sse::Event;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use switchboard_core::RequestId;
+
+/// `POST /v1/responses`.
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(request_id): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let parse = |body: &input::Object| input::responses_input(body, "input");
+    let accepted = accept(&state, peer, &request_id, &headers, body, parse).await?;
+    respond(state, request_id, accepted).await
+}
+
+/// `POST /invocations`: a ResponsesAgent request. Requests in the older chat shape (`messages`
+/// instead of `input`) are accepted too, since model-serving clients still send them.
+pub(crate) async fn invocations(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(request_id): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let parse = |body: &input::Object| {
+        if body.get("input").is_none() && body.get("messages").is_some() {
+            input::chat_messages(body)
+        } else {
+            input::responses_input(body, "input")
+        }
+    };
+    let accepted = accept(&state, peer, &request_id, &headers, body, parse).await?;
+    respond(state, request_id, accepted).await
+}
+
+async fn respond(state: AppState, request_id: RequestId, accepted: Accepted) -> Result<Response, ApiError> {
+    let Accepted { ctx, request, options, .. } = accepted;
+    let shape = Shape {
+        id: format!("resp_{request_id}"),
+        item_id: format!("msg_{request_id}"),
+        created_at: unix_secs(),
+        model: state.runtime.supervisor.name().to_string(),
+    };
+    let run = run::start(&state, ctx, request, &options);
+    if !options.stream {
+        let outcome = run.finish().await?;
+        if let Some(e) = run::outcome_error(&outcome.response, state.retry_after()) {
+            return Err(e);
+        }
+        let mut body = shape.completed(&outcome, &options);
+        if let Some(trace) = &outcome.trace {
+            body["databricks_output"] = json!({"trace": trace});
+        }
+        return Ok(Json(body).into_response());
+    }
+
+    let retry_after = state.retry_after();
+    let mut seq = Sequence::default();
+    let prelude = vec![
+        seq.event("response.created", json!({"response": shape.response("in_progress", vec![])})),
+        seq.event("response.in_progress", json!({"response": shape.response("in_progress", vec![])})),
+    ];
+    Ok(run.into_sse(prelude, move |result| {
+        let failure = match &result {
+            Ok(outcome) => run::outcome_error(&outcome.response, retry_after),
+            Err(_) => None,
+        };
+        let outcome = match (result, failure) {
+            (Ok(outcome), None) => outcome,
+            (Err(e), _) | (Ok(_), Some(e)) => {
+                let mut failed = shape.response("failed", vec![]);
+                failed["error"] = json!({"code": e.error.kind.as_str(), "message": e.error.message});
+                return vec![seq.event("response.failed", json!({"response": failed}))];
+            }
+        };
+        let answer = &outcome.response.answer;
+        let at = |extra: Value| {
+            let mut v = json!({"item_id": shape.item_id, "output_index": 0, "content_index": 0});
+            if let (Value::Object(v), Value::Object(extra)) = (&mut v, extra) {
+                v.extend(extra);
+            }
+            v
+        };
+        let mut events = vec![
+            seq.event(
+                "response.output_item.added",
+                json!({"output_index": 0, "item": shape.message("in_progress", None)}),
+            ),
+            seq.event("response.content_part.added", at(json!({"part": output_text("")}))),
+        ];
+        for delta in &outcome.deltas {
+            events.push(seq.event("response.output_text.delta", at(json!({"delta": delta, "logprobs": []}))));
+        }
+        events.push(seq.event("response.output_text.done", at(json!({"text": answer, "logprobs": []}))));
+        events.push(seq.event("response.content_part.done", at(json!({"part": output_text(answer)}))));
+        events.push(seq.event(
+            "response.output_item.done",
+            json!({"output_index": 0, "item": shape.message("completed", Some(answer))}),
+        ));
+        let mut completed = json!({"response": shape.completed(&outcome, &options)});
+        if let Some(trace) = &outcome.trace {
+            // MLflow's streaming clients look for the trace on the final event itself.
+            completed["databricks_output"] = json!({"trace": trace});
+        }
+        events.push(seq.event("response.completed", completed));
+        events
+    }))
+}
+
+fn output_text(text: &str) -> Value {
+    json!({"type": "output_text", "text": text, "annotations": []})
+}
+
+/// Numbers the events of one stream.
+#[derive(Default)]
+struct Sequence(u64);
+
+impl Sequence {
+    /// An SSE event whose data is `fields` plus `type` and `sequence_number`.
+    fn event(&mut self, kind: &str, mut fields: Value) -> Event {
+        fields["type"] = json!(kind);
+        fields["sequence_number"] = json!(self.0);
+        self.0 += 1;
+        Event::default().event(kind).data(fields.to_string())
+    }
+}
+
+/// The ids and metadata shared by every event of one response.
+struct Shape {
+    id: String,
+    item_id: String,
+    created_at: u64,
+    model: String,
+}
+
+impl Shape {
+    /// The answer as an output message.
+    fn message(&self, status: &str, text: Option<&str>) -> Value {
+        json!({
+            "type": "message",
+            "id": self.item_id,
+            "role": "assistant",
+            "status": status,
+            "content": text.map_or_else(Vec::new, |t| vec![output_text(t)]),
+        })
+    }
+
+    /// A Response object with every field the `openai` client requires.
+    fn response(&self, status: &str, output: Vec<Value>) -> Value {
+        json!({
+            "id": self.id,
+            "object": "response",
+            "created_at": self.created_at,
+            "model": self.model,
+            "status": status,
+            "error": null,
+            "incomplete_details": null,
+            "instructions": null,
+            "metadata": {},
+            "output": output,
+            "parallel_tool_calls": false,
+            "tool_choice": "auto",
+            "tools": [],
+            "temperature": null,
+            "top_p": null,
+            "usage": null,
+        })
+    }
+
+    /// The completed Response for `outcome`.
+    fn completed(&self, outcome: &Outcome, options: &Options) -> Value {
+        let mut response =
+            self.response("completed", vec![self.message("completed", Some(&outcome.response.answer))]);
+        response["completed_at"] = json!(unix_secs());
+        // See chat::usage: tokens are accounted in spans and metrics, not per answer.
+        response["usage"] = json!({
+            "input_tokens": 0,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": 0,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": 0,
+        });
+        response["custom_outputs"] = custom_outputs(outcome, options);
+        response
+    }
+}

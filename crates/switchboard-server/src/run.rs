@@ -1,0 +1,254 @@
+//! Running one request through the supervisor on behalf of an HTTP client: building its
+//! context, tying its cancellation to the client's connection, bounding it by its deadline, and
+//! turning the run's outcome into an HTTP status.
+//!
+//! The run itself is spawned (and tracked, so shutdown waits for it): when the client goes away,
+//! the handler future or event stream is dropped, its [`DropGuard`] cancels the run's context, and
+//! the spawned run unwinds through the hop pipeline — so every cancelled sub-agent call still
+//! gets its span and an audit row saying `request cancelled`.
+
+use crate::{ApiError, AppState, input::Options};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::{StreamExt, stream};
+use serde_json::Value;
+use std::convert::Infallible;
+use std::time::Duration;
+use switchboard_core::{Caller, Error, ErrorKind, RequestId, RunContext, SpanRecord, TraceContext};
+use switchboard_runtime::{RunEvent, RunRequest, RunResponse, RunStatus};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::DropGuard;
+use tracing::Instrument;
+
+/// How long past the request deadline the server waits for a run to unwind before answering 504
+/// itself; the hop pipeline normally ends the run at the deadline.
+const DEADLINE_GRACE: Duration = Duration::from_secs(2);
+
+/// How often an idle event stream sends a comment line.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// What a finished run hands back to its handler.
+pub(crate) struct Outcome {
+    /// The supervisor's response.
+    pub response: RunResponse,
+    /// The answer in the pieces the supervisor streamed.
+    pub deltas: Vec<String>,
+    /// The span tree, when `return_trace` asked for it.
+    pub trace: Option<Value>,
+}
+
+/// A run in flight. Dropping it before [`Run::finish`] cancels the run.
+pub(crate) struct Run {
+    handle: JoinHandle<Outcome>,
+    guard: DropGuard,
+    ctx: RunContext,
+}
+
+/// The request context: the server's request id, the configured deadline and hop budget, and the
+/// caller's W3C trace when a valid `traceparent` came in.
+pub(crate) fn context(
+    state: &AppState,
+    caller: Caller,
+    request_id: &RequestId,
+    headers: &HeaderMap,
+) -> RunContext {
+    let mut ctx = state.runtime.context(caller);
+    ctx.request_id = request_id.clone();
+    if let Some(trace) =
+        headers.get("traceparent").and_then(|v| v.to_str().ok()).and_then(TraceContext::from_traceparent)
+    {
+        ctx.trace = trace;
+    }
+    ctx
+}
+
+/// The stored thread key for a client's thread id. Threads are per caller: the same id sent by
+/// someone else names a different conversation, so nobody can read another's history by
+/// guessing an id.
+fn thread_key(caller: &Caller, thread: &str) -> String {
+    format!("{}/{thread}", caller.subject())
+}
+
+/// Starts the run.
+pub(crate) fn start(state: &AppState, ctx: RunContext, mut request: RunRequest, options: &Options) -> Run {
+    request.thread_id = options.thread.as_deref().map(|t| thread_key(&ctx.caller, t));
+    let guard = ctx.cancel.clone().drop_guard();
+    let return_trace = options.return_trace;
+    let (state_, ctx_) = (state.clone(), ctx.clone());
+    let task = async move {
+        let (state, ctx) = (state_, ctx_);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let response = state.runtime.supervisor.run_with_events(&ctx, request, Some(&tx)).await;
+        drop(tx);
+        let mut deltas = Vec::new();
+        while let Some(event) = rx.recv().await {
+            if let RunEvent::Delta { text } = event {
+                deltas.push(text);
+            }
+        }
+        state.metrics.run(&response);
+        let trace = if return_trace {
+            let spans = spans_of(&state, &response.request_id).await;
+            if state.count_tokens {
+                state.metrics.tokens(&spans);
+            }
+            Some(crate::trace::trace_json(&response.request_id, &spans))
+        } else {
+            if state.count_tokens {
+                // Off the response path: reading spans waits for the telemetry queue.
+                let (owned, id) = (state.clone(), response.request_id.clone());
+                let account = async move { owned.metrics.tokens(&spans_of(&owned, &id).await) };
+                state.tasks.spawn(account.in_current_span());
+            }
+            None
+        };
+        Outcome { response, deltas, trace }
+    };
+    let handle = state.tasks.spawn(task.instrument(tracing::Span::current()));
+    Run { handle, guard, ctx }
+}
+
+/// The spans of a finished request, after flushing the telemetry queue; none if the store fails.
+async fn spans_of(state: &AppState, request_id: &str) -> Vec<SpanRecord> {
+    let store = &state.runtime.store;
+    store.flush().await;
+    store.spans(request_id).await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "spans unavailable for the trace and token metrics");
+        Vec::new()
+    })
+}
+
+impl Run {
+    /// Waits for the run, bounded by its deadline. The caller's cancellation stays armed while
+    /// waiting, so dropping this future cancels the run.
+    pub(crate) async fn finish(self) -> Result<Outcome, ApiError> {
+        let Run { handle, guard, ctx } = self;
+        let budget = ctx.remaining() + DEADLINE_GRACE;
+        let result = match tokio::time::timeout(budget, handle).await {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "the run task failed");
+                Err(ApiError::new(Error::internal("the run failed unexpectedly")))
+            }
+            Err(_) => {
+                ctx.cancel.cancel();
+                Err(ApiError::new(Error::timeout("the request deadline passed")))
+            }
+        };
+        guard.disarm();
+        result
+    }
+
+    /// An event-stream response: `prelude` at once, then whatever `finish` makes of the outcome.
+    /// The run is owned by the stream, so a client that disconnects (and with it the stream)
+    /// cancels the run. Comment lines keep idle connections alive while the run works.
+    pub(crate) fn into_sse<F>(self, prelude: Vec<Event>, finish: F) -> Response
+    where
+        F: FnOnce(Result<Outcome, ApiError>) -> Vec<Event> + Send + 'static,
+    {
+        let tail = stream::once(async move { finish(self.finish().await) }).flat_map(stream::iter);
+        let events = stream::iter(prelude).chain(tail).map(Ok::<_, Infallible>);
+        Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)).into_response()
+    }
+}
+
+/// The error a run's outcome is answered with, if it is not a success. `ok` and `clarify` (the
+/// answer is the clarifying question) succeed; `denied` is 403 with the denial; `error` is the
+/// status its failed calls map to (504 for a timeout, 429 with `retry-after` when every failure
+/// was a rate limit, 502 for upstream failures).
+pub(crate) fn outcome_error(response: &RunResponse, retry_after: Duration) -> Option<ApiError> {
+    let failures = || {
+        let failed: Vec<_> = response.steps.iter().filter(|s| s.status != "ok").collect();
+        match failed.as_slice() {
+            [] => response.answer.clone(),
+            [one] => one.error.clone().unwrap_or_else(|| response.answer.clone()),
+            many => many
+                .iter()
+                .map(|s| format!("agent `{}`: {}", s.agent, s.error.as_deref().unwrap_or(s.status)))
+                .collect::<Vec<_>>()
+                .join("; "),
+        }
+    };
+    match response.status {
+        RunStatus::Ok | RunStatus::Clarify => None,
+        RunStatus::Denied => Some(ApiError::new(Error::denied(failures()))),
+        RunStatus::Error => {
+            let statuses: Vec<u16> = response.steps.iter().filter_map(|s| s.error_status).collect();
+            let kind = if !statuses.is_empty() && statuses.iter().all(|s| *s == 429) {
+                ErrorKind::RateLimited
+            } else if statuses.contains(&504) {
+                ErrorKind::Timeout
+            } else if statuses.contains(&499) {
+                ErrorKind::Cancelled
+            } else if statuses.contains(&500) {
+                ErrorKind::Internal
+            } else {
+                ErrorKind::Upstream
+            };
+            let mut error = Error::new(kind, failures());
+            if kind == ErrorKind::RateLimited {
+                error.retry_after = Some(retry_after);
+            }
+            Some(ApiError::new(error))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_runtime::Step;
+
+    const WAIT: Duration = Duration::from_secs(3);
+
+    fn step(agent: &str, status: &'static str, error_status: Option<u16>) -> Step {
+        Step {
+            agent: agent.into(),
+            input: "q".into(),
+            status,
+            error: error_status.map(|s| format!("failed with {s}")),
+            error_status,
+            output: None,
+            duration_ms: 1,
+        }
+    }
+
+    fn response(status: RunStatus, steps: Vec<Step>) -> RunResponse {
+        RunResponse {
+            request_id: "r".into(),
+            trace_id: "t".into(),
+            status,
+            answer: "the answer".into(),
+            agents: vec![],
+            route: None,
+            steps,
+        }
+    }
+
+    fn kind_of(steps: Vec<Step>) -> ErrorKind {
+        outcome_error(&response(RunStatus::Error, steps), WAIT).map(|e| e.error.kind).unwrap()
+    }
+
+    #[test]
+    fn failed_runs_map_to_the_status_of_their_failures() {
+        assert_eq!(kind_of(vec![step("a", "error", Some(504))]), ErrorKind::Timeout);
+        assert_eq!(
+            kind_of(vec![step("a", "error", Some(502)), step("b", "error", Some(504))]),
+            ErrorKind::Timeout
+        );
+        assert_eq!(kind_of(vec![step("a", "error", Some(429))]), ErrorKind::RateLimited);
+        assert_eq!(
+            kind_of(vec![step("a", "error", Some(429)), step("b", "error", Some(502))]),
+            ErrorKind::Upstream
+        );
+        assert_eq!(kind_of(vec![]), ErrorKind::Upstream, "a routing failure is an upstream failure");
+        let denied = response(RunStatus::Denied, vec![step("audit", "denied", Some(403))]);
+        let err = outcome_error(&denied, WAIT).unwrap();
+        assert_eq!((err.status().as_u16(), err.error.message.as_str()), (403, "failed with 403"));
+        assert!(outcome_error(&response(RunStatus::Clarify, vec![]), WAIT).is_none());
+        let limited = outcome_error(&response(RunStatus::Error, vec![step("a", "error", Some(429))]), WAIT);
+        assert_eq!(limited.and_then(|e| e.error.retry_after), Some(WAIT), "429 carries a retry hint");
+    }
+}

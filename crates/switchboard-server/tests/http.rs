@@ -1,0 +1,477 @@
+//! The HTTP surface over the built-in demo: shapes, errors, threads, traces, health, metrics.
+
+mod common;
+
+use common::{Server, parts, post, sse};
+use serde_json::{Value, json};
+
+const CAROL: Option<&str> = Some("carol@example.com");
+
+fn error_of(body: &Value) -> (&str, &str, Option<&str>) {
+    let e = &body["error"];
+    (e["type"].as_str().unwrap(), e["message"].as_str().unwrap(), e["param"].as_str())
+}
+
+#[tokio::test]
+async fn bad_requests_get_their_status_and_an_error_object_and_the_server_keeps_serving() {
+    let server = Server::demo_with(|c| c.config.server.body_limit_bytes = 64 * 1024).await;
+    let client = reqwest::Client::new();
+    let chat = server.url("/v1/chat/completions");
+
+    // Malformed JSON.
+    let r = client.post(&chat).bearer_auth(server.token("carol@example.com")).body("{\"messages\": [").send();
+    let (status, id, body) = parts(r.await.unwrap()).await;
+    assert_eq!(status, 400);
+    assert!(!id.is_empty(), "every response carries x-request-id");
+    let (kind, message, _) = error_of(&body);
+    assert_eq!(kind, "invalid_request_error");
+    assert!(message.contains("malformed JSON"), "{message}");
+
+    // Missing and invalid fields are named.
+    let (status, _, body) =
+        parts(post(&server, "/v1/chat/completions", CAROL, json!({"model": "switchboard"})).await).await;
+    assert_eq!((status, error_of(&body).2), (400, Some("messages")));
+    let bad = json!({"messages": [{"role": "user", "content": 42}]});
+    let (status, _, body) = parts(post(&server, "/v1/chat/completions", CAROL, bad).await).await;
+    assert_eq!((status, error_of(&body).2), (400, Some("messages[0].content")));
+    let bad = json!({"input": "hi", "custom_inputs": {"thread_id": 7}});
+    let (status, _, body) = parts(post(&server, "/v1/responses", CAROL, bad).await).await;
+    assert_eq!((status, error_of(&body).2), (400, Some("custom_inputs.thread_id")));
+
+    // Oversized, with a content-length and chunked.
+    let big =
+        format!("{{\"messages\": [{{\"role\": \"user\", \"content\": \"{}\"}}]}}", "x".repeat(70 * 1024));
+    let r = client.post(&chat).bearer_auth(server.token("carol@example.com")).body(big.clone()).send();
+    let (status, _, body) = parts(r.await.unwrap()).await;
+    assert_eq!(status, 413);
+    assert!(error_of(&body).1.contains("65536 bytes"), "{body}");
+    let chunks: Vec<Result<String, std::io::Error>> =
+        big.as_bytes().chunks(8 * 1024).map(|c| Ok(String::from_utf8_lossy(c).into_owned())).collect();
+    let r = client
+        .post(&chat)
+        .bearer_auth(server.token("carol@example.com"))
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send();
+    let (status, _, body) = parts(r.await.unwrap()).await;
+    assert_eq!((status, error_of(&body).0), (413, "invalid_request_error"));
+
+    // Unknown model.
+    let unknown = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]});
+    let (status, _, body) = parts(post(&server, "/v1/chat/completions", CAROL, unknown).await).await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], "model_not_found");
+    assert_eq!(error_of(&body).2, Some("model"));
+
+    // Missing and unknown identities.
+    let ok_body =
+        json!({"model": "switchboard", "messages": [{"role": "user", "content": "revenue by region"}]});
+    let r = post(&server, "/v1/chat/completions", None, ok_body.clone()).await;
+    assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"switchboard\"");
+    let (status, _, body) = parts(r).await;
+    assert_eq!((status, error_of(&body).0), (401, "authentication_error"));
+    let r = post(&server, "/v1/chat/completions", Some("mallory@example.com"), ok_body.clone()).await;
+    let (status, _, body) = parts(r).await;
+    assert_eq!((status, error_of(&body).0), (401, "authentication_error"));
+
+    // Framework errors are error objects too.
+    let (status, _, body) = parts(client.put(&chat).send().await.unwrap()).await;
+    assert_eq!((status, error_of(&body).0), (405, "invalid_request_error"));
+    let (status, _, body) = parts(client.get(server.url("/v2/nothing")).send().await.unwrap()).await;
+    assert_eq!((status, error_of(&body).0), (404, "not_found_error"));
+
+    // And the server still answers.
+    let (status, _, body) = parts(post(&server, "/v1/chat/completions", CAROL, ok_body).await).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["choices"][0]["message"]["content"].as_str().unwrap().contains("West"));
+}
+
+#[tokio::test]
+async fn chat_completion_shape_request_id_traceparent_and_trace_endpoint() {
+    let server = Server::demo().await;
+    let client = reqwest::Client::new();
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let parent = "00f067aa0ba902b7";
+    let r = client
+        .post(server.url("/v1/chat/completions"))
+        .bearer_auth(server.token("carol@example.com"))
+        .header("x-request-id", "client-req.42")
+        .header("traceparent", format!("00-{trace_id}-{parent}-01"))
+        .json(&json!({"model": "switchboard", "messages": [{"role": "user", "content": "what is the hotel limit for travel"}]}))
+        .send()
+        .await
+        .unwrap();
+    let (status, id, body) = parts(r).await;
+    assert_eq!((status, id.as_str()), (200, "client-req.42"));
+    assert_eq!(body["object"], "chat.completion");
+    assert_eq!(body["id"], "chatcmpl-client-req.42");
+    assert_eq!(body["model"], "switchboard");
+    assert_eq!(body["choices"][0]["message"]["role"], "assistant");
+    assert_eq!(body["choices"][0]["finish_reason"], "stop");
+    assert!(body["choices"][0]["message"]["content"].as_str().unwrap().contains("$250"));
+    assert_eq!(body["custom_outputs"]["agents"], json!(["policies"]));
+    assert_eq!(body["custom_outputs"]["trace_id"], trace_id);
+
+    // The trace: our spans under the caller's span.
+    let get = |user: &str, id: &str| {
+        client.get(server.url(&format!("/v1/traces/{id}"))).bearer_auth(server.token(user)).send()
+    };
+    let (status, _, trace) = parts(get("carol@example.com", "client-req.42").await.unwrap()).await;
+    assert_eq!(status, 200, "{trace}");
+    assert_eq!(trace["info"]["request_id"], "client-req.42");
+    assert_eq!(trace["info"]["trace_id"], trace_id);
+    let spans = trace["data"]["spans"].as_array().unwrap();
+    let root = spans.iter().find(|s| s["name"] == "invoke_agent switchboard").unwrap();
+    assert_eq!(root["parent_span_id"], parent);
+    assert!(spans.iter().any(|s| s["name"] == "invoke_agent policies" && s["span_type"] == "AGENT"));
+    // Someone else's request, and an unknown one, are 404s in the error shape.
+    let (status, _, body) = parts(get("bob@example.com", "client-req.42").await.unwrap()).await;
+    assert_eq!((status, error_of(&body).0), (404, "not_found_error"));
+    let (status, _, _) = parts(get("carol@example.com", "no-such-request").await.unwrap()).await;
+    assert_eq!(status, 404);
+
+    // An unusable incoming id is replaced.
+    let r = client
+        .post(server.url("/v1/chat/completions"))
+        .bearer_auth(server.token("carol@example.com"))
+        .header("x-request-id", "not a sane id")
+        .json(&json!({"messages": [{"role": "user", "content": "revenue by region"}]}))
+        .send()
+        .await
+        .unwrap();
+    let (status, id, body) = parts(r).await;
+    assert_eq!(status, 200);
+    assert_ne!(id, "not a sane id");
+    assert_eq!(body["custom_outputs"]["request_id"], id.as_str());
+}
+
+#[tokio::test]
+async fn denied_is_403_with_the_denial_and_clarify_is_200_with_the_question() {
+    let server = Server::demo().await;
+    let ask = json!({"messages": [{"role": "user", "content": "show the audit log"}]});
+    let (status, _, body) =
+        parts(post(&server, "/v1/chat/completions", Some("alice@example.com"), ask.clone()).await).await;
+    assert_eq!(status, 403, "{body}");
+    let (kind, message, _) = error_of(&body);
+    assert_eq!(kind, "permission_error");
+    assert!(message.contains("may not use agent `audit`"), "{message}");
+    // The same request by an admin is answered.
+    let (status, _, _) =
+        parts(post(&server, "/v1/chat/completions", Some("frank@example.com"), ask).await).await;
+    assert_eq!(status, 200);
+
+    let vague = json!({"input": "hello there"});
+    let (status, _, body) = parts(post(&server, "/v1/responses", CAROL, vague).await).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["custom_outputs"]["status"], "clarify");
+    let text = body["output"][0]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("Did you mean"), "{text}");
+}
+
+#[tokio::test]
+async fn rate_limited_runs_are_429_with_retry_after() {
+    let server = Server::demo_with(|c| c.config.limits.requests_per_minute = 1).await;
+    let ask = json!({"messages": [{"role": "user", "content": "revenue by region"}]});
+    let (status, _, _) = parts(post(&server, "/v1/chat/completions", CAROL, ask.clone()).await).await;
+    assert_eq!(status, 200);
+    let r = post(&server, "/v1/chat/completions", CAROL, ask).await;
+    assert_eq!(r.headers()["retry-after"], "60");
+    let (status, _, body) = parts(r).await;
+    assert_eq!((status, error_of(&body).0), (429, "rate_limit_error"));
+    let metrics = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("switchboard_rate_limited_total{agent=\"sales\"} 1"), "{metrics}");
+}
+
+#[tokio::test]
+async fn a_follow_up_in_the_same_thread_stays_with_its_agent_and_threads_are_per_caller() {
+    let server = Server::demo().await;
+    let turn =
+        |question: &str, thread: &str| json!({"input": question, "custom_inputs": {"thread_id": thread}});
+    let (status, _, first) =
+        parts(post(&server, "/v1/responses", CAROL, turn("revenue by region", "t-1")).await).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["custom_outputs"]["agents"], json!(["sales"]));
+    assert_eq!(first["custom_outputs"]["thread_id"], "t-1");
+
+    let (status, _, next) =
+        parts(post(&server, "/v1/responses", CAROL, turn("now only the top 3", "t-1")).await).await;
+    assert_eq!(status, 200, "{next}");
+    assert_eq!(next["custom_outputs"]["agents"], json!(["sales"]));
+    let text = next["output"][0]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("Interpreted as: revenue by region, top 3"), "{text}");
+
+    // The ResponsesAgent conversation id is a thread too, and chat completions accept the same
+    // thread fields (what an OpenAI client sends as extra_body).
+    let via_context = json!({"input": "now only the top 3", "context": {"conversation_id": "t-1"}});
+    let (_, _, again) = parts(post(&server, "/invocations", CAROL, via_context).await).await;
+    assert!(again["output"][0]["content"][0]["text"].as_str().unwrap().contains("top 3"));
+    let chat = json!({"messages": [{"role": "user", "content": "now only the top 3"}], "metadata": {"thread_id": "t-1"}});
+    let (_, _, chat) = parts(post(&server, "/v1/chat/completions", CAROL, chat).await).await;
+    assert!(chat["choices"][0]["message"]["content"].as_str().unwrap().contains("revenue by region, top 3"));
+
+    // The same thread id sent by someone else is not Carol's conversation.
+    let (_, _, other) = parts(
+        post(&server, "/v1/responses", Some("bob@example.com"), turn("now only the top 3", "t-1")).await,
+    )
+    .await;
+    let text = other["output"][0]["content"][0]["text"].as_str().unwrap_or_default();
+    assert!(!text.contains("revenue by region, top 3"), "{text}");
+}
+
+#[tokio::test]
+async fn streams_have_the_openai_shapes_and_carry_the_answer() {
+    let server = Server::demo().await;
+    let question = json!([{"role": "user", "content": "deal count by stage"}]);
+    let (_, _, plain) =
+        parts(post(&server, "/v1/chat/completions", CAROL, json!({"messages": question.clone()})).await)
+            .await;
+    let answer = plain["choices"][0]["message"]["content"].as_str().unwrap().to_string();
+
+    // Chat completions.
+    let r = post(
+        &server,
+        "/v1/chat/completions",
+        CAROL,
+        json!({"messages": question, "stream": true, "stream_options": {"include_usage": true}}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    let events = sse(&r.text().await.unwrap());
+    assert_eq!(events.last().unwrap().1, "[DONE]");
+    let chunks: Vec<Value> =
+        events[..events.len() - 1].iter().map(|(_, d)| serde_json::from_str(d).unwrap()).collect();
+    assert!(chunks.iter().all(|c| c["object"] == "chat.completion.chunk"));
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let streamed: String =
+        chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+    assert_eq!(streamed, answer);
+    let stop = chunks.iter().position(|c| c["choices"][0]["finish_reason"] == "stop").unwrap();
+    assert_eq!(stop, chunks.len() - 2, "the stop chunk, then the usage chunk");
+    assert!(chunks[stop + 1]["usage"].is_object());
+
+    // Responses.
+    let r =
+        post(&server, "/v1/responses", CAROL, json!({"input": "deal count by stage", "stream": true})).await;
+    let events = sse(&r.text().await.unwrap());
+    let names: Vec<&str> = events.iter().map(|(e, _)| e.as_deref().unwrap()).collect();
+    let data: Vec<Value> = events.iter().map(|(_, d)| serde_json::from_str(d).unwrap()).collect();
+    assert_eq!(
+        names[..4],
+        [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.content_part.added"
+        ]
+    );
+    assert_eq!(
+        names[names.len() - 4..],
+        [
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.completed"
+        ]
+    );
+    for (i, (name, d)) in names.iter().zip(&data).enumerate() {
+        assert_eq!(d["type"], *name);
+        assert_eq!(d["sequence_number"], i);
+    }
+    let deltas: String = data
+        .iter()
+        .filter(|d| d["type"] == "response.output_text.delta")
+        .map(|d| {
+            assert_eq!((d["output_index"].as_u64(), d["content_index"].as_u64()), (Some(0), Some(0)));
+            d["delta"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(deltas, answer);
+    let done = &data[names.len() - 2]["item"];
+    assert_eq!(done["content"][0]["text"], answer.as_str());
+    let completed = &data[names.len() - 1]["response"];
+    assert_eq!(
+        (completed["status"].as_str(), completed["object"].as_str()),
+        (Some("completed"), Some("response"))
+    );
+    assert_eq!(completed["output"][0]["id"], done["id"]);
+
+    // A denied run ends its stream with the failure, not with text.
+    let r = post(
+        &server,
+        "/v1/responses",
+        Some("alice@example.com"),
+        json!({"input": "show the audit log", "stream": true}),
+    )
+    .await;
+    let events = sse(&r.text().await.unwrap());
+    let (name, data) = events.last().unwrap();
+    assert_eq!(name.as_deref(), Some("response.failed"));
+    let data: Value = serde_json::from_str(data).unwrap();
+    assert_eq!(data["response"]["error"]["code"], "access_denied");
+    assert!(!events.iter().any(|(e, _)| e.as_deref() == Some("response.output_text.delta")));
+    let r = post(
+        &server,
+        "/v1/chat/completions",
+        Some("alice@example.com"),
+        json!({"messages": [{"role": "user", "content": "show the audit log"}], "stream": true}),
+    )
+    .await;
+    let events = sse(&r.text().await.unwrap());
+    let error: Value = serde_json::from_str(&events[events.len() - 2].1).unwrap();
+    assert_eq!(error["error"]["type"], "permission_error");
+}
+
+#[tokio::test]
+async fn return_trace_inlines_the_span_tree() {
+    let server = Server::demo().await;
+    let ask = json!({
+        "input": [{"role": "user", "content": [{"type": "input_text", "text": "revenue by region"}]}],
+        "databricks_options": {"return_trace": true},
+    });
+    let (status, id, body) = parts(post(&server, "/invocations", CAROL, ask).await).await;
+    assert_eq!(status, 200, "{body}");
+    let trace = &body["databricks_output"]["trace"];
+    assert_eq!(trace["info"]["request_id"], id.as_str());
+    assert_eq!(trace["info"]["status"], "OK");
+    let spans = trace["data"]["spans"].as_array().unwrap();
+    let names: Vec<&str> = spans.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert!(
+        names.contains(&"invoke_agent switchboard") && names.contains(&"invoke_agent sales"),
+        "{names:?}"
+    );
+    assert!(spans.iter().all(|s| s["attributes"]["switchboard.request_id"] == id.as_str()));
+    // Without the option there is no trace.
+    let (_, _, body) =
+        parts(post(&server, "/v1/responses", CAROL, json!({"input": "revenue by region"})).await).await;
+    assert!(body.get("databricks_output").is_none());
+}
+
+#[tokio::test]
+async fn health_models_and_metrics() {
+    let server = Server::demo().await;
+    let r = reqwest::get(server.url("/health")).await.unwrap();
+    let (status, _, health) = parts(r).await;
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["checks"]["store"]["status"], "ok");
+    assert_eq!(health["checks"]["llm"]["status"], "not_configured");
+    for agent in ["sales", "policies", "deal_desk", "audit"] {
+        assert_eq!(health["checks"]["agents"][agent]["status"], "ok", "{agent}");
+    }
+
+    let client = reqwest::Client::new();
+    let models = client.get(server.url("/v1/models")).bearer_auth(server.token("carol@example.com"));
+    let (status, _, models) = parts(models.send().await.unwrap()).await;
+    assert_eq!(status, 200);
+    assert_eq!(models["object"], "list");
+    assert_eq!(models["data"][0]["id"], "switchboard");
+    assert_eq!(models["data"][0]["object"], "model");
+    let (status, _, _) = parts(client.get(server.url("/v1/models")).send().await.unwrap()).await;
+    assert_eq!(status, 401);
+
+    parts(
+        post(
+            &server,
+            "/v1/chat/completions",
+            CAROL,
+            json!({"messages": [{"role": "user", "content": "revenue by region"}]}),
+        )
+        .await,
+    )
+    .await;
+    parts(
+        post(
+            &server,
+            "/v1/chat/completions",
+            Some("alice@example.com"),
+            json!({"messages": [{"role": "user", "content": "show the audit log"}]}),
+        )
+        .await,
+    )
+    .await;
+    let r = reqwest::get(server.url("/metrics")).await.unwrap();
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
+    let text = r.text().await.unwrap();
+    for line in [
+        "switchboard_http_requests_total{route=\"/v1/chat/completions\",method=\"POST\",status=\"200\"} 1",
+        "switchboard_http_requests_total{route=\"/v1/chat/completions\",method=\"POST\",status=\"403\"} 1",
+        "switchboard_http_request_duration_seconds_count{route=\"/v1/chat/completions\"} 2",
+        "switchboard_agent_calls_total{agent=\"sales\",status=\"ok\"} 1",
+        "switchboard_agent_calls_total{agent=\"audit\",status=\"denied\"} 1",
+        "switchboard_denials_total{agent=\"audit\"} 1",
+        "switchboard_runs_total{status=\"denied\"} 1",
+        "switchboard_llm_tokens_total{direction=\"input\"} 0",
+    ] {
+        assert!(text.contains(line), "missing `{line}` in\n{text}");
+    }
+}
+
+/// An OpenAI-compatible stand-in that answers every completion with fixed text and usage.
+async fn fake_llm() -> (String, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(|| async {
+            axum::Json(json!({
+                "id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": "fake-model",
+                "choices": [{"index": 0, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": "Hotels are capped at $250 per night [1]."}}],
+                "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+            }))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+    });
+    (url, tx, handle)
+}
+
+#[tokio::test]
+async fn with_an_llm_health_probes_it_and_its_tokens_are_counted() {
+    let (url, stop_llm, llm) = fake_llm().await;
+    let llm_config = serde_json::from_value(json!({"base_url": url, "model": "fake-model"})).unwrap();
+    let server = Server::demo_with(|c| c.config.llm = Some(llm_config)).await;
+
+    let (status, _, health) = parts(reqwest::get(server.url("/health")).await.unwrap()).await;
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["checks"]["llm"]["status"], "ok");
+
+    let ask = json!({"messages": [{"role": "user", "content": "what is the hotel limit for travel"}]});
+    let (status, _, body) = parts(post(&server, "/v1/chat/completions", CAROL, ask).await).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["choices"][0]["message"]["content"].as_str().unwrap().contains("capped at $250"), "{body}");
+    // Tokens are read from the spans after the answer is sent.
+    let wanted = [
+        "switchboard_llm_tokens_total{direction=\"input\"} 11",
+        "switchboard_llm_tokens_total{direction=\"output\"} 7",
+    ];
+    let started = std::time::Instant::now();
+    loop {
+        let metrics = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();
+        if wanted.iter().all(|w| metrics.contains(w)) {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{wanted:?} never appeared in\n{metrics}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    // With the LLM gone, the server reports itself unavailable and says why.
+    stop_llm.send(()).unwrap();
+    llm.await.unwrap();
+    let (status, _, health) = parts(reqwest::get(server.url("/health")).await.unwrap()).await;
+    assert_eq!(status, 503, "{health}");
+    assert_eq!(health["status"], "unavailable");
+    assert_eq!(health["checks"]["llm"]["status"], "error");
+    assert!(health["checks"]["llm"]["message"].as_str().unwrap().contains("cannot connect"), "{health}");
+    assert_eq!(health["checks"]["store"]["status"], "ok");
+}

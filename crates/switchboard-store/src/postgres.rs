@@ -1,0 +1,1083 @@
+//! The PostgreSQL backend, for deployments where several replicas share one database.
+//!
+//! The tables and column names are the SQLite ones (see `schema.rs`), so the `audit` agent's SQL
+//! works against either backend. Telemetry takes the same path as in [`crate::SqliteStore`]: a
+//! bounded queue drained by one writer that batches rows into transactions.
+
+use crate::{QUEUE_CAPACITY, SCHEMA_VERSION, Store};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime as PoolRuntime};
+use serde::de::DeserializeOwned;
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::mpsc::{self, Receiver, SendError, SyncSender, TrySendError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use switchboard_core::{
+    AuditRecord, Error, Message, Result, Role, SpanRecord, SpanStatus, TelemetrySink, unix_nanos_now,
+};
+use tokio::runtime::{Handle, RuntimeFlavor};
+use tokio::sync::oneshot;
+use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Config, NoTls, Row, Statement};
+
+/// Connections kept for reads and thread turns. The writer has its own connection on top.
+const POOL_SIZE: usize = 8;
+
+/// Used when the URL sets no `connect_timeout`, so an unreachable server fails start-up instead
+/// of hanging it.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a read waits for a free pooled connection.
+const POOL_WAIT: Duration = Duration::from_secs(30);
+
+/// The most rows one transaction carries (also bounds the arrays sent per statement).
+const MAX_BATCH: usize = 1024;
+
+/// How often the writer tries a failing batch before giving up on it. With the backoff below
+/// that rides out roughly 15 s of outage (a server restart or failover), during which the queue
+/// fills and recording callers feel backpressure rather than losing rows.
+const WRITE_ATTEMPTS: u32 = 8;
+
+/// The pause before the first retry; it doubles per attempt up to [`MAX_BACKOFF`].
+const RETRY_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The longest pause between two write attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// How often `append_turn` retries after losing a race for a sequence number. The advisory lock
+/// makes such races impossible between Switchboard processes; the retry only guards against a
+/// writer that appends without taking the lock.
+const TURN_ATTEMPTS: u32 = 5;
+
+/// The first key of the advisory lock that serialises schema creation; the second is a hash of the
+/// schema name, so replicas using different schemas of one database do not wait for each other.
+const SCHEMA_LOCK_CLASS: i32 = 0x5357_4244;
+
+/// Schema version 1, the PostgreSQL rendering of the SQLite layout: the same tables and column
+/// names, BIGINT for integers and JSONB for span attributes. `spans.id` exists only to order
+/// spans that start in the same nanosecond, as SQLite's rowid does.
+const SCHEMA_V1: &str = "
+CREATE TABLE IF NOT EXISTS audit (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    span_id TEXT NOT NULL,
+    ts_unix_ms BIGINT NOT NULL,
+    caller_email TEXT NOT NULL,
+    caller_roles TEXT NOT NULL,
+    acting_for TEXT,
+    principal TEXT NOT NULL,
+    credential_mode TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    hop TEXT NOT NULL,
+    target TEXT NOT NULL,
+    decision TEXT NOT NULL,
+    reason TEXT,
+    duration_ms BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_request_id ON audit (request_id);
+CREATE INDEX IF NOT EXISTS audit_ts_unix_ms ON audit (ts_unix_ms);
+
+CREATE TABLE IF NOT EXISTS spans (
+    id BIGINT GENERATED ALWAYS AS IDENTITY,
+    request_id TEXT NOT NULL,
+    trace_id TEXT NOT NULL,
+    span_id TEXT PRIMARY KEY,
+    parent_id TEXT,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    agent TEXT,
+    start_unix_nano BIGINT NOT NULL,
+    end_unix_nano BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    status_message TEXT,
+    attributes JSONB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS spans_request_id ON spans (request_id);
+
+CREATE TABLE IF NOT EXISTS thread_turns (
+    thread_id TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    request_id TEXT NOT NULL,
+    role TEXT NOT NULL,
+    content TEXT NOT NULL,
+    agent TEXT,
+    created_unix_ms BIGINT NOT NULL,
+    PRIMARY KEY (thread_id, seq)
+);
+";
+
+/// One statement per table and batch: the rows travel as one array per column, so the statement
+/// is prepared once per connection whatever the batch size. `ORDER BY ord` keeps queue order in
+/// the identity columns; a span id seen before (a replayed batch) is skipped, as in SQLite.
+const INSERT_SPANS: &str = "INSERT INTO spans (request_id, trace_id, span_id, parent_id, name, kind, \
+     agent, start_unix_nano, end_unix_nano, status, status_message, attributes) \
+     SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12::jsonb \
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+     $8::bigint[], $9::bigint[], $10::text[], $11::text[], $12::text[]) \
+     WITH ORDINALITY AS u(c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, ord) \
+     ORDER BY ord ON CONFLICT (span_id) DO NOTHING";
+
+const INSERT_AUDIT: &str = "INSERT INTO audit (request_id, span_id, ts_unix_ms, caller_email, \
+     caller_roles, acting_for, principal, credential_mode, agent, hop, target, decision, reason, \
+     duration_ms) \
+     SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14 \
+     FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], \
+     $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], \
+     $14::bigint[]) \
+     WITH ORDINALITY AS u(c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, ord) \
+     ORDER BY ord";
+
+const SELECT_SPANS: &str = "SELECT request_id, trace_id, span_id, parent_id, name, kind, agent, \
+     start_unix_nano, end_unix_nano, status, status_message, attributes::text FROM spans \
+     WHERE request_id = $1 ORDER BY start_unix_nano, id";
+
+const AUDIT_COLUMNS: &str = "request_id, span_id, ts_unix_ms, caller_email, caller_roles, \
+     acting_for, principal, credential_mode, agent, hop, target, decision, reason, duration_ms";
+
+/// Serialises appends to one thread across every replica. The key includes the schema so
+/// deployments sharing a database do not contend; the lock ends with the transaction.
+const LOCK_THREAD: &str = "SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || '/' || $1, 0))";
+
+const APPEND_TURN: &str = "INSERT INTO thread_turns (thread_id, seq, request_id, role, content, agent, \
+     created_unix_ms) SELECT $1::text, COALESCE(MAX(seq) + 1, 0), $2::text, $3::text, $4::text, \
+     $5::text, $6::bigint FROM thread_turns WHERE thread_id = $1::text";
+
+/// A row waiting for the writer. Boxed so the preallocated queue slots stay small.
+enum Record {
+    Span(Box<SpanRecord>),
+    Audit(Box<AuditRecord>),
+}
+
+/// What travels on the writer queue.
+enum Command {
+    Record(Record),
+    /// Acknowledged once everything queued before it is committed (FIFO queue).
+    Flush(oneshot::Sender<()>),
+}
+
+/// PostgreSQL-backed [`Store`]: several replicas may share one database (and schema).
+///
+/// Spans and audit rows go through a bounded queue ([`QUEUE_CAPACITY`] by default) to one writer
+/// that batches them into transactions of multi-row inserts; when the queue is full, recording
+/// blocks (on a multi-threaded Tokio runtime via `block_in_place`) rather than dropping rows. The
+/// writer is a dedicated thread driving its own single-threaded Tokio runtime and connection, so
+/// it keeps draining even while a caller on a current-thread runtime is blocked on a full queue,
+/// and so dropping the store can wait for it synchronously. A failing batch is retried with
+/// backoff, reconnecting as needed.
+///
+/// Reads and thread turns use a small connection pool on the caller's runtime. Thread turns take
+/// a per-thread advisory lock, so replicas appending to one thread get consecutive `seq`s.
+///
+/// Dropping the store closes the queue and waits for the writer to drain it.
+pub struct PostgresStore {
+    target: String,
+    pool: Pool,
+    /// `None` only while dropping, so the writer sees the queue close before it is joined.
+    queue: Option<SyncSender<Command>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore").field("target", &self.target).finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (a `postgres://` URL or a libpq key/value string),
+    /// creates the schema if needed and starts the writer. Tables go into the first schema of
+    /// the connection's `search_path` (set it per deployment with
+    /// `?options=-c%20search_path%3Dmyschema`). Safe to call from several replicas at once.
+    ///
+    /// TLS is not supported by this build: `sslmode=require` is refused, and the default
+    /// `prefer` connects without TLS.
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with_capacity(url, QUEUE_CAPACITY).await
+    }
+
+    /// [`Self::connect`] with a telemetry queue of `capacity` rows instead of
+    /// [`QUEUE_CAPACITY`]. A smaller queue applies backpressure sooner.
+    pub async fn connect_with_capacity(url: &str, capacity: usize) -> Result<Self> {
+        if capacity == 0 {
+            return Err(Error::config("store: the PostgreSQL telemetry queue capacity must be at least 1"));
+        }
+        let config = parse_config(url)?;
+        let target = describe_target(&config);
+
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(PoolRuntime::Tokio1)
+            .wait_timeout(Some(POOL_WAIT))
+            .create_timeout(Some(config.get_connect_timeout().copied().unwrap_or(CONNECT_TIMEOUT)))
+            .build()
+            .map_err(|e| Error::internal(format!("store: building the PostgreSQL pool failed: {e}")))?;
+
+        {
+            let mut client = pool.get().await.map_err(|e| {
+                Error::upstream(format!("store: connecting to {target} failed: {}", describe_pool(&e)))
+            })?;
+            migrate(&mut client).await?;
+        }
+
+        let (queue, rx) = mpsc::sync_channel(capacity);
+        let (ready, started) = oneshot::channel();
+        let writer_config = config.clone();
+        let writer = std::thread::Builder::new()
+            .name("switchboard-pg-writer".into())
+            .spawn(move || run_writer(writer_config, rx, ready))
+            .map_err(|e| Error::internal(format!("store: cannot start the writer thread: {e}")))?;
+        match started.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                let _ = writer.join();
+                return Err(Error::upstream(format!("store: the writer connecting to {target} failed: {e}")));
+            }
+            Err(_) => {
+                let _ = writer.join();
+                return Err(Error::internal("store: the writer thread stopped during start-up"));
+            }
+        }
+
+        Ok(Self { target, pool, queue: Some(queue), writer: Some(writer) })
+    }
+
+    /// Where the store is connected, as `postgres://user@host:port/dbname`: never the password.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// `url` with its password removed, for logs and error messages; `<invalid PostgreSQL URL>`
+    /// if it does not parse.
+    pub fn redact_url(url: &str) -> String {
+        url.parse::<Config>()
+            .map(|c| describe_target(&c))
+            .unwrap_or_else(|_| "<invalid PostgreSQL URL>".into())
+    }
+
+    fn enqueue(&self, record: Record) {
+        let Some(queue) = &self.queue else {
+            return;
+        };
+        let sent = match queue.try_send(Command::Record(record)) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(cmd)) => {
+                tracing::debug!("store: telemetry queue full, applying backpressure");
+                send_blocking(queue, cmd)
+            }
+            Err(TrySendError::Disconnected(cmd)) => Err(SendError(cmd)),
+        };
+        if sent.is_err() {
+            writer_gone();
+        }
+    }
+
+    async fn client(&self, op: &str) -> Result<deadpool_postgres::Object> {
+        self.pool.get().await.map_err(|e| {
+            Error::upstream(format!(
+                "store: {op} failed: no connection to {}: {}",
+                self.target,
+                describe_pool(&e)
+            ))
+        })
+    }
+
+    async fn query(&self, op: &str, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        let client = self.client(op).await?;
+        let stmt = client.prepare_cached(sql).await.map_err(|e| pg_error(op, &e))?;
+        client.query(&stmt, params).await.map_err(|e| pg_error(op, &e))
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        // Closing the queue lets the writer drain what is left and exit; joining it makes the end
+        // of the drop a point at which every recorded row is committed (or given up on).
+        drop(self.queue.take());
+        if let Some(writer) = self.writer.take() {
+            if writer.join().is_err() {
+                tracing::error!("store: the PostgreSQL writer thread panicked");
+            }
+        }
+    }
+}
+
+impl TelemetrySink for PostgresStore {
+    fn span(&self, span: SpanRecord) {
+        self.enqueue(Record::Span(Box::new(span)));
+    }
+
+    fn audit(&self, record: AuditRecord) {
+        self.enqueue(Record::Audit(Box::new(record)));
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for PostgresStore {
+    async fn spans(&self, request_id: &str) -> Result<Vec<SpanRecord>> {
+        let op = "reading spans";
+        let rows = self.query(op, SELECT_SPANS, &[&request_id]).await?;
+        rows.iter().map(|row| span_from_row(row).map_err(|e| e.into_error(op))).collect()
+    }
+
+    async fn recent_audit(&self, limit: usize) -> Result<Vec<AuditRecord>> {
+        let op = "reading recent audit rows";
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let sql = format!("SELECT {AUDIT_COLUMNS} FROM audit ORDER BY ts_unix_ms DESC, id DESC LIMIT $1");
+        let rows = self.query(op, &sql, &[&limit]).await?;
+        rows.iter().map(|row| audit_from_row(row).map_err(|e| e.into_error(op))).collect()
+    }
+
+    async fn audit_for_request(&self, request_id: &str) -> Result<Vec<AuditRecord>> {
+        let op = "reading audit rows of a request";
+        let sql = format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE request_id = $1 ORDER BY ts_unix_ms, id");
+        let rows = self.query(op, &sql, &[&request_id]).await?;
+        rows.iter().map(|row| audit_from_row(row).map_err(|e| e.into_error(op))).collect()
+    }
+
+    async fn append_turn(&self, thread_id: &str, request_id: &str, message: &Message) -> Result<()> {
+        let op = "appending a thread turn";
+        let created_unix_ms = i64::try_from(unix_nanos_now() / 1_000_000).unwrap_or(i64::MAX);
+        let turn = Turn {
+            thread_id: clean(thread_id),
+            request_id: clean(request_id),
+            role: role_name(message.role),
+            content: clean(&message.content),
+            agent: message.agent.as_deref().map(clean),
+            created_unix_ms,
+        };
+        let mut client = self.client(op).await?;
+        let mut attempt = 1;
+        loop {
+            match turn.append(&mut client).await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) && attempt < TURN_ATTEMPTS => {
+                    attempt += 1;
+                }
+                Err(e) => return Err(pg_error(op, &e)),
+            }
+        }
+    }
+
+    async fn thread(&self, thread_id: &str) -> Result<Vec<Message>> {
+        let op = "reading a thread";
+        let rows = self
+            .query(
+                op,
+                "SELECT role, content, agent FROM thread_turns WHERE thread_id = $1 ORDER BY seq",
+                &[&thread_id],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Message { role: enum_col(row, 0)?, content: text(row, 1)?, agent: opt_text(row, 2)? })
+            })
+            .collect::<Result<_, Undecodable>>()
+            .map_err(|e| e.into_error(op))
+    }
+
+    async fn flush(&self) {
+        let Some(queue) = self.queue.clone() else {
+            return;
+        };
+        let (ack, done) = oneshot::channel();
+        let sent = match queue.try_send(Command::Flush(ack)) {
+            Ok(()) => true,
+            // A full queue would block this async task's worker; wait on the blocking pool.
+            Err(TrySendError::Full(cmd)) => {
+                tokio::task::spawn_blocking(move || queue.send(cmd)).await.is_ok_and(|sent| sent.is_ok())
+            }
+            Err(TrySendError::Disconnected(_)) => false,
+        };
+        // The writer drops the acknowledgement unsent only if it died.
+        if !sent || done.await.is_err() {
+            writer_gone();
+        }
+    }
+
+    async fn health(&self) -> Result<()> {
+        if self.writer.as_ref().is_none_or(JoinHandle::is_finished) {
+            return Err(Error::internal("store: health check failed: the writer thread has stopped"));
+        }
+        let op = "health check";
+        let client = self.client(op).await?;
+        client.simple_query("SELECT 1").await.map(drop).map_err(|e| pg_error(op, &e))
+    }
+}
+
+/// One thread turn, cleaned for PostgreSQL, ready to be (re)tried.
+struct Turn<'a> {
+    thread_id: Cow<'a, str>,
+    request_id: Cow<'a, str>,
+    role: &'static str,
+    content: Cow<'a, str>,
+    agent: Option<Cow<'a, str>>,
+    created_unix_ms: i64,
+}
+
+impl Turn<'_> {
+    async fn append(&self, client: &mut deadpool_postgres::Object) -> Result<(), tokio_postgres::Error> {
+        let tx = client.transaction().await?;
+        let lock = tx.prepare_cached(LOCK_THREAD).await?;
+        tx.execute(&lock, &[&self.thread_id.as_ref()]).await?;
+        let insert = tx.prepare_cached(APPEND_TURN).await?;
+        let agent = self.agent.as_deref();
+        tx.execute(
+            &insert,
+            &[
+                &self.thread_id.as_ref(),
+                &self.request_id.as_ref(),
+                &self.role,
+                &self.content.as_ref(),
+                &agent,
+                &self.created_unix_ms,
+            ],
+        )
+        .await?;
+        tx.commit().await
+    }
+}
+
+/// Parses `url`, refusing settings this build cannot honour, and fills in defaults.
+fn parse_config(url: &str) -> Result<Config> {
+    // The parser's messages name options, never their values, so they cannot leak the password.
+    let mut config: Config = url
+        .parse()
+        .map_err(|e| Error::config(format!("store: the PostgreSQL URL is invalid: {}", describe(&e))))?;
+    if config.get_ssl_mode() == SslMode::Require {
+        return Err(Error::config(format!(
+            "store: {} asks for sslmode=require, but this build's PostgreSQL client has no TLS support; \
+             use a TLS-terminating proxy or sslmode=disable on a trusted network",
+            describe_target(&config)
+        )));
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("switchboard");
+    }
+    Ok(config)
+}
+
+/// `postgres://user@host:port/dbname`, built from the parsed settings so the password (wherever
+/// it was given) cannot appear.
+fn describe_target(config: &Config) -> String {
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let name = match host {
+                Host::Tcp(name) => name.clone(),
+                Host::Unix(path) => path.display().to_string(),
+            };
+            match config.get_ports().get(i).or_else(|| config.get_ports().first()) {
+                Some(port) => format!("{name}:{port}"),
+                None => name,
+            }
+        })
+        .collect();
+    let hosts = if hosts.is_empty() { "localhost".to_string() } else { hosts.join(",") };
+    let user = config.get_user().map(|u| format!("{u}@")).unwrap_or_default();
+    let db = config.get_dbname().or(config.get_user()).unwrap_or_default();
+    format!("postgres://{user}{hosts}/{db}")
+}
+
+/// An error mapper for `op`, for `map_err` chains.
+fn on(op: &'static str) -> impl FnOnce(tokio_postgres::Error) -> Error {
+    move |e| pg_error(op, &e)
+}
+
+/// Brings the schema up to [`SCHEMA_VERSION`] inside a transaction holding an advisory lock, so
+/// replicas starting together serialise instead of racing on `CREATE TABLE IF NOT EXISTS` (which
+/// is not safe under concurrency in PostgreSQL).
+async fn migrate(client: &mut deadpool_postgres::Object) -> Result<()> {
+    let tx = client.transaction().await.map_err(on("starting the schema migration"))?;
+    match migrate_in(&tx).await {
+        Ok(()) => tx.commit().await.map_err(on("committing the schema migration")),
+        Err(e) => {
+            // Roll back now rather than on drop: a dropped transaction's rollback is only sent
+            // when the connection is next polled, and until then it holds the advisory lock.
+            if let Err(rollback) = tx.rollback().await {
+                tracing::warn!(error = %describe(&rollback), "store: rolling back the schema migration failed");
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn migrate_in(tx: &tokio_postgres::Transaction<'_>) -> Result<()> {
+    let schema: Option<String> = tx
+        .query_one("SELECT current_schema()", &[])
+        .await
+        .and_then(|row| row.try_get(0))
+        .map_err(on("reading the current schema"))?;
+    let Some(schema) = schema else {
+        return Err(Error::config(
+            "store: PostgreSQL has no schema to create tables in: the search_path names no existing \
+             schema (create it, or fix `options=-c search_path=...` in the URL)",
+        ));
+    };
+    tx.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", &[&SCHEMA_LOCK_CLASS, &schema])
+        .await
+        .map_err(on("locking the schema migration"))?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS switchboard_schema_version (
+             singleton BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (singleton),
+             version INTEGER NOT NULL
+         )",
+    )
+    .await
+    .map_err(on("creating the schema version table"))?;
+    let current: i32 = tx
+        .query_opt("SELECT version FROM switchboard_schema_version", &[])
+        .await
+        .and_then(|row| row.map(|r| r.try_get(0)).transpose())
+        .map_err(on("reading the schema version"))?
+        .unwrap_or(0);
+    let supported = i32::try_from(SCHEMA_VERSION).unwrap_or(i32::MAX);
+    if current > supported {
+        return Err(Error::config(format!(
+            "store: schema {schema} has store schema version {current}, newer than this build supports \
+             ({supported}); upgrade switchboard or use another schema"
+        )));
+    }
+    if current < 1 {
+        tx.batch_execute(SCHEMA_V1).await.map_err(on("creating the schema"))?;
+    }
+    tx.execute(
+        "INSERT INTO switchboard_schema_version (singleton, version) VALUES (TRUE, $1) \
+         ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version",
+        &[&supported],
+    )
+    .await
+    .map_err(on("stamping the schema version"))
+    .map(drop)
+}
+
+/// The writer's connection and its prepared inserts.
+struct WriterConn {
+    client: Client,
+    insert_spans: Statement,
+    insert_audit: Statement,
+}
+
+/// The writer thread's state: its connection, re-established after a failure.
+struct Writer {
+    config: Config,
+    conn: Option<WriterConn>,
+}
+
+impl Writer {
+    async fn connection(&mut self) -> Result<&mut WriterConn, tokio_postgres::Error> {
+        if self.conn.as_ref().is_some_and(|c| c.client.is_closed()) {
+            self.conn = None;
+        }
+        let conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => {
+                let (client, connection) = self.config.connect(NoTls).await?;
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!(error = %describe(&e), "store: the writer's connection closed");
+                    }
+                });
+                let insert_spans = client.prepare(INSERT_SPANS).await?;
+                let insert_audit = client.prepare(INSERT_AUDIT).await?;
+                WriterConn { client, insert_spans, insert_audit }
+            }
+        };
+        Ok(self.conn.insert(conn))
+    }
+
+    async fn write_with_retry(&mut self, batch: &[Record]) {
+        let mut backoff = RETRY_BACKOFF;
+        for attempt in 1..=WRITE_ATTEMPTS {
+            match self.write_batch(batch).await {
+                Ok(0) => return,
+                Ok(skipped) => {
+                    tracing::warn!(skipped, "store: skipped telemetry rows that could not be inserted");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        attempt,
+                        rows = batch.len(),
+                        error = %describe(&e),
+                        "store: writing a telemetry batch to PostgreSQL failed"
+                    );
+                    if e.as_db_error().is_none() {
+                        // A transport failure leaves the connection unusable; reconnect next time.
+                        self.conn = None;
+                    }
+                    if attempt < WRITE_ATTEMPTS {
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                    }
+                }
+            }
+        }
+        tracing::error!(rows = batch.len(), "store: gave up writing a telemetry batch to PostgreSQL");
+    }
+
+    /// Writes one batch in one transaction and returns how many rows were skipped. If the server
+    /// rejects the data (rather than failing), the batch is redone row by row under savepoints so
+    /// one bad row cannot sink its neighbours; the transaction keeps a retry from duplicating rows.
+    async fn write_batch(&mut self, batch: &[Record]) -> Result<usize, tokio_postgres::Error> {
+        let mut columns = Columns::default();
+        for record in batch {
+            columns.push(record);
+        }
+        let conn = self.connection().await?;
+        let tx = conn.client.transaction().await?;
+        let inserted = insert_columns(&tx, &conn.insert_spans, &conn.insert_audit, &columns).await;
+        let mut skipped = columns.skipped;
+        match inserted {
+            Ok(spans) => skipped += columns.spans.len() - spans,
+            Err(e) if is_data_error(&e) => {
+                tx.rollback().await?;
+                let mut tx = conn.client.transaction().await?;
+                for record in batch {
+                    let mut one = Columns::default();
+                    one.push(record);
+                    skipped += one.skipped;
+                    let sp = tx.savepoint("row").await?;
+                    match insert_columns(&sp, &conn.insert_spans, &conn.insert_audit, &one).await {
+                        Ok(spans) => {
+                            skipped += one.spans.len() - spans;
+                            sp.commit().await?;
+                        }
+                        Err(e) if is_data_error(&e) => {
+                            tracing::warn!(error = %describe(&e), "store: telemetry row rejected");
+                            skipped += 1;
+                            sp.rollback().await?;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                tx.commit().await?;
+                return Ok(skipped);
+            }
+            Err(e) => return Err(e),
+        }
+        tx.commit().await?;
+        Ok(skipped)
+    }
+}
+
+/// Inserts the span and audit columns; returns how many spans were new.
+async fn insert_columns(
+    tx: &tokio_postgres::Transaction<'_>,
+    insert_spans: &Statement,
+    insert_audit: &Statement,
+    c: &Columns,
+) -> Result<usize, tokio_postgres::Error> {
+    let mut spans = 0;
+    if !c.spans.is_empty() {
+        let s = &c.spans;
+        let n = tx
+            .execute(
+                insert_spans,
+                &[
+                    &s.request_id,
+                    &s.trace_id,
+                    &s.span_id,
+                    &s.parent_id,
+                    &s.name,
+                    &s.kind,
+                    &s.agent,
+                    &s.start,
+                    &s.end,
+                    &s.status,
+                    &s.status_message,
+                    &s.attributes,
+                ],
+            )
+            .await?;
+        spans = usize::try_from(n).unwrap_or(usize::MAX);
+    }
+    if !c.audit.is_empty() {
+        let a = &c.audit;
+        tx.execute(
+            insert_audit,
+            &[
+                &a.request_id,
+                &a.span_id,
+                &a.ts_unix_ms,
+                &a.caller_email,
+                &a.caller_roles,
+                &a.acting_for,
+                &a.principal,
+                &a.credential_mode,
+                &a.agent,
+                &a.hop,
+                &a.target,
+                &a.decision,
+                &a.reason,
+                &a.duration_ms,
+            ],
+        )
+        .await?;
+    }
+    Ok(spans)
+}
+
+/// A batch, column by column, as the `unnest` inserts take it.
+#[derive(Default)]
+struct Columns {
+    spans: SpanColumns,
+    audit: AuditColumns,
+    /// Rows that cannot be stored at all (a time beyond `i64::MAX`).
+    skipped: usize,
+}
+
+#[derive(Default)]
+struct SpanColumns {
+    request_id: Vec<String>,
+    trace_id: Vec<String>,
+    span_id: Vec<String>,
+    parent_id: Vec<Option<String>>,
+    name: Vec<String>,
+    kind: Vec<&'static str>,
+    agent: Vec<Option<String>>,
+    start: Vec<i64>,
+    end: Vec<i64>,
+    status: Vec<&'static str>,
+    status_message: Vec<Option<String>>,
+    attributes: Vec<String>,
+}
+
+impl SpanColumns {
+    fn len(&self) -> usize {
+        self.span_id.len()
+    }
+    fn is_empty(&self) -> bool {
+        self.span_id.is_empty()
+    }
+}
+
+#[derive(Default)]
+struct AuditColumns {
+    request_id: Vec<String>,
+    span_id: Vec<String>,
+    ts_unix_ms: Vec<i64>,
+    caller_email: Vec<String>,
+    caller_roles: Vec<String>,
+    acting_for: Vec<Option<String>>,
+    principal: Vec<String>,
+    credential_mode: Vec<String>,
+    agent: Vec<String>,
+    hop: Vec<&'static str>,
+    target: Vec<String>,
+    decision: Vec<&'static str>,
+    reason: Vec<Option<String>>,
+    duration_ms: Vec<i64>,
+}
+
+impl AuditColumns {
+    fn is_empty(&self) -> bool {
+        self.span_id.is_empty()
+    }
+}
+
+impl Columns {
+    fn push(&mut self, record: &Record) {
+        match record {
+            Record::Span(span) => self.push_span(span),
+            Record::Audit(row) => self.push_audit(row),
+        }
+    }
+
+    fn push_span(&mut self, span: &SpanRecord) {
+        let (Ok(start), Ok(end)) = (i64::try_from(span.start_unix_nano), i64::try_from(span.end_unix_nano))
+        else {
+            tracing::warn!("store: span rejected: a timestamp is beyond the range PostgreSQL stores");
+            self.skipped += 1;
+            return;
+        };
+        let s = &mut self.spans;
+        s.request_id.push(owned(&span.request_id));
+        s.trace_id.push(owned(&span.trace_id));
+        s.span_id.push(owned(&span.span_id));
+        s.parent_id.push(span.parent_id.as_deref().map(owned));
+        s.name.push(owned(&span.name));
+        s.kind.push(span.kind.as_str());
+        s.agent.push(span.agent.as_deref().map(owned));
+        s.start.push(start);
+        s.end.push(end);
+        s.status.push(status_name(span.status));
+        s.status_message.push(span.status_message.as_deref().map(owned));
+        s.attributes.push(attributes_json(&span.attributes));
+    }
+
+    fn push_audit(&mut self, row: &AuditRecord) {
+        let (Ok(ts), Ok(duration)) = (i64::try_from(row.ts_unix_ms), i64::try_from(row.duration_ms)) else {
+            tracing::warn!("store: audit row rejected: a time is beyond the range PostgreSQL stores");
+            self.skipped += 1;
+            return;
+        };
+        let a = &mut self.audit;
+        a.request_id.push(owned(&row.request_id));
+        a.span_id.push(owned(&row.span_id));
+        a.ts_unix_ms.push(ts);
+        a.caller_email.push(owned(&row.caller_email));
+        a.caller_roles.push(owned(&row.caller_roles));
+        a.acting_for.push(row.acting_for.as_deref().map(owned));
+        a.principal.push(owned(&row.principal));
+        a.credential_mode.push(owned(&row.credential_mode));
+        a.agent.push(owned(&row.agent));
+        a.hop.push(row.hop.as_str());
+        a.target.push(owned(&row.target));
+        a.decision.push(row.decision.as_str());
+        a.reason.push(row.reason.as_deref().map(owned));
+        a.duration_ms.push(duration);
+    }
+}
+
+/// PostgreSQL text cannot hold NUL characters (SQLite can), so they become U+FFFD rather than
+/// failing the row: an audit row with a mangled byte is better evidence than none.
+fn clean(s: &str) -> Cow<'_, str> {
+    if s.contains('\0') { Cow::Owned(s.replace('\0', "\u{FFFD}")) } else { Cow::Borrowed(s) }
+}
+
+fn owned(s: &str) -> String {
+    clean(s).into_owned()
+}
+
+/// The attributes as JSON for the JSONB column, with NULs replaced as in [`clean`] (JSONB
+/// rejects `\u0000`).
+fn attributes_json(attributes: &serde_json::Map<String, serde_json::Value>) -> String {
+    let json = serde_json::Value::Object(attributes.clone());
+    let text = json.to_string();
+    if text.contains("\\u0000") { clean_json(json).to_string() } else { text }
+}
+
+fn clean_json(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => Value::String(owned(&s)),
+        Value::Array(items) => Value::Array(items.into_iter().map(clean_json).collect()),
+        Value::Object(map) => {
+            Value::Object(map.into_iter().map(|(k, v)| (owned(&k), clean_json(v))).collect())
+        }
+        other => other,
+    }
+}
+
+/// Whether the server rejected the data itself (bad value, constraint, limit) rather than
+/// failing to run the statement; only then does splitting the batch help.
+fn is_data_error(e: &tokio_postgres::Error) -> bool {
+    e.code().is_some_and(|code| {
+        let class = code.code().get(..2);
+        matches!(class, Some("22" | "23" | "54"))
+    })
+}
+
+/// The writer thread: reports start-up on `ready`, then batches queued rows into transactions
+/// until every sender is gone.
+fn run_writer(config: Config, queue: Receiver<Command>, ready: oneshot::Sender<Result<(), String>>) {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(format!("cannot start the writer runtime: {e}")));
+            return;
+        }
+    };
+    let mut writer = Writer { config, conn: None };
+    if let Err(e) = runtime.block_on(writer.connection()).map(drop) {
+        let _ = ready.send(Err(describe(&e)));
+        return;
+    }
+    // The caller may have given up waiting; the queue then closes and this thread ends below.
+    let _ = ready.send(Ok(()));
+
+    let mut batch: Vec<Record> = Vec::with_capacity(MAX_BATCH);
+    let mut acks: Vec<oneshot::Sender<()>> = Vec::new();
+    // `recv` fails only once every sender is gone *and* the queue is empty, so closing the queue
+    // drains it rather than discarding rows.
+    while let Ok(first) = queue.recv() {
+        let mut next = Some(first);
+        while let Some(cmd) = next {
+            match cmd {
+                Command::Record(record) => batch.push(record),
+                Command::Flush(ack) => acks.push(ack),
+            }
+            next = if batch.len() < MAX_BATCH { queue.try_recv().ok() } else { None };
+        }
+        if !batch.is_empty() {
+            runtime.block_on(writer.write_with_retry(&batch));
+            batch.clear();
+        }
+        for ack in acks.drain(..) {
+            // The flusher may have been cancelled; nobody left to tell.
+            let _ = ack.send(());
+        }
+    }
+}
+
+/// Blocks until `cmd` fits in the queue. On a multi-threaded runtime `block_in_place` hands this
+/// worker's other tasks to another thread first, so backpressure slows the caller, not every task
+/// sharing its worker.
+fn send_blocking(queue: &SyncSender<Command>, cmd: Command) -> Result<(), SendError<Command>> {
+    let multi_thread = Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
+    if multi_thread { tokio::task::block_in_place(|| queue.send(cmd)) } else { queue.send(cmd) }
+}
+
+fn writer_gone() {
+    tracing::error!("store: the PostgreSQL writer thread has stopped; telemetry was not persisted");
+}
+
+/// A description of a PostgreSQL failure: the server's SQLSTATE and message (which name tables,
+/// columns and constraints; the offending values are only in the detail, which is left out), or
+/// the client-side cause.
+fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+    }
+    match std::error::Error::source(e) {
+        Some(source) => format!("{e}: {source}"),
+        None => e.to_string(),
+    }
+}
+
+fn describe_pool(e: &PoolError) -> String {
+    match e {
+        PoolError::Backend(e) => describe(e),
+        other => other.to_string(),
+    }
+}
+
+/// Maps a PostgreSQL failure to an internal error naming the operation, e.g. `store: reading
+/// spans failed: ERROR 42P01: relation "spans" does not exist`.
+fn pg_error(op: &str, e: &tokio_postgres::Error) -> Error {
+    Error::internal(format!("store: {op} failed: {}", describe(e)))
+}
+
+/// A stored value that could not be decoded; deliberately carries no value.
+#[derive(Debug)]
+struct Undecodable(usize);
+
+impl Undecodable {
+    fn into_error(self, op: &str) -> Error {
+        Error::internal(format!("store: {op} failed: column {} holds a value of an unexpected type", self.0))
+    }
+}
+
+fn text(row: &Row, idx: usize) -> Result<String, Undecodable> {
+    row.try_get(idx).map_err(|_| Undecodable(idx))
+}
+
+fn opt_text(row: &Row, idx: usize) -> Result<Option<String>, Undecodable> {
+    row.try_get(idx).map_err(|_| Undecodable(idx))
+}
+
+fn u64_col(row: &Row, idx: usize) -> Result<u64, Undecodable> {
+    let value: i64 = row.try_get(idx).map_err(|_| Undecodable(idx))?;
+    u64::try_from(value).map_err(|_| Undecodable(idx))
+}
+
+/// Reads a core enum stored under its serde name (the same strings as `as_str`).
+fn enum_col<T: DeserializeOwned>(row: &Row, idx: usize) -> Result<T, Undecodable> {
+    let name = text(row, idx)?;
+    serde_json::from_value(serde_json::Value::String(name)).map_err(|_| Undecodable(idx))
+}
+
+fn span_from_row(row: &Row) -> Result<SpanRecord, Undecodable> {
+    let attributes = text(row, 11)?;
+    Ok(SpanRecord {
+        request_id: text(row, 0)?,
+        trace_id: text(row, 1)?,
+        span_id: text(row, 2)?,
+        parent_id: opt_text(row, 3)?,
+        name: text(row, 4)?,
+        kind: enum_col(row, 5)?,
+        agent: opt_text(row, 6)?,
+        start_unix_nano: u64_col(row, 7)?,
+        end_unix_nano: u64_col(row, 8)?,
+        status: enum_col(row, 9)?,
+        status_message: opt_text(row, 10)?,
+        attributes: serde_json::from_str(&attributes).map_err(|_| Undecodable(11))?,
+    })
+}
+
+fn audit_from_row(row: &Row) -> Result<AuditRecord, Undecodable> {
+    Ok(AuditRecord {
+        request_id: text(row, 0)?,
+        span_id: text(row, 1)?,
+        ts_unix_ms: u64_col(row, 2)?,
+        caller_email: text(row, 3)?,
+        caller_roles: text(row, 4)?,
+        acting_for: opt_text(row, 5)?,
+        principal: text(row, 6)?,
+        credential_mode: text(row, 7)?,
+        agent: text(row, 8)?,
+        hop: enum_col(row, 9)?,
+        target: text(row, 10)?,
+        decision: enum_col(row, 11)?,
+        reason: opt_text(row, 12)?,
+        duration_ms: u64_col(row, 13)?,
+    })
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::System => "system",
+        Role::User => "user",
+        Role::Assistant => "assistant",
+        Role::Tool => "tool",
+    }
+}
+
+fn status_name(status: SpanStatus) -> &'static str {
+    match status {
+        SpanStatus::Ok => "ok",
+        SpanStatus::Error => "error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_never_show_the_password() {
+        let url = "postgres://alice:s3cr%40t@db.internal:6543/app?options=-c%20search_path%3Dx";
+        let shown = PostgresStore::redact_url(url);
+        assert_eq!(shown, "postgres://alice@db.internal:6543/app");
+        let kv = "host=db.internal port=5433 user=bob password=hunter2 dbname=app";
+        assert_eq!(PostgresStore::redact_url(kv), "postgres://bob@db.internal:5433/app");
+        assert_eq!(PostgresStore::redact_url("postgres://a:b@h:notaport/x"), "<invalid PostgreSQL URL>");
+    }
+
+    #[test]
+    fn invalid_urls_and_unsupported_tls_are_config_errors_without_the_password() {
+        let e = parse_config("postgres://u:hunter2@h:notaport/x").unwrap_err();
+        assert_eq!(e.kind, switchboard_core::ErrorKind::Config);
+        assert!(!e.message.contains("hunter2"), "{}", e.message);
+        let e = parse_config("postgres://u:hunter2@h/x?sslmode=require").unwrap_err();
+        assert!(e.message.contains("sslmode=require"), "{}", e.message);
+        assert!(!e.message.contains("hunter2"), "{}", e.message);
+        let c = parse_config("postgres://u@h/x").unwrap();
+        assert_eq!(c.get_connect_timeout(), Some(&CONNECT_TIMEOUT));
+        assert_eq!(c.get_application_name(), Some("switchboard"));
+    }
+
+    #[test]
+    fn nul_characters_are_replaced_everywhere() {
+        assert_eq!(clean("a\0b"), "a\u{FFFD}b");
+        assert!(matches!(clean("plain"), Cow::Borrowed("plain")));
+        let mut attrs = serde_json::Map::new();
+        attrs.insert("k\0".into(), serde_json::json!(["x\0", {"y": "z\0"}, 1]));
+        attrs.insert("literal".into(), serde_json::json!("\\u0000 stays"));
+        let json: serde_json::Value = serde_json::from_str(&attributes_json(&attrs)).unwrap();
+        assert_eq!(json["k\u{FFFD}"], serde_json::json!(["x\u{FFFD}", {"y": "z\u{FFFD}"}, 1]));
+        assert_eq!(json["literal"], "\\u0000 stays");
+    }
+}

@@ -1,0 +1,413 @@
+//! Behaviour of `PostgresStore` against a real PostgreSQL server.
+//!
+//! The server comes from `SWITCHBOARD_TEST_POSTGRES_URL` (URL form), default
+//! `postgres://postgres@127.0.0.1:5432/test`. Each test works in its own freshly created schema,
+//! dropped afterwards. An unreachable server fails the tests: CI provides PostgreSQL, and a
+//! silently skipped store test would hide a broken backend.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+use switchboard_core::{
+    AuditDecision, AuditRecord, ErrorKind, HopKind, Message, Role, SpanKind, SpanRecord, SpanStatus,
+    TelemetrySink,
+};
+use switchboard_store::{PostgresStore, Store};
+use tokio_postgres::{Client, NoTls};
+
+const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+fn base_url() -> String {
+    std::env::var("SWITCHBOARD_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_URL.into())
+}
+
+async fn admin_client(url: &str) -> Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await.unwrap_or_else(|e| {
+        panic!(
+            "PostgreSQL at {} is unreachable ({e}); these tests need a real server: start one or set \
+             SWITCHBOARD_TEST_POSTGRES_URL",
+            PostgresStore::redact_url(url)
+        )
+    });
+    tokio::spawn(connection);
+    client
+}
+
+/// A schema of its own for one test, dropped (with everything in it) when the test ends, even
+/// by panicking.
+struct TestSchema {
+    base: String,
+    name: String,
+    /// The URL whose connections see only this schema.
+    url: String,
+    admin: Client,
+}
+
+impl TestSchema {
+    async fn new() -> Self {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let base = base_url();
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
+        let name =
+            format!("sb_test_{}_{}_{}", std::process::id(), nanos, COUNTER.fetch_add(1, Ordering::Relaxed));
+        let admin = admin_client(&base).await;
+        admin.batch_execute(&format!("CREATE SCHEMA {name}")).await.unwrap();
+        admin.batch_execute(&format!("SET search_path TO {name}")).await.unwrap();
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}options=-c%20search_path%3D{name}");
+        Self { base, name, url, admin }
+    }
+
+    async fn store(&self) -> PostgresStore {
+        PostgresStore::connect(&self.url).await.unwrap()
+    }
+
+    async fn count(&self, table: &str) -> i64 {
+        self.admin.query_one(&format!("SELECT COUNT(*) FROM {table}"), &[]).await.unwrap().get(0)
+    }
+}
+
+impl Drop for TestSchema {
+    fn drop(&mut self) {
+        let (base, name) = (self.base.clone(), self.name.clone());
+        // The test's runtime may be the one being torn down, so clean up on a runtime of our own.
+        let cleanup = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let admin = admin_client(&base).await;
+                // A session left inside a transaction would block the drop forever; fail instead.
+                admin.batch_execute("SET lock_timeout = '20s'").await.unwrap();
+                if let Err(e) = admin.batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE")).await {
+                    panic!("dropping test schema {name} failed (a session still holds a lock?): {e:?}");
+                }
+            });
+        });
+        if cleanup.join().is_err() && !std::thread::panicking() {
+            panic!("dropping the test schema failed");
+        }
+    }
+}
+
+fn audit_row(request_id: &str, n: u64) -> AuditRecord {
+    AuditRecord {
+        request_id: request_id.into(),
+        span_id: format!("span-{n}"),
+        ts_unix_ms: 1_700_000_000_000 + n,
+        caller_email: "alice@example.com".into(),
+        caller_roles: "sales,admin".into(),
+        acting_for: (n % 2 == 0).then(|| "bob@example.com".into()),
+        principal: "alice@example.com".into(),
+        credential_mode: "obo".into(),
+        agent: "sales".into(),
+        hop: HopKind::Sql,
+        target: "main.sales.deals".into(),
+        decision: if n % 3 == 0 { AuditDecision::AccessDenied } else { AuditDecision::Allowed },
+        reason: (n % 3 == 0).then(|| "policy: sales only".into()),
+        duration_ms: n * 2,
+    }
+}
+
+fn span(request_id: &str, id: &str, parent: Option<&str>, start: u64) -> SpanRecord {
+    let mut attributes = serde_json::Map::new();
+    attributes.insert("gen_ai.agent.name".into(), "sales".into());
+    attributes.insert("switchboard.hop".into(), serde_json::json!({"n": start, "tags": ["a", "b"]}));
+    attributes.insert("big".into(), serde_json::json!(u64::MAX));
+    SpanRecord {
+        request_id: request_id.into(),
+        trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+        span_id: id.into(),
+        parent_id: parent.map(Into::into),
+        name: format!("execute_tool {id}"),
+        kind: SpanKind::Tool,
+        agent: Some("sales".into()),
+        start_unix_nano: start,
+        end_unix_nano: start + 500,
+        status: if start % 2 == 0 { SpanStatus::Ok } else { SpanStatus::Error },
+        status_message: (start % 2 == 1).then(|| "denied".into()),
+        attributes,
+    }
+}
+
+#[tokio::test]
+async fn spans_audit_and_turns_round_trip() {
+    let db = TestSchema::new().await;
+    let store = db.store().await;
+    store.health().await.unwrap();
+
+    // Recorded out of start order: reads sort by start time, ties by arrival.
+    store.span(span("r1", "c", Some("a"), 30));
+    store.span(span("r1", "a", None, 10));
+    store.span(span("r1", "b", Some("a"), 20));
+    store.span(span("r1", "b2", Some("a"), 20));
+    store.span(span("r2", "x", None, 5));
+    for n in 0..6 {
+        store.audit(audit_row(if n < 4 { "r1" } else { "r2" }, n));
+    }
+    store.flush().await;
+
+    let spans = store.spans("r1").await.unwrap();
+    let ids: Vec<&str> = spans.iter().map(|s| s.span_id.as_str()).collect();
+    assert_eq!(ids, ["a", "b", "b2", "c"]);
+    assert_eq!(spans[1], span("r1", "b", Some("a"), 20), "every field survives, JSON attributes included");
+    assert!(store.spans("nope").await.unwrap().is_empty());
+
+    let audit = store.audit_for_request("r1").await.unwrap();
+    assert_eq!(audit, (0..4).map(|n| audit_row("r1", n)).collect::<Vec<_>>());
+    let recent = store.recent_audit(3).await.unwrap();
+    assert_eq!(recent, vec![audit_row("r2", 5), audit_row("r2", 4), audit_row("r1", 3)]);
+
+    // The columns are an interface for the SQL-reading audit agent; JSONB is queryable.
+    let row = db
+        .admin
+        .query_one(
+            "SELECT caller_email, caller_roles, decision, hop FROM audit WHERE span_id = 'span-3'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "alice@example.com");
+    assert_eq!(row.get::<_, String>(1), "sales,admin");
+    assert_eq!(row.get::<_, String>(2), "access_denied");
+    assert_eq!(row.get::<_, String>(3), "sql");
+    let agent: String = db
+        .admin
+        .query_one("SELECT attributes->>'gen_ai.agent.name' FROM spans WHERE span_id = 'c'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(agent, "sales");
+
+    store.append_turn("t1", "r1", &Message::user("hello")).await.unwrap();
+    store.append_turn("t1", "r1", &Message::assistant("hi", Some("sales".into()))).await.unwrap();
+    store.append_turn("t2", "r2", &Message::system("other thread")).await.unwrap();
+    let turns = store.thread("t1").await.unwrap();
+    assert_eq!(turns, vec![Message::user("hello"), Message::assistant("hi", Some("sales".into()))]);
+    assert_eq!(turns[1].role, Role::Assistant);
+    assert!(store.thread("unknown").await.unwrap().is_empty());
+    let seqs: Vec<i64> = db
+        .admin
+        .query("SELECT seq FROM thread_turns WHERE thread_id = 't1' ORDER BY seq", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(seqs, [0, 1], "seq starts at 0, as in SQLite");
+}
+
+#[tokio::test]
+async fn rows_postgres_cannot_hold_verbatim_are_cleaned_or_skipped_without_losing_neighbours() {
+    let db = TestSchema::new().await;
+    let store = db.store().await;
+    let mut nul = span("r", "nul", None, 1);
+    nul.name = "bad\0name".into();
+    nul.attributes.insert("k".into(), serde_json::json!("v\0"));
+    let mut too_late = span("r", "late", None, 2);
+    too_late.end_unix_nano = u64::MAX;
+    store.span(nul);
+    store.span(too_late);
+    store.span(span("r", "fine", None, 3));
+    store.span(span("r", "fine", None, 3)); // a replayed span id is skipped, as in SQLite
+    let mut audit = audit_row("r", 1);
+    audit.reason = Some("nul\0inside".into());
+    store.audit(audit);
+    store.append_turn("t", "r", &Message::user("a\0b")).await.unwrap();
+    store.flush().await;
+
+    let spans = store.spans("r").await.unwrap();
+    let ids: Vec<&str> = spans.iter().map(|s| s.span_id.as_str()).collect();
+    assert_eq!(ids, ["nul", "fine"]);
+    assert_eq!(spans[0].name, "bad\u{FFFD}name");
+    assert_eq!(spans[0].attributes["k"], "v\u{FFFD}");
+    assert_eq!(store.audit_for_request("r").await.unwrap()[0].reason.as_deref(), Some("nul\u{FFFD}inside"));
+    assert_eq!(store.thread("t").await.unwrap()[0].content, "a\u{FFFD}b");
+}
+
+#[tokio::test]
+async fn flush_returns_only_after_everything_queued_before_it_is_committed() {
+    let db = TestSchema::new().await;
+    let store = db.store().await;
+    for n in 0..3000 {
+        store.audit(audit_row("flush", n));
+        if n % 2 == 0 {
+            store.span(span("flush", &format!("s{n}"), None, n));
+        }
+    }
+    store.flush().await;
+    // Counted on an independent connection: committed, not just buffered.
+    assert_eq!(db.count("audit").await, 3000);
+    assert_eq!(db.count("spans").await, 1500);
+
+    // A flush with nothing queued returns promptly too.
+    tokio::time::timeout(std::time::Duration::from_secs(5), store.flush()).await.unwrap();
+}
+
+#[tokio::test]
+async fn dropping_the_store_drains_the_queue() {
+    let db = TestSchema::new().await;
+    let store = db.store().await;
+    for n in 0..500 {
+        store.audit(audit_row("drop", n));
+    }
+    drop(store);
+    assert_eq!(db.count("audit").await, 500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_share_rows_and_append_to_one_thread_without_seq_collisions() {
+    let db = TestSchema::new().await;
+    // Both replicas start at once on an empty schema: the migration must serialise.
+    let (a, b) = tokio::join!(PostgresStore::connect(&db.url), PostgresStore::connect(&db.url));
+    let (a, b) = (Arc::new(a.unwrap()), Arc::new(b.unwrap()));
+
+    a.span(span("shared", "from-a", None, 1));
+    b.audit(audit_row("shared", 7));
+    a.flush().await;
+    b.flush().await;
+    assert_eq!(b.spans("shared").await.unwrap()[0].span_id, "from-a");
+    assert_eq!(a.audit_for_request("shared").await.unwrap(), vec![audit_row("shared", 7)]);
+
+    const PER_REPLICA: usize = 25;
+    let mut tasks = Vec::new();
+    for (replica, store) in [("a", &a), ("b", &b)] {
+        for i in 0..PER_REPLICA {
+            let store = Arc::clone(store);
+            tasks.push(tokio::spawn(async move {
+                let msg = Message::assistant(format!("{replica}-{i}"), Some(replica.into()));
+                store.append_turn("busy", &format!("req-{replica}-{i}"), &msg).await
+            }));
+        }
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+
+    let seqs: Vec<i64> = db
+        .admin
+        .query("SELECT seq FROM thread_turns WHERE thread_id = 'busy' ORDER BY seq", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let expected: Vec<i64> = (0..2 * PER_REPLICA as i64).collect();
+    assert_eq!(seqs, expected, "consecutive, no gaps, no duplicates");
+    for store in [&a, &b] {
+        let turns = store.thread("busy").await.unwrap();
+        assert_eq!(turns.len(), 2 * PER_REPLICA);
+        let mut contents: Vec<String> = turns.into_iter().map(|m| m.content).collect();
+        contents.sort();
+        let mut want: Vec<String> =
+            ["a", "b"].iter().flat_map(|r| (0..PER_REPLICA).map(move |i| format!("{r}-{i}"))).collect();
+        want.sort();
+        assert_eq!(contents, want);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_larger_than_the_queue_loses_nothing() {
+    let db = TestSchema::new().await;
+    // A tiny queue so the burst hits backpressure on every path.
+    let store = Arc::new(PostgresStore::connect_with_capacity(&db.url, 16).await.unwrap());
+    const TOTAL: u64 = 5000;
+    const PRODUCERS: u64 = 4;
+    let per = TOTAL / PRODUCERS;
+    let mut async_producers = Vec::new();
+    let mut thread_producers = Vec::new();
+    for p in 0..PRODUCERS {
+        let store = Arc::clone(&store);
+        let produce = move || {
+            for n in p * per..(p + 1) * per {
+                if n % 2 == 0 {
+                    store.audit(audit_row("burst", n));
+                } else {
+                    store.span(span("burst", &format!("burst-{n}"), None, n));
+                }
+            }
+        };
+        if p % 2 == 0 {
+            // On a runtime worker: blocks via block_in_place when the queue is full.
+            async_producers.push(tokio::spawn(async move { produce() }));
+        } else {
+            // Outside any runtime: a plain blocking send.
+            thread_producers.push(std::thread::spawn(produce));
+        }
+    }
+    for p in async_producers {
+        p.await.unwrap();
+    }
+    for p in thread_producers {
+        p.join().unwrap();
+    }
+    store.flush().await;
+    assert_eq!(db.count("audit").await + db.count("spans").await, TOTAL as i64);
+    assert_eq!(store.audit_for_request("burst").await.unwrap().len(), (TOTAL / 2) as usize);
+    assert_eq!(store.spans("burst").await.unwrap().len(), (TOTAL / 2) as usize);
+}
+
+#[tokio::test]
+async fn connection_failures_name_the_target_and_never_the_password() {
+    let Err(e) = PostgresStore::connect("postgres://postgres:topsecret@127.0.0.1:1/test").await else {
+        panic!("connecting to a closed port succeeded");
+    };
+    assert_eq!(e.kind, ErrorKind::Upstream);
+    assert!(e.message.contains("connecting to postgres://postgres@127.0.0.1:1/test failed"), "{}", e.message);
+    assert!(!e.message.contains("topsecret"), "{}", e.message);
+
+    let Err(e) = PostgresStore::connect("postgres://postgres:topsecret@127.0.0.1/test?sslmode=require").await
+    else {
+        panic!("sslmode=require accepted without TLS support");
+    };
+    assert_eq!(e.kind, ErrorKind::Config);
+    assert!(!e.message.contains("topsecret"), "{}", e.message);
+}
+
+#[tokio::test]
+async fn a_missing_schema_or_a_newer_schema_version_is_refused() {
+    let db = TestSchema::new().await;
+    let sep = if db.base.contains('?') { '&' } else { '?' };
+    let nowhere = format!("{}{sep}options=-c%20search_path%3D{}_missing", db.base, db.name);
+    let e = PostgresStore::connect(&nowhere).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Config);
+    assert!(e.message.contains("search_path"), "{}", e.message);
+
+    drop(db.store().await);
+    db.admin.batch_execute("UPDATE switchboard_schema_version SET version = 99").await.unwrap();
+    let e = PostgresStore::connect(&db.url).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Config);
+    assert!(e.message.contains("newer than this build supports"), "{}", e.message);
+}
+
+#[tokio::test]
+async fn health_reports_a_live_store_and_debug_hides_the_password() {
+    let db = TestSchema::new().await;
+    let store = db.store().await;
+    store.health().await.unwrap();
+    assert!(store.target().starts_with("postgres://"), "{}", store.target());
+    assert!(format!("{store:?}").contains(store.target()));
+}
+
+#[tokio::test]
+async fn a_row_the_server_rejects_does_not_sink_its_batch() {
+    let db = TestSchema::new().await;
+    let store = db.store().await;
+    // A constraint the store knows nothing about stands in for any row-level rejection.
+    db.admin
+        .batch_execute("ALTER TABLE audit ADD CONSTRAINT no_evil CHECK (target <> 'evil')")
+        .await
+        .unwrap();
+    for n in 0..10 {
+        let mut row = audit_row("rejects", n);
+        if n == 4 {
+            row.target = "evil".into();
+        }
+        store.audit(row);
+        store.span(span("rejects", &format!("s{n}"), None, n));
+    }
+    store.flush().await;
+    let kept: Vec<String> =
+        store.audit_for_request("rejects").await.unwrap().into_iter().map(|r| r.span_id).collect();
+    let want: Vec<String> = (0..10).filter(|n| *n != 4).map(|n| format!("span-{n}")).collect();
+    assert_eq!(kept, want);
+    assert_eq!(store.spans("rejects").await.unwrap().len(), 10);
+}

@@ -1,0 +1,455 @@
+//! The caller's identity through every hop, over real sockets:
+//! caller → `switchboard serve` → a sub-agent endpoint → a tool server.
+//!
+//! Each server records the credential it was called with. One supervisor mixes the three
+//! credential modes (obo, automatic via OAuth2 client credentials, manual), and the test also
+//! covers edge rejections, a forged proxy header, scope denial, single-flight token refresh and
+//! a scan for leaked secrets in everything Switchboard writes or answers.
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::routing::post;
+use axum::{Json, Router};
+use base64::Engine;
+use serde_json::{Value, json};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const RELAY_SECRET: &str = "manual-relay-secret-PLANTED-7c1f";
+const CLIENT_SECRET: &str = "sp-client-secret-PLANTED-42aa";
+const SP_TOKEN_MARK: &str = "sp-access-PLANTED";
+
+/// What a recording server saw: which path, the bearer it was given, the request id.
+#[derive(Clone, Debug)]
+struct Seen {
+    mode: String,
+    bearer: String,
+    request_id: String,
+}
+
+#[derive(Clone, Default)]
+struct Recorder {
+    relay: Arc<Mutex<Vec<Seen>>>,
+    tool: Arc<Mutex<Vec<Seen>>>,
+    tool_url: Arc<Mutex<String>>,
+    token_requests: Arc<AtomicUsize>,
+}
+
+fn bearer(headers: &HeaderMap) -> String {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+        .to_string()
+}
+
+fn header(headers: &HeaderMap, name: &str) -> String {
+    headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
+}
+
+/// The identity a bearer names: a JWT's email (or subject), else the opaque value itself.
+fn identity_of(bearer: &str) -> String {
+    let parts: Vec<&str> = bearer.split('.').collect();
+    if parts.len() == 3
+        && let Ok(payload) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(parts[1])
+        && let Ok(claims) = serde_json::from_slice::<Value>(&payload)
+    {
+        return claims["email"].as_str().or(claims["sub"].as_str()).unwrap_or("").to_string();
+    }
+    bearer.to_string()
+}
+
+/// The sub-agent endpoint: records its caller, then calls the tool server with the same bearer.
+async fn relay(
+    State(rec): State<Recorder>,
+    Path(mode): Path<String>,
+    headers: HeaderMap,
+    Json(_body): Json<Value>,
+) -> Json<Value> {
+    let token = bearer(&headers);
+    rec.relay.lock().expect("lock").push(Seen {
+        mode: mode.clone(),
+        bearer: token.clone(),
+        request_id: header(&headers, "x-request-id"),
+    });
+    let tool_url = rec.tool_url.lock().expect("lock").clone();
+    let tool: Value = reqwest::Client::new()
+        .post(format!("{tool_url}/tool/{mode}"))
+        .bearer_auth(&token)
+        .header("x-request-id", header(&headers, "x-request-id"))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("the tool server answers")
+        .json()
+        .await
+        .expect("tool JSON");
+    Json(json!({"choices": [{"index": 0, "message": {"role": "assistant",
+        "content": format!("relay {mode} done; tool says {}", tool["result"].as_str().unwrap_or(""))}}]}))
+}
+
+async fn tool(State(rec): State<Recorder>, Path(mode): Path<String>, headers: HeaderMap) -> Json<Value> {
+    rec.tool.lock().expect("lock").push(Seen {
+        mode: mode.clone(),
+        bearer: bearer(&headers),
+        request_id: header(&headers, "x-request-id"),
+    });
+    Json(json!({"result": format!("{mode} fruit ok")}))
+}
+
+/// An OAuth2 token endpoint for the runtime's service principal; counts requests. The first
+/// token lives two seconds, so the test can let it expire; later ones an hour.
+async fn token_endpoint(State(rec): State<Recorder>, body: String) -> Json<Value> {
+    let n = rec.token_requests.fetch_add(1, Ordering::SeqCst) + 1;
+    assert!(body.contains("grant_type=client_credentials"), "client credentials grant: {body}");
+    let ttl = if n == 1 { 2 } else { 3600 };
+    Json(json!({"access_token": format!("{SP_TOKEN_MARK}-{n}"), "token_type": "Bearer", "expires_in": ttl}))
+}
+
+async fn start_peers(rec: Recorder) -> String {
+    let app = Router::new()
+        .route("/relay/{mode}/v1/chat/completions", post(relay))
+        .route("/tool/{mode}", post(tool))
+        .route("/oidc/v1/token", post(token_endpoint))
+        .with_state(rec.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    *rec.tool_url.lock().expect("lock") = url.clone();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+fn agent(name: &str, fruit: &str, mode: &str, extra: &str, peers: &str) -> String {
+    format!(
+        "name = \"{name}\"\nkind = \"endpoint\"\n\
+         description = \"The {fruit} relay answers questions about {fruit}.\"\n\
+         examples = [\"tell me about {fruit}\", \"{fruit}\"]\n\
+         [credential]\nmode = \"{mode}\"\n{extra}\n\
+         [endpoint]\nurl = \"{peers}/relay/{mode}/v1/chat/completions\"\n"
+    )
+}
+
+fn write_config(dir: &std::path::Path, peers: &str) {
+    std::fs::create_dir_all(dir.join("agents")).expect("agents dir");
+    std::fs::write(
+        dir.join("switchboard.toml"),
+        format!(
+            "data_dir = \".\"\n\
+             [router]\nthreshold = 0.3\n\
+             [identity]\nservice_principal = \"switchboard-sp\"\ndev_scopes = [\"sql\", \"serving\"]\n\
+             [[identity.dev_users]]\nemail = \"alice@example.com\"\nroles = [\"west_sales\"]\n\
+             [[identity.dev_users]]\nemail = \"frank@example.com\"\nroles = [\"admin\"]\n\
+             [identity.client_credentials]\ntoken_endpoint = \"{peers}/oidc/v1/token\"\n\
+             client_id = \"switchboard-sp\"\nclient_secret = \"env:SB_TEST_SP_SECRET\"\n"
+        ),
+    )
+    .expect("main config");
+    let agents = [
+        ("relay_obo.toml", agent("relay_obo", "apples", "obo", "scopes = [\"serving\"]", peers)),
+        ("relay_auto.toml", agent("relay_auto", "bananas", "automatic", "", peers)),
+        (
+            "relay_manual.toml",
+            agent("relay_manual", "cherries", "manual", "secret = \"env:SB_TEST_RELAY_SECRET\"", peers),
+        ),
+        ("relay_scoped.toml", agent("relay_scoped", "durians", "obo", "scopes = [\"admin.write\"]", peers)),
+    ];
+    for (file, text) in agents {
+        std::fs::write(dir.join("agents").join(file), text).expect("agent file");
+    }
+}
+
+/// `switchboard serve`, stopped gracefully on drop; its log goes to a file the test scans.
+struct Server {
+    child: Child,
+    url: String,
+    log: std::path::PathBuf,
+}
+
+impl Server {
+    async fn start(config: &std::path::Path, log: std::path::PathBuf) -> Self {
+        let port =
+            std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+        let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args([
+                "serve",
+                "--config",
+                config.to_str().expect("utf-8"),
+                "--addr",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .env("SB_TEST_RELAY_SECRET", RELAY_SECRET)
+            .env("SB_TEST_SP_SECRET", CLIENT_SECRET)
+            .env("RUST_LOG", "debug")
+            .env("SWITCHBOARD_LOG_FORMAT", "json")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("switchboard serve starts");
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while reqwest::get(format!("{url}/health")).await.is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the server did not come up: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self { child, url, log }
+    }
+
+    fn stop(&mut self) {
+        // SAFETY-free graceful stop: SIGTERM, then wait, so queued audit rows reach the store.
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Every response body the test received, for the leak scan.
+#[derive(Default)]
+struct Bodies(Mutex<Vec<String>>);
+
+impl Bodies {
+    async fn ask(
+        &self,
+        url: &str,
+        token: Option<&str>,
+        extra: &[(&str, &str)],
+        question: &str,
+    ) -> (u16, HeaderMap, Value) {
+        let mut rb = reqwest::Client::new()
+            .post(format!("{url}/v1/chat/completions"))
+            .json(&json!({"model": "switchboard", "messages": [{"role": "user", "content": question}]}));
+        if let Some(t) = token {
+            rb = rb.bearer_auth(t);
+        }
+        for (k, v) in extra {
+            rb = rb.header(*k, *v);
+        }
+        let response = rb.send().await.expect("request");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body");
+        self.0.lock().expect("lock").push(text.clone());
+        (status, headers, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+}
+
+fn cli(config: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(args)
+        .args(["--config", config.to_str().expect("utf-8")])
+        .env("SB_TEST_RELAY_SECRET", RELAY_SECRET)
+        .env("SB_TEST_SP_SECRET", CLIENT_SECRET)
+        .output()
+        .expect("cli runs");
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn answer(body: &Value) -> &str {
+    body["choices"][0]["message"]["content"].as_str().unwrap_or("")
+}
+
+/// Signs `claims` with the development identity provider's own key (read from its data dir), so
+/// only the claims are wrong.
+fn sign_with_dev_key(dir: &std::path::Path, kid: &str, claims: &Value) -> String {
+    let der = std::fs::read(dir.join(switchboard::auth::DEV_IDP_KEY_FILE)).expect("dev key");
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some(kid.to_string());
+    jsonwebtoken::encode(&header, claims, &jsonwebtoken::EncodingKey::from_ec_der(&der)).expect("sign")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn identity_survives_every_hop_in_every_mode() {
+    let rec = Recorder::default();
+    let peers = start_peers(rec.clone()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_config(dir.path(), &peers);
+    let config = dir.path().join("switchboard.toml");
+    let mut server = Server::start(&config, dir.path().join("serve.log")).await;
+    let url = server.url.clone();
+    let bodies = Bodies::default();
+    let alice = cli(&config, &["token", "--as", "alice@example.com"]);
+
+    // obo: the deepest hop sees the human.
+    let (status, headers, body) = bodies.ask(&url, Some(&alice), &[], "tell me about apples").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(answer(&body).contains("relay obo done; tool says obo fruit ok"), "{body}");
+    let request_id = header(&headers, "x-request-id");
+    let last_tool = rec.tool.lock().expect("lock").last().cloned().expect("the tool was called");
+    assert_eq!(
+        (last_tool.mode.as_str(), identity_of(&last_tool.bearer).as_str()),
+        ("obo", "alice@example.com")
+    );
+    assert_eq!(last_tool.request_id, request_id, "the request id travels to the deepest hop");
+
+    // automatic: the service principal's token from the client-credentials endpoint.
+    let (status, _, body) = bodies.ask(&url, Some(&alice), &[], "bananas").await;
+    assert_eq!(status, 200, "{body}");
+    let last_tool = rec.tool.lock().expect("lock").last().cloned().expect("tool");
+    assert_eq!(last_tool.mode, "automatic");
+    assert_eq!(last_tool.bearer, format!("{SP_TOKEN_MARK}-1"), "the tool sees the service principal");
+    let first_fetch = Instant::now();
+    assert_eq!(rec.token_requests.load(Ordering::SeqCst), 1);
+
+    // manual: the named secret.
+    let (status, _, body) = bodies.ask(&url, Some(&alice), &[], "tell me about cherries").await;
+    assert_eq!(status, 200, "{body}");
+    let last_tool = rec.tool.lock().expect("lock").last().cloned().expect("tool");
+    assert_eq!((last_tool.mode.as_str(), last_tool.bearer.as_str()), ("manual", RELAY_SECRET));
+
+    // One supervisor, one request, all three modes.
+    let before = rec.tool.lock().expect("lock").len();
+    let (status, headers, body) =
+        bodies.ask(&url, Some(&alice), &[], "tell me about apples, and bananas, and cherries").await;
+    assert_eq!(status, 200, "{body}");
+    let mixed_id = header(&headers, "x-request-id");
+    let seen: Vec<Seen> = rec.tool.lock().expect("lock")[before..].to_vec();
+    let mut by_mode: Vec<(String, String)> =
+        seen.iter().map(|s| (s.mode.clone(), identity_of(&s.bearer))).collect();
+    by_mode.sort();
+    assert_eq!(
+        by_mode,
+        vec![
+            ("automatic".to_string(), format!("{SP_TOKEN_MARK}-1")),
+            ("manual".to_string(), RELAY_SECRET.to_string()),
+            ("obo".to_string(), "alice@example.com".to_string()),
+        ]
+    );
+    assert!(seen.iter().all(|s| s.request_id == mixed_id), "all three under one request id");
+    for part in ["relay obo done", "relay automatic done", "relay manual done"] {
+        assert!(answer(&body).contains(part), "{part} in {body}");
+    }
+
+    // 100 concurrent requests with the cached service-principal token expired: one refresh.
+    tokio::time::sleep(Duration::from_millis(2300).saturating_sub(first_fetch.elapsed())).await;
+    let burst: Vec<_> = (0..100)
+        .map(|_| {
+            let (url, alice) = (url.clone(), alice.clone());
+            tokio::spawn(async move {
+                reqwest::Client::new()
+                    .post(format!("{url}/v1/chat/completions"))
+                    .bearer_auth(alice)
+                    .json(&json!({"model": "switchboard", "messages": [{"role": "user", "content": "bananas"}]}))
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            })
+        })
+        .collect();
+    for task in burst {
+        assert_eq!(task.await.expect("task").expect("response"), 200);
+    }
+    assert_eq!(rec.token_requests.load(Ordering::SeqCst), 2, "exactly one refresh for the whole burst");
+
+    // Edge rejections: 401 with a WWW-Authenticate challenge, and the server keeps serving.
+    let jwks: Value =
+        reqwest::get(format!("{url}/.well-known/jwks.json")).await.expect("jwks").json().await.expect("json");
+    let kid = jwks["keys"][0]["kid"].as_str().expect("kid").to_string();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let claims = |aud: &str, exp: u64| {
+        json!({"iss": "urn:switchboard:dev", "sub": "alice@example.com", "email": "alice@example.com",
+               "groups": ["west_sales"], "scope": "sql serving", "aud": aud, "iat": exp - 600, "nbf": exp - 600, "exp": exp})
+    };
+    let expired = sign_with_dev_key(dir.path(), &kid, &claims("switchboard", now - 3600));
+    let wrong_audience = sign_with_dev_key(dir.path(), &kid, &claims("someone-else", now + 600));
+    let mut tampered = alice.clone();
+    let last = tampered.pop().expect("non-empty");
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    for (label, token, reason) in [
+        ("no token", None, ""),
+        ("expired", Some(expired.as_str()), "token expired"),
+        ("wrongly signed", Some(tampered.as_str()), "invalid token signature"),
+        ("wrong audience", Some(wrong_audience.as_str()), "audience"),
+    ] {
+        let (status, headers, body) = bodies.ask(&url, token, &[], "tell me about apples").await;
+        assert_eq!(status, 401, "{label}: {body}");
+        let challenge = header(&headers, "www-authenticate");
+        assert!(challenge.starts_with("Bearer"), "{label}: challenge {challenge:?}");
+        assert!(body["error"]["message"].as_str().unwrap_or("").contains(reason), "{label}: {body}");
+    }
+
+    // A forged X-Forwarded-Email from an untrusted peer is not honoured.
+    let forged = [
+        ("x-forwarded-email", "frank@example.com"),
+        ("x-forwarded-access-token", "forged-PLANTED-proxy-token"),
+    ];
+    let (status, _, body) = bodies.ask(&url, None, &forged, "tell me about apples").await;
+    assert_eq!(status, 401, "forged proxy headers alone do not authenticate: {body}");
+    let (status, headers, body) = bodies.ask(&url, Some(&alice), &forged, "tell me about apples").await;
+    assert_eq!(status, 200, "{body}");
+    let forged_id = header(&headers, "x-request-id");
+
+    // An obo hop to an agent whose declared scope the caller lacks: 403 and access_denied.
+    let (status, headers, body) = bodies.ask(&url, Some(&alice), &[], "tell me about durians").await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap_or("").contains("required scopes: admin.write"),
+        "{body}"
+    );
+    let scoped_id = header(&headers, "x-request-id");
+
+    server.stop();
+
+    let audit: Value =
+        serde_json::from_str(&cli(&config, &["audit", "--json", "--limit", "1000"])).expect("audit json");
+    let rows = audit.as_array().expect("rows");
+    let of = |id: &str| rows.iter().filter(|r| r["request_id"] == id).cloned().collect::<Vec<_>>();
+    assert!(
+        of(&forged_id).iter().all(|r| r["caller_email"] == "alice@example.com"),
+        "the forged email is ignored"
+    );
+    let scoped = of(&scoped_id);
+    assert_eq!(scoped.len(), 1, "{scoped:?}");
+    assert_eq!(scoped[0]["decision"], "access_denied");
+    assert_eq!(scoped[0]["reason"], "required scopes: admin.write");
+    assert!(
+        of(&mixed_id)
+            .iter()
+            .any(|r| r["principal"] == "switchboard-sp" && r["credential_mode"] == "automatic")
+    );
+
+    // Secrets never leak: not in logs, spans, audit rows or any response body.
+    let mut haystack = std::fs::read_to_string(&server.log).expect("server log");
+    haystack.push_str(&serde_json::to_string(&audit).expect("audit"));
+    for id in [&request_id, &mixed_id, &forged_id, &scoped_id] {
+        haystack.push_str(&cli(&config, &["trace", "--json", id]));
+    }
+    haystack.push_str(&bodies.0.lock().expect("lock").join("\n"));
+    assert!(haystack.contains("alice@example.com"), "the scan covers real output");
+    let planted = [
+        alice.as_str(),
+        expired.as_str(),
+        wrong_audience.as_str(),
+        tampered.as_str(),
+        RELAY_SECRET,
+        CLIENT_SECRET,
+        SP_TOKEN_MARK,
+        "forged-PLANTED-proxy-token",
+    ];
+    for secret in planted {
+        let signature = secret.rsplit('.').next().unwrap_or(secret);
+        assert!(
+            !haystack.contains(signature),
+            "a secret leaked: …{}",
+            &signature[signature.len().saturating_sub(8)..]
+        );
+    }
+}
