@@ -51,8 +51,7 @@ impl Settings {
     /// Reads and checks the kind table of `spec`.
     pub fn from_spec(spec: &AgentSpec, _base_dir: &Path) -> Result<Settings> {
         let table = spec.kind.as_str();
-        let settings: Settings = serde_json::from_value(spec.settings.clone())
-            .map_err(|e| Error::config(format!("{table}: {e}")))?;
+        let settings: Settings = crate::kind_settings(spec)?;
         let url = reqwest::Url::parse(&settings.url)
             .map_err(|e| Error::config(format!("{table}.url: `{}` is not a URL: {e}", settings.url)))?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {

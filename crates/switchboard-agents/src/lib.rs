@@ -6,3 +6,16 @@ pub mod genie;
 pub mod knowledge;
 pub mod sql;
 pub mod tool;
+
+use serde::de::DeserializeOwned;
+use switchboard_core::{AgentSpec, Error, Result};
+
+/// Reads an agent's kind table (`[genie]`, `[tool]`, …) into `T`. Errors name the table and the
+/// field, e.g. `genie: missing field `views``, the form every kind's settings errors take.
+pub fn kind_settings<T: DeserializeOwned>(spec: &AgentSpec) -> Result<T> {
+    let table = spec.kind.as_str();
+    if spec.settings.is_null() {
+        return Err(Error::config(format!("{table}: the [{table}] table is missing")));
+    }
+    serde_json::from_value(spec.settings.clone()).map_err(|e| Error::config(format!("{table}: {e}")))
+}

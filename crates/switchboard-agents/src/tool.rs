@@ -219,11 +219,7 @@ fn default_max_rows() -> usize {
 impl Settings {
     /// Reads and validates `spec.settings` (the `[tool]` table). Errors name the field.
     pub fn from_spec(spec: &AgentSpec, base_dir: &Path) -> Result<Settings> {
-        if spec.settings.is_null() {
-            return Err(Error::config(format!("agent `{}`: the [tool] table is missing", spec.name)));
-        }
-        let mut s: Settings = serde_json::from_value(spec.settings.clone())
-            .map_err(|e| Error::config(format!("agent `{}`: tool: {e}", spec.name)))?;
+        let mut s: Settings = crate::kind_settings(spec)?;
         s.database_path = resolve_database("tool.database", &s.database, base_dir)?;
         if s.views.is_empty() && s.tables.is_empty() {
             return Err(Error::config("tool.views: list the views (or tool.tables) the SQL may read"));

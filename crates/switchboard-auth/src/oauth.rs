@@ -5,7 +5,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 use std::time::Duration;
-use switchboard_core::{Error, Result, Secret, SecretRef};
+use switchboard_core::{Error, Secret};
 
 /// RFC 8693 grant type.
 pub(crate) const GRANT_TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -21,17 +21,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// Error bodies are quoted only this far, so a chatty upstream cannot flood our messages.
 const EXCERPT_CHARS: usize = 200;
 
-/// Reads a secret reference at use time, so rotation needs no restart.
-pub(crate) fn read_secret(reference: &SecretRef) -> Result<Secret> {
-    match reference {
-        SecretRef::Env(name) => std::env::var(name)
-            .map(Secret::new)
-            .map_err(|_| Error::config(format!("secret env:{name} is not set"))),
-        SecretRef::File(path) => std::fs::read_to_string(path)
-            .map(|v| Secret::new(v.trim()))
-            .map_err(|e| Error::config(format!("secret file:{path} cannot be read: {e}"))),
-    }
-}
+pub(crate) use switchboard_govern::layers::read_secret;
 
 /// SHA-256 of a token, so caches can be keyed by tokens without holding them as keys.
 pub(crate) fn token_digest(token: &str) -> [u8; 32] {

@@ -105,6 +105,10 @@ pub struct RunContext {
     hops: Arc<AtomicU32>,
     /// The most hops this request may make.
     pub max_hops: u32,
+    /// When the supervisor dispatched the hop made with this context (a fan-out branch), so its
+    /// span starts there and waiting for a worker counts as part of the call. Cleared for nested
+    /// work by [`RunContext::child`].
+    pub dispatched_unix_nano: Option<u64>,
 }
 
 impl RunContext {
@@ -118,6 +122,7 @@ impl RunContext {
             trace: TraceContext::new_root(),
             hops: Arc::default(),
             max_hops: Self::DEFAULT_MAX_HOPS,
+            dispatched_unix_nano: None,
         }
     }
 
@@ -140,6 +145,7 @@ impl RunContext {
         let mut ctx = self.clone();
         ctx.trace.parent_span_id = span;
         ctx.cancel = self.cancel.child_token();
+        ctx.dispatched_unix_nano = None;
         ctx
     }
 

@@ -14,7 +14,7 @@ use switchboard_auth::{
     AuthConfig, ClientCredentials, DevClients, DevIdentityProvider, EdgeAuth, Rfc8693Exchanger,
 };
 use switchboard_core::{Caller, Error, ErrorKind, Result, Secret};
-use switchboard_govern::layers::{CredentialProvider, StandardCredentials, TokenSource};
+use switchboard_govern::layers::{CredentialProvider, StandardCredentials, TokenSource, read_secret};
 use switchboard_govern::reqwest;
 
 /// The issuer of development tokens.
@@ -170,17 +170,6 @@ impl DevIdentity {
     /// `/.well-known/jwks.json`, `/.well-known/openid-configuration` and `/oidc/v1/token`.
     pub fn routes(&self) -> axum::Router {
         switchboard_auth::routes(self.provider.clone(), self.clients.clone())
-    }
-}
-
-fn read_secret(reference: &switchboard_core::SecretRef) -> Result<Secret> {
-    match reference {
-        switchboard_core::SecretRef::Env(name) => std::env::var(name)
-            .map(Secret::new)
-            .map_err(|_| Error::config(format!("secret env:{name} is not set"))),
-        switchboard_core::SecretRef::File(path) => std::fs::read_to_string(path)
-            .map(|s| Secret::new(s.trim()))
-            .map_err(|e| Error::config(format!("secret file:{path} cannot be read: {e}"))),
     }
 }
 

@@ -274,6 +274,11 @@ impl Supervisor {
         history: &[Message],
         events: Option<&UnboundedSender<RunEvent>>,
     ) -> Vec<Step> {
+        // Every branch's span starts now, when the supervisor hands it out, whichever worker
+        // picks it up first.
+        let mut ctx = ctx.clone();
+        ctx.dispatched_unix_nano = Some(unix_nanos_now());
+        let ctx = &ctx;
         let branches: Vec<(String, AbortOnDropHandle<Step>)> = calls
             .into_iter()
             .map(|call| {

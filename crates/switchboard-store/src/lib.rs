@@ -11,6 +11,7 @@
 
 pub mod memory;
 mod postgres;
+mod queue;
 mod schema;
 mod sqlite;
 

@@ -4,18 +4,16 @@
 //! works against either backend. Telemetry takes the same path as in [`crate::SqliteStore`]: a
 //! bounded queue drained by one writer that batches rows into transactions.
 
+use crate::queue::{Batches, Record, WriteQueue};
 use crate::{QUEUE_CAPACITY, SCHEMA_VERSION, Store};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime as PoolRuntime};
 use serde::de::DeserializeOwned;
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::mpsc::{self, Receiver, SendError, SyncSender, TrySendError};
-use std::thread::JoinHandle;
 use std::time::Duration;
 use switchboard_core::{
     AuditRecord, Error, Message, Result, Role, SpanRecord, SpanStatus, TelemetrySink, unix_nanos_now,
 };
-use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::oneshot;
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::error::SqlState;
@@ -31,9 +29,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a read waits for a free pooled connection.
 const POOL_WAIT: Duration = Duration::from_secs(30);
-
-/// The most rows one transaction carries (also bounds the arrays sent per statement).
-const MAX_BATCH: usize = 1024;
 
 /// How often the writer tries a failing batch before giving up on it. With the backoff below
 /// that rides out roughly 15 s of outage (a server restart or failover), during which the queue
@@ -144,19 +139,6 @@ const APPEND_TURN: &str = "INSERT INTO thread_turns (thread_id, seq, request_id,
      created_unix_ms) SELECT $1::text, COALESCE(MAX(seq) + 1, 0), $2::text, $3::text, $4::text, \
      $5::text, $6::bigint FROM thread_turns WHERE thread_id = $1::text";
 
-/// A row waiting for the writer. Boxed so the preallocated queue slots stay small.
-enum Record {
-    Span(Box<SpanRecord>),
-    Audit(Box<AuditRecord>),
-}
-
-/// What travels on the writer queue.
-enum Command {
-    Record(Record),
-    /// Acknowledged once everything queued before it is committed (FIFO queue).
-    Flush(oneshot::Sender<()>),
-}
-
 /// PostgreSQL-backed [`Store`]: several replicas may share one database (and schema).
 ///
 /// Spans and audit rows go through a bounded queue ([`QUEUE_CAPACITY`] by default) to one writer
@@ -174,9 +156,8 @@ enum Command {
 pub struct PostgresStore {
     target: String,
     pool: Pool,
-    /// `None` only while dropping, so the writer sees the queue close before it is joined.
-    queue: Option<SyncSender<Command>>,
-    writer: Option<JoinHandle<()>>,
+    /// Spans and audit rows on their way to the writer thread; dropping it drains the queue.
+    writes: WriteQueue,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -226,26 +207,21 @@ impl PostgresStore {
             migrate(&mut client).await?;
         }
 
-        let (queue, rx) = mpsc::sync_channel(capacity);
         let (ready, started) = oneshot::channel();
         let writer_config = config.clone();
-        let writer = std::thread::Builder::new()
-            .name("switchboard-pg-writer".into())
-            .spawn(move || run_writer(writer_config, rx, ready))
-            .map_err(|e| Error::internal(format!("store: cannot start the writer thread: {e}")))?;
+        let writes = WriteQueue::spawn("switchboard-pg-writer", capacity, move |batches| {
+            run_writer(writer_config, batches, ready)
+        })?;
+        // On failure, dropping `writes` joins the writer thread, which has already returned.
         match started.await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                let _ = writer.join();
                 return Err(Error::upstream(format!("store: the writer connecting to {target} failed: {e}")));
             }
-            Err(_) => {
-                let _ = writer.join();
-                return Err(Error::internal("store: the writer thread stopped during start-up"));
-            }
+            Err(_) => return Err(Error::internal("store: the writer thread stopped during start-up")),
         }
 
-        Ok(Self { target, pool, queue: Some(queue), writer: Some(writer) })
+        Ok(Self { target, pool, writes })
     }
 
     /// Where the store is connected, as `postgres://user@host:port/dbname`: never the password.
@@ -259,23 +235,6 @@ impl PostgresStore {
         url.parse::<Config>()
             .map(|c| describe_target(&c))
             .unwrap_or_else(|_| "<invalid PostgreSQL URL>".into())
-    }
-
-    fn enqueue(&self, record: Record) {
-        let Some(queue) = &self.queue else {
-            return;
-        };
-        let sent = match queue.try_send(Command::Record(record)) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(cmd)) => {
-                tracing::debug!("store: telemetry queue full, applying backpressure");
-                send_blocking(queue, cmd)
-            }
-            Err(TrySendError::Disconnected(cmd)) => Err(SendError(cmd)),
-        };
-        if sent.is_err() {
-            writer_gone();
-        }
     }
 
     async fn client(&self, op: &str) -> Result<deadpool_postgres::Object> {
@@ -295,26 +254,13 @@ impl PostgresStore {
     }
 }
 
-impl Drop for PostgresStore {
-    fn drop(&mut self) {
-        // Closing the queue lets the writer drain what is left and exit; joining it makes the end
-        // of the drop a point at which every recorded row is committed (or given up on).
-        drop(self.queue.take());
-        if let Some(writer) = self.writer.take() {
-            if writer.join().is_err() {
-                tracing::error!("store: the PostgreSQL writer thread panicked");
-            }
-        }
-    }
-}
-
 impl TelemetrySink for PostgresStore {
     fn span(&self, span: SpanRecord) {
-        self.enqueue(Record::Span(Box::new(span)));
+        self.writes.span(span);
     }
 
     fn audit(&self, record: AuditRecord) {
-        self.enqueue(Record::Audit(Box::new(record)));
+        self.writes.audit(record);
     }
 }
 
@@ -383,26 +329,11 @@ impl Store for PostgresStore {
     }
 
     async fn flush(&self) {
-        let Some(queue) = self.queue.clone() else {
-            return;
-        };
-        let (ack, done) = oneshot::channel();
-        let sent = match queue.try_send(Command::Flush(ack)) {
-            Ok(()) => true,
-            // A full queue would block this async task's worker; wait on the blocking pool.
-            Err(TrySendError::Full(cmd)) => {
-                tokio::task::spawn_blocking(move || queue.send(cmd)).await.is_ok_and(|sent| sent.is_ok())
-            }
-            Err(TrySendError::Disconnected(_)) => false,
-        };
-        // The writer drops the acknowledgement unsent only if it died.
-        if !sent || done.await.is_err() {
-            writer_gone();
-        }
+        self.writes.flush().await;
     }
 
     async fn health(&self) -> Result<()> {
-        if self.writer.as_ref().is_none_or(JoinHandle::is_finished) {
+        if !self.writes.is_alive() {
             return Err(Error::internal("store: health check failed: the writer thread has stopped"));
         }
         let op = "health check";
@@ -882,7 +813,7 @@ fn is_data_error(e: &tokio_postgres::Error) -> bool {
 
 /// The writer thread: reports start-up on `ready`, then batches queued rows into transactions
 /// until every sender is gone.
-fn run_writer(config: Config, queue: Receiver<Command>, ready: oneshot::Sender<Result<(), String>>) {
+fn run_writer(config: Config, batches: Batches, ready: oneshot::Sender<Result<(), String>>) {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -898,40 +829,7 @@ fn run_writer(config: Config, queue: Receiver<Command>, ready: oneshot::Sender<R
     // The caller may have given up waiting; the queue then closes and this thread ends below.
     let _ = ready.send(Ok(()));
 
-    let mut batch: Vec<Record> = Vec::with_capacity(MAX_BATCH);
-    let mut acks: Vec<oneshot::Sender<()>> = Vec::new();
-    // `recv` fails only once every sender is gone *and* the queue is empty, so closing the queue
-    // drains it rather than discarding rows.
-    while let Ok(first) = queue.recv() {
-        let mut next = Some(first);
-        while let Some(cmd) = next {
-            match cmd {
-                Command::Record(record) => batch.push(record),
-                Command::Flush(ack) => acks.push(ack),
-            }
-            next = if batch.len() < MAX_BATCH { queue.try_recv().ok() } else { None };
-        }
-        if !batch.is_empty() {
-            runtime.block_on(writer.write_with_retry(&batch));
-            batch.clear();
-        }
-        for ack in acks.drain(..) {
-            // The flusher may have been cancelled; nobody left to tell.
-            let _ = ack.send(());
-        }
-    }
-}
-
-/// Blocks until `cmd` fits in the queue. On a multi-threaded runtime `block_in_place` hands this
-/// worker's other tasks to another thread first, so backpressure slows the caller, not every task
-/// sharing its worker.
-fn send_blocking(queue: &SyncSender<Command>, cmd: Command) -> Result<(), SendError<Command>> {
-    let multi_thread = Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
-    if multi_thread { tokio::task::block_in_place(|| queue.send(cmd)) } else { queue.send(cmd) }
-}
-
-fn writer_gone() {
-    tracing::error!("store: the PostgreSQL writer thread has stopped; telemetry was not persisted");
+    batches.for_each(|batch| runtime.block_on(writer.write_with_retry(batch)));
 }
 
 /// A description of a PostgreSQL failure: the server's SQLSTATE and message (which name tables,

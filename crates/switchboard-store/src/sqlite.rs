@@ -1,29 +1,22 @@
 //! The embedded SQLite backend.
 
+use crate::queue::{Record, WriteQueue};
 use crate::{Store, schema};
 use rusqlite::{CachedStatement, Connection, Row, TransactionBehavior, params};
 use serde::de::DeserializeOwned;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, SendError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
 use std::time::Duration;
 use switchboard_core::{
     AuditRecord, Error, Message, Result, Role, SpanRecord, SpanStatus, TelemetrySink, unix_nanos_now,
 };
-use tokio::runtime::{Handle, RuntimeFlavor};
-use tokio::sync::oneshot;
 
 /// How many spans and audit rows may wait for the writer thread. When the queue is full the
 /// recording call blocks until there is room (backpressure) instead of dropping the row: audit
 /// rows are evidence and must never be lost, and a full queue means the disk is the bottleneck,
 /// which slowing callers down is the honest answer to.
 pub const QUEUE_CAPACITY: usize = 8192;
-
-/// The most rows one transaction carries: large enough to amortise the commit's fsync, small
-/// enough that a flush waiting behind a burst is not held up for long.
-const MAX_BATCH: usize = 1024;
 
 /// How long a statement waits for another connection's (or process's) write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -49,20 +42,6 @@ const SELECT_SPANS: &str = "SELECT request_id, trace_id, span_id, parent_id, nam
 const AUDIT_COLUMNS: &str = "request_id, span_id, ts_unix_ms, caller_email, caller_roles, \
      acting_for, principal, credential_mode, agent, hop, target, decision, reason, duration_ms";
 
-/// A row waiting for the writer. Boxed so the preallocated queue slots stay small.
-enum Record {
-    Span(Box<SpanRecord>),
-    Audit(Box<AuditRecord>),
-}
-
-/// What travels on the writer queue.
-enum Command {
-    Record(Record),
-    /// Acknowledged once everything queued before it is committed; the queue is FIFO, so that is
-    /// exactly the guarantee [`Store::flush`] promises.
-    Flush(oneshot::Sender<()>),
-}
-
 /// SQLite-backed [`Store`]. Several handles, in one process or several (the CLI and a server),
 /// may share one file: WAL mode lets readers proceed during writes and `busy_timeout` serialises
 /// writers.
@@ -76,9 +55,8 @@ enum Command {
 /// before the drop are on disk once the drop returns.
 pub struct SqliteStore {
     path: PathBuf,
-    /// `None` only while dropping, so the writer sees the queue close before it is joined.
-    queue: Option<SyncSender<Command>>,
-    writer: Option<JoinHandle<()>>,
+    /// Spans and audit rows on their way to the writer thread; dropping it drains the queue.
+    writes: WriteQueue,
     conn: Arc<Mutex<Connection>>,
 }
 
@@ -101,40 +79,16 @@ impl SqliteStore {
         schema::migrate(&mut writer_conn)?;
         let conn = open_connection(path)?;
 
-        let (queue, rx) = mpsc::sync_channel(QUEUE_CAPACITY);
-        let writer = std::thread::Builder::new()
-            .name("switchboard-store-writer".into())
-            .spawn(move || run_writer(writer_conn, rx))
-            .map_err(|e| Error::internal(format!("store: cannot start the writer thread: {e}")))?;
+        let writes = WriteQueue::spawn("switchboard-store-writer", QUEUE_CAPACITY, move |batches| {
+            batches.for_each(|batch| write_with_retry(&mut writer_conn, batch))
+        })?;
 
-        Ok(Self {
-            path: path.to_path_buf(),
-            queue: Some(queue),
-            writer: Some(writer),
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        Ok(Self { path: path.to_path_buf(), writes, conn: Arc::new(Mutex::new(conn)) })
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    fn enqueue(&self, record: Record) {
-        let Some(queue) = &self.queue else {
-            return;
-        };
-        let sent = match queue.try_send(Command::Record(record)) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(cmd)) => {
-                tracing::debug!("store: telemetry queue full, applying backpressure");
-                send_blocking(queue, cmd)
-            }
-            Err(TrySendError::Disconnected(cmd)) => Err(SendError(cmd)),
-        };
-        if sent.is_err() {
-            writer_gone();
-        }
     }
 
     /// Runs `f` with the foreground connection on the blocking pool, keeping disk I/O off the
@@ -156,26 +110,13 @@ impl SqliteStore {
     }
 }
 
-impl Drop for SqliteStore {
-    fn drop(&mut self) {
-        // Closing the queue lets the writer drain what is left and exit; joining it makes the end
-        // of the drop a point at which every recorded row is on disk.
-        drop(self.queue.take());
-        if let Some(writer) = self.writer.take() {
-            if writer.join().is_err() {
-                tracing::error!("store: the writer thread panicked");
-            }
-        }
-    }
-}
-
 impl TelemetrySink for SqliteStore {
     fn span(&self, span: SpanRecord) {
-        self.enqueue(Record::Span(Box::new(span)));
+        self.writes.span(span);
     }
 
     fn audit(&self, record: AuditRecord) {
-        self.enqueue(Record::Audit(Box::new(record)));
+        self.writes.audit(record);
     }
 }
 
@@ -261,26 +202,11 @@ impl Store for SqliteStore {
     }
 
     async fn flush(&self) {
-        let Some(queue) = self.queue.clone() else {
-            return;
-        };
-        let (ack, done) = oneshot::channel();
-        let sent = match queue.try_send(Command::Flush(ack)) {
-            Ok(()) => true,
-            // A full queue would block this async task's worker; wait on the blocking pool.
-            Err(TrySendError::Full(cmd)) => {
-                tokio::task::spawn_blocking(move || queue.send(cmd)).await.is_ok_and(|sent| sent.is_ok())
-            }
-            Err(TrySendError::Disconnected(_)) => false,
-        };
-        // The writer drops the acknowledgement unsent only if it died.
-        if !sent || done.await.is_err() {
-            writer_gone();
-        }
+        self.writes.flush().await;
     }
 
     async fn health(&self) -> Result<()> {
-        if self.writer.as_ref().is_none_or(JoinHandle::is_finished) {
+        if !self.writes.is_alive() {
             return Err(Error::internal("store: health check failed: the writer thread has stopped"));
         }
         self.with_conn("health check", |conn| conn.query_row("SELECT 1", [], |row| row.get::<_, i64>(0)))
@@ -310,31 +236,6 @@ fn open_connection(path: &Path) -> Result<Connection> {
 }
 
 /// The writer thread: batches queued rows into transactions until every sender is gone.
-fn run_writer(mut conn: Connection, queue: Receiver<Command>) {
-    let mut batch: Vec<Record> = Vec::with_capacity(MAX_BATCH);
-    let mut acks: Vec<oneshot::Sender<()>> = Vec::new();
-    // `recv` fails only once every sender is gone *and* the queue is empty, so closing the queue
-    // drains it rather than discarding rows.
-    while let Ok(first) = queue.recv() {
-        let mut next = Some(first);
-        while let Some(cmd) = next {
-            match cmd {
-                Command::Record(record) => batch.push(record),
-                Command::Flush(ack) => acks.push(ack),
-            }
-            next = if batch.len() < MAX_BATCH { queue.try_recv().ok() } else { None };
-        }
-        if !batch.is_empty() {
-            write_with_retry(&mut conn, &batch);
-            batch.clear();
-        }
-        for ack in acks.drain(..) {
-            // The flusher may have been cancelled; nobody left to tell.
-            let _ = ack.send(());
-        }
-    }
-}
-
 fn write_with_retry(conn: &mut Connection, batch: &[Record]) {
     for attempt in 1..=WRITE_ATTEMPTS {
         match write_batch(conn, batch) {
@@ -511,18 +412,6 @@ impl std::error::Error for Undecodable {}
 
 fn undecodable(idx: usize) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(Undecodable))
-}
-
-/// Blocks until `cmd` fits in the queue. On a multi-threaded runtime `block_in_place` hands this
-/// worker's other tasks to another thread first, so backpressure slows the caller, not every task
-/// sharing its worker.
-fn send_blocking(queue: &SyncSender<Command>, cmd: Command) -> Result<(), SendError<Command>> {
-    let multi_thread = Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
-    if multi_thread { tokio::task::block_in_place(|| queue.send(cmd)) } else { queue.send(cmd) }
-}
-
-fn writer_gone() {
-    tracing::error!("store: the writer thread has stopped; telemetry was not persisted");
 }
 
 /// A description of a SQLite failure that never includes a bound or stored value: SQLite's own

@@ -87,11 +87,7 @@ pub(crate) fn resolve_database(field: &str, configured: &Path, base_dir: &Path) 
 impl Settings {
     /// Reads and validates `spec.settings` (the `[genie]` table). Errors name the field.
     pub fn from_spec(spec: &AgentSpec, base_dir: &Path) -> Result<Settings> {
-        if spec.settings.is_null() {
-            return Err(Error::config(format!("agent `{}`: the [genie] table is missing", spec.name)));
-        }
-        let mut s: Settings = serde_json::from_value(spec.settings.clone())
-            .map_err(|e| Error::config(format!("agent `{}`: genie: {e}", spec.name)))?;
+        let mut s: Settings = crate::kind_settings(spec)?;
         s.database_path = resolve_database("genie.database", &s.database, base_dir)?;
         if s.views.is_empty() {
             return Err(Error::config("genie.views: list at least one secured view to expose"));

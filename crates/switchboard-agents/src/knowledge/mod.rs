@@ -73,11 +73,7 @@ impl Settings {
     /// Parses `spec.settings`, resolving a relative `path` against `base_dir` and checking the
     /// folder exists. Errors are `Config` errors naming the field.
     pub fn from_spec(spec: &AgentSpec, base_dir: &Path) -> Result<Settings> {
-        if spec.settings.is_null() {
-            return Err(Error::config("knowledge: missing [knowledge] table with at least `path`"));
-        }
-        let raw: RawSettings = serde_json::from_value(spec.settings.clone())
-            .map_err(|e| Error::config(format!("knowledge: {e}")))?;
+        let raw: RawSettings = crate::kind_settings(spec)?;
         if !(1..=MAX_TOP_K).contains(&raw.top_k) {
             return Err(Error::config(format!(
                 "knowledge.top_k: must be between 1 and {MAX_TOP_K}, got {}",

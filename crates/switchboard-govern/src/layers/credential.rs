@@ -19,6 +19,19 @@ pub trait TokenSource: Send + Sync {
     async fn token(&self) -> Result<Secret>;
 }
 
+/// Reads a secret reference at use time, so rotation needs no restart. The error names the
+/// reference, never a value.
+pub fn read_secret(reference: &SecretRef) -> Result<Secret> {
+    match reference {
+        SecretRef::Env(name) => std::env::var(name)
+            .map(Secret::new)
+            .map_err(|_| Error::config(format!("secret env:{name} is not set"))),
+        SecretRef::File(path) => std::fs::read_to_string(path)
+            .map(|v| Secret::new(v.trim()))
+            .map_err(|e| Error::config(format!("secret file:{path} cannot be read: {e}"))),
+    }
+}
+
 /// Exchanges a caller's token for one restricted to a sub-agent's scopes and audience (RFC 8693).
 /// Implementations cache per (caller, audience, scopes) until expiry.
 #[async_trait]
@@ -56,17 +69,6 @@ impl StandardCredentials {
     pub fn with_exchanger(mut self, exchanger: Arc<dyn TokenExchanger>) -> Self {
         self.exchanger = Some(exchanger);
         self
-    }
-
-    fn read_secret(reference: &SecretRef) -> Result<(String, Secret)> {
-        match reference {
-            SecretRef::Env(name) => std::env::var(name)
-                .map(|v| (name.clone(), Secret::new(v)))
-                .map_err(|_| Error::config(format!("secret env:{name} is not set"))),
-            SecretRef::File(path) => std::fs::read_to_string(path)
-                .map(|v| (path.clone(), Secret::new(v.trim())))
-                .map_err(|e| Error::config(format!("secret file:{path} cannot be read: {e}"))),
-        }
     }
 }
 
@@ -118,7 +120,11 @@ impl CredentialProvider for StandardCredentials {
                         hop.agent.name
                     ))
                 })?;
-                let (name, token) = Self::read_secret(reference)?;
+                let token = read_secret(reference)?;
+                let name = match reference {
+                    SecretRef::Env(name) => name.clone(),
+                    SecretRef::File(path) => path.clone(),
+                };
                 Ok(Credential {
                     principal: Principal { kind: PrincipalKind::Secret, name, groups: Vec::new() },
                     token: Some(token),

@@ -9,7 +9,9 @@ mod timeout;
 
 pub use authorize::{Authorize, Policy, RolePolicy};
 pub use budget::HopBudget;
-pub use credential::{CredentialLayer, CredentialProvider, StandardCredentials, TokenExchanger, TokenSource};
+pub use credential::{
+    CredentialLayer, CredentialProvider, StandardCredentials, TokenExchanger, TokenSource, read_secret,
+};
 pub use limit::RateLimit;
 pub use telemetry::{AuditLayer, SpanLayer};
 pub use timeout::Timeout;

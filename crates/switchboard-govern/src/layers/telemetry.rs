@@ -32,7 +32,7 @@ fn span_shape(kind: HopKind) -> (&'static str, SpanKind) {
 #[async_trait]
 impl HopLayer for SpanLayer {
     async fn handle(&self, hop: &mut HopCall, next: Next<'_>) -> Result<()> {
-        let start = unix_nanos_now();
+        let start = hop.ctx.dispatched_unix_nano.unwrap_or_else(unix_nanos_now);
         let result = next.run(hop).await;
         let end = unix_nanos_now();
 

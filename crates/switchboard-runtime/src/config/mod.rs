@@ -118,11 +118,8 @@ pub fn load(source: &ConfigSource, check_settings: SettingsCheck) -> Result<Load
             continue;
         }
         if let Err(e) = check_settings(&spec, &base_dir) {
-            problems.push(Problem {
-                file: file.label.clone(),
-                field: spec.kind.as_str().into(),
-                message: e.message,
-            });
+            // Kind errors already name their table and field (`genie.views: …`).
+            problems.push(Problem { file: file.label.clone(), field: String::new(), message: e.message });
         }
         agents.push(Arc::new(spec));
     }
