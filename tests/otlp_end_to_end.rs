@@ -9,14 +9,17 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::io::Read;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const QUESTION: &str = "Total revenue by region, and who must approve a 25% discount on a 40000 deal?";
 const CALLER: &str = "carol@example.com";
+#[path = "otlp/spawn.rs"]
+mod spawn;
+
 const SERVICE: &str = "switchboard-e2e";
 
 /// A running receiver; killed on drop. Every line it prints is kept, to be searched for secrets.
@@ -31,30 +34,8 @@ struct Receiver {
 
 impl Receiver {
     fn start() -> Self {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/otlp");
-        assert!(
-            dir.join("node_modules/@elastic/mockotlpserver/package.json").exists(),
-            "the OTLP test receiver is not installed: run scripts/otlp-receiver \
-             (npm ci --prefix tests/otlp) first"
-        );
-        let mut child = Command::new("node")
-            .arg(dir.join("receiver.js"))
-            .arg("0")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run `node` ({e}): the OTLP tests need Node.js 20+"));
-        let stdout = child.stdout.take().unwrap();
         let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let child = spawn::spawn_receiver(move |line| tx.send(line).is_ok());
         let mut receiver = Self { child, lines, url: String::new(), printed: Vec::new() };
         let first = receiver
             .next_event(Duration::from_secs(30))

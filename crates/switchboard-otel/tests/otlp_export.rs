@@ -4,10 +4,8 @@
 
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -15,6 +13,9 @@ use switchboard_core::{
     AuditDecision, AuditRecord, HopKind, SpanKind, SpanRecord, SpanStatus, TelemetrySink, TraceContext,
 };
 use switchboard_otel::{OtlpConfig, OtlpSink};
+
+#[path = "../../../tests/otlp/spawn.rs"]
+mod spawn;
 use switchboard_store::MemorySink;
 
 /// A running receiver; killed on drop.
@@ -27,32 +28,13 @@ struct Receiver {
 
 impl Receiver {
     fn start() -> Self {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/otlp");
-        assert!(
-            dir.join("node_modules/@elastic/mockotlpserver/package.json").exists(),
-            "the OTLP test receiver is not installed: run scripts/otlp-receiver \
-             (npm ci --prefix tests/otlp) first"
-        );
-        let mut child = Command::new("node")
-            .arg(dir.join("receiver.js"))
-            .arg("0")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run `node` ({e}): the OTLP tests need Node.js 20+"));
-        let stdout = child.stdout.take().unwrap();
         let (tx, events) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                // Keep a copy of what the receiver printed in the test log.
-                eprintln!("receiver: {line}");
-                if let Ok(event) = serde_json::from_str::<Value>(&line) {
-                    if event.get("event").is_some() && tx.send(event).is_err() {
-                        break;
-                    }
-                }
+        let child = spawn::spawn_receiver(move |line| {
+            // Keep a copy of what the receiver printed in the test log.
+            eprintln!("receiver: {line}");
+            match serde_json::from_str::<Value>(&line) {
+                Ok(event) if event.get("event").is_some() => tx.send(event).is_ok(),
+                _ => true,
             }
         });
         let first = events.recv_timeout(Duration::from_secs(30)).expect("the OTLP receiver did not start");
