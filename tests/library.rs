@@ -93,7 +93,17 @@ async fn a_thread_keeps_each_agents_context_for_follow_ups() {
         r2.steps[0].output.as_ref().and_then(|o| o.data.as_ref()).and_then(|d| d["rows"].as_array().cloned());
     assert_eq!(rows.map(|r| r.len()), Some(3), "{}", r2.answer);
     assert!(r2.answer.to_lowercase().contains("rep"), "builds on the last query: {}", r2.answer);
-    assert_eq!(rt.store.thread("t-1").await.expect("thread").len(), 4);
+    assert_eq!(rt.store.thread("carol@example.com/t-1").await.expect("thread").len(), 4);
+
+    // Threads belong to their caller: alice naming carol's thread id starts a conversation of her own.
+    let alice = rt.dev_caller("alice@example.com").await.expect("alice");
+    let guess = RunRequest {
+        question: "now only the top 3".into(),
+        thread_id: Some("t-1".into()),
+        ..Default::default()
+    };
+    let r3 = rt.supervisor.run(&rt.context(alice), guess).await;
+    assert!(r3.answer.starts_with("I could not match"), "built on carol's thread: {}", r3.answer);
 }
 
 /// An agent of the embedder's own, slow on purpose.

@@ -6,8 +6,9 @@ use serde_json::{Map, json};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use switchboard_core::{
-    Agent, AgentInput, AgentOutput, AgentSpec, ErrorKind, HopKind, Message, Role, RouteDecision, RoutedCall,
-    Router, RunContext, SpanKind, SpanRecord, SpanStatus, TelemetrySink, TraceContext, unix_nanos_now,
+    Agent, AgentInput, AgentOutput, AgentSpec, Caller, ErrorKind, HopKind, Message, Role, RouteDecision,
+    RoutedCall, Router, RunContext, SpanKind, SpanRecord, SpanStatus, TelemetrySink, TraceContext,
+    unix_nanos_now,
 };
 use switchboard_govern::{Gateway, HopTarget};
 use switchboard_store::Store;
@@ -178,7 +179,8 @@ impl Supervisor {
         events: Option<&UnboundedSender<RunEvent>>,
     ) -> RunResponse {
         let send = |e: RunEvent| emit(events, e);
-        if let Some(thread) = &request.thread_id
+        let thread_key = request.thread_id.as_deref().map(|t| thread_key(&ctx.caller, t));
+        if let Some(thread) = &thread_key
             && request.history.is_empty()
         {
             match self.store.thread(thread).await {
@@ -245,7 +247,7 @@ impl Supervisor {
         for piece in answer_pieces(&response.answer) {
             send(RunEvent::Delta { text: piece.to_string() });
         }
-        if let Some(thread) = &request.thread_id {
+        if let Some(thread) = &thread_key {
             self.save_turn(ctx, thread, &request.question, &response).await;
         }
         response
@@ -432,6 +434,12 @@ async fn call_agent(
         }
     }
     step
+}
+
+/// The stored key of a caller's thread. Threads belong to their caller: the same id from someone
+/// else names a different conversation, so nobody reads another's history by guessing an id.
+fn thread_key(caller: &Caller, thread: &str) -> String {
+    format!("{}/{thread}", caller.subject())
 }
 
 /// Drops repeated (agent, input) pairs: no agent is called twice with the same input in a request.

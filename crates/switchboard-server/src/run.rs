@@ -64,16 +64,9 @@ pub(crate) fn context(
     ctx
 }
 
-/// The stored thread key for a client's thread id. Threads are per caller: the same id sent by
-/// someone else names a different conversation, so nobody can read another's history by
-/// guessing an id.
-fn thread_key(caller: &Caller, thread: &str) -> String {
-    format!("{}/{thread}", caller.subject())
-}
-
 /// Starts the run.
 pub(crate) fn start(state: &AppState, ctx: RunContext, mut request: RunRequest, options: &Options) -> Run {
-    request.thread_id = options.thread.as_deref().map(|t| thread_key(&ctx.caller, t));
+    request.thread_id = options.thread.clone();
     let guard = ctx.cancel.clone().drop_guard();
     let return_trace = options.return_trace;
     let (state_, ctx_) = (state.clone(), ctx.clone());
