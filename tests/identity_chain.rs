@@ -27,6 +27,7 @@ struct Seen {
     mode: String,
     bearer: String,
     request_id: String,
+    traceparent: String,
 }
 
 #[derive(Clone, Default)]
@@ -74,6 +75,7 @@ async fn relay(
         mode: mode.clone(),
         bearer: token.clone(),
         request_id: header(&headers, "x-request-id"),
+        traceparent: header(&headers, "traceparent"),
     });
     let tool_url = rec.tool_url.lock().expect("lock").clone();
     let tool: Value = reqwest::Client::new()
@@ -96,6 +98,7 @@ async fn tool(State(rec): State<Recorder>, Path(mode): Path<String>, headers: He
         mode: mode.clone(),
         bearer: bearer(&headers),
         request_id: header(&headers, "x-request-id"),
+        traceparent: header(&headers, "traceparent"),
     });
     Json(json!({"result": format!("{mode} fruit ok")}))
 }
@@ -288,8 +291,11 @@ async fn identity_survives_every_hop_in_every_mode() {
     let bodies = Bodies::default();
     let alice = cli(&config, &["token", "--as", "alice@example.com"]);
 
-    // obo: the deepest hop sees the human.
-    let (status, headers, body) = bodies.ask(&url, Some(&alice), &[], "tell me about apples").await;
+    // obo: the deepest hop sees the human. The caller's W3C trace comes in and goes out again.
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let incoming = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    let (status, headers, body) =
+        bodies.ask(&url, Some(&alice), &[("traceparent", incoming.as_str())], "tell me about apples").await;
     assert_eq!(status, 200, "{body}");
     assert!(answer(&body).contains("relay obo done; tool says obo fruit ok"), "{body}");
     let request_id = header(&headers, "x-request-id");
@@ -299,6 +305,11 @@ async fn identity_survives_every_hop_in_every_mode() {
         ("obo", "alice@example.com")
     );
     assert_eq!(last_tool.request_id, request_id, "the request id travels to the deepest hop");
+    let relayed = rec.relay.lock().expect("lock").last().cloned().expect("the relay was called");
+    let parts: Vec<&str> = relayed.traceparent.split('-').collect();
+    assert_eq!(parts.len(), 4, "a W3C traceparent reaches the sub-agent: {:?}", relayed.traceparent);
+    assert_eq!(parts[1], trace_id, "the caller's trace continues through the hop");
+    assert_ne!(parts[2], "00f067aa0ba902b7", "with the hop's own span as the parent");
 
     // automatic: the service principal's token from the client-credentials endpoint.
     let (status, _, body) = bodies.ask(&url, Some(&alice), &[], "bananas").await;

@@ -227,3 +227,56 @@ async fn the_hop_budget_caps_a_request() {
         gw.hop(&c, &agent, HopTarget::new(HopKind::Tool, "t"), |_| async { Ok(()) }).await.expect_err("over");
     assert!(err.message.contains("hop budget of 2"), "{}", err.message);
 }
+
+/// Records what it was asked and answers with a token naming the audience and scopes.
+struct RecordingExchanger(std::sync::Mutex<Vec<(String, Option<String>, Vec<String>)>>);
+
+#[async_trait::async_trait]
+impl switchboard_govern::layers::TokenExchanger for RecordingExchanger {
+    async fn exchange(
+        &self,
+        subject_token: &switchboard_core::Secret,
+        audience: Option<&str>,
+        scopes: &[String],
+    ) -> switchboard_core::Result<switchboard_core::Secret> {
+        self.0.lock().expect("lock").push((
+            subject_token.expose().to_string(),
+            audience.map(str::to_string),
+            scopes.to_vec(),
+        ));
+        Ok(switchboard_core::Secret::new(format!(
+            "downscoped:{}:{}",
+            audience.unwrap_or(""),
+            scopes.join(" ")
+        )))
+    }
+}
+
+#[tokio::test]
+async fn obo_hops_present_the_exchanged_token_when_an_exchanger_is_configured() {
+    let exchanger = Arc::new(RecordingExchanger(std::sync::Mutex::default()));
+    let credentials = StandardCredentials::new("switchboard-sp").with_exchanger(exchanger.clone());
+    let gw = Gateway::builder(Arc::new(MemorySink::default()), Arc::new(credentials)).build();
+    let mut s = (*spec("genie", CredentialMode::Obo, None)).clone();
+    s.credential.scopes = vec!["sql".into()];
+    s.credential.audience = Some("https://sql.example.com".into());
+    let agent = Arc::new(s);
+    let c = ctx(caller("alice@example.com", "west_sales"));
+    let presented = gw
+        .hop(&c, &agent, HopTarget::new(HopKind::Sql, "deals"), |g| async move {
+            Ok(g.credential().token.as_ref().map(|t| t.expose().to_string()))
+        })
+        .await
+        .expect("allowed");
+    assert_eq!(presented.as_deref(), Some("downscoped:https://sql.example.com:sql"));
+    let asked = exchanger.0.lock().expect("lock").clone();
+    assert_eq!(
+        asked,
+        vec![(
+            "tok-alice@example.com".to_string(),
+            Some("https://sql.example.com".to_string()),
+            vec!["sql".to_string()]
+        )],
+        "the caller's own token is exchanged for the agent's audience and scopes"
+    );
+}
