@@ -228,8 +228,11 @@ async fn the_hop_budget_caps_a_request() {
     assert!(err.message.contains("hop budget of 2"), "{}", err.message);
 }
 
+/// One exchange request: the subject token, the audience and the scopes.
+type Exchange = (String, Option<String>, Vec<String>);
+
 /// Records what it was asked and answers with a token naming the audience and scopes.
-struct RecordingExchanger(std::sync::Mutex<Vec<(String, Option<String>, Vec<String>)>>);
+struct RecordingExchanger(std::sync::Mutex<Vec<Exchange>>);
 
 #[async_trait::async_trait]
 impl switchboard_govern::layers::TokenExchanger for RecordingExchanger {
