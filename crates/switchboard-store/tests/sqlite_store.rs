@@ -1,52 +1,13 @@
 //! Behaviour of `SqliteStore` against real database files.
 
+mod common;
+
+use common::{audit_row, span};
 use rusqlite::Connection;
 use std::path::Path;
 use std::sync::Arc;
-use switchboard_core::{
-    AuditDecision, AuditRecord, ErrorKind, HopKind, Message, Role, SpanKind, SpanRecord, SpanStatus,
-    TelemetrySink,
-};
+use switchboard_core::{ErrorKind, Message, Role, TelemetrySink};
 use switchboard_store::{QUEUE_CAPACITY, SCHEMA_VERSION, SqliteStore, Store};
-
-fn audit_row(request_id: &str, n: u64) -> AuditRecord {
-    AuditRecord {
-        request_id: request_id.into(),
-        span_id: format!("span-{n}"),
-        ts_unix_ms: 1_700_000_000_000 + n,
-        caller_email: "alice@example.com".into(),
-        caller_roles: "sales,admin".into(),
-        acting_for: (n % 2 == 0).then(|| "bob@example.com".into()),
-        principal: "alice@example.com".into(),
-        credential_mode: "obo".into(),
-        agent: "sales".into(),
-        hop: HopKind::Sql,
-        target: "main.sales.deals".into(),
-        decision: if n % 3 == 0 { AuditDecision::AccessDenied } else { AuditDecision::Allowed },
-        reason: (n % 3 == 0).then(|| "policy: sales only".into()),
-        duration_ms: n * 2,
-    }
-}
-
-fn span(request_id: &str, id: &str, parent: Option<&str>, start: u64) -> SpanRecord {
-    let mut attributes = serde_json::Map::new();
-    attributes.insert("gen_ai.agent.name".into(), "sales".into());
-    attributes.insert("switchboard.hop".into(), serde_json::json!({"n": start}));
-    SpanRecord {
-        request_id: request_id.into(),
-        trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
-        span_id: id.into(),
-        parent_id: parent.map(Into::into),
-        name: format!("execute_tool {id}"),
-        kind: SpanKind::Tool,
-        agent: Some("sales".into()),
-        start_unix_nano: start,
-        end_unix_nano: start + 500,
-        status: if start % 2 == 0 { SpanStatus::Ok } else { SpanStatus::Error },
-        status_message: (start % 2 == 1).then(|| "denied".into()),
-        attributes,
-    }
-}
 
 /// Counts rows through an independent connection, as the `audit` agent or another process would.
 fn count(path: &Path, table: &str) -> i64 {
