@@ -40,12 +40,6 @@ impl Serialize for Secret {
     }
 }
 
-impl PartialEq for Secret {
-    fn eq(&self, other: &Self) -> bool {
-        self.expose() == other.expose()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
