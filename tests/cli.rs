@@ -255,3 +255,89 @@ fn bad_input_gets_a_clear_error() {
     let out = demo.run(&["trace", "no-such-request"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("no spans recorded for request no-such-request"));
 }
+
+/// The tickets the `tickets` agent listed, as (id, owner) pairs.
+fn tickets_of(reply: &Value) -> Vec<(String, String)> {
+    let step = reply["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["agent"] == "tickets"))
+        .unwrap_or_else(|| panic!("a tickets step in {reply}"));
+    step["output"]["data"]["structured_content"]["tickets"]
+        .as_array()
+        .unwrap_or_else(|| panic!("structured tickets in {step}"))
+        .iter()
+        .map(|t| (t["id"].as_str().unwrap().to_string(), t["owner"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+const USERS: [&str; 6] = [
+    "alice@example.com",
+    "bob@example.com",
+    "carol@example.com",
+    "dave@example.com",
+    "erin@example.com",
+    "frank@example.com",
+];
+
+#[test]
+fn each_demo_user_sees_only_their_own_tickets_through_the_mcp_server() {
+    let demo = Demo::new();
+    let mut seen_ids = HashSet::new();
+    for user in USERS {
+        let (reply, code) = demo.chat(user, "list all my support tickets, open and closed");
+        assert_eq!((reply["status"].as_str(), code), (Some("ok"), 0), "{user}: {reply}");
+        assert_eq!(reply["agents"], serde_json::json!(["tickets"]), "{user}");
+        let tickets = tickets_of(&reply);
+        assert!(!tickets.is_empty(), "{user} has tickets in the demo");
+        for (id, owner) in tickets {
+            assert_eq!(owner, user, "{user} was shown {id}, owned by {owner}");
+            assert!(seen_ids.insert(id.clone()), "{id} was shown to two users");
+        }
+    }
+}
+
+#[test]
+fn revoking_use_connection_is_a_kill_switch_and_granting_restores_it() {
+    let demo = Demo::new();
+    let question = "what are my open tickets?";
+    let (reply, code) = demo.chat("bob@example.com", question);
+    assert_eq!((reply["status"].as_str(), code), (Some("ok"), 0), "{reply}");
+
+    let out = demo.run(&["revoke", "use-connection", "tickets_mcp", "--from", "east_sales"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("revoked USE CONNECTION on tickets_mcp from east_sales")
+    );
+
+    let (reply, code) = demo.chat("bob@example.com", question);
+    assert_eq!((reply["status"].as_str(), code), (Some("denied"), 3), "{reply}");
+    let answer = reply["answer"].as_str().unwrap();
+    assert!(answer.contains("USE CONNECTION") && answer.contains("tickets_mcp"), "{answer}");
+    let (reply, _) = demo.chat("alice@example.com", question);
+    assert_eq!(reply["status"], "ok", "other roles keep their grant: {reply}");
+
+    // The denial and the revoke are both in the audit log.
+    let out = demo.run(&["audit", "--json", "--limit", "50"]);
+    let rows: Value = serde_json::from_slice(&out.stdout).expect("audit --json");
+    let rows = rows.as_array().expect("rows");
+    assert!(
+        rows.iter()
+            .any(|r| r["hop"] == "revoke" && r["target"] == "tickets_mcp" && r["principal"] == "east_sales")
+    );
+    assert!(rows.iter().any(|r| r["decision"] == "access_denied" && r["caller_email"] == "bob@example.com"));
+
+    let out = demo.run(&["grants", "tickets_mcp"]);
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(listing.contains("west_sales") && !listing.contains("east_sales"), "{listing}");
+
+    let out = demo.run(&["grant", "use-connection", "tickets_mcp", "--to", "east_sales"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (reply, code) = demo.chat("bob@example.com", question);
+    assert_eq!((reply["status"].as_str(), code), (Some("ok"), 0), "{reply}");
+
+    // Bad input: an unknown connection is a clear error.
+    let out = demo.run(&["grant", "use-connection", "nope", "--to", "east_sales"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no connection named `nope`"));
+}

@@ -12,10 +12,11 @@ use axum::routing::post;
 use axum::{Json, Router};
 use base64::Engine;
 use serde_json::{Value, json};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use switchboard_testkit::Serve;
 
 const RELAY_SECRET: &str = "manual-relay-secret-PLANTED-7c1f";
 const CLIENT_SECRET: &str = "sp-client-secret-PLANTED-42aa";
@@ -164,66 +165,6 @@ fn write_config(dir: &std::path::Path, peers: &str) {
     }
 }
 
-/// `switchboard serve`, stopped gracefully on drop; its log goes to a file the test scans.
-struct Server {
-    child: Child,
-    url: String,
-    log: std::path::PathBuf,
-}
-
-impl Server {
-    async fn start(config: &std::path::Path, log: std::path::PathBuf) -> Self {
-        let port =
-            std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
-        let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .args([
-                "serve",
-                "--config",
-                config.to_str().expect("utf-8"),
-                "--addr",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .env("SB_TEST_RELAY_SECRET", RELAY_SECRET)
-            .env("SB_TEST_SP_SECRET", CLIENT_SECRET)
-            .env("RUST_LOG", "debug")
-            .env("SWITCHBOARD_LOG_FORMAT", "json")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("switchboard serve starts");
-        let url = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while reqwest::get(format!("{url}/health")).await.is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "the server did not come up: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Self { child, url, log }
-    }
-
-    fn stop(&mut self) {
-        // SAFETY-free graceful stop: SIGTERM, then wait, so queued audit rows reach the store.
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 /// Every response body the test received, for the leak scan.
 #[derive(Default)]
 struct Bodies(Mutex<Vec<String>>);
@@ -286,8 +227,18 @@ async fn identity_survives_every_hop_in_every_mode() {
     let dir = tempfile::tempdir().expect("tempdir");
     write_config(dir.path(), &peers);
     let config = dir.path().join("switchboard.toml");
-    let mut server = Server::start(&config, dir.path().join("serve.log")).await;
-    let url = server.url.clone();
+    let mut server = Serve::start(
+        std::path::Path::new(env!("CARGO_BIN_EXE_switchboard")),
+        Some(&config),
+        &[
+            ("SB_TEST_RELAY_SECRET", RELAY_SECRET),
+            ("SB_TEST_SP_SECRET", CLIENT_SECRET),
+            ("RUST_LOG", "debug"),
+            ("SWITCHBOARD_LOG_FORMAT", "json"),
+        ],
+    )
+    .await;
+    let url = server.url().to_string();
     let bodies = Bodies::default();
     let alice = cli(&config, &["token", "--as", "alice@example.com"]);
 
@@ -441,7 +392,7 @@ async fn identity_survives_every_hop_in_every_mode() {
     );
 
     // Secrets never leak: not in logs, spans, audit rows or any response body.
-    let mut haystack = std::fs::read_to_string(&server.log).expect("server log");
+    let mut haystack = std::fs::read_to_string(server.log_path()).expect("server log");
     haystack.push_str(&serde_json::to_string(&audit).expect("audit"));
     for id in [&request_id, &mixed_id, &forged_id, &scoped_id] {
         haystack.push_str(&cli(&config, &["trace", "--json", id]));

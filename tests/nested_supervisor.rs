@@ -7,97 +7,13 @@
 //! human who asked the outer: its row filter answers per caller, and both audit logs name them.
 
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+use switchboard_testkit::{Serve, free_port};
 
 /// The repository's demo configuration; the outer copies its `[identity]` section.
 const DEMO_CONFIG: &str = include_str!("../switchboard.toml");
-
-/// A free loopback port: bound, read and released for the server to take.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port()
-}
-
-/// `switchboard serve`, stopped with SIGTERM by `stop` (killed on drop if still running); its
-/// stderr goes to a file quoted in failure messages.
-struct Server {
-    name: &'static str,
-    child: Child,
-    url: String,
-    log: PathBuf,
-}
-
-impl Server {
-    fn spawn(name: &'static str, config: &Path, port: u16, log: PathBuf) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .args([
-                "serve",
-                "--config",
-                config.to_str().expect("utf-8"),
-                "--addr",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .env_remove("SWITCHBOARD_HOME")
-            .env_remove("SWITCHBOARD_ADDR")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("switchboard serve starts");
-        Self { name, child, url: format!("http://127.0.0.1:{port}"), log }
-    }
-
-    fn logs(&self) -> String {
-        format!(
-            "--- {} server log ---\n{}",
-            self.name,
-            std::fs::read_to_string(&self.log).unwrap_or_else(|e| format!("(unreadable: {e})"))
-        )
-    }
-
-    /// Waits (bounded) until `/health` answers at all.
-    async fn wait_up(&mut self, http: &reqwest::Client) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if http.get(format!("{}/health", self.url)).send().await.is_ok() {
-                return;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("the {} server exited early ({status}):\n{}", self.name, self.logs());
-            }
-            assert!(Instant::now() < deadline, "the {} server did not come up:\n{}", self.name, self.logs());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// SIGTERM, then a bounded wait, so queued audit rows reach the store; kill as a last resort.
-    fn stop(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
-        }
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 /// Runs the CLI and returns its trimmed stdout; `envs` adds variables, `SWITCHBOARD_HOME` is
 /// cleared unless given.
@@ -247,11 +163,12 @@ async fn a_nested_supervisor_sees_the_same_caller() {
     cli(&["validate", "--config", path_str(&outer_config)], &[]);
 
     // The outer first: the inner fetches its JWKS on first use.
-    let mut outer = Server::spawn("outer", &outer_config, outer_port, tmp.path().join("outer.log"));
-    outer.wait_up(&http).await;
-    let mut inner = Server::spawn("inner", &inner_config, inner_port, tmp.path().join("inner.log"));
-    inner.wait_up(&http).await;
-    let logs = |outer: &Server, inner: &Server| format!("{}\n{}", outer.logs(), inner.logs());
+    let bin = Path::new(env!("CARGO_BIN_EXE_switchboard"));
+    let mut outer = Serve::start_on(bin, Some(&outer_config), outer_port, &[("RUST_LOG", "info")]).await;
+    let mut inner = Serve::start_on(bin, Some(&inner_config), inner_port, &[("RUST_LOG", "info")]).await;
+    let logs = |outer: &Serve, inner: &Serve| {
+        format!("--- outer server log ---\n{}\n--- inner server log ---\n{}", outer.log(), inner.log())
+    };
 
     let token = |who: &str| cli(&["token", "--config", path_str(&outer_config), "--as", who], &[]);
     let (alice, carol) = (token("alice@example.com"), token("carol@example.com"));

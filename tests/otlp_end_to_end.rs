@@ -11,14 +11,13 @@ use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+use switchboard_testkit::Child;
 
 const QUESTION: &str = "Total revenue by region, and who must approve a 25% discount on a 40000 deal?";
 const CALLER: &str = "carol@example.com";
-#[path = "otlp/spawn.rs"]
-mod spawn;
 
 const SERVICE: &str = "switchboard-e2e";
 
@@ -35,7 +34,7 @@ struct Receiver {
 impl Receiver {
     fn start() -> Self {
         let (tx, lines) = mpsc::channel();
-        let child = spawn::spawn_receiver(move |line| tx.send(line).is_ok());
+        let child = switchboard_testkit::otlp_receiver(move |line| tx.send(line).is_ok());
         let mut receiver = Self { child, lines, url: String::new(), printed: Vec::new() };
         let first = receiver
             .next_event(Duration::from_secs(30))
@@ -88,8 +87,7 @@ impl Receiver {
 
 impl Drop for Receiver {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.kill();
     }
 }
 

@@ -52,6 +52,10 @@ impl Settings {
     pub fn from_spec(spec: &AgentSpec, _base_dir: &Path) -> Result<Settings> {
         let table = spec.kind.as_str();
         let settings: Settings = crate::kind_settings(spec)?;
+        if spec.connection.is_some() && !settings.url.contains("://") {
+            // A path, joined onto the connection's base URL when the agent is built.
+            return Ok(settings);
+        }
         let url = reqwest::Url::parse(&settings.url)
             .map_err(|e| Error::config(format!("{table}.url: `{}` is not a URL: {e}", settings.url)))?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
@@ -71,6 +75,7 @@ pub struct EndpointAgent {
     spec: Arc<AgentSpec>,
     egress: Egress,
     settings: Settings,
+    url: reqwest::Url,
     host: String,
 }
 
@@ -78,11 +83,18 @@ impl EndpointAgent {
     /// Builds the agent; no network I/O happens here.
     pub fn new(spec: Arc<AgentSpec>, egress: Egress, base_dir: &Path) -> Result<Self> {
         let settings = Settings::from_spec(&spec, base_dir)?;
-        let host = reqwest::Url::parse(&settings.url)
-            .ok()
-            .and_then(|u| u.host_str().map(|h| format!("{h}:{}", u.port_or_known_default().unwrap_or(80))))
+        // Through a connection the URL may be a path on its base URL, and must pass its egress
+        // rules now rather than on the first request.
+        let url = match egress.connection() {
+            Some(connection) => connection.url(&settings.url)?,
+            None => reqwest::Url::parse(&settings.url)
+                .map_err(|e| Error::config(format!("endpoint.url: `{}` is not a URL: {e}", settings.url)))?,
+        };
+        let host = url
+            .host_str()
+            .map(|h| format!("{h}:{}", url.port_or_known_default().unwrap_or(80)))
             .unwrap_or_default();
-        Ok(Self { spec, egress, settings, host })
+        Ok(Self { spec, egress, settings, url, host })
     }
 
     fn body(&self, input: &AgentInput) -> Value {
@@ -168,7 +180,7 @@ impl Agent for EndpointAgent {
                 let body = &body;
                 async move {
                     let response = grant
-                        .request(reqwest::Method::POST, &self.settings.url)
+                        .request(reqwest::Method::POST, self.url.as_str())?
                         .json(body)
                         .send()
                         .await

@@ -107,4 +107,11 @@ pub trait Agent: Send + Sync {
     async fn health(&self) -> Result<()> {
         Ok(())
     }
+
+    /// A short account of the agent's link to what it calls (an MCP session: idle, connected to
+    /// which server, or why it is disconnected), shown beside its health. `None` when there is
+    /// nothing to say.
+    fn state(&self) -> Option<String> {
+        None
+    }
 }

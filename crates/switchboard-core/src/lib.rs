@@ -7,6 +7,7 @@
 
 mod agent;
 mod caller;
+mod connection;
 mod context;
 mod credential;
 mod error;
@@ -17,6 +18,7 @@ mod telemetry;
 
 pub use agent::{Agent, AgentInput, AgentKind, AgentOutput, AgentSpec, Citation, MAX_AGENTS};
 pub use caller::{AuthMethod, Caller};
+pub use connection::{ConnectionAuth, ConnectionSpec};
 pub use context::{RequestId, RunContext, TraceContext};
 pub use credential::{Credential, CredentialMode, CredentialSpec, Principal, PrincipalKind, SecretRef};
 pub use error::{Error, ErrorKind};

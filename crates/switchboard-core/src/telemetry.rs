@@ -92,6 +92,10 @@ pub enum HopKind {
     Mcp,
     /// A retrieval over an index.
     Retrieval,
+    /// Not a hop: a `USE CONNECTION` grant, recorded as an audit row.
+    Grant,
+    /// Not a hop: a `USE CONNECTION` revoke, recorded as an audit row.
+    Revoke,
 }
 
 impl HopKind {
@@ -105,6 +109,8 @@ impl HopKind {
             Self::Http => "http",
             Self::Mcp => "mcp",
             Self::Retrieval => "retrieval",
+            Self::Grant => "grant",
+            Self::Revoke => "revoke",
         }
     }
 }

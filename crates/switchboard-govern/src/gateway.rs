@@ -1,3 +1,4 @@
+use crate::connection::{Connection, Connections};
 use crate::layers;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
@@ -35,6 +36,8 @@ pub struct HopCall {
     pub target: HopTarget,
     /// This hop's span id, fixed up front so every layer can refer to it.
     pub span_id: SpanId,
+    /// The agent's named connection, if it has one.
+    pub connection: Option<Arc<Connection>>,
     /// Set by the credential layer.
     pub credential: Option<Credential>,
     /// Extra span attributes recorded by layers and by the call (token counts, row counts…).
@@ -57,6 +60,7 @@ pub struct HopGrant {
     ctx: RunContext,
     credential: Credential,
     http: reqwest::Client,
+    connection: Option<Arc<Connection>>,
     attributes: Arc<Mutex<serde_json::Map<String, serde_json::Value>>>,
 }
 
@@ -73,17 +77,31 @@ impl HopGrant {
     pub fn credential(&self) -> &Credential {
         &self.credential
     }
-    /// A request carrying this hop's bearer token, `traceparent` and `x-request-id`.
-    pub fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
-        let mut rb = self
-            .http
+    /// The connection this hop goes through, if the agent names one.
+    pub fn connection(&self) -> Option<&Arc<Connection>> {
+        self.connection.as_ref()
+    }
+    /// A request carrying this hop's bearer token, `traceparent` and `x-request-id`. Through a
+    /// connection, the URL must pass the connection's egress rules (the error names the
+    /// connection and the host, and nothing is sent) and the connection's own client is used.
+    pub fn request(&self, method: reqwest::Method, url: &str) -> Result<reqwest::RequestBuilder> {
+        let http = match &self.connection {
+            Some(connection) => {
+                let parsed = reqwest::Url::parse(url)
+                    .map_err(|e| Error::invalid(format!("`{url}` is not a URL: {e}")))?;
+                connection.check_url(&parsed)?;
+                connection.http()
+            }
+            None => &self.http,
+        };
+        let mut rb = http
             .request(method, url)
             .header("traceparent", self.ctx.trace.traceparent(self.ctx.trace.parent_span_id))
             .header("x-request-id", self.ctx.request_id.as_str());
         if let Some(token) = &self.credential.token {
             rb = rb.bearer_auth(token.expose());
         }
-        rb
+        Ok(rb)
     }
     /// Records a span attribute on this hop's span (token counts, row counts…).
     pub fn record(&self, key: &str, value: impl Into<serde_json::Value>) {
@@ -116,6 +134,7 @@ impl Next<'_> {
                     ctx: hop.ctx.child(hop.span_id),
                     credential,
                     http: self.http.clone(),
+                    connection: hop.connection.clone(),
                     attributes: hop.attributes.clone(),
                 };
                 (self.call)(grant).await
@@ -136,6 +155,7 @@ pub trait HopLayer: Send + Sync {
 pub struct Gateway {
     layers: Vec<Arc<dyn HopLayer>>,
     http: reqwest::Client,
+    connections: Connections,
 }
 
 impl Gateway {
@@ -151,6 +171,7 @@ impl Gateway {
             limits: None,
             extra: Vec::new(),
             http: None,
+            connections: None,
         }
     }
 
@@ -185,9 +206,19 @@ impl Gateway {
             agent: agent.clone(),
             target,
             span_id: TraceContext::new_span_id(),
+            connection: None,
             credential: None,
             attributes: Arc::default(),
         };
+        if let Some(name) = &agent.connection {
+            let connection = self.connections.get(name).ok_or_else(|| {
+                Error::config(format!(
+                    "agent `{}` names connection `{name}`, which is not declared",
+                    agent.name
+                ))
+            })?;
+            hop.connection = Some(connection.clone());
+        }
         Next { layers: &self.layers, call: &terminal, http: &self.http }.run(&mut hop).await?;
         slot.into_inner()
             .ok()
@@ -197,7 +228,13 @@ impl Gateway {
 
     /// A handle that makes hops for one sub-agent; what a sub-agent is built with.
     pub fn egress(self: &Arc<Self>, agent: Arc<AgentSpec>) -> Egress {
-        Egress { gateway: self.clone(), agent }
+        let connection = agent.connection.as_ref().and_then(|name| self.connections.get(name).cloned());
+        Egress { gateway: self.clone(), agent, connection }
+    }
+
+    /// A declared connection, by name.
+    pub fn connection(&self, name: &str) -> Option<&Arc<Connection>> {
+        self.connections.get(name)
     }
 }
 
@@ -209,6 +246,7 @@ pub struct GatewayBuilder {
     limits: Option<layers::RateLimit>,
     extra: Vec<Arc<dyn HopLayer>>,
     http: Option<reqwest::Client>,
+    connections: Option<(Connections, Arc<dyn layers::ConnectionGrants>, String)>,
 }
 
 impl GatewayBuilder {
@@ -232,21 +270,44 @@ impl GatewayBuilder {
         self.http = Some(client);
         self
     }
-    /// Assembles the stack: span → audit → budget → authorize → credential → limit → timeout → extras → call.
+    /// Declares the connections agents may name, the `USE CONNECTION` grants that decide who
+    /// may use them, and the service principal whose grants `automatic` hops need.
+    pub fn connections(
+        mut self,
+        connections: impl IntoIterator<Item = Arc<Connection>>,
+        grants: Arc<dyn layers::ConnectionGrants>,
+        service_principal: impl Into<String>,
+    ) -> Self {
+        let map = connections.into_iter().map(|c| (c.name().to_string(), c)).collect();
+        self.connections = Some((map, grants, service_principal.into()));
+        self
+    }
+    /// Assembles the stack: span → audit → budget → authorize → connection grant → credential →
+    /// connection auth → limit → timeout → extras → call.
     pub fn build(self) -> Gateway {
         let mut layers: Vec<Arc<dyn HopLayer>> = vec![
             Arc::new(layers::SpanLayer::new(self.sink.clone())),
             Arc::new(layers::AuditLayer::new(self.sink)),
             Arc::new(layers::HopBudget),
             Arc::new(layers::Authorize::new(self.policy)),
-            Arc::new(layers::CredentialLayer::new(self.credentials)),
         ];
+        let connections = match self.connections {
+            Some((connections, grants, service_principal)) => {
+                layers.push(Arc::new(layers::ConnectionGrant::new(grants, service_principal)));
+                connections
+            }
+            None => Connections::new(),
+        };
+        layers.push(Arc::new(layers::CredentialLayer::new(self.credentials)));
+        if !connections.is_empty() {
+            layers.push(Arc::new(layers::ConnectionAuthLayer));
+        }
         if let Some(limit) = self.limits {
             layers.push(Arc::new(limit));
         }
         layers.push(Arc::new(layers::Timeout));
         layers.extend(self.extra);
-        Gateway { layers, http: self.http.unwrap_or_default() }
+        Gateway { layers, http: self.http.unwrap_or_default(), connections }
     }
 }
 
@@ -255,12 +316,17 @@ impl GatewayBuilder {
 pub struct Egress {
     gateway: Arc<Gateway>,
     agent: Arc<AgentSpec>,
+    connection: Option<Arc<Connection>>,
 }
 
 impl Egress {
     /// The sub-agent this egress belongs to.
     pub fn agent(&self) -> &Arc<AgentSpec> {
         &self.agent
+    }
+    /// The agent's named connection, if it has one (and it is declared).
+    pub fn connection(&self) -> Option<&Arc<Connection>> {
+        self.connection.as_ref()
     }
     /// Makes a governed call; see [`Gateway::hop`].
     pub async fn hop<T, F, Fut>(&self, ctx: &RunContext, target: HopTarget, call: F) -> Result<T>

@@ -4,16 +4,20 @@
 //! is a [`hop`](Gateway::hop) through one composable stack of [`HopLayer`]s:
 //!
 //! ```text
-//! span → audit → budget → authorize → credential → limit → timeout → call
+//! span → audit → budget → authorize → connection grant → credential → connection auth
+//!      → limit → timeout → call
 //! ```
 //!
 //! The call itself receives a [`HopGrant`]: the resolved credential and the only authenticated
 //! HTTP client a sub-agent ever gets. A new sub-agent kind therefore cannot skip governance: it has
-//! no other way to obtain a credential. Hops authorized here: [`layers::Authorize`].
+//! no other way to obtain a credential. Hops authorized here: [`layers::Authorize`] (agent roles) and
+//! [`layers::ConnectionGrant`] (`USE CONNECTION` on the agent's [`Connection`]).
 
+mod connection;
 mod gateway;
 pub mod layers;
 
+pub use connection::{Connection, Connections};
 pub use gateway::{Egress, Gateway, GatewayBuilder, HopCall, HopGrant, HopLayer, HopTarget, Next};
 /// The HTTP types a [`HopGrant`] hands out, so sub-agents need no HTTP client crate of their own.
 pub use reqwest;

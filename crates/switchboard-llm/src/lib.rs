@@ -97,16 +97,14 @@ impl LlmClient {
                 let body = &body;
                 let prompt_text = &prompt_text;
                 async move {
-                    let response =
-                        grant.request(reqwest::Method::POST, &self.url).json(body).send().await.map_err(
-                            |e| {
-                                Error::upstream(format!(
-                                    "LLM request to {} failed: {}",
-                                    self.url,
-                                    e.without_url()
-                                ))
-                            },
-                        )?;
+                    let response = grant
+                        .request(reqwest::Method::POST, &self.url)?
+                        .json(body)
+                        .send()
+                        .await
+                        .map_err(|e| {
+                        Error::upstream(format!("LLM request to {} failed: {}", self.url, e.without_url()))
+                    })?;
                     let status = response.status();
                     let text = response.text().await.map_err(|e| {
                         Error::upstream(format!("LLM response could not be read: {}", e.without_url()))

@@ -5,7 +5,6 @@
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::net::TcpListener;
-use std::process::Child;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -13,10 +12,8 @@ use switchboard_core::{
     AuditDecision, AuditRecord, HopKind, SpanKind, SpanRecord, SpanStatus, TelemetrySink, TraceContext,
 };
 use switchboard_otel::{OtlpConfig, OtlpSink};
-
-#[path = "../../../tests/otlp/spawn.rs"]
-mod spawn;
 use switchboard_store::MemorySink;
+use switchboard_testkit::Child;
 
 /// A running receiver; killed on drop.
 struct Receiver {
@@ -29,7 +26,7 @@ struct Receiver {
 impl Receiver {
     fn start() -> Self {
         let (tx, events) = mpsc::channel();
-        let child = spawn::spawn_receiver(move |line| {
+        let child = switchboard_testkit::otlp_receiver(move |line| {
             // Keep a copy of what the receiver printed in the test log.
             eprintln!("receiver: {line}");
             match serde_json::from_str::<Value>(&line) {
@@ -86,8 +83,7 @@ impl Receiver {
 
 impl Drop for Receiver {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.kill();
     }
 }
 
@@ -320,10 +316,7 @@ async fn a_stalled_backend_never_blocks_recording_and_never_costs_store_rows() {
 
 #[tokio::test]
 async fn failed_exports_are_counted_and_shutdown_is_final() {
-    let closed_port = {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    let closed_port = switchboard_testkit::free_port();
     let mut config = OtlpConfig::new(format!("http://127.0.0.1:{closed_port}/v1/traces"));
     config.timeout = Duration::from_secs(2);
     let inner = Arc::new(MemorySink::new());

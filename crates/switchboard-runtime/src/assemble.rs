@@ -2,17 +2,21 @@
 //! HTTP pools, tokenizers, templates) is built here, once, never on the request path.
 
 use crate::config::{self, ConfigErrors, ConfigSource, LoadedConfig, RouterKind, StoreKind};
+use crate::grants::Grants;
 use crate::identity::Identity;
 use crate::supervisor::Supervisor;
 use crate::synthesis::{DEFAULT_SYNTHESIS_PROMPT, Synthesizer};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use switchboard_agents::{endpoint, genie, knowledge, tool};
+use switchboard_agents::{endpoint, genie, knowledge, mcp, tool};
+use switchboard_auth::{ClientCredentials, ClientCredentialsConfig};
 use switchboard_core::{
-    Agent, AgentKind, AgentSpec, Caller, CredentialSpec, Error, Result, RunContext, TelemetrySink,
+    Agent, AgentKind, AgentSpec, Caller, ConnectionAuth, ConnectionSpec, CredentialSpec, Error, Result,
+    RunContext, TelemetrySink,
 };
-use switchboard_govern::{Gateway, layers, reqwest};
+use switchboard_govern::layers::TokenSource;
+use switchboard_govern::{Connection, Gateway, layers, reqwest};
 use switchboard_llm::LlmClient;
 use switchboard_otel::OtlpSink;
 use switchboard_router::{LexicalRouter, LlmRouter};
@@ -33,8 +37,12 @@ pub struct Runtime {
     pub config: LoadedConfig,
     /// Edge identity and the runtime's own credentials.
     pub identity: Identity,
+    /// `USE CONNECTION` grants on the declared connections.
+    pub grants: Arc<Grants>,
     /// The OTLP exporter, when the environment configures one.
     otlp: Option<Arc<OtlpSink>>,
+    /// The demo's in-process tickets server, stopped with the runtime.
+    _tickets: Option<crate::demo::TicketsServer>,
 }
 
 /// Validates each agent's kind-specific settings.
@@ -43,10 +51,10 @@ pub fn check_settings(spec: &AgentSpec, base_dir: &Path) -> Result<()> {
         AgentKind::Knowledge => knowledge::Settings::from_spec(spec, base_dir).map(drop),
         AgentKind::Genie => genie::Settings::from_spec(spec, base_dir).map(drop),
         AgentKind::Tool => tool::Settings::from_spec(spec, base_dir).map(drop),
+        AgentKind::Mcp => mcp::Settings::from_spec(spec, base_dir).map(drop),
         AgentKind::Endpoint | AgentKind::Supervisor => {
             endpoint::Settings::from_spec(spec, base_dir).map(drop)
         }
-        other => Err(Error::config(format!("kind `{}` is not available in this build", other.as_str()))),
     }
 }
 
@@ -88,8 +96,16 @@ impl Runtime {
     }
 
     /// Builds the supervisor from a validated configuration.
-    pub async fn build(loaded: LoadedConfig) -> Result<Self> {
+    pub async fn build(mut loaded: LoadedConfig) -> Result<Self> {
         let store = Self::open_store(&loaded).await?;
+        // One HTTP connection pool for the process: every hop and every token request shares it
+        // (connections have their own, fenced in by their egress rules).
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| Error::internal(format!("cannot build the HTTP client: {e}")))?;
+        let identity = Identity::build(&loaded.config, &loaded.data_dir, http.clone())?;
+        let tickets = start_demo_tickets(&mut loaded, &identity).await?;
         let cfg = &loaded.config;
         // With the standard OTEL_EXPORTER_OTLP_* variables set, spans are also exported over OTLP.
         let otlp = OtlpSink::from_env(store.clone())?.map(Arc::new);
@@ -98,13 +114,15 @@ impl Runtime {
             None => store.clone(),
         };
 
-        // One HTTP connection pool for the process: every hop and every token request shares it.
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| Error::internal(format!("cannot build the HTTP client: {e}")))?;
-        let identity = Identity::build(cfg, &loaded.data_dir, http.clone())?;
-        let mut gateway = Gateway::builder(sink.clone(), identity.credentials()).http_client(http);
+        let grants = Grants::start(store.clone(), sink.clone(), &cfg.connections).await?;
+        let connections = cfg
+            .connections
+            .iter()
+            .map(|spec| build_connection(spec, &http).map(Arc::new))
+            .collect::<Result<Vec<_>>>()?;
+        let mut gateway = Gateway::builder(sink.clone(), identity.credentials())
+            .http_client(http)
+            .connections(connections, grants.checker(), cfg.identity.service_principal.clone());
         if cfg.limits.requests_per_minute > 0 {
             gateway = gateway.rate_limit(layers::RateLimit::per_minute(cfg.limits.requests_per_minute));
         }
@@ -158,7 +176,7 @@ impl Runtime {
             store.clone(),
             synthesizer,
         ));
-        Ok(Self { supervisor, store, config: loaded, identity, otlp })
+        Ok(Self { supervisor, store, config: loaded, identity, grants, otlp, _tickets: tickets })
     }
 
     /// A development caller for `email` from `[identity] dev_users`: a token is minted by the
@@ -201,20 +219,62 @@ fn build_agents(
                     Arc::new(knowledge::KnowledgeAgent::new(spec.clone(), egress, base, llm)?)
                 }
                 AgentKind::Genie => Arc::new(genie::GenieAgent::new(spec.clone(), egress, base, llm)?),
-                AgentKind::Tool => Arc::new(tool::SqlToolAgent::new(spec.clone(), egress, base, llm)?),
+                AgentKind::Tool => tool::build(spec.clone(), egress, base, llm)?,
+                AgentKind::Mcp => Arc::new(mcp::McpAgent::new(spec.clone(), egress, base, llm)?),
                 AgentKind::Endpoint | AgentKind::Supervisor => {
                     Arc::new(endpoint::EndpointAgent::new(spec.clone(), egress, base)?)
-                }
-                other => {
-                    return Err(Error::config(format!(
-                        "kind `{}` is not available in this build",
-                        other.as_str()
-                    )));
                 }
             };
             Ok(agent)
         })
         .collect()
+}
+
+/// Starts the demo's tickets server when `[demo] tickets_connection` asks for it, and points that
+/// connection at it. The server trusts the issuer the edge trusts: the development identity
+/// provider's keys, or else the first `[[auth.issuers]]` entry with a `jwks_url`.
+async fn start_demo_tickets(
+    loaded: &mut LoadedConfig,
+    identity: &Identity,
+) -> Result<Option<crate::demo::TicketsServer>> {
+    let Some(name) = loaded.config.demo.tickets_connection.clone() else { return Ok(None) };
+    let cannot =
+        |e: tickets_mcp::AuthSetupError| Error::config(format!("the demo tickets server cannot start: {e}"));
+    let auth = match (identity.dev(), &loaded.config.auth) {
+        (Some(dev), _) => {
+            let keys = serde_json::from_value(dev.jwks())
+                .map_err(|e| Error::internal(format!("the development JWKS does not parse: {e}")))?;
+            tickets_mcp::TicketsAuth::from_jwks(keys, Some(dev.issuer().to_string()), None).map_err(cannot)?
+        }
+        (None, Some(auth)) => {
+            let issuer = auth.issuers.iter().find(|i| i.jwks_url.is_some()).ok_or_else(|| {
+                Error::config("demo.tickets_connection: no [[auth.issuers]] entry has a jwks_url for the tickets server to trust")
+            })?;
+            let url = issuer.jwks_url.clone().unwrap_or_default();
+            tickets_mcp::TicketsAuth::from_jwks_url(url, Some(issuer.issuer.clone()), None).map_err(cannot)?
+        }
+        (None, None) => return Err(Error::config("demo.tickets_connection: no identity provider to trust")),
+    };
+    let server = crate::demo::start_tickets(auth).await?;
+    if let Some(connection) = loaded.config.connections.iter_mut().find(|c| c.name == name) {
+        connection.base_url = Some(server.url.clone());
+    }
+    Ok(Some(server))
+}
+
+/// A connection with its egress-restricted client and, for `oauth_m2m`, its own cached
+/// client-credentials token source.
+fn build_connection(spec: &ConnectionSpec, http: &reqwest::Client) -> Result<Connection> {
+    let token_source: Option<Arc<dyn TokenSource>> =
+        match (spec.auth, &spec.token_url, &spec.client_id, &spec.client_secret) {
+            (ConnectionAuth::OauthM2m, Some(url), Some(id), Some(secret)) => {
+                let mut cc = ClientCredentialsConfig::new(url.clone(), id.clone(), secret.clone());
+                cc.scopes = spec.scopes.clone();
+                Some(Arc::new(ClientCredentials::new(cc, http.clone())))
+            }
+            _ => None,
+        };
+    Connection::new(spec.clone(), token_source)
 }
 
 fn prompt(loaded: &LoadedConfig, name: &str, default: &str) -> String {

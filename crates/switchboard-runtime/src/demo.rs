@@ -1,5 +1,6 @@
-//! The built-in demo: six identities, the `sales`, `policies`, `deal_desk` and `audit` agents,
-//! and their data, generated deterministically on first run into the data dir.
+//! The built-in demo: six identities, the `sales`, `policies`, `deal_desk`, `audit` and `tickets`
+//! agents, and their data, generated deterministically on first run into the data dir. The
+//! tickets MCP server (`examples/tickets-mcp`) runs in-process on a free loopback port.
 
 use crate::config::ConfigSource;
 use std::path::{Path, PathBuf};
@@ -96,4 +97,31 @@ fn seed_database(data_dir: &Path, name: &str, script: &str) -> Result<()> {
 /// A stable 64-bit FNV-1a hash, so the version stamp is the same across builds and platforms.
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// The demo's tickets MCP server, running in-process until this is dropped.
+pub struct TicketsServer {
+    /// Its MCP endpoint, `http://127.0.0.1:PORT/mcp`.
+    pub url: String,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Starts the tickets MCP server on a free loopback port, trusting what `auth` trusts.
+pub async fn start_tickets(auth: tickets_mcp::TicketsAuth) -> Result<TicketsServer> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| Error::config(format!("the demo tickets server cannot listen on loopback: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::internal(format!("the demo tickets server has no address: {e}")))?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        if let Err(e) = tickets_mcp::serve(listener, auth, shutdown).await {
+            tracing::warn!(error = %e, "the demo tickets server stopped");
+        }
+    });
+    Ok(TicketsServer { url: format!("http://{addr}{}", tickets_mcp::MCP_PATH), _stop: stop })
 }

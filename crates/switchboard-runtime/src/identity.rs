@@ -162,6 +162,16 @@ impl DevIdentity {
         self.provider.issue(&user.email, &user.roles, &scopes, DEV_AUDIENCE, ttl)
     }
 
+    /// The provider's public keys, as served at `/.well-known/jwks.json`.
+    pub fn jwks(&self) -> serde_json::Value {
+        self.provider.jwks()
+    }
+
+    /// The `iss` of development tokens.
+    pub fn issuer(&self) -> &str {
+        self.provider.issuer()
+    }
+
     /// The configured development identities.
     pub fn users(&self) -> &[DevUser] {
         &self.users

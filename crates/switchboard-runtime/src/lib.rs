@@ -6,11 +6,13 @@
 mod assemble;
 pub mod config;
 pub mod demo;
+pub mod grants;
 pub mod identity;
 mod supervisor;
 mod synthesis;
 
 pub use assemble::Runtime;
+pub use grants::{Actor, Grants};
 pub use identity::{DevIdentity, Identity};
 pub use supervisor::{RunEvent, RunRequest, RunResponse, RunStatus, Step, Supervisor};
 pub use synthesis::{DEFAULT_SYNTHESIS_PROMPT, Synthesizer};

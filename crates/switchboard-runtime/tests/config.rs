@@ -164,3 +164,60 @@ fn the_builtin_demo_validates() {
     assert_eq!(names, ["audit", "deal_desk", "policies", "sales"]);
     assert_eq!(loaded.config.identity.dev_users.len(), 6);
 }
+
+#[test]
+fn connections_and_the_agents_that_use_them_are_validated_with_file_field_and_line() {
+    let main = r#"data_dir = "."
+
+[[connections]]
+name = "jira"
+base_url = "http://jira.example.com/rest"
+
+[[connections]]
+name = "github"
+base_url = "https://api.github.com"
+auth = "bearer"
+
+[[connections]]
+name = "local_dev"
+base_url = "http://127.0.0.1:9000/mcp"
+allow_insecure_loopback = true
+"#;
+    let f = Fixture::new(main);
+    f.knowledge_agent("docs");
+    f.agent(
+        "issues.toml",
+        "name = \"issues\"\nkind = \"mcp\"\ndescription = \"Issues.\"\nconnection = \"gitlab\"\n[mcp]\nurl = \"/mcp\"\n",
+    );
+    f.agent("orphan.toml", "name = \"orphan\"\nkind = \"mcp\"\ndescription = \"No connection.\"\n[mcp]\nurl = \"https://x.example.com/mcp\"\n");
+    f.agent("bare.toml", "name = \"bare\"\nkind = \"mcp\"\ndescription = \"No transport.\"\nconnection = \"local_dev\"\n[mcp]\n");
+    let main_label = label(f.dir.path(), "switchboard.toml");
+    let problems = f.problems();
+    let expect = |needle: &str| {
+        assert!(
+            problems.iter().any(|p| p.contains(needle)),
+            "no problem containing {needle:?} in {problems:#?}"
+        );
+    };
+    // A non-HTTPS base URL without the loopback setting: file, field and line.
+    expect(&format!("{main_label}: connections[0].base_url: `http://jira.example.com/rest` is not https"));
+    expect("(line 5)");
+    // Bearer auth without its secret.
+    expect(&format!("{main_label}: connections[1].secret: auth = \"bearer\" needs `secret`"));
+    // An agent naming an undeclared connection, with its line.
+    expect(&format!(
+        "{}: connection: connection `gitlab` is not declared",
+        label(f.dir.path(), "agents/issues.toml")
+    ));
+    expect("(line 4)");
+    // An mcp agent with no connection, and one with no transport.
+    expect(&format!(
+        "{}: connection: mcp agents reach the outside only through a named connection",
+        label(f.dir.path(), "agents/orphan.toml")
+    ));
+    let bare = label(f.dir.path(), "agents/bare.toml");
+    assert!(
+        problems.iter().any(|p| p.starts_with(&bare) && p.contains("mcp") && p.contains("transport")),
+        "no transport problem for {bare} in {problems:#?}"
+    );
+}

@@ -48,12 +48,13 @@ pub(crate) async fn handler(State(state): State<AppState>) -> Response {
             None => None,
         }
     };
-    let agents = join_all(
-        runtime
-            .supervisor
-            .agents()
-            .map(|agent| async move { (agent.spec().name.clone(), probe(agent.health()).await) }),
-    );
+    let agents = join_all(runtime.supervisor.agents().map(|agent| async move {
+        let mut check = probe(agent.health()).await;
+        if let Some(state) = agent.state() {
+            check["state"] = json!(state);
+        }
+        (agent.spec().name.clone(), check)
+    }));
     let (store, llm, agents) = tokio::join!(store, llm, agents);
 
     let up = |v: &Value| v["status"] == "ok";

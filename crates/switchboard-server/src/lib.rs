@@ -8,11 +8,13 @@
 //! | `GET /v1/traces/{id}` | the span tree of one of the caller's requests |
 //! | `GET /health` | the store, the LLM (when configured) and every sub-agent; 503 if any is down |
 //! | `GET /metrics` | Prometheus metrics |
+//! | `/api/2.0/connections…` | the connections admin API (see `connections`) |
 //!
 //! Every response carries `x-request-id`; every error is OpenAI's error object. Callers are
 //! identified by the [`Authenticator`] in [`AppState`], the one seam for edge identity.
 
 mod chat;
+mod connections;
 mod error;
 mod health;
 mod identity;
@@ -29,7 +31,7 @@ pub use metrics::Metrics;
 pub use observe::ACCESS_LOG_TARGET;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -103,6 +105,9 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/responses", post(responses::create))
         .route("/invocations", post(responses::invocations))
         .route("/v1/traces/{id}", get(trace::get))
+        .route("/api/2.0/connections", get(connections::list))
+        .route("/api/2.0/connections/{name}/grants", get(connections::grants).post(connections::grant))
+        .route("/api/2.0/connections/{name}/grants/{principal}", delete(connections::revoke))
         .fallback(observe::not_found)
         .with_state(state.clone())
         .merge(identity_provider)

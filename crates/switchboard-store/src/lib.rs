@@ -8,6 +8,10 @@
 //! enqueue, and a single writer thread batches the queue into transactions. [`Store::flush`] is
 //! the synchronisation point for callers that need the rows on disk (CLI exit, graceful
 //! shutdown, tests).
+//!
+//! USE CONNECTION grants ([`Store::grant_connection`] and friends) are the exception: they are
+//! written synchronously, because a revoke that is merely queued is not a revoke. Every change
+//! bumps a version counter kept in the database, so any process sharing the store can notice it.
 
 pub mod memory;
 mod postgres;
@@ -20,7 +24,21 @@ pub use postgres::PostgresStore;
 pub use schema::SCHEMA_VERSION;
 pub use sqlite::{QUEUE_CAPACITY, SqliteStore};
 
-use switchboard_core::{AuditRecord, Message, Result, SpanRecord, TelemetrySink};
+use std::time::Duration;
+use switchboard_core::{AuditRecord, Error, Message, Result, SpanRecord, TelemetrySink};
+
+/// One active USE CONNECTION grant.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ConnectionGrant {
+    /// The connection's name.
+    pub connection: String,
+    /// Who holds it: a user's email, a group (role) name or a service principal id.
+    pub principal: String,
+    /// Who granted it (an admin's email, `config` for grants seeded from configuration, `cli:USER`).
+    pub granted_by: String,
+    /// When, in milliseconds since the epoch.
+    pub granted_unix_ms: u64,
+}
 
 /// Durable storage for telemetry and threads. Implementations are shared across requests
 /// (`Arc<dyn Store>`), so every method takes `&self`.
@@ -47,4 +65,84 @@ pub trait Store: TelemetrySink + Send + Sync {
 
     /// A cheap liveness probe of the backend.
     async fn health(&self) -> Result<()>;
+
+    /// Grants USE CONNECTION on `connection` to `principal`. `Ok(true)` when the grant is new,
+    /// `Ok(false)` when it was already held (nothing changes then).
+    ///
+    /// Names are compared exactly (case-sensitively); empty names, or names containing NUL, are
+    /// [`ErrorKind::InvalidInput`](switchboard_core::ErrorKind::InvalidInput), as is an empty `by`. The
+    /// grant is durable when this returns.
+    async fn grant_connection(&self, connection: &str, principal: &str, by: &str) -> Result<bool>;
+
+    /// Revokes it. `Ok(true)` when a grant was removed, `Ok(false)` when there was none.
+    ///
+    /// Either way the pair counts as revoked afterwards, so [`Self::seed_connection_grants`]
+    /// will not grant it: an administrator's "no" outranks configuration. The revoke is durable
+    /// when this returns.
+    async fn revoke_connection(&self, connection: &str, principal: &str, by: &str) -> Result<bool>;
+
+    /// Grants `principals` the connection, but only those that have never been granted or revoked
+    /// on it before: configuration seeds initial grants once, and later revokes stick across
+    /// restarts. All-or-nothing: one invalid name fails the call before anything is written.
+    async fn seed_connection_grants(&self, connection: &str, principals: &[String], by: &str) -> Result<()>;
+
+    /// Active grants, on one connection or all, ordered by connection then principal (byte order
+    /// of the UTF-8 names, the same on every backend).
+    async fn connection_grants(&self, connection: Option<&str>) -> Result<Vec<ConnectionGrant>>;
+
+    /// A number that changes (increases) whenever any grant changes, in any process sharing the
+    /// store. It is read from the database on every call, never cached.
+    async fn grants_version(&self) -> Result<u64>;
+
+    /// Waits until grants may have changed, or `max_wait` passed, whichever is first. Never fails
+    /// and never waits much longer than `max_wait`; it may return early without a change, so
+    /// callers re-read [`Self::grants_version`] after each wait.
+    ///
+    /// PostgreSQL wakes it through LISTEN/NOTIFY (falling back to sleeping while the listening
+    /// connection is being re-established); SQLite has no notifications and simply sleeps.
+    async fn wait_grants_changed(&self, max_wait: Duration);
+}
+
+/// Checks the names a grant operation takes. The values are left out of the messages: they may
+/// be user input, and the caller knows what it passed.
+pub(crate) fn check_grant_names(connection: &str, principals: &[&str], by: &str) -> Result<()> {
+    check_name("the connection name", connection)?;
+    for principal in principals {
+        check_name("the principal", principal)?;
+    }
+    check_name("the grantor (`by`)", by)
+}
+
+fn check_name(what: &str, value: &str) -> Result<()> {
+    if value.trim().is_empty() {
+        return Err(Error::invalid(format!("USE CONNECTION grant: {what} must not be empty")));
+    }
+    // PostgreSQL text cannot hold NUL; refusing it on SQLite too keeps the backends interchangeable.
+    if value.contains('\0') {
+        return Err(Error::invalid(format!("USE CONNECTION grant: {what} must not contain NUL characters")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_core::ErrorKind;
+
+    #[test]
+    fn grant_names_must_be_non_empty_and_free_of_nul() {
+        assert!(check_grant_names("warehouse", &["alice@example.com", "sales"], "config").is_ok());
+        for (connection, principal, by, needle) in [
+            ("", "alice", "config", "connection name must not be empty"),
+            ("  ", "alice", "config", "connection name must not be empty"),
+            ("warehouse", "", "config", "principal must not be empty"),
+            ("warehouse", "alice", "", "grantor (`by`) must not be empty"),
+            ("ware\0house", "alice", "config", "connection name must not contain NUL"),
+            ("warehouse", "al\0ice", "config", "principal must not contain NUL"),
+        ] {
+            let e = check_grant_names(connection, &[principal], by).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::InvalidInput);
+            assert!(e.message.contains(needle), "{}", e.message);
+        }
+    }
 }

@@ -3,9 +3,14 @@
 //! The tables and column names are the SQLite ones (see `schema.rs`), so the `audit` agent's SQL
 //! works against either backend. Telemetry takes the same path as in [`crate::SqliteStore`]: a
 //! bounded queue drained by one writer that batches rows into transactions.
+//!
+//! USE CONNECTION grants are written synchronously and announced to other replicas with NOTIFY;
+//! see the `grants` module.
+
+mod grants;
 
 use crate::queue::{Batches, Record, WriteQueue};
-use crate::{QUEUE_CAPACITY, SCHEMA_VERSION, Store};
+use crate::{ConnectionGrant, QUEUE_CAPACITY, SCHEMA_VERSION, Store, check_grant_names};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime as PoolRuntime};
 use serde::de::DeserializeOwned;
 use std::borrow::Cow;
@@ -103,6 +108,27 @@ CREATE TABLE IF NOT EXISTS thread_turns (
 );
 ";
 
+/// Schema version 2: USE CONNECTION grants, as in SQLite (see `schema.rs` there for why revoked
+/// grants keep their rows).
+const SCHEMA_V2: &str = "
+CREATE TABLE IF NOT EXISTS connection_grants (
+    connection TEXT NOT NULL,
+    principal TEXT NOT NULL,
+    granted_by TEXT,
+    granted_unix_ms BIGINT,
+    revoked_by TEXT,
+    revoked_unix_ms BIGINT,
+    PRIMARY KEY (connection, principal),
+    CHECK (revoked_unix_ms IS NOT NULL OR (granted_by IS NOT NULL AND granted_unix_ms IS NOT NULL))
+);
+
+CREATE TABLE IF NOT EXISTS connection_grants_version (
+    singleton BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (singleton),
+    version BIGINT NOT NULL
+);
+INSERT INTO connection_grants_version (singleton, version) VALUES (TRUE, 0) ON CONFLICT DO NOTHING;
+";
+
 /// One statement per table and batch: the rows travel as one array per column, so the statement
 /// is prepared once per connection whatever the batch size. `ORDER BY ord` keeps queue order in
 /// the identity columns; a span id seen before (a replayed batch) is skipped, as in SQLite.
@@ -152,12 +178,18 @@ const APPEND_TURN: &str = "INSERT INTO thread_turns (thread_id, seq, request_id,
 /// Reads and thread turns use a small connection pool on the caller's runtime. Thread turns take
 /// a per-thread advisory lock, so replicas appending to one thread get consecutive `seq`s.
 ///
-/// Dropping the store closes the queue and waits for the writer to drain it.
+/// Grant changes are written synchronously through the pool and announced with NOTIFY; a
+/// dedicated LISTEN connection, kept open by a background task on the runtime that called
+/// [`Self::connect`], wakes [`Store::wait_grants_changed`] in every replica.
+///
+/// Dropping the store closes the queue and waits for the writer to drain it, and stops the
+/// listener.
 pub struct PostgresStore {
     target: String,
     pool: Pool,
     /// Spans and audit rows on their way to the writer thread; dropping it drains the queue.
     writes: WriteQueue,
+    grants: grants::GrantsListener,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -221,7 +253,10 @@ impl PostgresStore {
             Err(_) => return Err(Error::internal("store: the writer thread stopped during start-up")),
         }
 
-        Ok(Self { target, pool, writes })
+        // Last, so that a failed connect leaves no listener task behind.
+        let grants = grants::GrantsListener::start(config).await;
+
+        Ok(Self { target, pool, writes, grants })
     }
 
     /// Where the store is connected, as `postgres://user@host:port/dbname`: never the password.
@@ -289,7 +324,7 @@ impl Store for PostgresStore {
 
     async fn append_turn(&self, thread_id: &str, request_id: &str, message: &Message) -> Result<()> {
         let op = "appending a thread turn";
-        let created_unix_ms = i64::try_from(unix_nanos_now() / 1_000_000).unwrap_or(i64::MAX);
+        let created_unix_ms = now_unix_ms();
         let turn = Turn {
             thread_id: clean(thread_id),
             request_id: clean(request_id),
@@ -340,6 +375,65 @@ impl Store for PostgresStore {
         let client = self.client(op).await?;
         client.simple_query("SELECT 1").await.map(drop).map_err(|e| pg_error(op, &e))
     }
+
+    async fn grant_connection(&self, connection: &str, principal: &str, by: &str) -> Result<bool> {
+        check_grant_names(connection, &[principal], by)?;
+        let op = "granting USE CONNECTION";
+        let mut client = self.client(op).await?;
+        let tx = client.transaction().await.map_err(|e| pg_error(op, &e))?;
+        let result = grants::grant(&tx, connection, principal, by, now_unix_ms()).await;
+        grants::finish(tx, result, op).await
+    }
+
+    async fn revoke_connection(&self, connection: &str, principal: &str, by: &str) -> Result<bool> {
+        check_grant_names(connection, &[principal], by)?;
+        let op = "revoking USE CONNECTION";
+        let mut client = self.client(op).await?;
+        let tx = client.transaction().await.map_err(|e| pg_error(op, &e))?;
+        let result = grants::revoke(&tx, connection, principal, by, now_unix_ms()).await;
+        grants::finish(tx, result, op).await
+    }
+
+    async fn seed_connection_grants(&self, connection: &str, principals: &[String], by: &str) -> Result<()> {
+        let mut names: Vec<&str> = principals.iter().map(String::as_str).collect();
+        check_grant_names(connection, &names, by)?;
+        if names.is_empty() {
+            return Ok(());
+        }
+        names.sort_unstable();
+        names.dedup();
+        let op = "seeding USE CONNECTION grants";
+        let mut client = self.client(op).await?;
+        let tx = client.transaction().await.map_err(|e| pg_error(op, &e))?;
+        let result = grants::seed(&tx, connection, &names, by, now_unix_ms()).await;
+        grants::finish(tx, result, op).await
+    }
+
+    async fn connection_grants(&self, connection: Option<&str>) -> Result<Vec<ConnectionGrant>> {
+        let op = "reading USE CONNECTION grants";
+        let rows = self.query(op, grants::SELECT_GRANTS, &[&connection]).await?;
+        rows.iter().map(|row| grants::grant_from_row(row).map_err(|e| e.into_error(op))).collect()
+    }
+
+    async fn grants_version(&self) -> Result<u64> {
+        let op = "reading the grants version";
+        // Taken before the read: every notification counted by then is for a committed change
+        // that the read below sees.
+        let observed = self.grants.observed();
+        let rows = self.query(op, grants::SELECT_VERSION, &[]).await?;
+        let row = rows.first().ok_or_else(|| Error::internal(format!("store: {op} failed: no row")))?;
+        let version = u64_col(row, 0).map_err(|e| e.into_error(op))?;
+        self.grants.delivered_up_to(observed);
+        Ok(version)
+    }
+
+    async fn wait_grants_changed(&self, max_wait: Duration) {
+        self.grants.wait(max_wait).await;
+    }
+}
+
+fn now_unix_ms() -> i64 {
+    i64::try_from(unix_nanos_now() / 1_000_000).unwrap_or(i64::MAX)
 }
 
 /// One thread turn, cleaned for PostgreSQL, ready to be (re)tried.
@@ -482,6 +576,9 @@ async fn migrate_in(tx: &tokio_postgres::Transaction<'_>) -> Result<()> {
     }
     if current < 1 {
         tx.batch_execute(SCHEMA_V1).await.map_err(on("creating the schema"))?;
+    }
+    if current < 2 {
+        tx.batch_execute(SCHEMA_V2).await.map_err(on("adding the connection grant tables"))?;
     }
     tx.execute(
         "INSERT INTO switchboard_schema_version (singleton, version) VALUES (TRUE, $1) \

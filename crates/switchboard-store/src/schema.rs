@@ -9,7 +9,7 @@ use switchboard_core::{Error, Result};
 
 /// The schema version this build writes, stored in `PRAGMA user_version`. A database stamped
 /// with a newer version is refused rather than written with an outdated layout.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Version 1: audit rows, spans and thread turns.
 const SCHEMA_V1: &str = "
@@ -61,6 +61,31 @@ CREATE TABLE IF NOT EXISTS thread_turns (
 );
 ";
 
+/// Version 2: USE CONNECTION grants and the counter that tells other processes they changed.
+///
+/// Revoked grants keep their row (`revoked_unix_ms` set) so seeding from configuration can tell
+/// a pair that was never granted from one an administrator took away; revoking a pair that was
+/// never granted leaves a row with no grantor for the same reason. The version row exists
+/// from the start so that reading it never needs a write.
+const SCHEMA_V2: &str = "
+CREATE TABLE IF NOT EXISTS connection_grants (
+    connection TEXT NOT NULL,
+    principal TEXT NOT NULL,
+    granted_by TEXT,
+    granted_unix_ms INTEGER,
+    revoked_by TEXT,
+    revoked_unix_ms INTEGER,
+    PRIMARY KEY (connection, principal),
+    CHECK (revoked_unix_ms IS NOT NULL OR (granted_by IS NOT NULL AND granted_unix_ms IS NOT NULL))
+);
+
+CREATE TABLE IF NOT EXISTS connection_grants_version (
+    singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+    version INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO connection_grants_version (singleton, version) VALUES (1, 0);
+";
+
 /// Brings the database up to [`SCHEMA_VERSION`]. Runs in an IMMEDIATE transaction so two
 /// processes opening a fresh file at once serialise instead of interleaving DDL.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
@@ -78,6 +103,9 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
     }
     if current < 1 {
         tx.execute_batch(SCHEMA_V1).map_err(|e| db_error("creating the schema", &e))?;
+    }
+    if current < 2 {
+        tx.execute_batch(SCHEMA_V2).map_err(|e| db_error("adding the connection grant tables", &e))?;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)
         .map_err(|e| db_error("stamping the schema version", &e))?;

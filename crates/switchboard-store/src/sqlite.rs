@@ -1,7 +1,7 @@
 //! The embedded SQLite backend.
 
 use crate::queue::{Record, WriteQueue};
-use crate::{Store, schema};
+use crate::{ConnectionGrant, Store, check_grant_names, schema};
 use rusqlite::{CachedStatement, Connection, Row, TransactionBehavior, params};
 use serde::de::DeserializeOwned;
 use std::fmt;
@@ -42,6 +42,32 @@ const SELECT_SPANS: &str = "SELECT request_id, trace_id, span_id, parent_id, nam
 const AUDIT_COLUMNS: &str = "request_id, span_id, ts_unix_ms, caller_email, caller_roles, \
      acting_for, principal, credential_mode, agent, hop, target, decision, reason, duration_ms";
 
+/// Grants, or re-activates a revoked grant; changes nothing (0 rows) when the grant is active.
+const GRANT: &str = "INSERT INTO connection_grants (connection, principal, granted_by, granted_unix_ms) \
+     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (connection, principal) DO UPDATE SET \
+     granted_by = excluded.granted_by, granted_unix_ms = excluded.granted_unix_ms, \
+     revoked_by = NULL, revoked_unix_ms = NULL \
+     WHERE connection_grants.revoked_unix_ms IS NOT NULL";
+
+const REVOKE: &str = "UPDATE connection_grants SET revoked_by = ?3, revoked_unix_ms = ?4 \
+     WHERE connection = ?1 AND principal = ?2 AND revoked_unix_ms IS NULL";
+
+/// Records a revoke of a pair that was never granted, so a later seed does not grant it.
+const REVOKE_UNSEEN: &str = "INSERT INTO connection_grants (connection, principal, revoked_by, \
+     revoked_unix_ms) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (connection, principal) DO NOTHING";
+
+const SEED: &str = "INSERT INTO connection_grants (connection, principal, granted_by, granted_unix_ms) \
+     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (connection, principal) DO NOTHING";
+
+/// An upsert rather than an UPDATE so a missing version row cannot silently stop other processes
+/// from noticing changes.
+const BUMP_GRANTS_VERSION: &str = "INSERT INTO connection_grants_version (singleton, version) \
+     VALUES (1, 1) ON CONFLICT (singleton) DO UPDATE SET version = version + 1";
+
+const SELECT_GRANTS: &str = "SELECT connection, principal, granted_by, granted_unix_ms \
+     FROM connection_grants WHERE revoked_unix_ms IS NULL AND (?1 IS NULL OR connection = ?1) \
+     ORDER BY connection, principal";
+
 /// SQLite-backed [`Store`]. Several handles, in one process or several (the CLI and a server),
 /// may share one file: WAL mode lets readers proceed during writes and `busy_timeout` serialises
 /// writers.
@@ -49,7 +75,10 @@ const AUDIT_COLUMNS: &str = "request_id, span_id, ts_unix_ms, caller_email, call
 /// Spans and audit rows go through a bounded queue ([`QUEUE_CAPACITY`]) to one writer thread that
 /// batches them into transactions; when the queue is full, recording blocks (on a multi-threaded
 /// Tokio runtime via `block_in_place`) rather than dropping rows. Reads and thread turns use a
-/// separate connection on Tokio's blocking pool.
+/// separate connection on Tokio's blocking pool, as do USE CONNECTION grant changes, which are
+/// committed (and bump the grants version) before the call returns. SQLite cannot notify other
+/// processes, so [`Store::wait_grants_changed`] only sleeps and callers poll
+/// [`Store::grants_version`].
 ///
 /// Dropping the store closes the queue and waits for the writer to drain it, so rows recorded
 /// before the drop are on disk once the drop returns.
@@ -159,7 +188,7 @@ impl Store for SqliteStore {
         let thread_id = thread_id.to_owned();
         let request_id = request_id.to_owned();
         let message = message.clone();
-        let created_unix_ms = unix_nanos_now() / 1_000_000;
+        let created_unix_ms = now_unix_ms();
         self.with_conn("appending a thread turn", move |conn| {
             // IMMEDIATE takes the write lock before reading MAX(seq), so two processes appending
             // to one thread cannot pick the same sequence number.
@@ -213,6 +242,106 @@ impl Store for SqliteStore {
             .await
             .map(drop)
     }
+
+    async fn grant_connection(&self, connection: &str, principal: &str, by: &str) -> Result<bool> {
+        check_grant_names(connection, &[principal], by)?;
+        let (connection, principal, by) = (connection.to_owned(), principal.to_owned(), by.to_owned());
+        let now = now_unix_ms();
+        self.with_conn("granting USE CONNECTION", move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let changed = tx.execute(GRANT, params![connection, principal, by, to_i64(now)?])? > 0;
+            if changed {
+                tx.execute(BUMP_GRANTS_VERSION, [])?;
+            }
+            tx.commit()?;
+            Ok(changed)
+        })
+        .await
+    }
+
+    async fn revoke_connection(&self, connection: &str, principal: &str, by: &str) -> Result<bool> {
+        check_grant_names(connection, &[principal], by)?;
+        let (connection, principal, by) = (connection.to_owned(), principal.to_owned(), by.to_owned());
+        let now = now_unix_ms();
+        self.with_conn("revoking USE CONNECTION", move |conn| {
+            let now = to_i64(now)?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let args = params![connection, principal, by, now];
+            let removed = tx.execute(REVOKE, args)? > 0;
+            if removed {
+                tx.execute(BUMP_GRANTS_VERSION, [])?;
+            } else {
+                tx.execute(REVOKE_UNSEEN, args)?;
+            }
+            tx.commit()?;
+            Ok(removed)
+        })
+        .await
+    }
+
+    async fn seed_connection_grants(&self, connection: &str, principals: &[String], by: &str) -> Result<()> {
+        let names: Vec<&str> = principals.iter().map(String::as_str).collect();
+        check_grant_names(connection, &names, by)?;
+        if principals.is_empty() {
+            return Ok(());
+        }
+        let (connection, principals, by) = (connection.to_owned(), principals.to_vec(), by.to_owned());
+        let now = now_unix_ms();
+        self.with_conn("seeding USE CONNECTION grants", move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut added = 0;
+            {
+                let mut seed = tx.prepare_cached(SEED)?;
+                for principal in &principals {
+                    added += seed.execute(params![connection, principal, by, to_i64(now)?])?;
+                }
+            }
+            if added > 0 {
+                tx.execute(BUMP_GRANTS_VERSION, [])?;
+            }
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn connection_grants(&self, connection: Option<&str>) -> Result<Vec<ConnectionGrant>> {
+        let connection = connection.map(str::to_owned);
+        self.with_conn("reading USE CONNECTION grants", move |conn| {
+            let mut stmt = conn.prepare_cached(SELECT_GRANTS)?;
+            let rows = stmt.query_map([connection], |row| {
+                Ok(ConnectionGrant {
+                    connection: row.get(0)?,
+                    principal: row.get(1)?,
+                    granted_by: row.get(2)?,
+                    granted_unix_ms: u64_col(row, 3)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn grants_version(&self) -> Result<u64> {
+        // Read from the file every time: another process (the CLI) may have changed the grants.
+        self.with_conn("reading the grants version", |conn| {
+            let version: i64 = conn.query_row(
+                "SELECT COALESCE((SELECT version FROM connection_grants_version), 0)",
+                [],
+                |row| row.get(0),
+            )?;
+            u64::try_from(version).map_err(|_| undecodable(0))
+        })
+        .await
+    }
+
+    async fn wait_grants_changed(&self, max_wait: Duration) {
+        // SQLite cannot notify other processes; callers poll `grants_version` after each wait.
+        tokio::time::sleep(max_wait).await;
+    }
+}
+
+fn now_unix_ms() -> u64 {
+    unix_nanos_now() / 1_000_000
 }
 
 /// Opens one connection configured for sharing the file with other connections and processes.

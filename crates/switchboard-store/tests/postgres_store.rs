@@ -9,82 +9,19 @@ mod common;
 
 use common::{audit_row, span};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use switchboard_core::{ErrorKind, Message, Role, TelemetrySink};
 use switchboard_store::{PostgresStore, Store};
-use tokio_postgres::{Client, NoTls};
+use switchboard_testkit::pg::TestSchema;
 
-const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
-
-fn base_url() -> String {
-    std::env::var("SWITCHBOARD_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_URL.into())
+/// Opens the store under test in a test schema (the testkit cannot: it depends on no store).
+trait StoreIn {
+    async fn store(&self) -> PostgresStore;
 }
 
-async fn admin_client(url: &str) -> Client {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await.unwrap_or_else(|e| {
-        panic!(
-            "PostgreSQL at {} is unreachable ({e}); these tests need a real server: start one or set \
-             SWITCHBOARD_TEST_POSTGRES_URL",
-            PostgresStore::redact_url(url)
-        )
-    });
-    tokio::spawn(connection);
-    client
-}
-
-/// A schema of its own for one test, dropped (with everything in it) when the test ends, even
-/// by panicking.
-struct TestSchema {
-    base: String,
-    name: String,
-    /// The URL whose connections see only this schema.
-    url: String,
-    admin: Client,
-}
-
-impl TestSchema {
-    async fn new() -> Self {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let base = base_url();
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
-        let name =
-            format!("sb_test_{}_{}_{}", std::process::id(), nanos, COUNTER.fetch_add(1, Ordering::Relaxed));
-        let admin = admin_client(&base).await;
-        admin.batch_execute(&format!("CREATE SCHEMA {name}")).await.unwrap();
-        admin.batch_execute(&format!("SET search_path TO {name}")).await.unwrap();
-        let sep = if base.contains('?') { '&' } else { '?' };
-        let url = format!("{base}{sep}options=-c%20search_path%3D{name}");
-        Self { base, name, url, admin }
-    }
-
+impl StoreIn for TestSchema {
     async fn store(&self) -> PostgresStore {
-        PostgresStore::connect(&self.url).await.unwrap()
-    }
-
-    async fn count(&self, table: &str) -> i64 {
-        self.admin.query_one(&format!("SELECT COUNT(*) FROM {table}"), &[]).await.unwrap().get(0)
-    }
-}
-
-impl Drop for TestSchema {
-    fn drop(&mut self) {
-        let (base, name) = (self.base.clone(), self.name.clone());
-        // The test's runtime may be the one being torn down, so clean up on a runtime of our own.
-        let cleanup = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async {
-                let admin = admin_client(&base).await;
-                // A session left inside a transaction would block the drop forever; fail instead.
-                admin.batch_execute("SET lock_timeout = '20s'").await.unwrap();
-                if let Err(e) = admin.batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE")).await {
-                    panic!("dropping test schema {name} failed (a session still holds a lock?): {e:?}");
-                }
-            });
-        });
-        if cleanup.join().is_err() && !std::thread::panicking() {
-            panic!("dropping the test schema failed");
-        }
+        PostgresStore::connect(self.url()).await.unwrap()
     }
 }
 
@@ -118,7 +55,7 @@ async fn spans_audit_and_turns_round_trip() {
 
     // The columns are an interface for the SQL-reading audit agent; JSONB is queryable.
     let row = db
-        .admin
+        .admin()
         .query_one(
             "SELECT caller_email, caller_roles, decision, hop FROM audit WHERE span_id = 'span-3'",
             &[],
@@ -130,7 +67,7 @@ async fn spans_audit_and_turns_round_trip() {
     assert_eq!(row.get::<_, String>(2), "access_denied");
     assert_eq!(row.get::<_, String>(3), "sql");
     let agent: String = db
-        .admin
+        .admin()
         .query_one("SELECT attributes->>'gen_ai.agent.name' FROM spans WHERE span_id = 'c'", &[])
         .await
         .unwrap()
@@ -145,7 +82,7 @@ async fn spans_audit_and_turns_round_trip() {
     assert_eq!(turns[1].role, Role::Assistant);
     assert!(store.thread("unknown").await.unwrap().is_empty());
     let seqs: Vec<i64> = db
-        .admin
+        .admin()
         .query("SELECT seq FROM thread_turns WHERE thread_id = 't1' ORDER BY seq", &[])
         .await
         .unwrap()
@@ -217,7 +154,7 @@ async fn dropping_the_store_drains_the_queue() {
 async fn two_replicas_share_rows_and_append_to_one_thread_without_seq_collisions() {
     let db = TestSchema::new().await;
     // Both replicas start at once on an empty schema: the migration must serialise.
-    let (a, b) = tokio::join!(PostgresStore::connect(&db.url), PostgresStore::connect(&db.url));
+    let (a, b) = tokio::join!(PostgresStore::connect(db.url()), PostgresStore::connect(db.url()));
     let (a, b) = (Arc::new(a.unwrap()), Arc::new(b.unwrap()));
 
     a.span(span("shared", "from-a", None, 1));
@@ -243,7 +180,7 @@ async fn two_replicas_share_rows_and_append_to_one_thread_without_seq_collisions
     }
 
     let seqs: Vec<i64> = db
-        .admin
+        .admin()
         .query("SELECT seq FROM thread_turns WHERE thread_id = 'busy' ORDER BY seq", &[])
         .await
         .unwrap()
@@ -268,7 +205,7 @@ async fn two_replicas_share_rows_and_append_to_one_thread_without_seq_collisions
 async fn a_burst_larger_than_the_queue_loses_nothing() {
     let db = TestSchema::new().await;
     // A tiny queue so the burst hits backpressure on every path.
-    let store = Arc::new(PostgresStore::connect_with_capacity(&db.url, 16).await.unwrap());
+    let store = Arc::new(PostgresStore::connect_with_capacity(db.url(), 16).await.unwrap());
     const TOTAL: u64 = 5000;
     const PRODUCERS: u64 = 4;
     let per = TOTAL / PRODUCERS;
@@ -325,15 +262,15 @@ async fn connection_failures_name_the_target_and_never_the_password() {
 #[tokio::test]
 async fn a_missing_schema_or_a_newer_schema_version_is_refused() {
     let db = TestSchema::new().await;
-    let sep = if db.base.contains('?') { '&' } else { '?' };
-    let nowhere = format!("{}{sep}options=-c%20search_path%3D{}_missing", db.base, db.name);
+    let sep = if db.base_url().contains('?') { '&' } else { '?' };
+    let nowhere = format!("{}{sep}options=-c%20search_path%3D{}_missing", db.base_url(), db.name());
     let e = PostgresStore::connect(&nowhere).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::Config);
     assert!(e.message.contains("search_path"), "{}", e.message);
 
     drop(db.store().await);
-    db.admin.batch_execute("UPDATE switchboard_schema_version SET version = 99").await.unwrap();
-    let e = PostgresStore::connect(&db.url).await.unwrap_err();
+    db.admin().batch_execute("UPDATE switchboard_schema_version SET version = 99").await.unwrap();
+    let e = PostgresStore::connect(db.url()).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::Config);
     assert!(e.message.contains("newer than this build supports"), "{}", e.message);
 }
@@ -352,7 +289,7 @@ async fn a_row_the_server_rejects_does_not_sink_its_batch() {
     let db = TestSchema::new().await;
     let store = db.store().await;
     // A constraint the store knows nothing about stands in for any row-level rejection.
-    db.admin
+    db.admin()
         .batch_execute("ALTER TABLE audit ADD CONSTRAINT no_evil CHECK (target <> 'evil')")
         .await
         .unwrap();
@@ -370,4 +307,209 @@ async fn a_row_the_server_rejects_does_not_sink_its_batch() {
     let want: Vec<String> = (0..10).filter(|n| *n != 4).map(|n| format!("span-{n}")).collect();
     assert_eq!(kept, want);
     assert_eq!(store.spans("rejects").await.unwrap().len(), 10);
+}
+
+#[tokio::test]
+async fn connection_grants_round_trip() {
+    let db = TestSchema::new().await;
+    let store = db.store().await;
+    common::grants::grant_revoke_and_list_round_trip(&store).await;
+}
+
+#[tokio::test]
+async fn connection_grant_names_are_validated() {
+    let db = TestSchema::new().await;
+    let store = db.store().await;
+    common::grants::invalid_names_are_refused(&store).await;
+}
+
+#[tokio::test]
+async fn seeding_grants_only_never_seen_principals() {
+    let db = TestSchema::new().await;
+    let store = db.store().await;
+    common::grants::seed_grants_only_never_seen_principals(&store).await;
+    // Revoked rows are kept, not deleted: that is how a re-seed knows to skip them.
+    let revoked: i64 = db
+        .admin()
+        .query_one("SELECT COUNT(*) FROM connection_grants WHERE revoked_unix_ms IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(revoked, 2, "bob and eve");
+}
+
+#[tokio::test]
+async fn two_replicas_see_each_others_grants() {
+    let db = TestSchema::new().await;
+    let (a, b) = (db.store().await, db.store().await);
+    common::grants::stores_sharing_a_database_see_each_others_grants(&a, &b).await;
+}
+
+/// Every replica seeds the configured grants at start-up, at the same time and in whatever order
+/// its configuration lists them; none may fail (a deadlock) and every principal is granted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_seeding_at_once_do_not_deadlock() {
+    let db = TestSchema::new().await;
+    let (a, b) = (db.store().await, db.store().await);
+    for round in 0..10 {
+        let connection = format!("conn{round}");
+        let forward: Vec<String> = (0..2000).map(|i| format!("p{i:04}")).collect();
+        let backward: Vec<String> = forward.iter().rev().cloned().collect();
+        let (ra, rb) = tokio::join!(
+            a.seed_connection_grants(&connection, &forward, "config"),
+            b.seed_connection_grants(&connection, &backward, "config"),
+        );
+        ra.unwrap();
+        rb.unwrap();
+        assert_eq!(a.connection_grants(Some(&connection)).await.unwrap().len(), 2000);
+    }
+}
+
+/// The revoke of one replica reaches another promptly through LISTEN/NOTIFY, not by polling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoke_wakes_waiters_in_other_replicas() {
+    let db = TestSchema::new().await;
+    let (server, admin) = (Arc::new(db.store().await), db.store().await);
+    assert!(admin.grant_connection("warehouse", "alice", "config").await.unwrap());
+    // A change announced before the wait began still ends it: it may not have been read yet.
+    assert_waits_under(&server, Duration::from_secs(5)).await;
+    let version = server.grants_version().await.unwrap();
+
+    let waiter = {
+        let server = Arc::clone(&server);
+        tokio::spawn(async move {
+            let started = Instant::now();
+            server.wait_grants_changed(Duration::from_secs(10)).await;
+            started.elapsed()
+        })
+    };
+    // Let the waiter park first, so the wake-up must come from the notification.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiter.is_finished(), "nothing changed yet, the wait must still be waiting");
+    assert!(admin.revoke_connection("warehouse", "alice", "admin").await.unwrap());
+    let waited = waiter.await.unwrap();
+    assert!(waited < Duration::from_secs(5), "woken after {waited:?}");
+    assert!(server.grants_version().await.unwrap() > version);
+    assert!(server.connection_grants(None).await.unwrap().is_empty());
+
+    // Changes that do not alter the grants announce nothing, so waits run their full course.
+    assert!(!admin.revoke_connection("warehouse", "alice", "admin").await.unwrap());
+    let started = Instant::now();
+    server.wait_grants_changed(Duration::from_millis(500)).await;
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(500), "returned early after {waited:?}");
+}
+
+/// Notifications are per schema: a grant in another deployment sharing the database does not wake
+/// this one.
+#[tokio::test]
+async fn grant_changes_in_another_schema_do_not_wake_waiters() {
+    let (mine, theirs) = (TestSchema::new().await, TestSchema::new().await);
+    let (store, other) = (mine.store().await, theirs.store().await);
+    let (waited, granted) = tokio::join!(
+        async {
+            let started = Instant::now();
+            store.wait_grants_changed(Duration::from_millis(1500)).await;
+            started.elapsed()
+        },
+        async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            other.grant_connection("warehouse", "alice", "config").await
+        }
+    );
+    assert!(granted.unwrap());
+    assert!(waited >= Duration::from_millis(1500), "woken by another schema after {waited:?}");
+    assert!(store.connection_grants(None).await.unwrap().is_empty());
+}
+
+/// Losing the LISTEN connection neither fails nor stalls waits, and the listener comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grants_listener_reconnects_after_losing_its_connection() {
+    let db = TestSchema::new().await;
+    // A name of its own, so the test can find this store's listener among the server's sessions.
+    let app = format!("{}_listener", db.name());
+    let server = PostgresStore::connect(&format!("{}&application_name={app}", db.url())).await.unwrap();
+    let admin = db.store().await;
+    let listeners = |app: String| {
+        let admin = db.admin();
+        async move {
+            admin
+                .query_one(
+                    "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = $1 \
+                     AND query = 'LISTEN switchboard_grants'",
+                    &[&app],
+                )
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+        }
+    };
+    assert_eq!(listeners(app.clone()).await, 1);
+
+    let killed: i64 = db
+        .admin()
+        .query_one(
+            "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1 \
+             AND query = 'LISTEN switchboard_grants'",
+            &[&app],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(killed, 1);
+
+    // Notifications sent while it was away are lost, so coming back counts as a change.
+    assert_waits_under(&server, Duration::from_secs(5)).await;
+    assert_eq!(listeners(app.clone()).await, 1, "listening again");
+
+    let version = server.grants_version().await.unwrap();
+    let (waited, granted) = tokio::join!(
+        async {
+            let started = Instant::now();
+            server.wait_grants_changed(Duration::from_secs(10)).await;
+            started.elapsed()
+        },
+        async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            admin.grant_connection("warehouse", "alice", "config").await
+        }
+    );
+    assert!(granted.unwrap());
+    assert!(waited < Duration::from_secs(5), "woken after {waited:?}");
+    assert!(server.grants_version().await.unwrap() > version);
+}
+
+/// A schema created by the previous version (1, no grant tables) is upgraded on connect.
+#[tokio::test]
+async fn a_version_1_schema_gains_the_grant_tables() {
+    let db = TestSchema::new().await;
+    {
+        let store = db.store().await;
+        store.append_turn("t", "old", &Message::user("kept")).await.unwrap();
+    }
+    // Schema 2 is schema 1 plus the grant tables, so removing them yields a version 1 schema.
+    db.admin()
+        .batch_execute(
+            "DROP TABLE connection_grants; DROP TABLE connection_grants_version; \
+             UPDATE switchboard_schema_version SET version = 1",
+        )
+        .await
+        .unwrap();
+
+    let store = db.store().await;
+    assert_eq!(store.grants_version().await.unwrap(), 0);
+    assert!(store.grant_connection("warehouse", "alice", "config").await.unwrap());
+    assert_eq!(store.grants_version().await.unwrap(), 1);
+    assert_eq!(store.thread("t").await.unwrap(), vec![Message::user("kept")]);
+    let version: i32 =
+        db.admin().query_one("SELECT version FROM switchboard_schema_version", &[]).await.unwrap().get(0);
+    assert_eq!(version, i32::try_from(switchboard_store::SCHEMA_VERSION).unwrap());
+}
+
+/// Asserts that a wait of up to 10 s returns within `bound`.
+async fn assert_waits_under(store: &PostgresStore, bound: Duration) {
+    let started = Instant::now();
+    store.wait_grants_changed(Duration::from_secs(10)).await;
+    let waited = started.elapsed();
+    assert!(waited < bound, "waited {waited:?}");
 }

@@ -6,6 +6,7 @@ use common::{audit_row, span};
 use rusqlite::Connection;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use switchboard_core::{ErrorKind, Message, Role, TelemetrySink};
 use switchboard_store::{QUEUE_CAPACITY, SCHEMA_VERSION, SqliteStore, Store};
 
@@ -286,4 +287,101 @@ async fn stores_work_behind_trait_objects() {
     store.flush().await;
     assert_eq!(store.audit_for_request("dyn").await.unwrap().len(), 1);
     store.health().await.unwrap();
+}
+
+#[tokio::test]
+async fn connection_grants_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+    common::grants::grant_revoke_and_list_round_trip(&store).await;
+}
+
+#[tokio::test]
+async fn connection_grant_names_are_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+    common::grants::invalid_names_are_refused(&store).await;
+}
+
+#[tokio::test]
+async fn seeding_grants_only_never_seen_principals_and_revokes_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        common::grants::seed_grants_only_never_seen_principals(&store).await;
+    }
+    // A restart re-seeds the same configuration: bob, revoked before, must stay revoked.
+    let store = SqliteStore::open(&path).unwrap();
+    let version = store.grants_version().await.unwrap();
+    store.seed_connection_grants("warehouse", &["alice".into(), "bob".into()], "config").await.unwrap();
+    let holders: Vec<String> =
+        common::grants::held(&store, Some("warehouse")).await.into_iter().map(|g| g.1).collect();
+    assert_eq!(holders, ["alice", "carol", "dave"]);
+    assert_eq!(store.grants_version().await.unwrap(), version);
+}
+
+/// The CLI revoking while a server runs: two handles on one file, each reading the version from
+/// the database rather than from memory.
+#[tokio::test]
+async fn two_handles_on_one_file_see_each_others_grants() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    let server = SqliteStore::open(&path).unwrap();
+    let cli = SqliteStore::open(&path).unwrap();
+    common::grants::stores_sharing_a_database_see_each_others_grants(&server, &cli).await;
+
+    // And through a connection that is not a store at all, as the grant is durable on return.
+    assert!(cli.grant_connection("warehouse", "bob", "cli:root").await.unwrap());
+    drop(cli);
+    let active: i64 = Connection::open(&path)
+        .unwrap()
+        .query_row(
+            "SELECT COUNT(*) FROM connection_grants WHERE principal = 'bob' AND revoked_unix_ms IS NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(active, 1);
+}
+
+#[tokio::test]
+async fn waiting_for_grant_changes_sleeps_for_max_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+    let started = Instant::now();
+    store.wait_grants_changed(Duration::from_millis(300)).await;
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(300), "{waited:?}");
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+}
+
+/// A database file written by the previous version (schema 1, no grant tables) is upgraded in
+/// place when opened, keeping its rows.
+#[tokio::test]
+async fn a_version_1_file_gains_the_grant_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        store.audit(audit_row("old", 1));
+        store.append_turn("t", "old", &Message::user("kept")).await.unwrap();
+    }
+    // Schema 2 is schema 1 plus the grant tables, so removing them yields a version 1 file.
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "DROP TABLE connection_grants; DROP TABLE connection_grants_version; PRAGMA user_version = 1;",
+    )
+    .unwrap();
+    drop(conn);
+
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.grants_version().await.unwrap(), 0);
+    assert!(store.grant_connection("warehouse", "alice", "config").await.unwrap());
+    assert_eq!(store.grants_version().await.unwrap(), 1);
+    assert_eq!(store.audit_for_request("old").await.unwrap(), vec![audit_row("old", 1)]);
+    assert_eq!(store.thread("t").await.unwrap(), vec![Message::user("kept")]);
+    let version: u32 =
+        Connection::open(&path).unwrap().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
 }

@@ -90,6 +90,45 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Grant a privilege on a connection: `grant use-connection CONN --to PRINCIPAL`. Takes
+    /// effect on the next hop of every running server sharing the store.
+    Grant {
+        /// The privilege.
+        privilege: cli::grants::Privilege,
+        /// The connection.
+        connection: String,
+        /// A user's email, a group (role) or a service principal id.
+        #[arg(long = "to", value_name = "PRINCIPAL")]
+        principal: String,
+        /// switchboard.toml whose store to change.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Revoke a privilege on a connection: `revoke use-connection CONN --from PRINCIPAL`. The
+    /// next hop of every running server sharing the store is denied.
+    Revoke {
+        /// The privilege.
+        privilege: cli::grants::Privilege,
+        /// The connection.
+        connection: String,
+        /// A user's email, a group (role) or a service principal id.
+        #[arg(long = "from", visible_alias = "to", value_name = "PRINCIPAL")]
+        principal: String,
+        /// switchboard.toml whose store to change.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// List USE CONNECTION grants, on one connection or all.
+    Grants {
+        /// Only this connection.
+        connection: Option<String>,
+        /// switchboard.toml whose store to read.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write the demo configuration and data to DIR as editable files.
     Init {
         /// An empty or new directory.
@@ -121,6 +160,15 @@ fn main() -> ExitCode {
                 cli::audit::run(limit, request.as_deref(), config.as_deref(), json).await
             }
             Command::Init { dir } => cli::init::run(&dir),
+            Command::Grant { privilege, connection, principal, config } => {
+                cli::grants::grant(privilege, &connection, &principal, config.as_deref()).await
+            }
+            Command::Revoke { privilege, connection, principal, config } => {
+                cli::grants::revoke(privilege, &connection, &principal, config.as_deref()).await
+            }
+            Command::Grants { connection, config, json } => {
+                cli::grants::list(connection.as_deref(), config.as_deref(), json).await
+            }
             Command::Token { as_user, scopes, ttl, config } => {
                 cli::token::run(&as_user, scopes.as_deref(), &ttl, config.as_deref()).await
             }

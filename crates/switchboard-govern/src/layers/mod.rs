@@ -2,6 +2,7 @@
 
 mod authorize;
 mod budget;
+mod connection;
 mod credential;
 mod limit;
 mod telemetry;
@@ -9,6 +10,7 @@ mod timeout;
 
 pub use authorize::{Authorize, Policy, RolePolicy};
 pub use budget::HopBudget;
+pub use connection::{ConnectionAuthLayer, ConnectionGrant, ConnectionGrants, StaticGrants};
 pub use credential::{
     CredentialLayer, CredentialProvider, StandardCredentials, TokenExchanger, TokenSource, read_secret,
 };

@@ -26,6 +26,8 @@ fn span_shape(kind: HopKind) -> (&'static str, SpanKind) {
         HopKind::Llm => ("chat", SpanKind::Llm),
         HopKind::Retrieval => ("retrieve", SpanKind::Retriever),
         HopKind::Tool | HopKind::Sql | HopKind::Http | HopKind::Mcp => ("execute_tool", SpanKind::Tool),
+        // Grants and revokes are audit rows of their own and never pass the pipeline.
+        HopKind::Grant | HopKind::Revoke => ("administer", SpanKind::Chain),
     }
 }
 

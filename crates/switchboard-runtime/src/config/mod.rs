@@ -2,13 +2,14 @@
 //! templates in `prompts/`. Loading validates everything and reports every problem with its file
 //! and field, rather than stopping at the first.
 
+mod connections;
 mod files;
 mod model;
 
 pub use files::{ConfigFile, ConfigSource};
 pub use model::{
-    AgentFile, Config, DevClient, DevUser, IdentityConfig, LimitsConfig, LlmConfig, RouterConfig, RouterKind,
-    ServerConfig, StoreConfig, StoreKind, SupervisorConfig,
+    AgentFile, Config, DemoConfig, DevClient, DevUser, IdentityConfig, LimitsConfig, LlmConfig, RouterConfig,
+    RouterKind, ServerConfig, StoreConfig, StoreKind, SupervisorConfig,
 };
 
 use std::fmt;
@@ -106,6 +107,9 @@ pub fn load(source: &ConfigSource, check_settings: SettingsCheck) -> Result<Load
     let mut agents: Vec<Arc<AgentSpec>> = Vec::new();
     for file in &files.agents {
         let Some(mut spec) = model::parse_agent(file, &mut problems) else { continue };
+        if let Some(config) = &config {
+            connections::check_agent_connection(&spec, file, config, &files.main.label, &mut problems);
+        }
         if spec.timeout_ms.is_none() {
             spec.timeout_ms = default_timeout;
         }
@@ -149,5 +153,11 @@ pub fn load(source: &ConfigSource, check_settings: SettingsCheck) -> Result<Load
 }
 
 /// The kinds this build can construct, for messages.
-pub const BUILDABLE_KINDS: &[AgentKind] =
-    &[AgentKind::Knowledge, AgentKind::Genie, AgentKind::Tool, AgentKind::Endpoint, AgentKind::Supervisor];
+pub const BUILDABLE_KINDS: &[AgentKind] = &[
+    AgentKind::Knowledge,
+    AgentKind::Genie,
+    AgentKind::Tool,
+    AgentKind::Mcp,
+    AgentKind::Endpoint,
+    AgentKind::Supervisor,
+];

@@ -4,7 +4,7 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use switchboard_auth::{AuthConfig, ClientCredentialsConfig, TokenExchangeConfig};
-use switchboard_core::{AgentKind, AgentSpec, CredentialMode, CredentialSpec, SecretRef};
+use switchboard_core::{AgentKind, AgentSpec, ConnectionSpec, CredentialMode, CredentialSpec, SecretRef};
 
 /// `switchboard.toml`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -36,6 +36,13 @@ pub struct Config {
     /// The HTTP server.
     #[serde(default)]
     pub server: ServerConfig,
+    /// Named outbound endpoints (`[[connections]]`) that `mcp`, HTTP `tool` and `endpoint`
+    /// agents reach the outside through, each guarded by `USE CONNECTION` grants.
+    #[serde(default)]
+    pub connections: Vec<ConnectionSpec>,
+    /// Built-in demo services.
+    #[serde(default)]
+    pub demo: DemoConfig,
     /// Data directory, relative to the config file; defaults to `$SWITCHBOARD_HOME` or `.switchboard`.
     #[serde(default)]
     pub data_dir: Option<PathBuf>,
@@ -156,6 +163,15 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self { body_limit_bytes: 1024 * 1024 }
     }
+}
+
+/// `[demo]`: services the built-in demo runs in-process.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DemoConfig {
+    /// Starts the bundled tickets MCP server (`examples/tickets-mcp`) on a free loopback port,
+    /// trusting the development identity provider, and points this connection at it.
+    pub tickets_connection: Option<String>,
 }
 
 /// A development identity (demo and tests only).
@@ -316,7 +332,7 @@ pub(super) fn parse_main(file: &ConfigFile, problems: &mut Vec<Problem>) -> Opti
     }
 }
 
-fn valid_name(name: &str) -> bool {
+pub(super) fn valid_name(name: &str) -> bool {
     let mut bytes = name.bytes();
     matches!(bytes.next(), Some(b'a'..=b'z'))
         && name.len() <= 64
@@ -376,7 +392,7 @@ pub(super) fn parse_agent(file: &ConfigFile, problems: &mut Vec<Problem>) -> Opt
         problems.push(problem(
             "kind",
             format!(
-                "kind `{}` is not available in this build (available: knowledge, genie, tool, endpoint, supervisor)",
+                "kind `{}` is not available in this build (available: knowledge, genie, tool, mcp, endpoint, supervisor)",
                 parsed.kind.as_str()
             ),
         ));
@@ -430,6 +446,7 @@ pub(super) fn check_cross(
     _agents: &[Arc<AgentSpec>],
     problems: &mut Vec<Problem>,
 ) {
+    super::connections::check_connections(config, files, problems);
     let file = files.main.label.as_str();
     let problem = |field: &str, message: &str| Problem {
         file: file.into(),

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod grants;
+
 use switchboard_core::{AuditDecision, AuditRecord, HopKind, SpanKind, SpanRecord, SpanStatus};
 
 /// The `n`th audit row of a request; every third is a denial, every other acts for bob.
@@ -12,14 +14,14 @@ pub fn audit_row(request_id: &str, n: u64) -> AuditRecord {
         ts_unix_ms: 1_700_000_000_000 + n,
         caller_email: "alice@example.com".into(),
         caller_roles: "sales,admin".into(),
-        acting_for: (n % 2 == 0).then(|| "bob@example.com".into()),
+        acting_for: n.is_multiple_of(2).then(|| "bob@example.com".into()),
         principal: "alice@example.com".into(),
         credential_mode: "obo".into(),
         agent: "sales".into(),
         hop: HopKind::Sql,
         target: "main.sales.deals".into(),
-        decision: if n % 3 == 0 { AuditDecision::AccessDenied } else { AuditDecision::Allowed },
-        reason: (n % 3 == 0).then(|| "policy: sales only".into()),
+        decision: if n.is_multiple_of(3) { AuditDecision::AccessDenied } else { AuditDecision::Allowed },
+        reason: n.is_multiple_of(3).then(|| "policy: sales only".into()),
         duration_ms: n * 2,
     }
 }
@@ -40,7 +42,7 @@ pub fn span(request_id: &str, id: &str, parent: Option<&str>, start: u64) -> Spa
         agent: Some("sales".into()),
         start_unix_nano: start,
         end_unix_nano: start + 500,
-        status: if start % 2 == 0 { SpanStatus::Ok } else { SpanStatus::Error },
+        status: if start.is_multiple_of(2) { SpanStatus::Ok } else { SpanStatus::Error },
         status_message: (start % 2 == 1).then(|| "denied".into()),
         attributes,
     }

@@ -1,4 +1,4 @@
-//! The `tool` kind: a parameterized SQL function over a governed SQLite database.
+//! SQL tools: a parameterized SQL function over a governed SQLite database.
 //!
 //! A tool declares one SQL statement with named parameters (`:discount_pct`), the parameters'
 //! types, the objects the statement may read, and how to phrase the answer. Arguments come from
@@ -8,6 +8,7 @@
 //! inside it is a `sql` hop through the governed executor, so the database applies the caller's
 //! row filters and only the declared objects can be read.
 
+use crate::args::{is_email, number_json, scan_numbers};
 use crate::genie::resolve_database;
 use crate::sql::{DEFAULT_MAX_ROWS, Exposed, QueryResult, SqlEngine, Token, format_int, tokenize};
 use async_trait::async_trait;
@@ -180,10 +181,10 @@ impl Parameter {
     }
 }
 
-/// The `[tool]` table of an agent's TOML.
+/// The `[tool]` table of a SQL tool.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Settings {
+pub struct SqlSettings {
     /// The SQLite file; relative paths resolve against the config's base dir.
     pub database: PathBuf,
     /// One read-only statement with `:name` parameters.
@@ -216,10 +217,10 @@ fn default_max_rows() -> usize {
     DEFAULT_MAX_ROWS
 }
 
-impl Settings {
+impl SqlSettings {
     /// Reads and validates `spec.settings` (the `[tool]` table). Errors name the field.
-    pub fn from_spec(spec: &AgentSpec, base_dir: &Path) -> Result<Settings> {
-        let mut s: Settings = crate::kind_settings(spec)?;
+    pub fn from_spec(spec: &AgentSpec, base_dir: &Path) -> Result<SqlSettings> {
+        let mut s: SqlSettings = crate::kind_settings(spec)?;
         s.database_path = resolve_database("tool.database", &s.database, base_dir)?;
         if s.views.is_empty() && s.tables.is_empty() {
             return Err(Error::config("tool.views: list the views (or tool.tables) the SQL may read"));
@@ -287,6 +288,17 @@ impl Settings {
     }
 }
 
+impl SqlSettings {
+    /// The parameters as a JSON Schema object, in declaration order of `required`.
+    pub fn schema(&self) -> Value {
+        let properties: Map<String, Value> =
+            self.parameters.iter().map(|p| (p.name.clone(), p.schema())).collect();
+        let required: Vec<&str> =
+            self.parameters.iter().filter(|p| p.is_required()).map(|p| p.name.as_str()).collect();
+        json!({"type": "object", "properties": properties, "required": required})
+    }
+}
+
 /// The outcome of reading a question's arguments.
 enum Arguments<'a> {
     /// Every parameter has a valid value (or NULL when optional), in declaration order.
@@ -299,8 +311,11 @@ enum Arguments<'a> {
 pub struct SqlToolAgent {
     spec: Arc<AgentSpec>,
     egress: Egress,
-    settings: Settings,
+    settings: SqlSettings,
     engine: SqlEngine,
+    /// The parameters as a JSON Schema: what a model's tool call is offered and what the
+    /// offline extractor reads.
+    schema: Value,
     llm: Option<LlmClient>,
 }
 
@@ -312,13 +327,22 @@ impl SqlToolAgent {
         base_dir: &Path,
         llm: Option<LlmClient>,
     ) -> Result<Self> {
-        let settings = Settings::from_spec(&spec, base_dir)?;
+        let settings = match super::Settings::from_spec(&spec, base_dir)? {
+            super::Settings::Sql(settings) => settings,
+            super::Settings::Http(_) => {
+                return Err(Error::config(format!(
+                    "tool `{}` is an HTTP tool ([tool.http]); build it with tool::build",
+                    spec.name
+                )));
+            }
+        };
         let engine = SqlEngine::new(
             settings.database_path.clone(),
             Exposed { views: settings.views.clone(), tables: settings.tables.clone() },
             settings.max_rows,
         );
-        Ok(Self { spec, egress, settings, engine, llm })
+        let schema = settings.schema();
+        Ok(Self { spec, egress, settings, engine, schema, llm })
     }
 
     /// The model's arguments, or `None` when it made no call for this tool.
@@ -328,14 +352,10 @@ impl SqlToolAgent {
         ctx: &RunContext,
         question: &str,
     ) -> Result<Option<Map<String, Value>>> {
-        let properties: Map<String, Value> =
-            self.settings.parameters.iter().map(|p| (p.name.clone(), p.schema())).collect();
-        let required: Vec<&str> =
-            self.settings.parameters.iter().filter(|p| p.is_required()).map(|p| p.name.as_str()).collect();
         let tool = ToolDef {
             name: self.spec.name.clone(),
             description: self.spec.description.clone(),
-            parameters: json!({"type": "object", "properties": properties, "required": required}),
+            parameters: self.schema.clone(),
         };
         let request = ChatRequest {
             messages: vec![
@@ -359,7 +379,7 @@ impl SqlToolAgent {
 
     /// Validated arguments in declaration order, or the missing required parameters.
     fn arguments(&self, from_model: Option<Map<String, Value>>, question: &str) -> Result<Arguments<'_>> {
-        let offline = extract(question, &self.settings.parameters);
+        let offline = crate::args::extract(&self.spec.name, &self.schema, question);
         let mut args = Vec::new();
         let mut missing = Vec::new();
         for p in &self.settings.parameters {
@@ -543,165 +563,6 @@ fn format_int_always(i: i64) -> String {
     }
 }
 
-fn number_json(n: f64) -> Value {
-    if n.fract() == 0.0 && n.abs() < 9.0e15 { json!(n as i64) } else { json!(n) }
-}
-
-fn is_email(s: &str) -> bool {
-    let Some((local, domain)) = s.split_once('@') else {
-        return false;
-    };
-    !local.is_empty()
-        && !domain.contains('@')
-        && domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !s.chars().any(char::is_whitespace)
-}
-
-/// A number found in text.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Found {
-    value: f64,
-    percent: bool,
-}
-
-/// Numbers in `text`, in order: `40000`, `40,000`, `$40k`, `1.5m`, `2 million`, `25%`,
-/// `25 percent`. Digits glued to letters (`q3`, `x2`) are not numbers.
-fn scan_numbers(text: &str) -> Vec<Found> {
-    let chars: Vec<char> = text.to_lowercase().chars().collect();
-    let mut found = Vec::new();
-    let mut i = 0;
-    let word_at = |j: usize, w: &str| -> bool {
-        let wc: Vec<char> = w.chars().collect();
-        chars.len() >= j + wc.len()
-            && chars[j..j + wc.len()] == wc[..]
-            && chars.get(j + wc.len()).is_none_or(|c| !c.is_alphanumeric())
-    };
-    while i < chars.len() {
-        let glued = i > 0 && (chars[i - 1].is_alphanumeric() || chars[i - 1] == '.');
-        if !chars[i].is_ascii_digit() || glued {
-            i += 1;
-            continue;
-        }
-        let mut digits = String::new();
-        let mut j = i;
-        while j < chars.len() {
-            let c = chars[j];
-            if c.is_ascii_digit() {
-                digits.push(c);
-                j += 1;
-            } else if c == ','
-                && chars.get(j + 1..j + 4).is_some_and(|d| d.iter().all(char::is_ascii_digit))
-                && chars.get(j + 4).is_none_or(|d| !d.is_ascii_digit())
-                && !digits.contains('.')
-            {
-                j += 1;
-            } else if c == '.' && !digits.contains('.') && chars.get(j + 1).is_some_and(char::is_ascii_digit)
-            {
-                digits.push('.');
-                j += 1;
-            } else {
-                break;
-            }
-        }
-        let Ok(mut value) = digits.parse::<f64>() else {
-            i = j.max(i + 1);
-            continue;
-        };
-        let mut percent = false;
-        let mut k = j;
-        while k < chars.len() && chars[k] == ' ' {
-            k += 1;
-        }
-        if chars.get(j) == Some(&'%') {
-            percent = true;
-            j += 1;
-        } else if ["percent", "per cent", "pct"].iter().any(|w| word_at(k, w)) {
-            percent = true;
-            j = k + if word_at(k, "per cent") {
-                8
-            } else if word_at(k, "pct") {
-                3
-            } else {
-                7
-            };
-        } else if word_at(j, "k") {
-            value *= 1e3;
-            j += 1;
-        } else if word_at(j, "m") || word_at(j, "mm") || word_at(j, "mn") {
-            value *= 1e6;
-            j += if word_at(j, "m") { 1 } else { 2 };
-        } else if word_at(j, "bn") {
-            value *= 1e9;
-            j += 2;
-        } else if word_at(k, "thousand") {
-            value *= 1e3;
-            j = k + 8;
-        } else if word_at(k, "million") {
-            value *= 1e6;
-            j = k + 7;
-        } else if word_at(k, "billion") {
-            value *= 1e9;
-            j = k + 7;
-        } else if chars.get(j).is_some_and(|c| c.is_alphabetic()) {
-            // "3rd", "2x": not a quantity.
-            while j < chars.len() && chars[j].is_alphanumeric() {
-                j += 1;
-            }
-            i = j;
-            continue;
-        }
-        found.push(Found { value, percent });
-        i = j.max(i + 1);
-    }
-    found
-}
-
-/// Arguments read from the question without a model: emails, then percentages, then the other
-/// numbers in order of appearance, then text choices named in the question.
-fn extract(question: &str, params: &[Parameter]) -> Map<String, Value> {
-    let mut args = Map::new();
-    let mut rest = String::new();
-    let mut emails = Vec::new();
-    for word in question.split_whitespace() {
-        let trimmed = word.trim_matches(|c: char| ",.;:?!()<>\"'[]".contains(c));
-        if is_email(trimmed) {
-            emails.push(trimmed.to_ascii_lowercase());
-            rest.push(' ');
-        } else {
-            rest.push_str(word);
-            rest.push(' ');
-        }
-    }
-    let numbers = scan_numbers(&rest);
-    let mut percents = numbers.iter().filter(|n| n.percent).map(|n| n.value);
-    let mut plain = numbers.iter().filter(|n| !n.percent).map(|n| n.value);
-    let mut emails = emails.into_iter();
-    let words = crate::genie::semantic::words(&rest);
-    for p in params {
-        let value = match p.kind {
-            ParamType::Email => emails.next().map(Value::String),
-            ParamType::Percent => percents.next().map(number_json),
-            ParamType::Number | ParamType::Integer => plain.next().map(number_json),
-            ParamType::Text => p
-                .choices
-                .iter()
-                .find(|c| {
-                    let phrase = crate::genie::semantic::words(&c.replace('_', " "));
-                    let whole = words.windows(phrase.len().max(1)).any(|w| w == phrase);
-                    let last = phrase.last().is_some_and(|l| words.contains(l));
-                    whole || last
-                })
-                .map(|c| Value::String(c.clone())),
-        };
-        if let Some(v) = value {
-            args.insert(p.name.clone(), v);
-        }
-    }
-    args
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -721,19 +582,6 @@ mod tests {
     async fn ask(agent: &SqlToolAgent, email: &str, role: &str, q: &str) -> Result<AgentOutput> {
         let input = AgentInput { question: q.into(), history: Vec::new() };
         agent.invoke(&ctx(email, role), &input).await
-    }
-
-    #[test]
-    fn numbers_and_percentages_are_read_from_text() {
-        let values =
-            |s: &str| -> Vec<(f64, bool)> { scan_numbers(s).iter().map(|f| (f.value, f.percent)).collect() };
-        assert_eq!(values("a 25% discount on a 40000 deal"), vec![(25.0, true), (40_000.0, false)]);
-        assert_eq!(
-            values("12.5 percent off $40,000 or $40k or 1.2 million, 3 pct"),
-            vec![(12.5, true), (40_000.0, false), (40_000.0, false), (1_200_000.0, false), (3.0, true)]
-        );
-        assert_eq!(values("q3 and the 2nd deal, 7 thousand"), vec![(7_000.0, false)]);
-        assert_eq!(values("1,5 and 1,000,000."), vec![(1.0, false), (5.0, false), (1e6, false)]);
     }
 
     #[tokio::test]
@@ -904,11 +752,11 @@ mod tests {
         let base = json!({"database": "sales.db", "views": ["discount_policy"],
             "sql": "SELECT approver FROM discount_policy WHERE :pct <= max_pct",
             "parameters": [{"name": "pct", "type": "percent"}]});
-        assert!(Settings::from_spec(&mk(base.clone()), dir.path()).is_ok());
+        assert!(SqlSettings::from_spec(&mk(base.clone()), dir.path()).is_ok());
         let with = |key: &str, value: Value| {
             let mut s = base.clone();
             s[key] = value;
-            Settings::from_spec(&mk(s), dir.path()).unwrap_err().message
+            SqlSettings::from_spec(&mk(s), dir.path()).unwrap_err().message
         };
         assert!(with("database", json!("nope.db")).starts_with("tool.database: file nope.db"));
         assert!(with("sql", json!("DELETE FROM x")).contains("one SELECT"));

@@ -1,0 +1,107 @@
+//! `switchboard serve` as a child process.
+
+use crate::Child;
+use std::path::Path;
+use std::process::{Command, ExitStatus};
+use std::time::Duration;
+
+/// How long a server gets to answer `/health`: a cold start on a loaded CI machine prepares the
+/// demo data and loads the router first.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `switchboard serve` on `127.0.0.1`, its stdout and stderr in a log file of its own, stopped
+/// with SIGTERM when dropped (see [`Child::stop`]).
+///
+/// The server sees the test's environment without the variables that would change what it does
+/// behind the test's back (`SWITCHBOARD_*`, `OTEL_*`, `RUST_LOG`), with `NO_COLOR=1` so the log
+/// stays readable, and then the `envs` the test gives. The log file is deleted on drop, unless
+/// the test is panicking: then it is kept and its path printed.
+#[derive(Debug)]
+pub struct Serve {
+    child: Child,
+    url: String,
+    log: Option<tempfile::TempPath>,
+}
+
+impl Serve {
+    /// Runs `bin serve --addr 127.0.0.1:PORT` on a free port, with `--config config` when given
+    /// (else the built-in demo), and waits until `/health` answers. Panics with the log when the
+    /// server exits or does not answer within a minute.
+    pub async fn start(bin: &Path, config: Option<&Path>, envs: &[(&str, &str)]) -> Self {
+        Self::start_on(bin, config, crate::free_port(), envs).await
+    }
+
+    /// [`Serve::start`] on a given `port`, for servers whose URLs must be known before they
+    /// start (two servers that call each other: pick both with [`crate::free_port`] first).
+    pub async fn start_on(bin: &Path, config: Option<&Path>, port: u16, envs: &[(&str, &str)]) -> Self {
+        let log = tempfile::Builder::new()
+            .prefix("switchboard-serve-")
+            .suffix(".log")
+            .tempfile()
+            .expect("a log file for switchboard serve")
+            .into_temp_path();
+        let addr = format!("127.0.0.1:{port}");
+        let mut command = Command::new(bin);
+        command.args(["serve", "--addr", &addr]);
+        if let Some(config) = config {
+            command.arg("--config").arg(config);
+        }
+        for (name, _) in std::env::vars_os() {
+            let name_str = name.to_string_lossy();
+            if name_str.starts_with("SWITCHBOARD_") || name_str.starts_with("OTEL_") || name_str == "RUST_LOG"
+            {
+                command.env_remove(&name);
+            }
+        }
+        command.env("NO_COLOR", "1").envs(envs.iter().copied());
+        let mut child = Child::spawn(&mut command, &log);
+        let url = format!("http://{addr}");
+        let what = match config {
+            Some(config) => format!("switchboard serve --config {} at {url}", config.display()),
+            None => format!("switchboard serve (built-in demo) at {url}"),
+        };
+        child.wait_for_http_as(&what, &format!("{url}/health"), START_TIMEOUT).await;
+        Self { child, url, log: Some(log) }
+    }
+
+    /// The base URL, `http://127.0.0.1:PORT`, without a trailing slash.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The log file: the server's stdout and stderr.
+    pub fn log_path(&self) -> &Path {
+        self.log.as_deref().expect("the log file lives as long as the server")
+    }
+
+    /// The log so far (or why it cannot be read).
+    pub fn log(&self) -> String {
+        self.child.log()
+    }
+
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Stops the server gracefully (so queued audit rows reach the store) and returns how it
+    /// exited; see [`Child::stop`]. Calling it again, or dropping afterwards, is fine.
+    pub fn stop(&mut self) -> ExitStatus {
+        self.child.stop()
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        // Stop before the log goes, so nothing is written to a deleted file.
+        let _ = self.child.terminate();
+        if std::thread::panicking()
+            && let Some(log) = self.log.take()
+        {
+            match log.keep() {
+                Ok(path) => eprintln!("switchboard serve at {} logged to {}", self.url, path.display()),
+                Err(e) => eprintln!("cannot keep the log of switchboard serve at {}: {e}", self.url),
+            }
+        }
+    }
+}
