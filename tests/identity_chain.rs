@@ -5,10 +5,15 @@
 //! credential modes (obo, automatic via OAuth2 client credentials, manual), and the test also
 //! covers edge rejections, a forged proxy header, scope denial, single-flight token refresh and
 //! a scan for leaked secrets in everything Switchboard writes or answers.
+//!
+//! Governed connections add hops of their own, scanned the same way: an MCP hop to the demo's
+//! tickets server (`auth = "caller"`), an HTTP tool whose connection holds a bearer secret, an
+//! endpoint agent whose connection runs its own OAuth2 client-credentials flow, a hop refused for
+//! want of a USE CONNECTION grant, and one refused by the connection's egress rules.
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::routing::post;
+use axum::routing::{any, post};
 use axum::{Json, Router};
 use base64::Engine;
 use serde_json::{Value, json};
@@ -21,6 +26,13 @@ use switchboard_testkit::Serve;
 const RELAY_SECRET: &str = "manual-relay-secret-PLANTED-7c1f";
 const CLIENT_SECRET: &str = "sp-client-secret-PLANTED-42aa";
 const SP_TOKEN_MARK: &str = "sp-access-PLANTED";
+/// The `partner_bearer` connection's static bearer secret.
+const CONN_SECRET: &str = "conn-bearer-secret-PLANTED-b3e9";
+/// The `partner_m2m` connection's own OAuth2 client, distinct from the service principal's.
+const CONN_CLIENT_ID: &str = "partner-m2m-client";
+const CONN_CLIENT_SECRET: &str = "conn-client-secret-PLANTED-5d07";
+/// Tokens the token endpoint issues to the `partner_m2m` connection.
+const CONN_TOKEN_MARK: &str = "conn-access-PLANTED";
 
 /// What a recording server saw: which path, the bearer it was given, the request id.
 #[derive(Clone, Debug)]
@@ -37,6 +49,11 @@ struct Recorder {
     tool: Arc<Mutex<Vec<Seen>>>,
     tool_url: Arc<Mutex<String>>,
     token_requests: Arc<AtomicUsize>,
+    /// What the partner API behind the `partner_*` connections saw.
+    partner: Arc<Mutex<Vec<Seen>>>,
+    /// Client-credentials requests from the `partner_m2m` connection: the client secret each
+    /// sent, and whether it asked for the client-credentials grant.
+    conn_token_requests: Arc<Mutex<Vec<(String, bool)>>>,
 }
 
 fn bearer(headers: &HeaderMap) -> String {
@@ -104,9 +121,43 @@ async fn tool(State(rec): State<Recorder>, Path(mode): Path<String>, headers: He
     Json(json!({"result": format!("{mode} fruit ok")}))
 }
 
-/// An OAuth2 token endpoint for the runtime's service principal; counts requests. The first
-/// token lives two seconds, so the test can let it expire; later ones an hour.
-async fn token_endpoint(State(rec): State<Recorder>, body: String) -> Json<Value> {
+/// The partner API behind the `partner_*` connections: records the bearer it was sent. Answers
+/// both an HTTP tool (`result`) and an endpoint agent (a chat completion).
+async fn partner(State(rec): State<Recorder>, Path(mode): Path<String>, headers: HeaderMap) -> Json<Value> {
+    rec.partner.lock().expect("lock").push(Seen {
+        mode: mode.clone(),
+        bearer: bearer(&headers),
+        request_id: header(&headers, "x-request-id"),
+        traceparent: header(&headers, "traceparent"),
+    });
+    let result = format!("partner {mode} ok");
+    Json(json!({"result": result,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": result}}]}))
+}
+
+/// The client id and secret of an HTTP Basic `Authorization` header.
+fn basic_credentials(headers: &HeaderMap) -> (String, String) {
+    let encoded = header(headers, "authorization").strip_prefix("Basic ").unwrap_or("").to_string();
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded).unwrap_or_default();
+    let text = String::from_utf8_lossy(&decoded);
+    let (id, secret) = text.split_once(':').unwrap_or((&text, ""));
+    (id.to_string(), secret.to_string())
+}
+
+/// An OAuth2 token endpoint. For the runtime's service principal it counts requests; the first
+/// token lives two seconds, so the test can let it expire; later ones an hour. The `partner_m2m`
+/// connection's own client (told apart by its client id) is counted separately and gets tokens
+/// of its own, so the service principal's single-refresh count stays exact.
+async fn token_endpoint(State(rec): State<Recorder>, headers: HeaderMap, body: String) -> Json<Value> {
+    let (client_id, client_secret) = basic_credentials(&headers);
+    if client_id == CONN_CLIENT_ID {
+        let mut seen = rec.conn_token_requests.lock().expect("lock");
+        seen.push((client_secret, body.contains("grant_type=client_credentials")));
+        let n = seen.len();
+        return Json(
+            json!({"access_token": format!("{CONN_TOKEN_MARK}-{n}"), "token_type": "Bearer", "expires_in": 3600}),
+        );
+    }
     let n = rec.token_requests.fetch_add(1, Ordering::SeqCst) + 1;
     assert!(body.contains("grant_type=client_credentials"), "client credentials grant: {body}");
     let ttl = if n == 1 { 2 } else { 3600 };
@@ -118,6 +169,8 @@ async fn start_peers(rec: Recorder) -> String {
         .route("/relay/{mode}/v1/chat/completions", post(relay))
         .route("/tool/{mode}", post(tool))
         .route("/oidc/v1/token", post(token_endpoint))
+        .route("/partner/{mode}", any(partner))
+        .route("/partner/{mode}/v1/chat/completions", post(partner))
         .with_state(rec.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
@@ -136,6 +189,35 @@ fn agent(name: &str, fruit: &str, mode: &str, extra: &str, peers: &str) -> Strin
     )
 }
 
+/// An HTTP tool through `connection`, answering with the partner's `result`.
+fn http_tool(name: &str, fruit: &str, connection: &str, path: &str) -> String {
+    format!(
+        "name = \"{name}\"\nkind = \"tool\"\nconnection = \"{connection}\"\n\
+         description = \"The {fruit} partner API answers questions about {fruit}.\"\n\
+         examples = [\"tell me about {fruit}\", \"{fruit}\"]\n\
+         [credential]\nmode = \"obo\"\n\
+         [tool.http]\nmethod = \"GET\"\npath = \"{path}\"\nanswer_pointer = \"/result\"\n"
+    )
+}
+
+/// Governed connections: the demo's tickets server (the caller's own token), and two to the
+/// partner API on the peers server, one with a static bearer secret and one with its own OAuth2
+/// client. Only west_sales holds USE CONNECTION on any of them.
+fn connections(peers: &str) -> String {
+    format!(
+        "[[connections]]\nname = \"tickets_mcp\"\nbase_url = \"http://127.0.0.1:9/mcp\"\n\
+         auth = \"caller\"\nallow_insecure_loopback = true\ngrants = [\"west_sales\"]\n\
+         [[connections]]\nname = \"partner_bearer\"\nbase_url = \"{peers}/partner\"\n\
+         auth = \"bearer\"\nsecret = \"env:SB_TEST_CONN_SECRET\"\n\
+         allow_insecure_loopback = true\ngrants = [\"west_sales\"]\n\
+         [[connections]]\nname = \"partner_m2m\"\nbase_url = \"{peers}/partner\"\n\
+         auth = \"oauth_m2m\"\ntoken_url = \"{peers}/oidc/v1/token\"\n\
+         client_id = \"{CONN_CLIENT_ID}\"\nclient_secret = \"env:SB_TEST_CONN_CLIENT_SECRET\"\n\
+         scopes = [\"partner.read\"]\nallow_insecure_loopback = true\ngrants = [\"west_sales\"]\n\
+         [demo]\ntickets_connection = \"tickets_mcp\"\n"
+    )
+}
+
 fn write_config(dir: &std::path::Path, peers: &str) {
     std::fs::create_dir_all(dir.join("agents")).expect("agents dir");
     std::fs::write(
@@ -143,14 +225,20 @@ fn write_config(dir: &std::path::Path, peers: &str) {
         format!(
             "data_dir = \".\"\n\
              [router]\nthreshold = 0.3\n\
-             [identity]\nservice_principal = \"switchboard-sp\"\ndev_scopes = [\"sql\", \"serving\"]\n\
+             {connections}\
+             [identity]\nservice_principal = \"switchboard-sp\"\n\
+             dev_scopes = [\"sql\", \"serving\", \"mcp.tickets\"]\n\
              [[identity.dev_users]]\nemail = \"alice@example.com\"\nroles = [\"west_sales\"]\n\
+             [[identity.dev_users]]\nemail = \"bob@example.com\"\nroles = [\"east_sales\"]\n\
              [[identity.dev_users]]\nemail = \"frank@example.com\"\nroles = [\"admin\"]\n\
              [identity.client_credentials]\ntoken_endpoint = \"{peers}/oidc/v1/token\"\n\
-             client_id = \"switchboard-sp\"\nclient_secret = \"env:SB_TEST_SP_SECRET\"\n"
+             client_id = \"switchboard-sp\"\nclient_secret = \"env:SB_TEST_SP_SECRET\"\n",
+            connections = connections(peers),
         ),
     )
     .expect("main config");
+    // The peers server on another name for the same address: reachable, but not an allowed host.
+    let elsewhere = peers.replace("127.0.0.1", "localhost");
     let agents = [
         ("relay_obo.toml", agent("relay_obo", "apples", "obo", "scopes = [\"serving\"]", peers)),
         ("relay_auto.toml", agent("relay_auto", "bananas", "automatic", "", peers)),
@@ -159,6 +247,27 @@ fn write_config(dir: &std::path::Path, peers: &str) {
             agent("relay_manual", "cherries", "manual", "secret = \"env:SB_TEST_RELAY_SECRET\"", peers),
         ),
         ("relay_scoped.toml", agent("relay_scoped", "durians", "obo", "scopes = [\"admin.write\"]", peers)),
+        // The demo's tickets agent, as shipped.
+        (
+            "tickets.toml",
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../agents/tickets.toml"))
+                .expect("agents/tickets.toml"),
+        ),
+        ("kiwi_tool.toml", http_tool("kiwi_tool", "kiwis", "partner_bearer", "/bearer")),
+        (
+            "mango_relay.toml",
+            // An endpoint agent whose URL is a path on the connection's base URL.
+            "name = \"mango_relay\"\nkind = \"endpoint\"\nconnection = \"partner_m2m\"\n\
+             description = \"The mango relay answers questions about mangoes.\"\n\
+             examples = [\"tell me about mangoes\", \"mangoes\"]\n\
+             [credential]\nmode = \"obo\"\n\
+             [endpoint]\nurl = \"/m2m/v1/chat/completions\"\n"
+                .to_string(),
+        ),
+        (
+            "lemon_tool.toml",
+            http_tool("lemon_tool", "lemons", "partner_bearer", &format!("{elsewhere}/partner/egress")),
+        ),
     ];
     for (file, text) in agents {
         std::fs::write(dir.join("agents").join(file), text).expect("agent file");
@@ -201,6 +310,8 @@ fn cli(config: &std::path::Path, args: &[&str]) -> String {
         .args(["--config", config.to_str().expect("utf-8")])
         .env("SB_TEST_RELAY_SECRET", RELAY_SECRET)
         .env("SB_TEST_SP_SECRET", CLIENT_SECRET)
+        .env("SB_TEST_CONN_SECRET", CONN_SECRET)
+        .env("SB_TEST_CONN_CLIENT_SECRET", CONN_CLIENT_SECRET)
         .output()
         .expect("cli runs");
     assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
@@ -233,6 +344,8 @@ async fn identity_survives_every_hop_in_every_mode() {
         &[
             ("SB_TEST_RELAY_SECRET", RELAY_SECRET),
             ("SB_TEST_SP_SECRET", CLIENT_SECRET),
+            ("SB_TEST_CONN_SECRET", CONN_SECRET),
+            ("SB_TEST_CONN_CLIENT_SECRET", CONN_CLIENT_SECRET),
             ("RUST_LOG", "debug"),
             ("SWITCHBOARD_LOG_FORMAT", "json"),
         ],
@@ -371,6 +484,75 @@ async fn identity_survives_every_hop_in_every_mode() {
     );
     let scoped_id = header(&headers, "x-request-id");
 
+    // An MCP hop over a connection with auth = "caller": the demo's tickets server, started in
+    // process, verifies alice's own token and shows her only her tickets.
+    let (status, headers, body) = bodies.ask(&url, Some(&alice), &[], "what are my open tickets?").await;
+    assert_eq!(status, 200, "{body}");
+    for title in
+        ["CRM export of the West pipeline fails", "Expense report for the Denver client dinner is stuck"]
+    {
+        assert!(answer(&body).contains(title), "alice's open ticket {title:?} in {body}");
+    }
+    assert!(!answer(&body).contains("Boston office badge reader"), "only her own tickets: {body}");
+    let mcp_id = header(&headers, "x-request-id");
+
+    // An HTTP tool hop over a connection with auth = "bearer": the partner sees the connection's
+    // secret, not alice's token.
+    let (status, headers, body) = bodies.ask(&url, Some(&alice), &[], "tell me about kiwis").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(answer(&body).contains("partner bearer ok"), "{body}");
+    let bearer_id = header(&headers, "x-request-id");
+    let seen = rec.partner.lock().expect("lock").last().cloned().expect("the partner was called");
+    assert_eq!(
+        (seen.mode.as_str(), seen.bearer.as_str()),
+        ("bearer", CONN_SECRET),
+        "the connection's secret"
+    );
+    assert_eq!(seen.request_id, bearer_id, "the request id travels through the connection");
+
+    // An endpoint hop over a connection with auth = "oauth_m2m": the connection's own client
+    // credentials buy the token the partner sees; the service principal's token is not used.
+    for _ in 0..2 {
+        let (status, _, body) = bodies.ask(&url, Some(&alice), &[], "tell me about mangoes").await;
+        assert_eq!(status, 200, "{body}");
+        assert!(answer(&body).contains("partner m2m ok"), "{body}");
+    }
+    let (status, headers, body) = bodies.ask(&url, Some(&alice), &[], "tell me about mangoes").await;
+    assert_eq!(status, 200, "{body}");
+    let m2m_id = header(&headers, "x-request-id");
+    let seen = rec.partner.lock().expect("lock").last().cloned().expect("the partner was called");
+    assert_eq!(
+        (seen.mode.as_str(), seen.bearer.as_str()),
+        ("m2m", format!("{CONN_TOKEN_MARK}-1").as_str()),
+        "the token of the connection's own client-credentials flow"
+    );
+    assert_eq!(seen.request_id, m2m_id);
+    assert_eq!(
+        *rec.conn_token_requests.lock().expect("lock"),
+        vec![(CONN_CLIENT_SECRET.to_string(), true)],
+        "one client-credentials request with the connection's client secret, then the cached token"
+    );
+    assert_eq!(rec.token_requests.load(Ordering::SeqCst), 2, "the service principal's count is untouched");
+
+    // A hop refused for want of a USE CONNECTION grant: bob (east_sales) holds none on
+    // `partner_bearer`, and nothing reaches the partner.
+    let bob = cli(&config, &["token", "--as", "bob@example.com"]);
+    let partner_calls = rec.partner.lock().expect("lock").len();
+    let (status, headers, body) = bodies.ask(&url, Some(&bob), &[], "tell me about kiwis").await;
+    assert_eq!(status, 403, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or("");
+    assert!(message.contains("USE CONNECTION") && message.contains("`partner_bearer`"), "{body}");
+    let ungranted_id = header(&headers, "x-request-id");
+
+    // A hop refused by the connection's egress rules: the tool's absolute URL names a host the
+    // connection does not allow (the very peers server, by another name), so nothing is sent.
+    let (status, headers, body) = bodies.ask(&url, Some(&alice), &[], "tell me about lemons").await;
+    assert_eq!(status, 403, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or("");
+    assert!(message.contains("`partner_bearer`") && message.contains("`localhost`"), "{body}");
+    let egress_id = header(&headers, "x-request-id");
+    assert_eq!(rec.partner.lock().expect("lock").len(), partner_calls, "neither refusal reached the partner");
+
     server.stop();
 
     let audit: Value =
@@ -390,15 +572,51 @@ async fn identity_survives_every_hop_in_every_mode() {
             .iter()
             .any(|r| r["principal"] == "switchboard-sp" && r["credential_mode"] == "automatic")
     );
+    for (id, agent) in [(&mcp_id, "tickets"), (&bearer_id, "kiwi_tool"), (&m2m_id, "mango_relay")] {
+        assert!(
+            of(id).iter().any(|r| r["agent"] == agent && r["decision"] == "allowed"),
+            "{agent}: {:?}",
+            of(id)
+        );
+    }
+    let ungranted = of(&ungranted_id);
+    assert!(
+        ungranted.iter().any(|r| r["decision"] == "access_denied"
+            && r["caller_email"] == "bob@example.com"
+            && r["reason"].as_str().unwrap_or("").contains("`partner_bearer`")),
+        "{ungranted:?}"
+    );
+    let egress = of(&egress_id);
+    assert!(
+        egress.iter().any(|r| r["decision"] != "allowed"
+            && r["reason"].as_str().unwrap_or("").contains("`localhost`")),
+        "{egress:?}"
+    );
 
     // Secrets never leak: not in logs, spans, audit rows or any response body.
     let mut haystack = std::fs::read_to_string(server.log_path()).expect("server log");
     haystack.push_str(&serde_json::to_string(&audit).expect("audit"));
-    for id in [&request_id, &mixed_id, &forged_id, &scoped_id] {
+    for id in [
+        &request_id,
+        &mixed_id,
+        &forged_id,
+        &scoped_id,
+        &mcp_id,
+        &bearer_id,
+        &m2m_id,
+        &ungranted_id,
+        &egress_id,
+    ] {
         haystack.push_str(&cli(&config, &["trace", "--json", id]));
     }
     haystack.push_str(&bodies.0.lock().expect("lock").join("\n"));
     assert!(haystack.contains("alice@example.com"), "the scan covers real output");
+    for part in ["tickets_mcp", "partner_bearer", "partner_m2m"] {
+        assert!(haystack.contains(part), "the scan covers the connection hops: {part}");
+    }
+    // The connection's client id and secret as an HTTP Basic header would carry them.
+    let conn_basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("{CONN_CLIENT_ID}:{CONN_CLIENT_SECRET}"));
     let planted = [
         alice.as_str(),
         expired.as_str(),
@@ -408,8 +626,20 @@ async fn identity_survives_every_hop_in_every_mode() {
         CLIENT_SECRET,
         SP_TOKEN_MARK,
         "forged-PLANTED-proxy-token",
+        bob.as_str(),
+        CONN_SECRET,
+        CONN_CLIENT_SECRET,
+        conn_basic.as_str(),
+        CONN_TOKEN_MARK,
     ];
-    for secret in planted {
+    // And every credential a peer was actually sent, whatever minted it.
+    let sent: std::collections::BTreeSet<String> = [&rec.relay, &rec.tool, &rec.partner]
+        .into_iter()
+        .flat_map(|log| log.lock().expect("lock").iter().map(|s| s.bearer.clone()).collect::<Vec<_>>())
+        .filter(|b| !b.is_empty())
+        .collect();
+    assert!(sent.contains(CONN_SECRET), "the partner's credentials are among those scanned");
+    for secret in planted.into_iter().chain(sent.iter().map(String::as_str)) {
         let signature = secret.rsplit('.').next().unwrap_or(secret);
         assert!(
             !haystack.contains(signature),

@@ -22,6 +22,7 @@ use switchboard_govern::layers::{StandardCredentials, StaticGrants};
 use switchboard_govern::{Connection, Gateway, reqwest};
 use switchboard_llm::LlmClient;
 use switchboard_store::MemorySink;
+use switchboard_testkit::{everything_http, everything_http_on, everything_js, free_port, node_package};
 
 const CONNECTION: &str = "everything_mcp";
 
@@ -29,76 +30,23 @@ const CONNECTION: &str = "everything_mcp";
 // The reference server
 // ---------------------------------------------------------------------------------------------
 
-/// Where `scripts/mcp-peers` installs the MCP peers; `SWITCHBOARD_MCP_PEERS` may name another
-/// folder holding such a `node_modules`.
-fn peers_dir() -> PathBuf {
-    std::env::var_os("SWITCHBOARD_MCP_PEERS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/mcp-peers"))
+/// The base URL of server-everything's MCP endpoint `mcp_url` (`http://127.0.0.1:PORT/mcp`, as
+/// [`switchboard_testkit::everything_http`] gives it): the connection's base URL, under which the
+/// agents ask for `/mcp`.
+fn base_url(mcp_url: &str) -> &str {
+    mcp_url.strip_suffix("/mcp").unwrap_or_else(|| panic!("not an /mcp endpoint: {mcp_url}"))
 }
 
-/// server-everything's entry point.
-fn everything_js() -> PathBuf {
-    let js = peers_dir().join("node_modules/@modelcontextprotocol/server-everything/dist/index.js");
-    assert!(
-        js.is_file(),
-        "server-everything is not installed at {}: run scripts/mcp-peers first",
-        js.display()
-    );
-    js
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-async fn wait_listening(port: u16) {
-    for _ in 0..300 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("nothing listens on port {port} after 30 s");
-}
-
-/// server-everything over streamable HTTP, as a child process.
-struct Everything {
-    child: tokio::process::Child,
-    port: u16,
-}
-
-impl Everything {
-    async fn start(port: u16) -> Self {
-        let child = tokio::process::Command::new("node")
-            .arg(everything_js())
-            .arg("streamableHttp")
-            .env("PORT", port.to_string())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("node starts");
-        wait_listening(port).await;
-        Self { child, port }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    async fn stop(mut self) {
-        let _ = self.child.kill().await;
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_err() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
+/// The folder whose `node_modules` holds the MCP SDK server-everything is built on: an inline ES
+/// module resolves its bare imports from its working directory, so a server written inline runs
+/// there.
+fn sdk_home() -> PathBuf {
+    let sdk = node_package("@modelcontextprotocol/sdk/package.json");
+    sdk.ancestors()
+        .find(|dir| dir.ends_with("node_modules"))
+        .and_then(Path::parent)
+        .unwrap_or_else(|| panic!("{} is not under a node_modules folder", sdk.display()))
+        .to_path_buf()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -118,6 +66,7 @@ struct Seen {
 }
 
 struct ProxyState {
+    /// The MCP endpoint relayed to.
     upstream: String,
     http: reqwest::Client,
     seen: Mutex<Vec<Seen>>,
@@ -172,7 +121,7 @@ async fn relay(
             }
         }
     }
-    let mut request = st.http.request(method, format!("{}/mcp", st.upstream));
+    let mut request = st.http.request(method, st.upstream.as_str());
     for (k, v) in &headers {
         if k != header::HOST && k != header::CONTENT_LENGTH {
             request = request.header(k, v);
@@ -317,8 +266,8 @@ async fn answers_echo_and_sum_and_refuses_the_rest(agent: &McpAgent) {
 
 #[tokio::test]
 async fn over_http_tools_are_listed_and_questions_reach_the_right_tool() {
-    let server = Everything::start(free_port()).await;
-    let (gw, sink) = gateway(&server.url());
+    let (mut server, url) = everything_http().await;
+    let (gw, sink) = gateway(base_url(&url));
     let agent = http_agent(&gw, json!({"url": "/mcp", "tools": ALLOWED}));
     assert_eq!(agent.status(), McpStatus::Idle, "nothing happens before first use");
     answers_echo_and_sum_and_refuses_the_rest(&agent).await;
@@ -342,7 +291,7 @@ async fn over_http_tools_are_listed_and_questions_reach_the_right_tool() {
     {
         assert!(!text.contains("tok-user"), "no token in spans or audit rows: {text}");
     }
-    server.stop().await;
+    server.kill();
 }
 
 #[tokio::test]
@@ -391,8 +340,8 @@ fn alive(pid: u32) -> bool {
 
 #[tokio::test]
 async fn concurrent_callers_share_one_session_and_each_sends_its_own_token() {
-    let server = Everything::start(free_port()).await;
-    let proxy = Proxy::start(server.url()).await;
+    let (mut server, url) = everything_http().await;
+    let proxy = Proxy::start(url).await;
     let (gw, _) = gateway(&proxy.url());
     let agent = Arc::new(http_agent(&gw, json!({"url": "/mcp", "tools": ["echo"]})));
 
@@ -441,14 +390,14 @@ async fn concurrent_callers_share_one_session_and_each_sends_its_own_token() {
         let auth = s.authorization.as_deref().unwrap_or_default();
         assert!(auth.starts_with("Bearer tok-user-"), "{s:?}");
     }
-    server.stop().await;
+    server.kill();
 }
 
 #[tokio::test]
 async fn a_lost_session_is_reopened_and_the_call_still_succeeds() {
-    let server = Everything::start(free_port()).await;
-    let port = server.port;
-    let proxy = Proxy::start(server.url()).await;
+    let port = free_port();
+    let (mut server, url) = everything_http_on(port).await;
+    let proxy = Proxy::start(url).await;
     let (gw, _) = gateway(&proxy.url());
     let agent = http_agent(&gw, json!({"url": "/mcp", "tools": ["echo"]}));
     assert_eq!(ask(&agent, 1, "echo one").await.expect("first").text, "Echo: one");
@@ -461,19 +410,19 @@ async fn a_lost_session_is_reopened_and_the_call_still_succeeds() {
     assert_eq!(inits[1].authorization.as_deref(), Some("Bearer tok-user-2"), "by the caller who needed it");
 
     // A restarted server, which forgets every session (server-everything answers 400).
-    server.stop().await;
-    let server = Everything::start(port).await;
+    server.kill();
+    let (mut server, _) = everything_http_on(port).await;
     assert_eq!(ask(&agent, 3, "echo three").await.expect("after a restart").text, "Echo: three");
     let sessions: std::collections::HashSet<String> =
         proxy.calls().into_iter().filter_map(|s| s.session).collect();
     assert_eq!(sessions.len(), 3, "three sessions: the first, after the 404, after the restart");
-    server.stop().await;
+    server.kill();
 }
 
 #[tokio::test]
 async fn failures_are_clear_errors_and_the_agent_answers_the_next_request() {
-    let server = Everything::start(free_port()).await;
-    let proxy = Proxy::start(server.url()).await;
+    let (mut server, url) = everything_http().await;
+    let proxy = Proxy::start(url).await;
     let (gw, _) = gateway(&proxy.url());
     let agent = http_agent(&gw, json!({"url": "/mcp", "tools": ["echo", "get-sum"], "timeout_ms": 3000}));
     let still_fine = || async {
@@ -527,7 +476,7 @@ async fn failures_are_clear_errors_and_the_agent_answers_the_next_request() {
         .expect_err("cancelled");
     assert_eq!(e.kind, ErrorKind::Cancelled);
     still_fine().await;
-    server.stop().await;
+    server.kill();
 }
 
 #[tokio::test]
@@ -542,22 +491,22 @@ async fn a_server_that_is_down_is_an_upstream_error_until_it_comes_up() {
     assert!(e.message.starts_with("not connected:") && e.message.contains("unreachable"), "{}", e.message);
     assert!(matches!(agent.status(), McpStatus::Disconnected { .. }));
 
-    let server = Everything::start(port).await;
+    let (mut server, _) = everything_http_on(port).await;
     agent.health().await.expect("reachable again");
     assert_eq!(ask(&agent, 1, "echo anyone there").await.expect("up").text, "Echo: anyone there");
 
-    server.stop().await;
+    server.kill();
     let e = ask(&agent, 1, "echo gone again").await.expect_err("down again");
     assert_eq!(e.kind, ErrorKind::Upstream, "{}", e.message);
-    let server = Everything::start(port).await;
+    let (mut server, _) = everything_http_on(port).await;
     assert_eq!(ask(&agent, 1, "echo back").await.expect("back").text, "Echo: back");
-    server.stop().await;
+    server.kill();
 }
 
 #[tokio::test]
 async fn with_a_model_the_model_picks_among_the_allowed_tools_only() {
-    let server = Everything::start(free_port()).await;
-    let (gw, _) = gateway(&server.url());
+    let (mut server, url) = everything_http().await;
+    let (gw, _) = gateway(base_url(&url));
     let requests: Arc<Mutex<Vec<Value>>> = Arc::default();
     let seen = requests.clone();
     let app = axum::Router::new().route(
@@ -594,7 +543,85 @@ async fn with_a_model_the_model_picks_among_the_allowed_tools_only() {
     assert_eq!(offered, ["echo", "get-sum"], "only allowed tools are offered");
     let sum = body["tools"].as_array().unwrap().iter().find(|t| t["function"]["name"] == "get-sum").unwrap();
     assert_eq!(sum["function"]["parameters"]["required"], json!(["a", "b"]), "with the tool's own schema");
-    server.stop().await;
+    server.kill();
+}
+
+/// What a test's `tracing` subscriber wrote.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+#[tokio::test]
+async fn an_allow_listed_tool_the_server_does_not_offer_is_reported_and_the_others_still_work() {
+    // A thread-local subscriber sees the agent's logs: `tokio::test` runs everything on this thread.
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _logs = tracing::subscriber::set_default(subscriber);
+
+    let (mut server, url) = everything_http().await;
+    let (gw, sink) = gateway(base_url(&url));
+    let agent = http_agent(&gw, json!({"url": "/mcp", "tools": ["echo", "no-such-tool"]}));
+    assert_eq!(ask(&agent, 1, "echo still here").await.expect("echo").text, "Echo: still here");
+    let names: Vec<String> = agent.tools(&ctx(1)).await.expect("tools").into_iter().map(|t| t.name).collect();
+    assert_eq!(names, ["echo"]);
+
+    let state = agent.state().expect("a state");
+    assert!(state.starts_with("connected to "), "{state}");
+    assert!(
+        state.ends_with("; the allow-list names tools the server does not offer: `no-such-tool`"),
+        "{state}"
+    );
+
+    let e = agent.call_tool(&ctx(1), "no-such-tool", Map::new()).await.expect_err("not offered");
+    assert_eq!(e.kind, ErrorKind::NotFound, "{}", e.message);
+    assert!(
+        e.message.contains("does not offer the tool `no-such-tool`")
+            && e.message.contains("agent `everything` (mcp.tools)"),
+        "{}",
+        e.message
+    );
+    let e = ask(&agent, 1, "please run no-such-tool").await.expect_err("asked for by name");
+    assert_eq!(e.kind, ErrorKind::NotFound, "{}", e.message);
+    assert!(e.message.contains("does not offer the tool `no-such-tool`"), "{}", e.message);
+    assert!(!sink.audit().iter().any(|a| a.target == "no-such-tool"), "never called");
+    assert_eq!(ask(&agent, 1, "echo after all that").await.expect("echo").text, "Echo: after all that");
+
+    let logs = captured.text();
+    let warnings: Vec<&str> = logs.lines().filter(|l| l.contains("does not offer")).collect();
+    let lists = sink.audit().iter().filter(|a| a.target == "tools/list").count();
+    assert!(lists >= 1);
+    assert_eq!(warnings.len(), lists, "one warning per tool list: {logs}");
+    for warning in warnings {
+        assert!(
+            warning.contains("WARN")
+                && warning.contains("agent=everything")
+                && warning.contains("`no-such-tool`")
+                && !warning.contains("`echo`"),
+            "{warning}"
+        );
+    }
+    server.kill();
 }
 
 #[tokio::test]
@@ -652,9 +679,9 @@ await server.connect(new StdioServerTransport());
 
 #[tokio::test]
 async fn the_tool_list_is_cached_until_the_server_says_it_changed() {
-    everything_js();
     let (gw, sink) = gateway("http://127.0.0.1:9");
-    let settings = json!({"command": "node", "args": ["--input-type=module", "-e", CHANGING_SERVER], "cwd": peers_dir()});
+    let settings =
+        json!({"command": "node", "args": ["--input-type=module", "-e", CHANGING_SERVER], "cwd": sdk_home()});
     let spec = agent_spec(settings, false);
     let agent = McpAgent::new(spec.clone(), gw.egress(spec), Path::new("."), None).expect("agent");
     let names =

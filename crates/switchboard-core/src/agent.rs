@@ -60,6 +60,26 @@ pub struct AgentSpec {
     pub settings: serde_json::Value,
 }
 
+impl AgentSpec {
+    /// An agent with a name, kind and description, and every other field at its default: no
+    /// examples, `automatic` credentials, every caller allowed, the supervisor's timeout, no
+    /// connection, no kind settings. Set the rest with struct update syntax:
+    /// `AgentSpec { examples, ..AgentSpec::new("shipping", AgentKind::Tool, "…") }`.
+    pub fn new(name: impl Into<String>, kind: AgentKind, description: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            kind,
+            description: description.into(),
+            examples: Vec::new(),
+            credential: CredentialSpec::default(),
+            allowed_roles: None,
+            timeout_ms: None,
+            connection: None,
+            settings: serde_json::Value::Null,
+        }
+    }
+}
+
 /// What a sub-agent is asked.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct AgentInput {

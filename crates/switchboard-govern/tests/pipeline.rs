@@ -283,3 +283,105 @@ async fn obo_hops_present_the_exchanged_token_when_an_exchanger_is_configured() 
         "the caller's own token is exchanged for the agent's audience and scopes"
     );
 }
+
+/// A gateway with two connections: `partner` (the hop's own credential, granted to west_sales
+/// and to the service principal, owned by carol) and `vault` (a bearer secret, granted to
+/// nobody but its owner, frank).
+fn connected_gateway() -> (Arc<Gateway>, Arc<MemorySink>, Arc<switchboard_govern::layers::StaticGrants>) {
+    use switchboard_core::{ConnectionAuth, ConnectionSpec};
+    let mut partner = ConnectionSpec::new("partner", "https://partner.example.com/api");
+    partner.owner = Some("carol@example.com".into());
+    let mut vault = ConnectionSpec::new("vault", "https://vault.example.com");
+    vault.auth = ConnectionAuth::Bearer;
+    vault.secret = Some(SecretRef::File(vault_secret_file().display().to_string()));
+    vault.owner = Some("frank@example.com".into());
+    let grants = Arc::new(switchboard_govern::layers::StaticGrants::default());
+    grants.grant("partner", "west_sales");
+    grants.grant("partner", "switchboard-sp");
+    let connections = [partner, vault]
+        .into_iter()
+        .map(|spec| Arc::new(switchboard_govern::Connection::new(spec, None).expect("valid connection")));
+    let sink = Arc::new(MemorySink::default());
+    let gw = Gateway::builder(sink.clone(), Arc::new(StandardCredentials::new("switchboard-sp")))
+        .connections(connections, grants.clone(), "switchboard-sp")
+        .build();
+    (Arc::new(gw), sink, grants)
+}
+
+/// The vault connection's secret, a file read at every use.
+fn vault_secret_file() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("switchboard-pipeline-vault-{}", std::process::id()))
+}
+
+fn through(name: &str, mode: CredentialMode, connection: &str) -> Arc<AgentSpec> {
+    let mut s = (*spec(name, mode, None)).clone();
+    s.connection = Some(connection.into());
+    Arc::new(s)
+}
+
+/// The token a hop through the connection presents, or the error.
+async fn presented(
+    gw: &Gateway,
+    agent: &Arc<AgentSpec>,
+    who: Caller,
+) -> switchboard_core::Result<Option<String>> {
+    gw.hop(&ctx(who), agent, HopTarget::new(HopKind::Http, "partner.example.com"), |g| async move {
+        Ok(g.credential().token.as_ref().map(|t| t.expose().to_string()))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn use_connection_is_checked_for_the_principal_the_credential_mode_names() {
+    let (gw, sink, grants) = connected_gateway();
+    let obo = through("relay", CredentialMode::Obo, "partner");
+    let auto = through("sync", CredentialMode::Automatic, "partner");
+
+    // obo: the caller's groups decide; the caller's own token goes out.
+    let token = presented(&gw, &obo, caller("alice@example.com", "west_sales")).await.expect("granted");
+    assert_eq!(token.as_deref(), Some("tok-alice@example.com"));
+    let e = presented(&gw, &obo, caller("bob@example.com", "east_sales")).await.expect_err("not granted");
+    assert_eq!(e.kind, ErrorKind::Denied);
+    assert!(e.message.contains("bob@example.com") && e.message.contains("`partner`"), "{}", e.message);
+    let denied = sink.audit().into_iter().last().expect("a row");
+    assert_eq!(denied.decision, AuditDecision::AccessDenied);
+    assert_eq!(denied.principal, "", "denied before any credential was resolved");
+    let span = sink.spans().into_iter().last().expect("a span");
+    assert_eq!(span.attributes["switchboard.connection.grant"], "denied");
+    // The owner always may.
+    assert!(presented(&gw, &obo, caller("carol@example.com", "managers")).await.is_ok());
+
+    // automatic: the service principal's grant decides, whoever the caller is.
+    assert!(presented(&gw, &auto, caller("bob@example.com", "east_sales")).await.is_ok());
+    grants.revoke("partner", "switchboard-sp");
+    let e = presented(&gw, &auto, caller("alice@example.com", "west_sales")).await.expect_err("revoked");
+    assert!(e.message.contains("service principal `switchboard-sp`"), "{}", e.message);
+}
+
+#[tokio::test]
+async fn a_bearer_connection_presents_its_own_secret_and_egress_is_fenced() {
+    let (gw, _, _) = connected_gateway();
+    let agent = through("vaulted", CredentialMode::Obo, "vault");
+    std::fs::write(vault_secret_file(), "vault-secret-1\n").expect("secret file");
+    let token = presented(&gw, &agent, caller("frank@example.com", "admin")).await.expect("the owner may");
+    assert_eq!(token.as_deref(), Some("vault-secret-1"), "the connection's secret, not the caller's token");
+
+    let refused = gw
+        .hop(
+            &ctx(caller("frank@example.com", "admin")),
+            &agent,
+            HopTarget::new(HopKind::Http, "x"),
+            |g| async move {
+                g.request(switchboard_govern::reqwest::Method::GET, "https://elsewhere.example.net/steal")
+                    .map(drop)
+            },
+        )
+        .await
+        .expect_err("a host the connection does not allow");
+    assert_eq!(refused.kind, ErrorKind::Denied);
+    assert!(
+        refused.message.contains("`vault`") && refused.message.contains("elsewhere.example.net"),
+        "{}",
+        refused.message
+    );
+}

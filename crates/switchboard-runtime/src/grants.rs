@@ -39,7 +39,10 @@ impl Actor {
 
     /// The local operator running the CLI against the store.
     pub fn cli() -> Self {
-        let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+        let user = ["USER", "LOGNAME"]
+            .iter()
+            .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+            .unwrap_or_else(|| "operator".into());
         Self { name: format!("cli:{user}"), roles: Vec::new() }
     }
 }

@@ -161,7 +161,8 @@ fn the_builtin_demo_validates() {
         Runtime::validate(&switchboard_runtime::demo::source(dir.path())).expect("the demo is valid");
     let mut names: Vec<&str> = loaded.agents.iter().map(|a| a.name.as_str()).collect();
     names.sort();
-    assert_eq!(names, ["audit", "deal_desk", "policies", "sales"]);
+    assert_eq!(names, ["audit", "deal_desk", "policies", "sales", "tickets"]);
+    assert_eq!(loaded.config.connections.len(), 1, "the tickets_mcp connection");
     assert_eq!(loaded.config.identity.dev_users.len(), 6);
 }
 
@@ -182,6 +183,10 @@ auth = "bearer"
 name = "local_dev"
 base_url = "http://127.0.0.1:9000/mcp"
 allow_insecure_loopback = true
+
+[[connections]]
+name = "local_tools"
+description = "Governs local stdio MCP servers; no URL of its own."
 "#;
     let f = Fixture::new(main);
     f.knowledge_agent("docs");
@@ -190,7 +195,7 @@ allow_insecure_loopback = true
         "name = \"issues\"\nkind = \"mcp\"\ndescription = \"Issues.\"\nconnection = \"gitlab\"\n[mcp]\nurl = \"/mcp\"\n",
     );
     f.agent("orphan.toml", "name = \"orphan\"\nkind = \"mcp\"\ndescription = \"No connection.\"\n[mcp]\nurl = \"https://x.example.com/mcp\"\n");
-    f.agent("bare.toml", "name = \"bare\"\nkind = \"mcp\"\ndescription = \"No transport.\"\nconnection = \"local_dev\"\n[mcp]\n");
+    f.agent("bare.toml", "name = \"bare\"\nkind = \"mcp\"\ndescription = \"No transport.\"\nconnection = \"local_tools\"\n[mcp]\n");
     let main_label = label(f.dir.path(), "switchboard.toml");
     let problems = f.problems();
     let expect = |needle: &str| {

@@ -47,15 +47,16 @@ fn with_partner(base: &str) -> impl FnOnce(&mut LoadedConfig) + use<> {
         connection.owner = Some("carol@example.com".into());
         loaded.config.connections.push(connection);
         loaded.agents.push(Arc::new(AgentSpec {
-            name: "relay".into(),
-            kind: AgentKind::Endpoint,
-            description: "The partner relay: weather forecasts from the partner API.".into(),
             examples: vec!["ask the partner relay for the weather forecast".into()],
             credential: CredentialSpec { mode: CredentialMode::Obo, ..Default::default() },
-            allowed_roles: None,
             timeout_ms: Some(5_000),
             connection: Some("partner".into()),
             settings: json!({"url": "/chat"}),
+            ..AgentSpec::new(
+                "relay",
+                AgentKind::Endpoint,
+                "The partner relay: weather forecasts from the partner API.",
+            )
         }));
     }
 }
@@ -217,4 +218,50 @@ async fn a_revoke_by_another_process_reaches_the_running_servers_next_hop() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test]
+async fn with_postgres_a_revoke_on_one_replica_reaches_the_others_next_hop() {
+    use switchboard_runtime::config::StoreKind;
+    let schema = switchboard_testkit::pg::TestSchema::new().await;
+    let (base, _seen) = partner().await;
+    let on_postgres = |url: String, base: String| {
+        move |loaded: &mut LoadedConfig| {
+            with_partner(&base)(loaded);
+            loaded.config.store.kind = StoreKind::Postgres;
+            loaded.config.store.url = Some(url);
+        }
+    };
+    let (runtime, dir) = demo_runtime(on_postgres(schema.url().to_string(), base.clone())).await;
+    let replica_a = Server::start(runtime, Some(dir)).await;
+    let (runtime, dir) = demo_runtime(on_postgres(schema.url().to_string(), base.clone())).await;
+    let replica_b = Server::start(runtime, Some(dir)).await;
+    assert_eq!(ask(&replica_a, "alice@example.com").await.0, 200);
+    assert_eq!(ask(&replica_b, "alice@example.com").await.0, 200);
+
+    let (status, body) = admin(
+        &replica_b,
+        "frank@example.com",
+        reqwest::Method::DELETE,
+        "/api/2.0/connections/partner/grants/west_sales",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let revoked_at = Instant::now();
+    assert_eq!(ask(&replica_b, "alice@example.com").await.0, 403, "the replica that revoked denies at once");
+    let delay = loop {
+        let (status, _, _) = ask(&replica_a, "alice@example.com").await;
+        if status == 403 {
+            break revoked_at.elapsed();
+        }
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(5),
+            "the revoke did not reach the other replica within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    eprintln!("a revoke on one replica reached the other after {delay:?} (PostgreSQL LISTEN/NOTIFY)");
+    replica_a.stop().await;
+    replica_b.stop().await;
 }

@@ -22,15 +22,16 @@ fn with_everything(url: &str) -> impl FnOnce(&mut LoadedConfig) + use<> {
         connection.grants = vec!["west_sales".into(), "east_sales".into()];
         loaded.config.connections.push(connection);
         loaded.agents.push(Arc::new(AgentSpec {
-            name: "everything".into(),
-            kind: AgentKind::Mcp,
-            description: "The reference MCP server: echo a message back, or add two numbers (sum).".into(),
             examples: vec!["echo hello world".into(), "what is the sum of 2 and 40?".into()],
             credential: CredentialSpec { mode: CredentialMode::Obo, ..Default::default() },
-            allowed_roles: None,
             timeout_ms: Some(10_000),
             connection: Some("everything".into()),
             settings: json!({"tools": ["echo", "get-sum"]}),
+            ..AgentSpec::new(
+                "everything",
+                AgentKind::Mcp,
+                "The reference MCP server: echo a message back, or add two numbers (sum).",
+            )
         }));
     }
 }

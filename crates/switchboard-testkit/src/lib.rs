@@ -6,8 +6,8 @@
 //! - [`Child`], a spawned process that is stopped (SIGTERM, a bounded wait, then SIGKILL) when
 //!   the test ends, even by panicking, its output in a log file or handed over line by line;
 //! - [`Serve`], `switchboard serve` on a free port, ready once `/health` answers;
-//! - [`node`], [`node_package`], [`otlp_receiver`] and [`everything_http`] for the Node.js peers
-//!   the tests talk to;
+//! - [`node`], [`node_package`], [`otlp_receiver`], [`everything_js`], [`everything_http`] and
+//!   [`inspector_js`] for the Node.js peers the tests talk to;
 //! - [`pg::TestSchema`], a PostgreSQL schema of its own for one test.
 //!
 //! It depends on no other switchboard crate, so any crate can take it as a dev-dependency. The
@@ -57,15 +57,16 @@ pub async fn wait_for_port(addr: &str, timeout: Duration, log: Option<&Path>) {
 
 /// The `node` executable on `PATH`; panics, saying what needs it, when there is none.
 pub fn node() -> PathBuf {
+    find_node().unwrap_or_else(|| {
+        panic!("`node` is not on PATH: the tests that run MCP peers or the OTLP receiver need Node.js 20+")
+    })
+}
+
+/// The `node` executable on `PATH`, or `None`: for the rare test that is skipped (saying so)
+/// rather than failed on a machine without Node.js. Most should call [`node`] and fail.
+pub fn find_node() -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("node"))
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "`node` is not on PATH: the tests that run MCP peers or the OTLP receiver need Node.js 20+"
-            )
-        })
+    std::env::split_paths(&path).map(|dir| dir.join("node")).find(|candidate| candidate.is_file())
 }
 
 /// Where the test Node.js packages are installed: the MCP peers (by `scripts/mcp-peers`) and the
@@ -106,6 +107,13 @@ pub fn otlp_receiver(on_line: impl FnMut(String) -> bool + Send + 'static) -> Ch
 /// by `scripts/mcp-peers`): `node PATH stdio` serves it over stdio.
 pub fn everything_js() -> PathBuf {
     node_package("@modelcontextprotocol/server-everything/dist/index.js")
+}
+
+/// The official MCP inspector's command-line entry point (`@modelcontextprotocol/inspector`,
+/// installed by `scripts/mcp-peers`): `node PATH --cli URL --transport http …` is an outside MCP
+/// client that prints what the server answered.
+pub fn inspector_js() -> PathBuf {
+    node_package("@modelcontextprotocol/inspector/clients/launcher/build/index.js")
 }
 
 /// The reference MCP server over streamable HTTP on a free loopback port, listening when this

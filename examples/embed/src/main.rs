@@ -15,9 +15,7 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
-use switchboard::core::{
-    AgentInput, AgentKind, AgentOutput, AuthMethod, CredentialSpec, HopKind, Result, SpanRecord,
-};
+use switchboard::core::{AgentInput, AgentKind, AgentOutput, AuthMethod, HopKind, Result, SpanRecord};
 use switchboard::govern::{Egress, Gateway, HopTarget, layers::StandardCredentials};
 use switchboard::router::LexicalRouter;
 use switchboard::store::{SqliteStore, Store};
@@ -87,17 +85,12 @@ fn parse_parcel(question: &str) -> Option<(f64, u32)> {
 
 fn spec(name: &str, description: &str, examples: &[&str]) -> AgentSpec {
     AgentSpec {
-        name: name.into(),
-        kind: AgentKind::Tool,
-        description: description.into(),
         examples: examples.iter().map(|e| e.to_string()).collect(),
-        // `automatic`: hops run as the service principal named below, not as the caller.
-        credential: CredentialSpec::default(),
-        // Policy, not the agent, decides who may reach it.
+        // Policy, not the agent, decides who may reach it. Credentials stay `automatic`: hops
+        // run as the service principal named below, not as the caller.
         allowed_roles: Some(vec!["logistics".into()]),
         timeout_ms: Some(2_000),
-        connection: None,
-        settings: serde_json::Value::Null,
+        ..AgentSpec::new(name, AgentKind::Tool, description)
     }
 }
 

@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use switchboard_testkit::Child;
+use tokio::process::Command;
 
 #[derive(Clone, Default)]
 struct Jwks {
@@ -29,19 +29,15 @@ async fn serve_jwks(State(jwks): State<Jwks>) -> Json<Value> {
 
 /// Starts the binary and returns it with its MCP URL, read from its first line of output.
 async fn start_binary(args: &[&str]) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tickets-mcp"))
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the tickets-mcp binary starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+    let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    let child = Child::spawn_lines(
+        std::process::Command::new(env!("CARGO_BIN_EXE_tickets-mcp")).args(args),
+        move |line| tx.send(line).is_ok(),
+    );
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.recv())
         .await
         .expect("the binary printed its address within 30 s")
-        .expect("stdout")
-        .expect("a line");
+        .expect("a line before the binary exited");
     let url =
         line.strip_prefix("tickets-mcp listening on ").unwrap_or_else(|| panic!("unexpected output: {line}"));
     assert!(url.starts_with("http://127.0.0.1:") && url.ends_with("/mcp") && !url.contains(":0/"), "{url}");
@@ -92,7 +88,7 @@ async fn the_binary_fetches_the_jwks_and_follows_key_rotation() {
     }
     assert_eq!(jwks.fetches.load(Ordering::SeqCst), 2, "unknown-kid re-fetches are rate limited");
 
-    child.kill().await.expect("stop the binary");
+    child.kill();
     idp.abort();
 }
 

@@ -9,22 +9,10 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
+use switchboard_testkit::{find_node, inspector_js, node};
 use tokio::process::Command;
-
-/// The inspector's CLI entry point, found from the repository root.
-fn inspector() -> PathBuf {
-    // This crate sits two levels below the repository root.
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(
-        "../../tests/mcp-peers/node_modules/@modelcontextprotocol/inspector/clients/launcher/build/index.js",
-    )
-}
-
-fn node_available() -> bool {
-    std::process::Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success())
-}
 
 struct Run {
     success: bool,
@@ -45,8 +33,10 @@ impl Run {
 /// Runs `inspector --cli URL ARGS…` (with `--header Authorization: Bearer TOKEN` when given),
 /// keeping its state files out of the real home directory.
 async fn inspect(home: &std::path::Path, url: &str, token: Option<&str>, args: &[&str]) -> Run {
-    let mut command = Command::new("node");
-    command.arg(inspector()).args([
+    // A run to completion judged by its output, which `Command::output` collects: the testkit's
+    // `Child` is for peers that keep serving.
+    let mut command = Command::new(node());
+    command.arg(inspector_js()).args([
         "--cli",
         url,
         "--transport",
@@ -91,18 +81,15 @@ fn text_of(result: &Value) -> String {
 
 #[tokio::test]
 async fn the_mcp_inspector_lists_and_calls_the_tools_with_a_bearer_token() {
-    if !node_available() {
+    if find_node().is_none() {
         eprintln!(
             "\n\n*** SKIPPED the_mcp_inspector_lists_and_calls_the_tools_with_a_bearer_token: `node` is not \
              installed. Install Node.js 20+ and run scripts/mcp-peers to test with the MCP inspector. ***\n\n"
         );
         return;
     }
-    assert!(
-        inspector().exists(),
-        "the MCP inspector is not installed at {}: run scripts/mcp-peers first",
-        inspector().display()
-    );
+    // Fails here, naming scripts/mcp-peers, when the inspector is not installed.
+    inspector_js();
     // The inspector keeps state under $HOME; a scratch home keeps the real one clean.
     let scratch = tempfile::tempdir().expect("temp home");
     let home = scratch.path().to_path_buf();

@@ -6,9 +6,10 @@
 //! descriptions, and the arguments are read from the question as far as each schema allows
 //! ([`crate::args::fill`]); a required argument the question does not give is reported, never
 //! guessed. Either way, only allowed tools are candidates; a question that names a tool outside
-//! the allow-list is refused.
+//! the allow-list is refused, and one that names an allow-listed tool the server does not offer
+//! is told so.
 
-use super::tools::{McpTool, ToolSet};
+use super::tools::{self, McpTool, ToolSet};
 use crate::genie::semantic::words;
 use serde_json::{Map, Value};
 use switchboard_core::{Error, ErrorKind, Message, Result, RunContext};
@@ -69,6 +70,20 @@ pub(crate) fn refuse_hidden(agent: &str, tools: &ToolSet, question: &str) -> Res
     }
     match tools.hidden.iter().find(|h| names_tool(question, h)) {
         Some(hidden) => Err(Error::denied(format!("agent `{agent}` may not use the MCP tool `{hidden}`"))),
+        None => Ok(()),
+    }
+}
+
+/// Answers a question that asks by name for a tool the allow-list names but the server does not
+/// offer with that mistake: it would otherwise fall through to a lexical match among the offered
+/// tools and fail, or worse succeed, on some other tool. A question that also names an offered,
+/// allowed tool is not refused.
+pub(crate) fn refuse_unoffered(agent: &str, server: &str, tools: &ToolSet, question: &str) -> Result<()> {
+    if tools.tools().any(|t| names_tool(question, &t.name)) {
+        return Ok(());
+    }
+    match tools.unoffered.iter().find(|u| names_tool(question, u)) {
+        Some(name) => Err(tools::unoffered(agent, server, name)),
         None => Ok(()),
     }
 }
@@ -159,14 +174,17 @@ pub(crate) async fn by_model(
 }
 
 /// The model's choice when there is a model and it makes one, the lexical match otherwise.
+/// `server` names the server in errors.
 pub(crate) async fn choose(
     agent: &str,
+    server: &str,
     llm: Option<&LlmClient>,
     ctx: &RunContext,
     tools: &ToolSet,
     question: &str,
 ) -> Result<Choice> {
     refuse_hidden(agent, tools, question)?;
+    refuse_unoffered(agent, server, tools, question)?;
     if let Some(llm) = llm {
         match by_model(llm, ctx, tools, question).await {
             Ok(Some(choice)) => return Ok(choice),
@@ -210,7 +228,8 @@ mod tests {
                 json!({"type": "object", "properties": {}}),
             ),
         ];
-        ToolSet::new(listed, |n| allowed.contains(&n))
+        let allowed: Vec<String> = allowed.iter().map(|n| n.to_string()).collect();
+        ToolSet::new(listed, Some(&allowed))
     }
 
     #[test]
@@ -248,5 +267,21 @@ mod tests {
         assert!(refuse_hidden("everything", &tools, "echo get-env").is_ok(), "names an allowed tool");
         let e = lexical("everything", &tools, "environment variables").expect_err("get-env is invisible");
         assert!(!e.message.contains("get-env"), "{}", e.message);
+    }
+
+    #[test]
+    fn an_allow_listed_tool_the_server_does_not_offer_is_named_as_the_mistake() {
+        let tools = set(&["echo", "no-such-tool"]);
+        let e =
+            refuse_unoffered("everything", "`everything` (127.0.0.1:1)", &tools, "run no-such-tool please")
+                .expect_err("not offered");
+        assert_eq!(e.kind, ErrorKind::NotFound);
+        assert!(
+            e.message.contains("`no-such-tool`") && e.message.contains("mcp.tools"),
+            "says what to fix: {}",
+            e.message
+        );
+        assert!(refuse_unoffered("everything", "s", &tools, "echo no-such-tool").is_ok(), "names echo");
+        assert!(refuse_unoffered("everything", "s", &tools, "echo hello").is_ok());
     }
 }

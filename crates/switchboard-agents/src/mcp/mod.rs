@@ -20,6 +20,12 @@
 //! max_result_bytes = 1048576   # longer results are truncated, with a note
 //! ```
 //!
+//! Which tools a server offers is known only from its `tools/list` answer, so an allow-list that
+//! names a tool the server does not offer is caught there rather than by `switchboard validate`:
+//! each such answer logs a warning naming the agent and the tools, the agent's state (shown by
+//! `GET /health`) names them until a later list offers them, and asking for one gets an error
+//! that points at `mcp.tools`.
+//!
 //! A stdio server is started with `PATH`, `HOME`, the locale and the temp directory of the
 //! runtime and the table's `env`, and nothing else of the runtime's environment; it is killed
 //! when the agent is dropped.
@@ -117,8 +123,14 @@ impl McpAgent {
                 format!("`{}` ({command})", spec.name),
             ),
         };
-        let session =
-            Session::new(label, target, settings.tools.clone(), settings.timeout, settings.max_result_bytes);
+        let session = Session::new(
+            spec.name.clone(),
+            label,
+            target,
+            settings.tools.clone(),
+            settings.timeout,
+            settings.max_result_bytes,
+        );
         Ok(Self { spec, egress, settings, session, llm })
     }
 
@@ -189,6 +201,9 @@ impl McpAgent {
         let entry = match tools.get(name) {
             Some(entry) => entry,
             None if tools.hidden.iter().any(|h| h == name) => return Err(self.refused(name)),
+            None if tools.unoffered.iter().any(|u| u == name) => {
+                return Err(tools::unoffered(&self.spec.name, self.session.server(), name));
+            }
             None => {
                 return Err(Error::not_found(format!(
                     "the MCP server {} has no tool `{name}`",
@@ -231,20 +246,30 @@ impl Agent for McpAgent {
     }
 
     fn state(&self) -> Option<String> {
-        Some(match self.session.status() {
+        let mut state = match self.session.status() {
             McpStatus::Idle => format!("idle: a session with {} opens on first use", self.session.server()),
             McpStatus::Connected { server, pid: Some(pid) } => {
                 format!("connected to {server} (stdio, pid {pid})")
             }
             McpStatus::Connected { server, pid: None } => format!("connected to {server}"),
             McpStatus::Disconnected { why } => format!("disconnected: {why}"),
-        })
+        };
+        let unoffered = self.session.unoffered();
+        if !unoffered.is_empty() {
+            state.push_str(&format!(
+                "; the allow-list names tools the server does not offer: {}",
+                tools::quoted(&unoffered)
+            ));
+        }
+        Some(state)
     }
 
     async fn invoke(&self, ctx: &RunContext, input: &AgentInput) -> Result<AgentOutput> {
         let question = input.question.trim();
         let tools = self.tool_set(ctx).await?;
-        let choice = choose::choose(&self.spec.name, self.llm.as_ref(), ctx, &tools, question).await?;
+        let choice =
+            choose::choose(&self.spec.name, self.session.server(), self.llm.as_ref(), ctx, &tools, question)
+                .await?;
         tracing::debug!(agent = %self.spec.name, tool = %choice.tool, by = choice.by, "mcp tool chosen");
         self.call(ctx, &tools, &choice.tool, choice.arguments).await
     }

@@ -5,7 +5,7 @@
 
 use super::error;
 use super::stdio::{self, StdioCommand};
-use super::tools::{ToolCache, ToolSet};
+use super::tools::{self, ToolCache, ToolSet};
 use super::transport::{GovernedHttp, HopEntry, HopTable};
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientCapabilities, Implementation, InitializeRequestParams,
@@ -88,6 +88,8 @@ fn meta(traceparent: &str) -> RequestMetaObject {
 
 /// The MCP session of one agent.
 pub(crate) struct Session {
+    /// The agent's name, for logs.
+    agent: String,
     /// How messages name the server: "`everything` (127.0.0.1:3101)".
     server: String,
     target: Target,
@@ -103,11 +105,16 @@ pub(crate) struct Session {
     /// Held while the tool list is fetched, so concurrent callers fetch it once.
     listing: tokio::sync::Mutex<()>,
     status: Mutex<McpStatus>,
+    /// The allow-listed tools the last `tools/list` did not offer. Kept apart from the tool cache
+    /// so that a `list_changed`, which empties the cache, does not hide the mistake from
+    /// `GET /health` until the next listing.
+    unoffered: Mutex<Vec<String>>,
 }
 
 impl Session {
-    /// A session to `target`, opened on first use.
+    /// `agent`'s session to `target`, opened on first use.
     pub fn new(
+        agent: String,
         server: String,
         target: Target,
         allowed: Option<Vec<String>>,
@@ -115,6 +122,7 @@ impl Session {
         max_result_bytes: usize,
     ) -> Self {
         Self {
+            agent,
             server,
             target,
             hops: Arc::default(),
@@ -125,6 +133,7 @@ impl Session {
             slot: tokio::sync::Mutex::default(),
             listing: tokio::sync::Mutex::default(),
             status: Mutex::new(McpStatus::Idle),
+            unoffered: Mutex::default(),
         }
     }
 
@@ -166,6 +175,29 @@ impl Session {
             return McpStatus::Disconnected { why: format!("the session with {} closed", self.server) };
         }
         status
+    }
+
+    /// The allow-listed tools the server's last `tools/list` did not offer; empty before the
+    /// first listing.
+    pub fn unoffered(&self) -> Vec<String> {
+        self.unoffered.lock().map(|u| u.clone()).unwrap_or_default()
+    }
+
+    /// Keeps what the latest `tools/list` left off the allow-list, warning once per list: offline
+    /// checks (`switchboard validate`) cannot know a remote server's tools, so this is the first
+    /// point where the mistake can be seen.
+    fn note_unoffered(&self, unoffered: &[String]) {
+        if !unoffered.is_empty() {
+            tracing::warn!(
+                agent = %self.agent,
+                server = %self.server,
+                tools = %tools::quoted(unoffered),
+                "the allow-list (mcp.tools) names tools the MCP server does not offer"
+            );
+        }
+        if let Ok(mut kept) = self.unoffered.lock() {
+            *kept = unoffered.to_vec();
+        }
     }
 
     fn set_status(&self, status: McpStatus) {
@@ -322,10 +354,8 @@ impl Session {
                 async move { Ok((epoch, list_all(&live, &traceparent).await?)) }
             })
             .await?;
-        let allowed = &self.allowed;
-        let set = Arc::new(ToolSet::new(listed, |name| {
-            allowed.as_ref().is_none_or(|list| list.iter().any(|t| t == name))
-        }));
+        let set = Arc::new(ToolSet::new(listed, self.allowed.as_deref()));
+        self.note_unoffered(&set.unoffered);
         self.tools.store(epoch, set.clone());
         Ok(set)
     }

@@ -1,6 +1,7 @@
 //! The server's tools as the agent sees them: the allowed ones with their compiled argument
-//! schemas, the names of the others (only to refuse them), and the cache that holds them between
-//! `tools/list` calls until the server says the list changed.
+//! schemas, the names of the others (only to refuse them), the allow-listed names the server does
+//! not offer (a configuration mistake only the server's answer reveals), and the cache that holds
+//! them between `tools/list` calls until the server says the list changed.
 
 use crate::args::ArgsValidator;
 use serde::Serialize;
@@ -35,11 +36,21 @@ pub(crate) struct ToolSet {
     pub allowed: Vec<Entry>,
     /// Listed by the server but outside the allow-list: never shown, only refused by name.
     pub hidden: Vec<String>,
+    /// On the allow-list but not listed by the server, in allow-list order: asking for one is
+    /// answered with the mistake rather than a bare "no such tool".
+    pub unoffered: Vec<String>,
 }
 
 impl ToolSet {
-    /// Splits `listed` by `allows`.
-    pub fn new(listed: Vec<rmcp::model::Tool>, allows: impl Fn(&str) -> bool) -> Self {
+    /// Splits `listed` by the allow-list `allow` (`None` allows every listed tool).
+    pub fn new(listed: Vec<rmcp::model::Tool>, allow: Option<&[String]>) -> Self {
+        let allows = |name: &str| allow.is_none_or(|list| list.iter().any(|t| t == name));
+        let unoffered = allow
+            .unwrap_or_default()
+            .iter()
+            .filter(|name| !listed.iter().any(|t| t.name == name.as_str()))
+            .cloned()
+            .collect();
         let mut allowed = Vec::new();
         let mut hidden = Vec::new();
         for t in listed {
@@ -57,7 +68,7 @@ impl ToolSet {
                 .map_err(|e| Error::upstream(format!("the MCP server lists {}", e.message)));
             allowed.push(Entry { tool, validator });
         }
-        Self { allowed, hidden }
+        Self { allowed, hidden, unoffered }
     }
 
     /// The allowed tool called `name`.
@@ -69,6 +80,21 @@ impl ToolSet {
     pub fn tools(&self) -> impl Iterator<Item = &McpTool> {
         self.allowed.iter().map(|e| &e.tool)
     }
+}
+
+/// The error for asking for a tool that `agent`'s allow-list names but `server` does not offer:
+/// a configuration mistake (a typo, or a tool the server no longer has), so it names the list to
+/// fix rather than only saying the tool does not exist.
+pub(crate) fn unoffered(agent: &str, server: &str, name: &str) -> Error {
+    Error::not_found(format!(
+        "the MCP server {server} does not offer the tool `{name}`, although the allow-list of agent \
+         `{agent}` (mcp.tools) names it"
+    ))
+}
+
+/// `names` for a message: "`a`, `b`".
+pub(crate) fn quoted(names: &[String]) -> String {
+    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
 }
 
 /// The last tool list, dropped when the server announces a change or the session is replaced.
@@ -118,21 +144,34 @@ mod tests {
         rmcp::model::Tool::new(name.to_string(), format!("the {name} tool"), Arc::new(schema))
     }
 
+    fn listed() -> Vec<rmcp::model::Tool> {
+        vec![tool("echo", json!({"type": "object"})), tool("get-env", json!({"type": "object"}))]
+    }
+
     #[test]
     fn the_allow_list_hides_tools() {
-        let set = ToolSet::new(
-            vec![tool("echo", json!({"type": "object"})), tool("get-env", json!({"type": "object"}))],
-            |n| n == "echo",
-        );
+        let set = ToolSet::new(listed(), Some(&["echo".to_string()]));
         assert_eq!(set.tools().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["echo"]);
         assert_eq!(set.hidden, ["get-env"]);
         assert!(set.get("get-env").is_none());
+        assert!(set.unoffered.is_empty());
+    }
+
+    #[test]
+    fn allow_listed_names_the_server_does_not_list_are_unoffered() {
+        let allow = ["no-such-tool", "echo", "also-missing"].map(String::from);
+        let set = ToolSet::new(listed(), Some(&allow));
+        assert_eq!(set.tools().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["echo"]);
+        assert_eq!(set.unoffered, ["no-such-tool", "also-missing"]);
+        let everything = ToolSet::new(listed(), None);
+        assert_eq!(everything.tools().count(), 2);
+        assert!(everything.unoffered.is_empty() && everything.hidden.is_empty());
     }
 
     #[test]
     fn a_list_fetched_before_an_invalidation_is_not_kept() {
         let cache = ToolCache::default();
-        let set = Arc::new(ToolSet::new(vec![], |_| true));
+        let set = Arc::new(ToolSet::new(vec![], None));
         let epoch = cache.epoch();
         cache.invalidate();
         cache.store(epoch, set.clone());

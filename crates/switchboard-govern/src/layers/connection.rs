@@ -2,7 +2,7 @@ use crate::{HopCall, HopLayer, Next};
 use async_trait::async_trait;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
-use switchboard_core::{CredentialMode, Error, Result};
+use switchboard_core::{CredentialMode, Error, HopKind, Result};
 
 /// Answers whether a principal holds `USE CONNECTION` on a connection. Implementations answer
 /// from memory: the check runs on every hop, so the store is read by a watcher, not here.
@@ -117,7 +117,9 @@ pub struct ConnectionAuthLayer;
 #[async_trait]
 impl HopLayer for ConnectionAuthLayer {
     async fn handle(&self, hop: &mut HopCall, next: Next<'_>) -> Result<()> {
+        // Invoking the agent itself sends nothing to the far side; its own hops do.
         if let Some(connection) = hop.connection.clone()
+            && hop.target.kind != HopKind::Agent
             && let Some(credential) = hop.credential.as_mut()
         {
             credential.token = connection.far_side_token(credential.token.as_ref()).await?;

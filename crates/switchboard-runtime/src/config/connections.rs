@@ -147,6 +147,22 @@ pub(super) fn check_agent_connection(
     problems: &mut Vec<Problem>,
 ) {
     let line = line_of_key(&file.text, "connection");
+    let declared = agent.connection.as_ref().and_then(|n| config.connections.iter().find(|c| &c.name == n));
+    if let Some(connection) = declared
+        && agent.kind == AgentKind::Mcp
+        && connection.base_url.is_none()
+        && agent.settings.get("url").is_none()
+        && agent.settings.get("command").is_none()
+    {
+        problems.push(Problem {
+            file: file.label.clone(),
+            field: "mcp".into(),
+            message: format!(
+                "an mcp agent has no transport: its connection `{}` has no base_url; set `url` (streamable HTTP) or `command` (a stdio server)",
+                connection.name
+            ),
+        });
+    }
     match &agent.connection {
         Some(name) if !config.connections.iter().any(|c| &c.name == name) => problems.push(Problem {
             file: file.label.clone(),

@@ -29,15 +29,7 @@ pub async fn grant(
     principal: &str,
     config: Option<&Path>,
 ) -> Result<ExitCode> {
-    let (grants, store) = grants(config).await?;
-    let changed = grants.grant(&Actor::cli(), connection, principal).await;
-    store.flush().await;
-    if changed? {
-        println!("granted USE CONNECTION on {connection} to {principal}");
-    } else {
-        println!("{principal} already holds USE CONNECTION on {connection}");
-    }
-    Ok(ExitCode::SUCCESS)
+    change(true, connection, principal, config).await
 }
 
 /// `switchboard revoke use-connection CONN --from PRINCIPAL`.
@@ -47,14 +39,28 @@ pub async fn revoke(
     principal: &str,
     config: Option<&Path>,
 ) -> Result<ExitCode> {
+    change(false, connection, principal, config).await
+}
+
+/// Grants or revokes, flushing the audit row before the process exits.
+async fn change(grant: bool, connection: &str, principal: &str, config: Option<&Path>) -> Result<ExitCode> {
     let (grants, store) = grants(config).await?;
-    let changed = grants.revoke(&Actor::cli(), connection, principal).await;
-    store.flush().await;
-    if changed? {
-        println!("revoked USE CONNECTION on {connection} from {principal}");
+    let actor = Actor::cli();
+    let changed = if grant {
+        grants.grant(&actor, connection, principal).await
     } else {
-        println!("{principal} held no USE CONNECTION grant on {connection}; nothing changed");
-    }
+        grants.revoke(&actor, connection, principal).await
+    };
+    store.flush().await;
+    let message = match (grant, changed?) {
+        (true, true) => format!("granted USE CONNECTION on {connection} to {principal}"),
+        (true, false) => format!("{principal} already holds USE CONNECTION on {connection}"),
+        (false, true) => format!("revoked USE CONNECTION on {connection} from {principal}"),
+        (false, false) => {
+            format!("{principal} held no USE CONNECTION grant on {connection}; nothing changed")
+        }
+    };
+    println!("{message}");
     Ok(ExitCode::SUCCESS)
 }
 
