@@ -341,3 +341,39 @@ fn revoking_use_connection_is_a_kill_switch_and_granting_restores_it() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no connection named `nope`"));
 }
+
+#[test]
+fn serve_refuses_the_development_identity_provider_on_a_public_address() {
+    let demo = Demo::new();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["serve", "--addr", "0.0.0.0:0"])
+        .env("SWITCHBOARD_HOME", demo.home.path())
+        .env_remove("SWITCHBOARD_ADDR")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the switchboard binary runs");
+    // Bounded: if the refusal regressed, the server would run until killed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for switchboard serve") {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+    }
+    let status = status.unwrap_or_else(|| panic!("serve on 0.0.0.0 kept running: {stderr}"));
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("development identity provider") && stderr.contains("--dev-idp-on-public-address"),
+        "{stderr}"
+    );
+}

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard::core::{
-    AgentInput, AgentKind, AgentOutput, AgentSpec, AuditDecision, AuthMethod, CredentialSpec, Result,
+    AgentInput, AgentKind, AgentOutput, AgentSpec, AuditDecision, AuthMethod, CredentialSpec, Message, Result,
 };
 use switchboard::govern::{Gateway, layers::StandardCredentials};
 use switchboard::router::LexicalRouter;
@@ -106,6 +106,34 @@ async fn a_thread_keeps_each_agents_context_for_follow_ups() {
     assert!(r3.answer.starts_with("I could not match"), "built on carol's thread: {}", r3.answer);
 }
 
+#[tokio::test]
+async fn client_sent_history_keeps_each_agents_context_without_a_thread() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = demo_runtime(dir.path()).await;
+    let caller = rt.dev_caller("carol@example.com").await.expect("carol");
+    let r1 = rt.supervisor.run(&rt.context(caller.clone()), ask("revenue by rep")).await;
+    assert_eq!(r1.agents, ["sales"]);
+    // What an OpenAI client sends: the earlier turns, untagged, and no thread id.
+    let follow = RunRequest {
+        question: "now only the top 3".into(),
+        history: vec![Message::user("revenue by rep"), Message::assistant(r1.answer.clone(), None)],
+        thread_id: None,
+    };
+    let r2 = rt.supervisor.run(&rt.context(caller.clone()), follow).await;
+    assert_eq!(r2.agents, ["sales"], "the follow-up stays with sales");
+    let rows =
+        r2.steps[0].output.as_ref().and_then(|o| o.data.as_ref()).and_then(|d| d["rows"].as_array().cloned());
+    assert_eq!(rows.map(|r| r.len()), Some(3), "{}", r2.answer);
+    assert!(r2.answer.to_lowercase().contains("rep"), "builds on the last query: {}", r2.answer);
+
+    // The thread path answers the same follow-up the same way.
+    let threaded =
+        |q: &str| RunRequest { question: q.into(), thread_id: Some("t-9".into()), ..Default::default() };
+    rt.supervisor.run(&rt.context(caller.clone()), threaded("revenue by rep")).await;
+    let r3 = rt.supervisor.run(&rt.context(caller), threaded("now only the top 3")).await;
+    assert_eq!(r3.answer, r2.answer);
+}
+
 /// An agent of the embedder's own, slow on purpose.
 struct Sleeper(AgentSpec);
 
@@ -178,4 +206,75 @@ async fn a_slow_branch_times_out_without_sinking_the_answer() {
     let audit = store.audit_for_request(&r.request_id).await.expect("audit");
     let forecast = audit.iter().find(|a| a.agent == "forecast").expect("audited");
     assert_eq!(forecast.decision, AuditDecision::Error);
+}
+
+/// Answers with the history it was given, one `role:content` per turn.
+struct History(AgentSpec);
+
+#[async_trait]
+impl Agent for History {
+    fn spec(&self) -> &AgentSpec {
+        &self.0
+    }
+    async fn invoke(&self, _ctx: &RunContext, input: &AgentInput) -> Result<AgentOutput> {
+        let seen: Vec<String> = input.history.iter().map(|m| format!("{:?}:{}", m.role, m.content)).collect();
+        Ok(AgentOutput { text: seen.join(" | "), ..Default::default() })
+    }
+}
+
+/// Routes every question to one agent, as an LLM router reading the whole conversation would route
+/// a follow-up: history attribution must not depend on the configured router being lexical.
+struct Always(&'static str);
+
+#[async_trait]
+impl switchboard::core::Router for Always {
+    async fn route(
+        &self,
+        _ctx: &RunContext,
+        question: &str,
+        _history: &[Message],
+    ) -> Result<switchboard::core::RouteDecision> {
+        Ok(switchboard::core::RouteDecision::Agents {
+            calls: vec![switchboard::core::RoutedCall {
+                agent: self.0.into(),
+                input: question.into(),
+                score: 1.0,
+            }],
+        })
+    }
+}
+
+#[tokio::test]
+async fn any_router_gives_each_agent_its_own_turns_of_client_sent_history() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.db")).expect("store"));
+    let gateway = Arc::new(Gateway::builder(store.clone(), Arc::new(StandardCredentials::new("sp"))).build());
+    let weather = spec("weather", "Current weather and temperature in a city.", 5_000);
+    let forecast = spec("forecast", "Long range forecast of rainfall and storms.", 5_000);
+    let agents: Vec<Arc<dyn Agent>> = vec![Arc::new(History(weather)), Arc::new(History(forecast))];
+    let me = Arc::new(spec("embedded", "An embedded supervisor.", 1_000));
+    let supervisor =
+        Supervisor::new(me, agents, Arc::new(Always("weather")), gateway, store.clone(), store.clone(), None);
+
+    let caller = Caller::new("u", "u@example.com", vec!["staff".into()], AuthMethod::Development);
+    let ctx = RunContext::new(caller, Duration::from_secs(10));
+    let request = RunRequest {
+        question: "and tomorrow?".into(),
+        history: vec![
+            Message::user("current weather in Paris"),
+            Message::assistant("sunny", None),
+            Message::user("rainfall forecast for the storms season"),
+            Message::assistant("wet", None),
+            Message::user("what about the temperature"),
+            Message::assistant("21C", None),
+        ],
+        thread_id: None,
+    };
+    let r = supervisor.run(&ctx, request).await;
+    assert_eq!(r.agents, ["weather"]);
+    assert_eq!(
+        r.answer,
+        "User:current weather in Paris | Assistant:sunny | User:what about the temperature | Assistant:21C",
+        "the weather agent sees its own turns, not the forecast's"
+    );
 }

@@ -212,11 +212,19 @@ async fn a_nested_supervisor_sees_the_same_caller() {
     outer.stop();
     inner.stop();
 
-    // The inner's audit: alice's request (same request id) ran its SQL as alice.
+    // The inner's audit: alice's request ran its SQL as alice. The inner keys it by its own
+    // request id; the outer's travels with the hop and is logged as the client's.
     let inner_rows = audit(&inner_config);
     let of =
         |rows: &[Value], id: &str| rows.iter().filter(|r| r["request_id"] == id).cloned().collect::<Vec<_>>();
-    let alice_inner = of(&inner_rows, &alice_id);
+    let inner_log = inner.log();
+    let inner_id = |outer_id: &str| {
+        inner_request_id(&inner_log, outer_id)
+            .unwrap_or_else(|| panic!("no inner request logged for outer request {outer_id}:\n{inner_log}"))
+    };
+    let (alice_inner_id, carol_inner_id) = (inner_id(&alice_id), inner_id(&carol_id));
+    assert_ne!(alice_inner_id, alice_id, "the inner does not adopt the outer's request id");
+    let alice_inner = of(&inner_rows, &alice_inner_id);
     assert!(
         alice_inner.iter().any(|r| r["agent"] == "sales"
             && r["hop"] == "sql"
@@ -232,7 +240,7 @@ async fn a_nested_supervisor_sees_the_same_caller() {
         inner_rows.iter().all(|r| r["principal"] != "switchboard-sp"),
         "the inner never acted as a service principal: {inner_rows:#?}"
     );
-    let carol_inner = of(&inner_rows, &carol_id);
+    let carol_inner = of(&inner_rows, &carol_inner_id);
     assert!(
         carol_inner.iter().any(|r| r["agent"] == "sales" && r["principal"] == "carol@example.com"),
         "the inner ran carol's SQL as carol: {carol_inner:#?}"
@@ -254,4 +262,19 @@ async fn a_nested_supervisor_sees_the_same_caller() {
                 && r["credential_mode"] == "obo"),
         "the outer's analytics hop for alice: {alice_outer:#?}\nall outer rows: {outer_rows:#?}"
     );
+}
+
+/// The inner server's own request id for the request the outer sent with `x-request-id:
+/// outer_id`, read from its access log, where the outer's id is the client request id.
+fn inner_request_id(log: &str, outer_id: &str) -> Option<String> {
+    log.lines().filter(|line| line.contains(outer_id)).find_map(|line| {
+        line.split("request_id=").skip(1).find_map(|rest| {
+            let id: String = rest
+                .trim_start_matches('"')
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || "._-".contains(*c))
+                .collect();
+            (!id.is_empty() && id != outer_id).then_some(id)
+        })
+    })
 }

@@ -1,5 +1,6 @@
 """The served supervisor through the official `openai` Python client: chat completions (plain and
-streamed), a multi-turn thread, and the Responses API (plain, streamed, and the stream helper)."""
+streamed), multi-turn conversations (a thread, history sent by the client, stored responses), and
+the Responses API (plain, streamed, and the stream helper)."""
 
 import uuid
 
@@ -65,6 +66,20 @@ def test_multi_turn_thread_keeps_the_follow_up_with_sales(client):
     assert follow_up.model_extra["custom_outputs"]["agents"] == ["sales"]
 
 
+def test_multi_turn_history_in_messages_keeps_the_follow_up_with_sales(client):
+    """How the client does multi-turn by itself: the whole history in `messages`, no thread id."""
+    messages = [{"role": "user", "content": "revenue by rep"}]
+    first = client.chat.completions.create(model=MODEL, messages=messages)
+    messages.append({"role": "assistant", "content": first.choices[0].message.content})
+    messages.append({"role": "user", "content": "now only the top 3"})
+    follow_up = client.chat.completions.create(model=MODEL, messages=messages)
+    text = follow_up.choices[0].message.content
+    assert "Interpreted as: revenue by rep, top 3" in text
+    assert follow_up.model_extra["custom_outputs"]["agents"] == ["sales"]
+    rows = [line for line in text.splitlines() if line.startswith("|")]
+    assert len(rows) == 2 + 3, text
+
+
 def test_responses_create(client):
     response = client.responses.create(model=MODEL, input="what is the hotel limit for travel")
     assert response.object == "response"
@@ -107,6 +122,32 @@ def test_responses_thread(client):
     assert "Interpreted as: revenue by region, top 3" in follow_up.output_text
 
 
+def test_responses_history_in_input_items(client):
+    """openai-agents' `to_input_list()` style: the earlier turns as input items, no thread id."""
+    first = client.responses.create(model=MODEL, input="revenue by rep", store=False)
+    items = [{"role": "user", "content": "revenue by rep"}]
+    items += [item.model_dump(exclude_none=True) for item in first.output]
+    items.append({"role": "user", "content": "now only the top 3"})
+    follow_up = client.responses.create(model=MODEL, input=items, store=False)
+    assert "Interpreted as: revenue by rep, top 3" in follow_up.output_text
+
+
+def test_stored_responses_chain_retrieve_and_delete(client):
+    first = client.responses.create(model=MODEL, input="revenue by rep", instructions="Be brief.")
+    assert first.instructions == "Be brief."
+    follow_up = client.responses.create(
+        model=MODEL, input="now only the top 3", previous_response_id=first.id
+    )
+    assert follow_up.previous_response_id == first.id
+    assert "Interpreted as: revenue by rep, top 3" in follow_up.output_text
+    assert client.responses.retrieve(first.id).output_text == first.output_text
+    client.responses.delete(first.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(first.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.create(model=MODEL, input="again", previous_response_id=first.id)
+
+
 def test_errors_raise_the_matching_openai_exceptions(client):
     with pytest.raises(openai.NotFoundError) as e:
         client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
@@ -123,3 +164,35 @@ def test_errors_raise_the_matching_openai_exceptions(client):
     with pytest.raises(openai.BadRequestError) as e:
         client.chat.completions.create(model=MODEL, messages=[{"role": "assistant", "content": "hi"}])
     assert e.value.body["param"] == "messages"
+
+
+def test_a_streamed_denial_raises_permission_denied_before_any_event():
+    alice = make_client("alice@example.com")
+    with pytest.raises(openai.PermissionDeniedError) as e:
+        alice.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "show the audit log"}], stream=True
+        )
+    assert "audit" in e.value.message
+    with pytest.raises(openai.PermissionDeniedError):
+        alice.responses.create(model=MODEL, input="show the audit log", stream=True)
+
+
+def test_unsupported_parameters_raise_bad_request_naming_them(client):
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "revenue by region"}], n=2
+        )
+    assert (e.value.body["code"], e.value.body["param"]) == ("unsupported_parameter", "n")
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "revenue by region"}],
+            response_format={"type": "json_object"},
+        )
+    assert (e.value.body["code"], e.value.body["param"]) == ("unsupported_parameter", "response_format")
+    # Sampling parameters are accepted (sub-agents ignore them) and echoed by Responses.
+    response = client.responses.create(
+        model=MODEL, input="revenue by region", temperature=0.2, top_p=0.5, max_output_tokens=64
+    )
+    assert (response.temperature, response.top_p, response.max_output_tokens) == (0.2, 0.5, 64)
+    assert response.usage.input_tokens_details.cache_write_tokens == 0

@@ -273,7 +273,8 @@ fn warn_if_readable_by_others(path: &Path) {
     let _ = path;
 }
 
-/// OAuth clients the development token endpoint accepts for `client_credentials`.
+/// OAuth clients the development token endpoint accepts, for `client_credentials` and to
+/// authenticate RFC 8693 token exchange.
 #[derive(Clone, Default)]
 pub struct DevClients {
     clients: HashMap<String, DevClient>,
@@ -320,7 +321,8 @@ struct DevState {
 
 /// The provider's HTTP surface: `GET /.well-known/jwks.json`,
 /// `GET /.well-known/openid-configuration` and `POST /oidc/v1/token` (grant types
-/// `client_credentials` and RFC 8693 token exchange). Errors follow RFC 6749 §5.2.
+/// `client_credentials` and RFC 8693 token exchange, both requiring client authentication
+/// against `clients`). Errors follow RFC 6749 §5.2.
 pub fn routes(idp: Arc<DevIdentityProvider>, clients: DevClients) -> Router {
     Router::new()
         .route("/.well-known/jwks.json", get(jwks_handler))
@@ -457,7 +459,16 @@ async fn token_handler(
                 Err(e) => oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", &e.message),
             }
         }
-        Some(GRANT_TOKEN_EXCHANGE) => exchange(&state.idp, &form),
+        // Without client authentication anyone holding any of this provider's tokens could mint a
+        // `switchboard` token from it, or one for any audience.
+        Some(GRANT_TOKEN_EXCHANGE) => match client {
+            Some(_) => exchange(&state.idp, &form),
+            None => oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "client authentication is required for token exchange",
+            ),
+        },
         Some(other) => oauth_error(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",

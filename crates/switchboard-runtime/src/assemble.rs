@@ -147,6 +147,7 @@ impl Runtime {
             &cfg.supervisor.description,
             cfg.llm.as_ref().map(|l| l.credential.clone()).unwrap_or_default(),
         ));
+        let threshold = cfg.router.threshold.unwrap_or(LexicalRouter::DEFAULT_THRESHOLD);
         let router: Arc<dyn switchboard_core::Router> = match (cfg.router.kind, &llm) {
             (RouterKind::Llm, Some(client)) => {
                 let template = prompt(&loaded, "router.j2", DEFAULT_ROUTER_PROMPT);
@@ -155,10 +156,7 @@ impl Runtime {
                     .map_err(|e| Error::config(format!("prompts/router.j2 failed to render: {e}")))?;
                 Arc::new(LlmRouter::new(client.clone(), &loaded.agents, system))
             }
-            _ => Arc::new(LexicalRouter::new(
-                &loaded.agents,
-                cfg.router.threshold.unwrap_or(switchboard_router::LexicalRouter::DEFAULT_THRESHOLD),
-            )),
+            _ => Arc::new(LexicalRouter::new(&loaded.agents, threshold)),
         };
         let synthesizer = match &llm {
             Some(client) => Some(Synthesizer::new(
@@ -167,15 +165,10 @@ impl Runtime {
             )?),
             None => None,
         };
-        let supervisor = Arc::new(Supervisor::new(
-            supervisor_spec,
-            agents,
-            router,
-            gateway,
-            sink,
-            store.clone(),
-            synthesizer,
-        ));
+        let supervisor = Arc::new(
+            Supervisor::new(supervisor_spec, agents, router, gateway, sink, store.clone(), synthesizer)
+                .with_attributor(LexicalRouter::new(&loaded.agents, threshold)),
+        );
         Ok(Self { supervisor, store, config: loaded, identity, grants, otlp, _tickets: tickets })
     }
 

@@ -11,9 +11,15 @@ use switchboard_core::{
     unix_nanos_now,
 };
 use switchboard_govern::{Gateway, HopTarget};
+use switchboard_router::LexicalRouter;
 use switchboard_store::Store;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::task::AbortOnDropHandle;
+
+/// At most this many of the latest client-sent exchanges are attributed to agents. Older turns
+/// rarely matter to a follow-up, and the bound keeps a megabyte of history from costing a
+/// routing pass per turn.
+const MAX_ATTRIBUTED_TURNS: usize = 64;
 
 /// What the caller asked, with the conversation so far.
 #[derive(Debug, Clone, Default)]
@@ -21,7 +27,9 @@ pub struct RunRequest {
     /// The new question.
     pub question: String,
     /// Earlier turns supplied by the client, oldest first. When empty and `thread_id` is set, the
-    /// stored thread is the history.
+    /// stored thread is the history. Assistant turns without an `agent` are attributed to the
+    /// agents their question routes to, as a stored thread would have recorded them, so
+    /// follow-ups keep each sub-agent's context without a thread id.
     pub history: Vec<Message>,
     /// A conversation to continue and extend: its stored turns are loaded, and this turn is saved.
     pub thread_id: Option<String>,
@@ -130,6 +138,9 @@ pub struct Supervisor {
     sink: Arc<dyn TelemetrySink>,
     store: Arc<dyn Store>,
     synthesizer: Option<Synthesizer>,
+    /// Attributes client-sent history to agents. Lexical whatever the configured router: it is
+    /// deterministic and free, so the same history always gets the same owners.
+    attributor: LexicalRouter,
 }
 
 impl Supervisor {
@@ -144,9 +155,18 @@ impl Supervisor {
         store: Arc<dyn Store>,
         synthesizer: Option<Synthesizer>,
     ) -> Self {
-        let specs = agents.iter().map(|a| (a.spec().name.clone(), Arc::new(a.spec().clone()))).collect();
+        let ordered: Vec<Arc<AgentSpec>> = agents.iter().map(|a| Arc::new(a.spec().clone())).collect();
+        let attributor = LexicalRouter::new(&ordered, LexicalRouter::DEFAULT_THRESHOLD);
+        let specs = ordered.into_iter().map(|s| (s.name.clone(), s)).collect();
         let agents = agents.into_iter().map(|a| (a.spec().name.clone(), a)).collect();
-        Self { spec, agents, specs, router, gateway, sink, store, synthesizer }
+        Self { spec, agents, specs, router, gateway, sink, store, synthesizer, attributor }
+    }
+
+    /// Attributes client-sent history with `router` instead of a default lexical router; pass
+    /// the configured lexical router so history is attributed exactly as it routes.
+    pub fn with_attributor(mut self, router: LexicalRouter) -> Self {
+        self.attributor = router;
+        self
     }
 
     /// The supervisor's name (the served model name).
@@ -180,6 +200,7 @@ impl Supervisor {
     ) -> RunResponse {
         let send = |e: RunEvent| emit(events, e);
         let thread_key = request.thread_id.as_deref().map(|t| thread_key(&ctx.caller, t));
+        attribute(&self.attributor, &mut request.history);
         if let Some(thread) = &thread_key
             && request.history.is_empty()
         {
@@ -448,6 +469,32 @@ fn dedupe(calls: Vec<RoutedCall>) -> Vec<RoutedCall> {
     calls.into_iter().filter(|c| seen.insert((c.agent.clone(), c.input.trim().to_lowercase()))).collect()
 }
 
+/// Tags each untagged assistant turn with the agent its question routes to, as `save_turn` would
+/// have when the turn was live: one agent, or none for a clarification or a joined answer. Each
+/// question is routed against the history attributed so far, so the router's own follow-up rule
+/// ("now only the top 3" stays with the previous turn's agent) applies, not a copy of it.
+/// Already-tagged turns (a stored thread) are kept as they are.
+fn attribute(router: &LexicalRouter, history: &mut [Message]) {
+    let users: Vec<usize> =
+        history.iter().enumerate().filter(|(_, m)| m.role == Role::User).map(|(i, _)| i).collect();
+    let skip = users.len().saturating_sub(MAX_ATTRIBUTED_TURNS);
+    for (n, &at) in users.iter().enumerate().skip(skip) {
+        let end = users.get(n + 1).copied().unwrap_or(history.len());
+        if !history[at + 1..end].iter().any(|m| m.role == Role::Assistant && m.agent.is_none()) {
+            continue;
+        }
+        let agent = match router.decide(&history[at].content, &history[..at]) {
+            Ok(RouteDecision::Agents { calls }) if calls.len() == 1 => Some(calls[0].agent.clone()),
+            _ => None,
+        };
+        for m in &mut history[at + 1..end] {
+            if m.role == Role::Assistant && m.agent.is_none() {
+                m.agent.clone_from(&agent);
+            }
+        }
+    }
+}
+
 /// The turns of the thread that belong to `agent`: each of its answers with the question before it.
 fn agent_history(history: &[Message], agent: &str) -> Vec<Message> {
     let mut out = Vec::new();
@@ -506,6 +553,40 @@ mod tests {
             call("policies", "revenue"),
         ]);
         assert_eq!(calls.len(), 3);
+    }
+
+    fn spec(name: &str, description: &str, examples: &[&str]) -> Arc<AgentSpec> {
+        let mut s = AgentSpec::new(name, switchboard_core::AgentKind::Tool, description);
+        s.examples = examples.iter().map(|e| e.to_string()).collect();
+        Arc::new(s)
+    }
+
+    #[test]
+    fn client_history_is_attributed_and_follow_ups_stay_with_their_agent() {
+        let router = LexicalRouter::new(
+            &[
+                spec("sales", "Sales analytics over deals: revenue by region and rep", &["revenue by rep"]),
+                spec("policies", "Company policies: travel, hotel limits, expenses", &["hotel limit"]),
+            ],
+            LexicalRouter::DEFAULT_THRESHOLD,
+        );
+        let mut history = vec![
+            Message::user("revenue by rep"),
+            Message::assistant("| Ann | 10 |", None),
+            Message::user("now only the top 3"),
+            Message::assistant("| Ann | 10 |", None),
+            Message::user("hotel limit?"),
+            Message::assistant("$250", None),
+            Message::user("zzz qqq"),
+            Message::assistant("which one?", None),
+            Message::user("zzz qqq"),
+            Message::assistant("already mine", Some("sales".into())),
+        ];
+        attribute(&router, &mut history);
+        let agents: Vec<Option<&str>> =
+            history.iter().filter(|m| m.role == Role::Assistant).map(|m| m.agent.as_deref()).collect();
+        assert_eq!(agents, [Some("sales"), Some("sales"), Some("policies"), Some("policies"), Some("sales")]);
+        assert!(history.iter().filter(|m| m.role == Role::User).all(|m| m.agent.is_none()));
     }
 
     #[test]

@@ -226,3 +226,40 @@ description = "Governs local stdio MCP servers; no URL of its own."
         "no transport problem for {bare} in {problems:#?}"
     );
 }
+
+#[test]
+fn server_hardening_settings_have_safe_defaults_and_are_checked() {
+    let f = Fixture::new(MAIN);
+    f.knowledge_agent("handbook");
+    let server = f.validate().expect("valid").config.server;
+    assert_eq!(server.header_read_timeout_ms, 10_000);
+    assert_eq!(server.body_read_timeout_ms, 30_000);
+    assert_eq!(server.keep_alive_timeout_ms, 60_000);
+    assert_eq!(server.max_connections, 1024);
+    assert_eq!(server.max_connections_per_ip, 256);
+    assert_eq!(server.shutdown_timeout_ms, 30_000);
+    assert!(server.health_token.is_none() && server.metrics_token.is_none(), "open by default");
+
+    let f = Fixture::new(
+        "data_dir = \".\"\n[server]\nheader_read_timeout_ms = 0\nkeep_alive_timeout_ms = 0\n\
+         max_connections = 10\nmax_connections_per_ip = 20\nshutdown_timeout_ms = 0\n\
+         health_token = \"env:SB_HEALTH\"\n",
+    );
+    f.knowledge_agent("handbook");
+    let problems = f.problems();
+    let has = |needle: &str| problems.iter().any(|p| p.contains(needle));
+    assert!(has("server.header_read_timeout_ms: must be greater than 0"), "{problems:#?}");
+    assert!(has("server.keep_alive_timeout_ms: must be greater than 0"), "{problems:#?}");
+    assert!(has("server.shutdown_timeout_ms: must be greater than 0"), "{problems:#?}");
+    assert!(
+        has("server.max_connections_per_ip: must not exceed server.max_connections (10)"),
+        "{problems:#?}"
+    );
+    assert!(!has("server.body_read_timeout_ms"), "{problems:#?}");
+
+    // Probe tokens are secret references, never inline secrets.
+    let f = Fixture::new("data_dir = \".\"\n[server]\nmetrics_token = \"hunter2\"\n");
+    f.knowledge_agent("handbook");
+    let problems = f.problems();
+    assert!(problems.iter().any(|p| p.contains("inline secrets are not allowed")), "{problems:#?}");
+}

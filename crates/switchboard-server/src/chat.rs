@@ -1,6 +1,7 @@
 //! OpenAI chat completions (`POST /v1/chat/completions`) and the model list.
 
 use crate::input::{self, Object, Options};
+use crate::params::{self, Api, Params};
 use crate::run::{self, Outcome};
 use crate::{ApiError, AppState, unix_secs};
 use axum::Json;
@@ -21,24 +22,41 @@ pub(crate) struct Accepted {
     pub request: RunRequest,
     pub options: Options,
     pub body: Object,
+    /// The accepted OpenAI parameters (sampling, tools…), for echoing.
+    pub params: Params,
 }
 
-/// Authenticates, reads the body, and parses it with `parse`.
+/// Authenticates, reads the body, and parses it with `parse`; the OpenAI parameters are read as
+/// `api` names them, and refused (400) when they cannot be honoured.
 pub(crate) async fn accept(
     state: &AppState,
     peer: SocketAddr,
     request_id: &RequestId,
     headers: &HeaderMap,
     body: Body,
+    api: Api,
     parse: impl FnOnce(&Object) -> Result<RunRequest, ApiError>,
 ) -> Result<Accepted, ApiError> {
     let caller = state.auth.authenticate(headers, peer).await?;
     let body = input::read_json(headers, body, state.body_limit()).await?;
     let options = Options::parse(&body)?;
     check_model(state, options.model.as_deref())?;
+    let params = params::parse(&body, api)?;
     let request = parse(&body)?;
     let ctx = run::context(state, caller, request_id, headers);
-    Ok(Accepted { ctx, request, options, body })
+    Ok(Accepted { ctx, request, options, body, params })
+}
+
+/// The longest client-supplied name echoed in an error message; the rest is cut, so a huge name
+/// cannot make a huge error.
+const MAX_ECHOED_NAME: usize = 64;
+
+/// `name` cut to [`MAX_ECHOED_NAME`] characters, with `…` when cut.
+pub(crate) fn truncated(name: &str) -> String {
+    match name.char_indices().nth(MAX_ECHOED_NAME) {
+        Some((at, _)) => format!("{}…", &name[..at]),
+        None => name.to_string(),
+    }
 }
 
 /// A named model must be the served supervisor.
@@ -46,7 +64,8 @@ fn check_model(state: &AppState, model: Option<&str>) -> Result<(), ApiError> {
     let served = state.runtime.supervisor.name();
     match model {
         Some(m) if m != served => Err(ApiError::new(Error::not_found(format!(
-            "the model `{m}` does not exist; this server serves `{served}`"
+            "the model `{}` does not exist; this server serves `{served}`",
+            truncated(m)
         )))
         .with_param("model")
         .with_code("model_not_found")),
@@ -74,7 +93,7 @@ pub(crate) async fn completions(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let accepted = accept(&state, peer, &request_id, &headers, body, input::chat_messages).await?;
+    let accepted = accept(&state, peer, &request_id, &headers, body, Api::Chat, input::chat_messages).await?;
     let include_usage = input::opt_bool(&accepted.body, "stream_options.include_usage")?;
     let Accepted { ctx, request, options, .. } = accepted;
     let ids = Ids {
@@ -82,12 +101,9 @@ pub(crate) async fn completions(
         created: unix_secs(),
         model: state.runtime.supervisor.name().to_string(),
     };
-    let run = run::start(&state, ctx, request, &options);
+    // Settled before any byte is sent, streamed or not: see `Run::decide`.
+    let outcome = run::start(&state, ctx, request, &options).decide(state.retry_after()).await?;
     if !options.stream {
-        let outcome = run.finish().await?;
-        if let Some(e) = run::outcome_error(&outcome.response, state.retry_after()) {
-            return Err(e);
-        }
         let mut body = json!({
             "id": ids.id,
             "object": "chat.completion",
@@ -108,39 +124,40 @@ pub(crate) async fn completions(
         return Ok(Json(body).into_response());
     }
 
-    let retry_after = state.retry_after();
-    let prelude = vec![ids.chunk(json!({"role": "assistant", "content": ""}), None)];
-    Ok(run.into_sse(prelude, move |result| {
-        let outcome = match result {
-            Ok(outcome) => outcome,
-            Err(e) => return vec![error_event(&e), done()],
-        };
-        if let Some(e) = run::outcome_error(&outcome.response, retry_after) {
-            return vec![error_event(&e), done()];
-        }
-        let mut events: Vec<Event> =
-            outcome.deltas.iter().map(|text| ids.chunk(json!({"content": text}), None)).collect();
-        let mut last = ids.chunk_value(json!({}), Some("stop"));
-        last["custom_outputs"] = custom_outputs(&outcome, &options);
-        if let Some(trace) = &outcome.trace {
-            last["databricks_output"] = json!({"trace": trace});
-        }
-        events.push(Event::default().data(last.to_string()));
-        if include_usage {
-            let mut usage_chunk = ids.chunk_value(json!({}), None);
-            usage_chunk["choices"] = json!([]);
-            usage_chunk["usage"] = usage();
-            events.push(Event::default().data(usage_chunk.to_string()));
-        }
-        events.push(done());
-        events
-    }))
+    let mut events = vec![ids.chunk(json!({"role": "assistant", "content": ""}), None)];
+    events.extend(outcome.deltas.iter().map(|text| ids.chunk(json!({"content": text}), None)));
+    let mut last = ids.chunk_value(json!({}), Some("stop"));
+    last["custom_outputs"] = custom_outputs(&outcome, &options);
+    if let Some(trace) = &outcome.trace {
+        last["databricks_output"] = json!({"trace": trace});
+    }
+    events.push(Event::default().data(last.to_string()));
+    if include_usage {
+        let mut usage_chunk = ids.chunk_value(json!({}), None);
+        usage_chunk["choices"] = json!([]);
+        usage_chunk["usage"] = usage();
+        events.push(Event::default().data(usage_chunk.to_string()));
+    }
+    events.push(Event::default().data("[DONE]"));
+    Ok(run::sse(events))
 }
 
-/// Token usage. The supervisor does not bill tokens per answer (a lexical route and local agents
-/// use none); LLM tokens are in the trace spans and the `switchboard_llm_tokens` metric.
+/// Token usage, with the detail objects OpenAI sends. The supervisor does not bill tokens per
+/// answer (a lexical route and local agents use none); LLM tokens are in the trace spans and the
+/// `switchboard_llm_tokens` metric.
 fn usage() -> Value {
-    json!({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0})
+    json!({
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "total_tokens": 0,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    })
 }
 
 /// The identity shared by every chunk of one completion.
@@ -165,15 +182,6 @@ impl Ids {
     fn chunk(&self, delta: Value, finish_reason: Option<&str>) -> Event {
         Event::default().data(self.chunk_value(delta, finish_reason).to_string())
     }
-}
-
-/// An error inside a chat stream: the error object as a data line, which OpenAI clients raise.
-fn error_event(e: &ApiError) -> Event {
-    Event::default().data(e.body().to_string())
-}
-
-fn done() -> Event {
-    Event::default().data("[DONE]")
 }
 
 /// The served supervisor as an OpenAI model object.

@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `POST /v1/chat/completions` | OpenAI chat completions; `stream: true` gives `chat.completion.chunk` events |
 //! | `POST /v1/responses`, `POST /invocations` | OpenAI Responses / MLflow ResponsesAgent requests |
+//! | `GET`, `DELETE /v1/responses/{id}` | the caller's stored responses (see `stored`) |
 //! | `GET /v1/models`, `GET /v1/models/{id}` | the served supervisor, as an OpenAI model |
 //! | `GET /v1/traces/{id}` | the span tree of one of the caller's requests |
 //! | `GET /health` | the store, the LLM (when configured) and every sub-agent; 503 if any is down |
@@ -19,10 +20,14 @@ mod error;
 mod health;
 mod identity;
 mod input;
+mod listener;
 mod metrics;
 mod observe;
+mod params;
+mod probe;
 mod responses;
 mod run;
+mod stored;
 mod trace;
 
 pub use error::ApiError;
@@ -32,7 +37,6 @@ pub use observe::ACCESS_LOG_TARGET;
 
 use axum::Router;
 use axum::routing::{delete, get, post};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use switchboard_runtime::Runtime;
@@ -58,6 +62,8 @@ pub struct AppState {
     count_tokens: bool,
     /// When the server started, in Unix seconds (the served model's `created`).
     started: u64,
+    /// Housekeeping of stored responses.
+    responses: Arc<stored::Housekeeping>,
 }
 
 impl AppState {
@@ -76,6 +82,7 @@ impl AppState {
             tasks: TaskTracker::new(),
             count_tokens,
             started: unix_secs(),
+            responses: Arc::default(),
         }
     }
 
@@ -97,12 +104,21 @@ pub fn app(state: AppState) -> Router {
     // The development identity provider's JWKS and token endpoint, served only when it is on.
     let identity_provider = state.runtime.identity.dev().map(|dev| dev.routes()).unwrap_or_default();
     Router::new()
-        .route("/health", get(health::handler))
-        .route("/metrics", get(metrics::handler))
+        .route(
+            "/health",
+            get(health::handler)
+                .route_layer(axum::middleware::from_fn_with_state(state.clone(), probe::health)),
+        )
+        .route(
+            "/metrics",
+            get(metrics::handler)
+                .route_layer(axum::middleware::from_fn_with_state(state.clone(), probe::metrics)),
+        )
         .route("/v1/models", get(chat::models))
         .route("/v1/models/{model}", get(chat::model))
         .route("/v1/chat/completions", post(chat::completions))
         .route("/v1/responses", post(responses::create))
+        .route("/v1/responses/{id}", get(stored::get).delete(stored::delete))
         .route("/invocations", post(responses::invocations))
         .route("/v1/traces/{id}", get(trace::get))
         .route("/api/2.0/connections", get(connections::list))
@@ -114,16 +130,18 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state, observe::observe))
 }
 
-/// Serves `state` on `listener` until `shutdown` resolves. In-flight requests finish first, runs
-/// whose clients went away finish unwinding, and then the runtime drains its telemetry (the
+/// Serves `state` on `listener` until `shutdown` resolves, with the header, body and keep-alive
+/// timeouts and the connection caps of `[server]`. On shutdown it stops accepting, in-flight
+/// requests finish (connections still open after `[server] shutdown_timeout_ms` are closed),
+/// runs whose clients went away finish unwinding, and then the runtime drains its telemetry (the
 /// store's audit and span queues, and the OTLP exporter when there is one).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    let limits = listener::Limits::from_config(&state.runtime.config.config.server);
+    listener::run(listener, app(state.clone()), limits, shutdown).await;
     state.tasks.close();
     if tokio::time::timeout(UNWIND_TIMEOUT, state.tasks.wait()).await.is_err() {
         tracing::warn!("some cancelled runs were still unwinding at shutdown");

@@ -1,10 +1,13 @@
-//! `GET /metrics`: Prometheus metrics (OpenMetrics text exposition, which Prometheus scrapes
-//! natively) kept with the official `prometheus-client` crate. Recording is lock-free on the hot
-//! path except the first time a label set is seen.
+//! `GET /metrics`: Prometheus metrics kept with the official `prometheus-client` crate. Recording
+//! is lock-free on the hot path except the first time a label set is seen.
+//!
+//! The exposition format is negotiated: a scraper whose `Accept` names
+//! `application/openmetrics-text` (Prometheus does) gets OpenMetrics; anything else (`curl`,
+//! `promtool`, older scrapers) gets the Prometheus text format 0.0.4, converted from it.
 
 use crate::AppState;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -17,7 +20,10 @@ use switchboard_core::SpanRecord;
 use switchboard_runtime::RunResponse;
 
 /// The content type of the OpenMetrics text format.
-const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The content type of the Prometheus text exposition format.
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -189,10 +195,86 @@ impl Drop for InFlight {
     }
 }
 
-/// `GET /metrics`.
-pub(crate) async fn handler(State(state): State<AppState>) -> Response {
+/// The Prometheus text format 0.0.4 of an OpenMetrics exposition. The two differ where
+/// `promtool` and older scrapers notice: an OpenMetrics counter family is named without `_total`
+/// while its samples carry it (Prometheus text wants the `HELP`/`TYPE` name to be the sample's),
+/// and OpenMetrics has `# UNIT` lines and a closing `# EOF` that the older format lacks.
+fn to_prometheus_text(openmetrics: &str) -> String {
+    let mut counters = std::collections::HashSet::new();
+    for line in openmetrics.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ")
+            && let Some((name, "counter")) = rest.split_once(' ')
+        {
+            counters.insert(name.to_string());
+        }
+    }
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta =
+            ["# HELP ", "# TYPE "].into_iter().find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        match meta {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let renamed = if counters.contains(name) && !name.ends_with("_total") {
+                    format!("{name}_total")
+                } else {
+                    name.to_string()
+                };
+                out.push_str(prefix);
+                out.push_str(&renamed);
+                if !tail.is_empty() {
+                    out.push(' ');
+                    out.push_str(tail);
+                }
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Whether the client asked for OpenMetrics.
+fn wants_openmetrics(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.to_ascii_lowercase().contains("application/openmetrics-text"))
+}
+
+/// `GET /metrics`, in the format the `Accept` header asks for.
+pub(crate) async fn handler(State(state): State<AppState>, headers: HeaderMap) -> Response {
     match state.metrics.encode() {
-        Ok(text) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response(),
+        Ok(text) if wants_openmetrics(&headers) => {
+            ([(header::CONTENT_TYPE, OPENMETRICS)], text).into_response()
+        }
+        Ok(text) => ([(header::CONTENT_TYPE, PROMETHEUS_TEXT)], to_prometheus_text(&text)).into_response(),
         Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "metrics could not be encoded").into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_text_names_counters_by_their_samples_and_drops_openmetrics_only_lines() {
+        let metrics = Metrics::new();
+        metrics.request("/x", "GET", 200, Duration::from_millis(3));
+        let open = metrics.encode().unwrap();
+        assert!(open.contains("# TYPE switchboard_http_requests counter"), "{open}");
+        assert!(open.ends_with("# EOF\n"), "{open}");
+        let text = to_prometheus_text(&open);
+        assert!(text.contains("# HELP switchboard_http_requests_total HTTP requests"), "{text}");
+        assert!(text.contains("# TYPE switchboard_http_requests_total counter"), "{text}");
+        assert!(
+            text.contains("switchboard_http_requests_total{route=\"/x\",method=\"GET\",status=\"200\"} 1")
+        );
+        assert!(text.contains("# TYPE switchboard_http_request_duration_seconds histogram"), "{text}");
+        assert!(!text.contains("# EOF") && !text.contains("# UNIT"), "{text}");
     }
 }

@@ -1,7 +1,12 @@
-//! What happens around every request: its request id (the client's, if sane, else a new one),
-//! a tracing span carrying that id, one access-log line, metrics, the `x-request-id` response
-//! header, and turning any framework-made error (405, a body-limit 413, an unknown route) into
-//! OpenAI's error object.
+//! What happens around every request: its request id (always the server's own), a tracing span
+//! carrying that id, one access-log line, metrics, the `x-request-id` response header, and
+//! turning any framework-made error (405, a body-limit 413, an extractor's 400, an unknown route)
+//! into OpenAI's error object.
+//!
+//! A client's own `x-request-id` is only a correlation attribute (`client_request_id` on the
+//! request span and access log, echoed as `x-client-request-id`): the request id keys spans,
+//! audit rows and `/v1/traces/{id}`, so adopting a client's would let one caller file their
+//! request under another's id.
 
 use crate::{ApiError, AppState};
 use axum::extract::{MatchedPath, Request, State};
@@ -15,19 +20,33 @@ use tracing::Instrument;
 /// The tracing target of the one-line-per-request access log.
 pub const ACCESS_LOG_TARGET: &str = "switchboard::access";
 
+/// The header a request id travels in, both ways.
+const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The longest request target served. hyper refuses targets over 64 KiB itself, with a 414 that
+/// has no body and never reaches this middleware; a lower limit here answers the rest with an
+/// error object.
+const MAX_URI: usize = 8 * 1024;
+
+/// The most header bytes (names and values) served, for the same reason: hyper's own limit (its
+/// read buffer, ~400 KiB) answers with an empty 431.
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// How much of the path the span and the access log keep.
+const MAX_LOGGED_PATH: usize = 512;
+
 /// The middleware.
 pub(crate) async fn observe(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let _in_flight = state.metrics.in_flight();
-    let request_id = request
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(RequestId::parse)
-        .unwrap_or_default();
+    let request_id = RequestId::new();
+    // Only a sane token is kept (and echoed), so the header cannot smuggle anything into logs.
+    let client_request_id =
+        request.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).and_then(RequestId::parse);
     request.extensions_mut().insert(request_id.clone());
     let method = request.method().clone();
-    let path = request.uri().path().to_string();
+    // Logged and put on the span cut short: the path is the client's to make long.
+    let path: String = request.uri().path().chars().take(MAX_LOGGED_PATH).collect();
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -38,14 +57,31 @@ pub(crate) async fn observe(State(state): State<AppState>, mut request: Request,
         target: ACCESS_LOG_TARGET,
         "request",
         request_id = %request_id,
+        switchboard.client_request_id = client_request_id.as_ref().map(RequestId::as_str),
         method = %method,
         path = %path
     );
 
-    let response = next.run(request).instrument(span.clone()).await;
+    let oversized = if request.uri().to_string().len() > MAX_URI {
+        Some(StatusCode::URI_TOO_LONG)
+    } else if request.headers().iter().map(|(k, v)| k.as_str().len() + v.len()).sum::<usize>()
+        > MAX_HEADER_BYTES
+    {
+        Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+    } else {
+        None
+    };
+    let response = match oversized {
+        // Shaped into an error object below, like every framework-made error.
+        Some(status) => status.into_response(),
+        None => next.run(request).instrument(span.clone()).await,
+    };
     let mut response = shape_error(response, &state, &method);
     if let Ok(v) = HeaderValue::from_str(request_id.as_str()) {
-        response.headers_mut().insert("x-request-id", v);
+        response.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    if let Some(v) = client_request_id.and_then(|id| HeaderValue::from_str(id.as_str()).ok()) {
+        response.headers_mut().insert("x-client-request-id", v);
     }
     let status = response.status().as_u16();
     let latency = started.elapsed();

@@ -8,12 +8,14 @@
 //! streams (`response.output_text.delta`, `response.output_item.done`): `response.created`,
 //! `response.in_progress`, `response.output_item.added`, `response.content_part.added`,
 //! `response.output_text.delta`…, `response.output_text.done`, `response.content_part.done`,
-//! `response.output_item.done`, `response.completed` — or `response.failed` when the run is
-//! denied or fails.
+//! `response.output_item.done`, `response.completed`. A run that is denied, rate limited or fails
+//! is answered with its HTTP error instead, before the stream starts (see `Run::decide`).
 
 use crate::chat::{Accepted, accept, custom_outputs};
 use crate::input::{self, Options};
+use crate::params::Api;
 use crate::run::{self, Outcome};
+use crate::stored;
 use crate::{ApiError, AppState, unix_secs};
 use axum::Json;
 use axum::body::Body;
@@ -34,8 +36,8 @@ pub(crate) async fn create(
     body: Body,
 ) -> Result<Response, ApiError> {
     let parse = |body: &input::Object| input::responses_input(body, "input");
-    let accepted = accept(&state, peer, &request_id, &headers, body, parse).await?;
-    respond(state, request_id, accepted).await
+    let accepted = accept(&state, peer, &request_id, &headers, body, Api::Responses, parse).await?;
+    respond(state, request_id, accepted, true).await
 }
 
 /// `POST /invocations`: a ResponsesAgent request. Requests in the older chat shape (`messages`
@@ -54,24 +56,33 @@ pub(crate) async fn invocations(
             input::responses_input(body, "input")
         }
     };
-    let accepted = accept(&state, peer, &request_id, &headers, body, parse).await?;
-    respond(state, request_id, accepted).await
+    let accepted = accept(&state, peer, &request_id, &headers, body, Api::Responses, parse).await?;
+    respond(state, request_id, accepted, false).await
 }
 
-async fn respond(state: AppState, request_id: RequestId, accepted: Accepted) -> Result<Response, ApiError> {
-    let Accepted { ctx, request, options, .. } = accepted;
+/// Answers a Responses request; `store_by_default` is `store`'s default (see `stored::prepare`).
+async fn respond(
+    state: AppState,
+    request_id: RequestId,
+    accepted: Accepted,
+    store_by_default: bool,
+) -> Result<Response, ApiError> {
+    let Accepted { ctx, mut request, options, mut params, body } = accepted;
+    let mut storage = stored::prepare(&state, &ctx, &body, &mut request, store_by_default).await?;
+    params.echo.append(&mut storage.echo);
+    let run_ctx = ctx.clone();
     let shape = Shape {
         id: format!("resp_{request_id}"),
         item_id: format!("msg_{request_id}"),
         created_at: unix_secs(),
         model: state.runtime.supervisor.name().to_string(),
+        echo: params.echo,
     };
-    let run = run::start(&state, ctx, request, &options);
+    // Settled before any byte is sent, streamed or not: see `Run::decide`.
+    let outcome = run::start(&state, ctx, request, &options).decide(state.retry_after()).await?;
+    let stored_body = shape.completed(&outcome, &options);
+    storage.save(&state, &run_ctx, &shape.id, &outcome.response, stored_body).await;
     if !options.stream {
-        let outcome = run.finish().await?;
-        if let Some(e) = run::outcome_error(&outcome.response, state.retry_after()) {
-            return Err(e);
-        }
         let mut body = shape.completed(&outcome, &options);
         if let Some(trace) = &outcome.trace {
             body["databricks_output"] = json!({"trace": trace});
@@ -79,57 +90,40 @@ async fn respond(state: AppState, request_id: RequestId, accepted: Accepted) -> 
         return Ok(Json(body).into_response());
     }
 
-    let retry_after = state.retry_after();
     let mut seq = Sequence::default();
-    let prelude = vec![
+    let mut events = vec![
         seq.event("response.created", json!({"response": shape.response("in_progress", vec![])})),
         seq.event("response.in_progress", json!({"response": shape.response("in_progress", vec![])})),
     ];
-    Ok(run.into_sse(prelude, move |result| {
-        let failure = match &result {
-            Ok(outcome) => run::outcome_error(&outcome.response, retry_after),
-            Err(_) => None,
-        };
-        let outcome = match (result, failure) {
-            (Ok(outcome), None) => outcome,
-            (Err(e), _) | (Ok(_), Some(e)) => {
-                let mut failed = shape.response("failed", vec![]);
-                failed["error"] = json!({"code": e.error.kind.as_str(), "message": e.error.message});
-                return vec![seq.event("response.failed", json!({"response": failed}))];
-            }
-        };
-        let answer = &outcome.response.answer;
-        let at = |extra: Value| {
-            let mut v = json!({"item_id": shape.item_id, "output_index": 0, "content_index": 0});
-            if let (Value::Object(v), Value::Object(extra)) = (&mut v, extra) {
-                v.extend(extra);
-            }
-            v
-        };
-        let mut events = vec![
-            seq.event(
-                "response.output_item.added",
-                json!({"output_index": 0, "item": shape.message("in_progress", None)}),
-            ),
-            seq.event("response.content_part.added", at(json!({"part": output_text("")}))),
-        ];
-        for delta in &outcome.deltas {
-            events.push(seq.event("response.output_text.delta", at(json!({"delta": delta, "logprobs": []}))));
+    let answer = &outcome.response.answer;
+    let at = |extra: Value| {
+        let mut v = json!({"item_id": shape.item_id, "output_index": 0, "content_index": 0});
+        if let (Value::Object(v), Value::Object(extra)) = (&mut v, extra) {
+            v.extend(extra);
         }
-        events.push(seq.event("response.output_text.done", at(json!({"text": answer, "logprobs": []}))));
-        events.push(seq.event("response.content_part.done", at(json!({"part": output_text(answer)}))));
-        events.push(seq.event(
-            "response.output_item.done",
-            json!({"output_index": 0, "item": shape.message("completed", Some(answer))}),
-        ));
-        let mut completed = json!({"response": shape.completed(&outcome, &options)});
-        if let Some(trace) = &outcome.trace {
-            // MLflow's streaming clients look for the trace on the final event itself.
-            completed["databricks_output"] = json!({"trace": trace});
-        }
-        events.push(seq.event("response.completed", completed));
-        events
-    }))
+        v
+    };
+    events.push(seq.event(
+        "response.output_item.added",
+        json!({"output_index": 0, "item": shape.message("in_progress", None)}),
+    ));
+    events.push(seq.event("response.content_part.added", at(json!({"part": output_text("")}))));
+    for delta in &outcome.deltas {
+        events.push(seq.event("response.output_text.delta", at(json!({"delta": delta, "logprobs": []}))));
+    }
+    events.push(seq.event("response.output_text.done", at(json!({"text": answer, "logprobs": []}))));
+    events.push(seq.event("response.content_part.done", at(json!({"part": output_text(answer)}))));
+    events.push(seq.event(
+        "response.output_item.done",
+        json!({"output_index": 0, "item": shape.message("completed", Some(answer))}),
+    ));
+    let mut completed = json!({"response": shape.completed(&outcome, &options)});
+    if let Some(trace) = &outcome.trace {
+        // MLflow's streaming clients look for the trace on the final event itself.
+        completed["databricks_output"] = json!({"trace": trace});
+    }
+    events.push(seq.event("response.completed", completed));
+    Ok(run::sse(events))
 }
 
 fn output_text(text: &str) -> Value {
@@ -156,6 +150,8 @@ struct Shape {
     item_id: String,
     created_at: u64,
     model: String,
+    /// The request's parameters that a Response echoes (`temperature`, `tools`…).
+    echo: serde_json::Map<String, Value>,
 }
 
 impl Shape {
@@ -172,7 +168,7 @@ impl Shape {
 
     /// A Response object with every field the `openai` client requires.
     fn response(&self, status: &str, output: Vec<Value>) -> Value {
-        json!({
+        let mut response = json!({
             "id": self.id,
             "object": "response",
             "created_at": self.created_at,
@@ -188,8 +184,13 @@ impl Shape {
             "tools": [],
             "temperature": null,
             "top_p": null,
+            "max_output_tokens": null,
             "usage": null,
-        })
+        });
+        if let Value::Object(fields) = &mut response {
+            fields.extend(self.echo.clone());
+        }
+        response
     }
 
     /// The completed Response for `outcome`.
@@ -200,7 +201,7 @@ impl Shape {
         // See chat::usage: tokens are accounted in spans and metrics, not per answer.
         response["usage"] = json!({
             "input_tokens": 0,
-            "input_tokens_details": {"cached_tokens": 0},
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
             "output_tokens": 0,
             "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": 0,

@@ -134,17 +134,26 @@ impl Run {
         result
     }
 
-    /// An event-stream response: `prelude` at once, then whatever `finish` makes of the outcome.
-    /// The run is owned by the stream, so a client that disconnects (and with it the stream)
-    /// cancels the run. Comment lines keep idle connections alive while the run works.
-    pub(crate) fn into_sse<F>(self, prelude: Vec<Event>, finish: F) -> Response
-    where
-        F: FnOnce(Result<Outcome, ApiError>) -> Vec<Event> + Send + 'static,
-    {
-        let tail = stream::once(async move { finish(self.finish().await) }).flat_map(stream::iter);
-        let events = stream::iter(prelude).chain(tail).map(Ok::<_, Infallible>);
-        Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)).into_response()
+    /// Waits for the run and settles how it is answered: a denied, rate-limited or failed run is
+    /// its error status (403, 429 with `retry-after`, 504…), a successful one its outcome. Streamed
+    /// requests call this before sending anything, so a client's typed error handling sees a real
+    /// status rather than an error inside a 200 stream: the supervisor only knows its overall
+    /// status once every sub-agent call has ended, and it streams its answer after that anyway.
+    /// Dropping this future (the client left) cancels the run, as with [`Run::finish`].
+    pub(crate) async fn decide(self, retry_after: Duration) -> Result<Outcome, ApiError> {
+        let outcome = self.finish().await?;
+        match outcome_error(&outcome.response, retry_after) {
+            Some(e) => Err(e),
+            None => Ok(outcome),
+        }
     }
+}
+
+/// An event-stream response of a decided run's `events`. Comment lines keep the connection alive
+/// should the client read slowly.
+pub(crate) fn sse(events: Vec<Event>) -> Response {
+    let events = stream::iter(events).map(Ok::<_, Infallible>);
+    Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)).into_response()
 }
 
 /// The error a run's outcome is answered with, if it is not a success. `ok` and `clarify` (the

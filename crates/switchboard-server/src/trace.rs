@@ -83,9 +83,12 @@ pub(crate) async fn get(
     store.flush().await;
     let spans = store.spans(&id).await?;
     if spans.is_empty() || !owned_by(&spans, &caller) {
-        return Err(ApiError::new(Error::not_found(format!("no trace recorded for request `{id}`")))
-            .with_param("id")
-            .with_code("trace_not_found"));
+        return Err(ApiError::new(Error::not_found(format!(
+            "no trace recorded for request `{}`",
+            crate::chat::truncated(&id)
+        )))
+        .with_param("id")
+        .with_code("trace_not_found"));
     }
     Ok(Json(trace_json(&id, &spans)))
 }

@@ -61,6 +61,12 @@ async fn bad_requests_get_their_status_and_an_error_object_and_the_server_keeps_
     assert_eq!(status, 404);
     assert_eq!(body["error"]["code"], "model_not_found");
     assert_eq!(error_of(&body).2, Some("model"));
+    // A huge name is echoed cut short.
+    let huge = json!({"model": "m".repeat(60_000), "messages": [{"role": "user", "content": "hi"}]});
+    let (status, _, body) = parts(post(&server, "/v1/chat/completions", CAROL, huge).await).await;
+    assert_eq!(status, 404);
+    let message = error_of(&body).1;
+    assert!(message.len() < 300 && message.contains(&format!("`{}…`", "m".repeat(64))), "{message}");
 
     // Missing and unknown identities.
     let ok_body =
@@ -78,6 +84,18 @@ async fn bad_requests_get_their_status_and_an_error_object_and_the_server_keeps_
     assert_eq!((status, error_of(&body).0), (405, "invalid_request_error"));
     let (status, _, body) = parts(client.get(server.url("/v2/nothing")).send().await.unwrap()).await;
     assert_eq!((status, error_of(&body).0), (404, "not_found_error"));
+    // An oversized target or header block is an error object too.
+    let long = server.url(&format!("/v1/models/{}", "a".repeat(10 * 1024)));
+    let (status, _, body) = parts(client.get(long).send().await.unwrap()).await;
+    assert_eq!((status, error_of(&body).0), (414, "invalid_request_error"));
+    let big_header = "b".repeat(70 * 1024);
+    let r = client.get(server.url("/v1/models")).header("x-padding", big_header).send();
+    let (status, _, body) = parts(r.await.unwrap()).await;
+    assert_eq!((status, error_of(&body).0), (431, "invalid_request_error"));
+    // A path parameter that is not UTF-8 is rejected by axum's extractor, as a text/plain 400.
+    let models = client.get(server.url("/v1/models/%FF")).bearer_auth(server.token("carol@example.com"));
+    let (status, _, body) = parts(models.send().await.unwrap()).await;
+    assert_eq!((status, error_of(&body).0), (400, "invalid_request_error"));
 
     // And the server still answers.
     let (status, _, body) = parts(post(&server, "/v1/chat/completions", CAROL, ok_body).await).await;
@@ -100,10 +118,12 @@ async fn chat_completion_shape_request_id_traceparent_and_trace_endpoint() {
         .send()
         .await
         .unwrap();
+    assert_eq!(r.headers()["x-client-request-id"], "client-req.42", "the client's id is echoed apart");
     let (status, id, body) = parts(r).await;
-    assert_eq!((status, id.as_str()), (200, "client-req.42"));
+    assert_eq!(status, 200);
+    assert!(!id.is_empty() && id != "client-req.42", "the request id is the server's own: {id}");
     assert_eq!(body["object"], "chat.completion");
-    assert_eq!(body["id"], "chatcmpl-client-req.42");
+    assert_eq!(body["id"], format!("chatcmpl-{id}"));
     assert_eq!(body["model"], "switchboard");
     assert_eq!(body["choices"][0]["message"]["role"], "assistant");
     assert_eq!(body["choices"][0]["finish_reason"], "stop");
@@ -115,19 +135,21 @@ async fn chat_completion_shape_request_id_traceparent_and_trace_endpoint() {
     let get = |user: &str, id: &str| {
         client.get(server.url(&format!("/v1/traces/{id}"))).bearer_auth(server.token(user)).send()
     };
-    let (status, _, trace) = parts(get("carol@example.com", "client-req.42").await.unwrap()).await;
+    let (status, _, trace) = parts(get("carol@example.com", &id).await.unwrap()).await;
     assert_eq!(status, 200, "{trace}");
-    assert_eq!(trace["info"]["request_id"], "client-req.42");
+    assert_eq!(trace["info"]["request_id"], id.as_str());
     assert_eq!(trace["info"]["trace_id"], trace_id);
     let spans = trace["data"]["spans"].as_array().unwrap();
     let root = spans.iter().find(|s| s["name"] == "invoke_agent switchboard").unwrap();
     assert_eq!(root["parent_span_id"], parent);
     assert!(spans.iter().any(|s| s["name"] == "invoke_agent policies" && s["span_type"] == "AGENT"));
     // Someone else's request, and an unknown one, are 404s in the error shape.
-    let (status, _, body) = parts(get("bob@example.com", "client-req.42").await.unwrap()).await;
+    let (status, _, body) = parts(get("bob@example.com", &id).await.unwrap()).await;
     assert_eq!((status, error_of(&body).0), (404, "not_found_error"));
-    let (status, _, _) = parts(get("carol@example.com", "no-such-request").await.unwrap()).await;
-    assert_eq!(status, 404);
+    for unknown in ["no-such-request", "client-req.42"] {
+        let (status, _, _) = parts(get("carol@example.com", unknown).await.unwrap()).await;
+        assert_eq!(status, 404, "{unknown}");
+    }
 
     // An unusable incoming id is replaced.
     let r = client
@@ -138,10 +160,53 @@ async fn chat_completion_shape_request_id_traceparent_and_trace_endpoint() {
         .send()
         .await
         .unwrap();
+    assert!(r.headers().get("x-client-request-id").is_none(), "an insane id is not echoed");
     let (status, id, body) = parts(r).await;
     assert_eq!(status, 200);
     assert_ne!(id, "not a sane id");
     assert_eq!(body["custom_outputs"]["request_id"], id.as_str());
+}
+
+#[tokio::test]
+async fn a_request_id_cannot_be_borrowed() {
+    let server = Server::demo().await;
+    let client = reqwest::Client::new();
+    let ask = |user: &str, question: &str| {
+        client
+            .post(server.url("/v1/chat/completions"))
+            .bearer_auth(server.token(user))
+            .header("x-request-id", "shared-id-1")
+            .json(&json!({"messages": [{"role": "user", "content": question}]}))
+            .send()
+    };
+    let (status, alice_id, _) =
+        parts(ask("alice@example.com", "what is the hotel limit for travel").await.unwrap()).await;
+    assert_eq!(status, 200);
+    let (status, bob_id, _) = parts(ask("bob@example.com", "revenue by region").await.unwrap()).await;
+    assert_eq!(status, 200);
+    assert_ne!(alice_id, bob_id, "one client id, two requests, two server ids");
+    let get = |user: &str, id: &str| {
+        client.get(server.url(&format!("/v1/traces/{id}"))).bearer_auth(server.token(user)).send()
+    };
+    // Bob reaches neither alice's request by the id they both sent, nor by hers.
+    for id in ["shared-id-1", alice_id.as_str()] {
+        let (status, _, body) = parts(get("bob@example.com", id).await.unwrap()).await;
+        assert_eq!(status, 404, "bob read {id}: {body}");
+    }
+    // Alice's trace holds her request only.
+    let (status, _, trace) = parts(get("alice@example.com", &alice_id).await.unwrap()).await;
+    assert_eq!(status, 200, "{trace}");
+    let spans = trace["data"]["spans"].as_array().unwrap();
+    assert!(spans.iter().all(|s| s["attributes"]["switchboard.request_id"] == alice_id.as_str()), "{trace}");
+    assert!(spans.iter().any(|s| s["attributes"]["enduser.id"] == "alice@example.com"), "{trace}");
+    assert!(!spans.iter().any(|s| s["attributes"]["enduser.id"] == "bob@example.com"), "{trace}");
+    // And the audit log keeps the two callers apart.
+    server.runtime.store.flush().await;
+    for (id, email) in [(&alice_id, "alice@example.com"), (&bob_id, "bob@example.com")] {
+        let rows = server.runtime.store.audit_for_request(id).await.unwrap();
+        assert!(!rows.is_empty() && rows.iter().all(|r| r.caller_email == email), "{rows:?}");
+    }
+    assert!(server.runtime.store.audit_for_request("shared-id-1").await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -295,30 +360,139 @@ async fn streams_have_the_openai_shapes_and_carry_the_answer() {
     );
     assert_eq!(completed["output"][0]["id"], done["id"]);
 
-    // A denied run ends its stream with the failure, not with text.
-    let r = post(
-        &server,
-        "/v1/responses",
-        Some("alice@example.com"),
-        json!({"input": "show the audit log", "stream": true}),
-    )
-    .await;
+    // A denied run is a real 403, decided before the stream would start.
+    let denied = [
+        ("/v1/responses", json!({"input": "show the audit log", "stream": true})),
+        ("/invocations", json!({"input": "show the audit log", "stream": true})),
+        (
+            "/v1/chat/completions",
+            json!({"messages": [{"role": "user", "content": "show the audit log"}], "stream": true}),
+        ),
+    ];
+    for (path, ask) in denied {
+        let r = post(&server, path, Some("alice@example.com"), ask).await;
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/json"), "{path}");
+        let (status, _, body) = parts(r).await;
+        assert_eq!((status, error_of(&body).0), (403, "permission_error"), "{path}: {body}");
+        assert!(error_of(&body).1.contains("may not use agent `audit`"), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn a_streamed_rate_limit_is_a_real_429() {
+    let server = Server::demo_with(|c| c.config.limits.requests_per_minute = 1).await;
+    let (status, _, _) =
+        parts(post(&server, "/v1/responses", CAROL, json!({"input": "revenue by region"})).await).await;
+    assert_eq!(status, 200);
+    let limited = [
+        ("/v1/responses", json!({"input": "revenue by region", "stream": true})),
+        (
+            "/v1/chat/completions",
+            json!({"messages": [{"role": "user", "content": "revenue by region"}], "stream": true}),
+        ),
+    ];
+    for (path, ask) in limited {
+        let r = post(&server, path, CAROL, ask).await;
+        assert_eq!(r.headers()["retry-after"], "60", "{path}");
+        let (status, _, body) = parts(r).await;
+        assert_eq!((status, error_of(&body).0), (429, "rate_limit_error"), "{path}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn parameters_are_honoured_or_refused_by_name() {
+    let server = Server::demo().await;
+    let chat = |extra: Value| {
+        let mut body = json!({"messages": [{"role": "user", "content": "revenue by region"}]});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let responses = |extra: Value| {
+        let mut body = json!({"input": "revenue by region"});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let tools = json!([{"type": "function", "function": {"name": "lookup", "parameters": {}}}]);
+    let response_tools = json!([{"type": "function", "name": "lookup", "parameters": {}}]);
+    let refused = [
+        ("/v1/chat/completions", chat(json!({"n": 2})), "n"),
+        ("/v1/chat/completions", chat(json!({"n": 3, "stream": true})), "n"),
+        (
+            "/v1/chat/completions",
+            chat(
+                json!({"response_format": {"type": "json_schema", "json_schema": {"name": "r", "schema": {}}}}),
+            ),
+            "response_format",
+        ),
+        (
+            "/v1/chat/completions",
+            chat(json!({"response_format": {"type": "json_object"}})),
+            "response_format",
+        ),
+        ("/v1/chat/completions", chat(json!({"tools": tools, "tool_choice": "required"})), "tool_choice"),
+        (
+            "/v1/chat/completions",
+            chat(
+                json!({"tools": tools, "tool_choice": {"type": "function", "function": {"name": "lookup"}}}),
+            ),
+            "tool_choice",
+        ),
+        (
+            "/v1/responses",
+            responses(json!({"text": {"format": {"type": "json_schema", "name": "r", "schema": {}}}})),
+            "text.format",
+        ),
+        ("/v1/responses", responses(json!({"n": 2})), "n"),
+        (
+            "/v1/responses",
+            responses(json!({"tools": response_tools, "tool_choice": "required", "stream": true})),
+            "tool_choice",
+        ),
+    ];
+    for (path, body, param) in refused {
+        let (status, _, err) = parts(post(&server, path, CAROL, body.clone()).await).await;
+        assert_eq!(status, 400, "{path} {body}: {err}");
+        assert_eq!(err["error"]["type"], "invalid_request_error");
+        assert_eq!(err["error"]["code"], "unsupported_parameter", "{err}");
+        assert_eq!(err["error"]["param"], param, "{err}");
+    }
+    // Bad types keep their ordinary 400 naming the field.
+    let (status, _, err) =
+        parts(post(&server, "/v1/chat/completions", CAROL, chat(json!({"temperature": "warm"}))).await).await;
+    assert_eq!((status, err["error"]["param"].as_str()), (400, Some("temperature")));
+    assert_ne!(err["error"]["code"], "unsupported_parameter");
+
+    // Sampling parameters and optional tools are accepted (and ignored by sub-agents).
+    let sampled = json!({"temperature": 0.3, "top_p": 0.5, "max_tokens": 50, "max_completion_tokens": 50,
+                         "seed": 1, "n": 1, "tools": tools, "tool_choice": "auto"});
+    let (status, _, body) = parts(post(&server, "/v1/chat/completions", CAROL, chat(sampled)).await).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["choices"][0]["message"]["content"].as_str().unwrap().contains("West"));
+    let usage = &body["usage"];
+    assert_eq!(usage["prompt_tokens_details"]["cached_tokens"], 0, "{usage}");
+    assert_eq!(usage["completion_tokens_details"]["reasoning_tokens"], 0, "{usage}");
+    // … and a Response echoes them, streamed or not.
+    let sampled = json!({"temperature": 0.3, "top_p": 0.5, "max_output_tokens": 50, "tools": response_tools,
+                         "tool_choice": "none"});
+    let (status, _, body) =
+        parts(post(&server, "/v1/responses", CAROL, responses(sampled.clone())).await).await;
+    assert_eq!(status, 200, "{body}");
+    for field in ["temperature", "top_p", "max_output_tokens", "tools", "tool_choice"] {
+        assert_eq!(body[field], sampled[field], "{field}: {body}");
+    }
+    let details = &body["usage"]["input_tokens_details"];
+    assert_eq!(
+        (details["cached_tokens"].as_u64(), details["cache_write_tokens"].as_u64()),
+        (Some(0), Some(0))
+    );
+    let mut streamed = responses(sampled.clone());
+    streamed["stream"] = json!(true);
+    let r = post(&server, "/v1/responses", CAROL, streamed).await;
     let events = sse(&r.text().await.unwrap());
-    let (name, data) = events.last().unwrap();
-    assert_eq!(name.as_deref(), Some("response.failed"));
-    let data: Value = serde_json::from_str(data).unwrap();
-    assert_eq!(data["response"]["error"]["code"], "access_denied");
-    assert!(!events.iter().any(|(e, _)| e.as_deref() == Some("response.output_text.delta")));
-    let r = post(
-        &server,
-        "/v1/chat/completions",
-        Some("alice@example.com"),
-        json!({"messages": [{"role": "user", "content": "show the audit log"}], "stream": true}),
-    )
-    .await;
-    let events = sse(&r.text().await.unwrap());
-    let error: Value = serde_json::from_str(&events[events.len() - 2].1).unwrap();
-    assert_eq!(error["error"]["type"], "permission_error");
+    let created: Value = serde_json::from_str(&events[0].1).unwrap();
+    assert_eq!(created["response"]["temperature"], json!(0.3));
+    let completed: Value = serde_json::from_str(&events.last().unwrap().1).unwrap();
+    assert_eq!(completed["response"]["tools"], response_tools);
 }
 
 #[tokio::test]
@@ -389,9 +563,21 @@ async fn health_models_and_metrics() {
         .await,
     )
     .await;
-    let r = reqwest::get(server.url("/metrics")).await.unwrap();
+    let r = client
+        .get(server.url("/metrics"))
+        .header("accept", "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")
+        .send()
+        .await
+        .unwrap();
     assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
     let text = r.text().await.unwrap();
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    let r =
+        client.get(server.url("/metrics")).header("accept", "text/plain;version=0.0.4").send().await.unwrap();
+    assert_eq!(r.headers()["content-type"], "text/plain; version=0.0.4; charset=utf-8");
+    let plain = r.text().await.unwrap();
+    assert!(!plain.contains("# EOF") && plain.contains("# TYPE switchboard_runs_total counter"), "{plain}");
+    promtool_check(&plain);
     for line in [
         "switchboard_http_requests_total{route=\"/v1/chat/completions\",method=\"POST\",status=\"200\"} 1",
         "switchboard_http_requests_total{route=\"/v1/chat/completions\",method=\"POST\",status=\"403\"} 1",
@@ -474,4 +660,30 @@ async fn with_an_llm_health_probes_it_and_its_tokens_are_counted() {
     assert_eq!(health["checks"]["llm"]["status"], "error");
     assert!(health["checks"]["llm"]["message"].as_str().unwrap().contains("cannot connect"), "{health}");
     assert_eq!(health["checks"]["store"]["status"], "ok");
+}
+
+/// Runs `promtool check metrics` on an exposition, as Prometheus' own linter. Skips (loudly) only
+/// when promtool is not installed; `.ci/run` installs it.
+fn promtool_check(text: &str) {
+    use std::io::Write;
+    let child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!(
+                "SKIPPED: promtool is not installed (apt-get install prometheus); /metrics was not linted"
+            );
+            return;
+        }
+        Err(e) => panic!("promtool did not start: {e}"),
+    };
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && report.trim().is_empty(), "promtool check metrics:\n{report}\n{text}");
 }

@@ -1,4 +1,4 @@
-//! Switchboard persistence: audit rows, spans and conversation threads.
+//! Switchboard persistence: audit rows, spans, conversation threads and stored responses.
 //!
 //! [`Store`] is the backend-neutral interface. [`SqliteStore`] is the embedded default;
 //! [`PostgresStore`] serves deployments where several replicas share one database.
@@ -40,6 +40,26 @@ pub struct ConnectionGrant {
     pub granted_unix_ms: u64,
 }
 
+/// One stored Responses API response: what `GET /v1/responses/{id}` returns, and the conversation
+/// a later `previous_response_id` continues.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredResponse {
+    /// The response id (`resp_…`).
+    pub id: String,
+    /// Who may read, continue or delete it: the caller's subject. Every lookup is scoped by it.
+    pub owner: String,
+    /// The stored response it continued, if any.
+    pub previous_id: Option<String>,
+    /// The conversation through this response, oldest first: the earlier turns, this question and
+    /// this answer. Kept whole so continuing it needs one read, not a walk down the chain (which
+    /// a deleted or expired link would break).
+    pub turns: Vec<Message>,
+    /// The response object as it was returned.
+    pub body: serde_json::Value,
+    /// When it was stored, in milliseconds since the epoch.
+    pub created_unix_ms: u64,
+}
+
 /// Durable storage for telemetry and threads. Implementations are shared across requests
 /// (`Arc<dyn Store>`), so every method takes `&self`.
 #[async_trait::async_trait]
@@ -58,6 +78,25 @@ pub trait Store: TelemetrySink + Send + Sync {
 
     /// The turns of a thread, oldest first; empty for an unknown thread.
     async fn thread(&self, thread_id: &str) -> Result<Vec<Message>>;
+
+    /// Stores `response`, replacing one with the same id. Durable when this returns.
+    async fn put_response(&self, response: &StoredResponse) -> Result<()>;
+
+    /// The response `id` if `owner` stored it at or after `not_before_unix_ms` (older ones are
+    /// expired, whether or not they were purged yet); `None` otherwise, so another caller's id
+    /// reads as unknown.
+    async fn response(
+        &self,
+        owner: &str,
+        id: &str,
+        not_before_unix_ms: u64,
+    ) -> Result<Option<StoredResponse>>;
+
+    /// Deletes the response `id` if `owner` stored it. `Ok(true)` when a response was deleted.
+    async fn delete_response(&self, owner: &str, id: &str) -> Result<bool>;
+
+    /// Deletes every response stored before `before_unix_ms`; returns how many.
+    async fn purge_responses(&self, before_unix_ms: u64) -> Result<u64>;
 
     /// Returns once every span and audit row enqueued before the call has been written (or, if
     /// the backend failed permanently, given up on and logged), so it never hangs.

@@ -10,7 +10,7 @@
 mod grants;
 
 use crate::queue::{Batches, Record, WriteQueue};
-use crate::{ConnectionGrant, QUEUE_CAPACITY, SCHEMA_VERSION, Store, check_grant_names};
+use crate::{ConnectionGrant, QUEUE_CAPACITY, SCHEMA_VERSION, Store, StoredResponse, check_grant_names};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime as PoolRuntime};
 use serde::de::DeserializeOwned;
 use std::borrow::Cow;
@@ -127,6 +127,20 @@ CREATE TABLE IF NOT EXISTS connection_grants_version (
     version BIGINT NOT NULL
 );
 INSERT INTO connection_grants_version (singleton, version) VALUES (TRUE, 0) ON CONFLICT DO NOTHING;
+";
+
+/// Schema version 3: stored Responses API responses, as in SQLite. The body and turns are TEXT,
+/// not JSONB: they are only ever read back whole, and TEXT keeps them byte-for-byte.
+const SCHEMA_V3: &str = "
+CREATE TABLE IF NOT EXISTS responses (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    previous_id TEXT,
+    turns TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_unix_ms BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS responses_created_unix_ms ON responses (created_unix_ms);
 ";
 
 /// One statement per table and batch: the rows travel as one array per column, so the statement
@@ -363,6 +377,81 @@ impl Store for PostgresStore {
             .map_err(|e| e.into_error(op))
     }
 
+    async fn put_response(&self, response: &StoredResponse) -> Result<()> {
+        let op = "storing a response";
+        let turns = serde_json::to_string(&response.turns)
+            .map_err(|e| Error::internal(format!("store: encoding a response's turns failed: {e}")))?;
+        let created = i64::try_from(response.created_unix_ms).unwrap_or(i64::MAX);
+        // JSON text escapes NUL, so only the plain columns need cleaning.
+        self.query(
+            op,
+            "INSERT INTO responses (id, owner, previous_id, turns, body, created_unix_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE SET owner = EXCLUDED.owner, \
+             previous_id = EXCLUDED.previous_id, turns = EXCLUDED.turns, body = EXCLUDED.body, \
+             created_unix_ms = EXCLUDED.created_unix_ms",
+            &[
+                &clean(&response.id),
+                &clean(&response.owner),
+                &response.previous_id.as_deref().map(clean),
+                &turns,
+                &response.body.to_string(),
+                &created,
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn response(
+        &self,
+        owner: &str,
+        id: &str,
+        not_before_unix_ms: u64,
+    ) -> Result<Option<StoredResponse>> {
+        let op = "reading a response";
+        let not_before = i64::try_from(not_before_unix_ms).unwrap_or(i64::MAX);
+        let rows = self
+            .query(
+                op,
+                "SELECT id, owner, previous_id, turns, body, created_unix_ms FROM responses \
+                 WHERE id = $1 AND owner = $2 AND created_unix_ms >= $3",
+                &[&clean(id), &clean(owner), &not_before],
+            )
+            .await?;
+        let Some(row) = rows.first() else { return Ok(None) };
+        let decode = || -> Result<StoredResponse, Undecodable> {
+            Ok(StoredResponse {
+                id: text(row, 0)?,
+                owner: text(row, 1)?,
+                previous_id: opt_text(row, 2)?,
+                turns: serde_json::from_str(&text(row, 3)?).map_err(|_| Undecodable(3))?,
+                body: serde_json::from_str(&text(row, 4)?).map_err(|_| Undecodable(4))?,
+                created_unix_ms: u64_col(row, 5)?,
+            })
+        };
+        decode().map(Some).map_err(|e| e.into_error(op))
+    }
+
+    async fn delete_response(&self, owner: &str, id: &str) -> Result<bool> {
+        let op = "deleting a response";
+        let client = self.client(op).await?;
+        client
+            .execute("DELETE FROM responses WHERE id = $1 AND owner = $2", &[&clean(id), &clean(owner)])
+            .await
+            .map(|n| n > 0)
+            .map_err(|e| pg_error(op, &e))
+    }
+
+    async fn purge_responses(&self, before_unix_ms: u64) -> Result<u64> {
+        let op = "purging expired responses";
+        let before = i64::try_from(before_unix_ms).unwrap_or(i64::MAX);
+        let client = self.client(op).await?;
+        client
+            .execute("DELETE FROM responses WHERE created_unix_ms < $1", &[&before])
+            .await
+            .map_err(|e| pg_error(op, &e))
+    }
+
     async fn flush(&self) {
         self.writes.flush().await;
     }
@@ -579,6 +668,9 @@ async fn migrate_in(tx: &tokio_postgres::Transaction<'_>) -> Result<()> {
     }
     if current < 2 {
         tx.batch_execute(SCHEMA_V2).await.map_err(on("adding the connection grant tables"))?;
+    }
+    if current < 3 {
+        tx.batch_execute(SCHEMA_V3).await.map_err(on("adding the stored responses table"))?;
     }
     tx.execute(
         "INSERT INTO switchboard_schema_version (singleton, version) VALUES (TRUE, $1) \

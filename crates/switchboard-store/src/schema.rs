@@ -9,7 +9,7 @@ use switchboard_core::{Error, Result};
 
 /// The schema version this build writes, stored in `PRAGMA user_version`. A database stamped
 /// with a newer version is refused rather than written with an outdated layout.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Version 1: audit rows, spans and thread turns.
 const SCHEMA_V1: &str = "
@@ -86,6 +86,20 @@ CREATE TABLE IF NOT EXISTS connection_grants_version (
 INSERT OR IGNORE INTO connection_grants_version (singleton, version) VALUES (1, 0);
 ";
 
+/// Version 3: stored Responses API responses. The body and the turns are JSON text; lookups are
+/// by id and owner together, and the purge scans by age.
+const SCHEMA_V3: &str = "
+CREATE TABLE IF NOT EXISTS responses (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    previous_id TEXT,
+    turns TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_unix_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS responses_created_unix_ms ON responses (created_unix_ms);
+";
+
 /// Brings the database up to [`SCHEMA_VERSION`]. Runs in an IMMEDIATE transaction so two
 /// processes opening a fresh file at once serialise instead of interleaving DDL.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
@@ -106,6 +120,9 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
     }
     if current < 2 {
         tx.execute_batch(SCHEMA_V2).map_err(|e| db_error("adding the connection grant tables", &e))?;
+    }
+    if current < 3 {
+        tx.execute_batch(SCHEMA_V3).map_err(|e| db_error("adding the stored responses table", &e))?;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)
         .map_err(|e| db_error("stamping the schema version", &e))?;

@@ -1,7 +1,7 @@
 //! The embedded SQLite backend.
 
 use crate::queue::{Record, WriteQueue};
-use crate::{ConnectionGrant, Store, check_grant_names, schema};
+use crate::{ConnectionGrant, Store, StoredResponse, check_grant_names, schema};
 use rusqlite::{CachedStatement, Connection, Row, TransactionBehavior, params};
 use serde::de::DeserializeOwned;
 use std::fmt;
@@ -226,6 +226,75 @@ impl Store for SqliteStore {
                 Ok(Message { role: enum_col(row, 0)?, content: row.get(1)?, agent: row.get(2)? })
             })?;
             rows.collect()
+        })
+        .await
+    }
+
+    async fn put_response(&self, response: &StoredResponse) -> Result<()> {
+        let r = response.clone();
+        let turns = serde_json::to_string(&r.turns)
+            .map_err(|e| Error::internal(format!("store: encoding a response's turns failed: {e}")))?;
+        self.with_conn("storing a response", move |conn| {
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO responses (id, owner, previous_id, turns, body, created_unix_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                r.id,
+                r.owner,
+                r.previous_id,
+                turns,
+                r.body.to_string(),
+                to_i64(r.created_unix_ms)?
+            ])
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn response(
+        &self,
+        owner: &str,
+        id: &str,
+        not_before_unix_ms: u64,
+    ) -> Result<Option<StoredResponse>> {
+        let (owner, id) = (owner.to_owned(), id.to_owned());
+        self.with_conn("reading a response", move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, owner, previous_id, turns, body, created_unix_ms FROM responses \
+                 WHERE id = ?1 AND owner = ?2 AND created_unix_ms >= ?3",
+            )?;
+            let mut rows = stmt.query(params![id, owner, to_i64(not_before_unix_ms)?])?;
+            let Some(row) = rows.next()? else { return Ok(None) };
+            let turns: String = row.get(3)?;
+            let body: String = row.get(4)?;
+            Ok(Some(StoredResponse {
+                id: row.get(0)?,
+                owner: row.get(1)?,
+                previous_id: row.get(2)?,
+                turns: serde_json::from_str(&turns).map_err(|_| undecodable(3))?,
+                body: serde_json::from_str(&body).map_err(|_| undecodable(4))?,
+                created_unix_ms: u64_col(row, 5)?,
+            }))
+        })
+        .await
+    }
+
+    async fn delete_response(&self, owner: &str, id: &str) -> Result<bool> {
+        let (owner, id) = (owner.to_owned(), id.to_owned());
+        self.with_conn("deleting a response", move |conn| {
+            conn.prepare_cached("DELETE FROM responses WHERE id = ?1 AND owner = ?2")?
+                .execute(params![id, owner])
+                .map(|n| n > 0)
+        })
+        .await
+    }
+
+    async fn purge_responses(&self, before_unix_ms: u64) -> Result<u64> {
+        self.with_conn("purging expired responses", move |conn| {
+            conn.prepare_cached("DELETE FROM responses WHERE created_unix_ms < ?1")?
+                .execute([to_i64(before_unix_ms)?])
+                .map(|n| n as u64)
         })
         .await
     }

@@ -487,10 +487,11 @@ async fn a_version_1_schema_gains_the_grant_tables() {
         let store = db.store().await;
         store.append_turn("t", "old", &Message::user("kept")).await.unwrap();
     }
-    // Schema 2 is schema 1 plus the grant tables, so removing them yields a version 1 schema.
+    // Schema 3 is schema 1 plus the grant tables and stored responses, so removing them yields a
+    // version 1 schema.
     db.admin()
         .batch_execute(
-            "DROP TABLE connection_grants; DROP TABLE connection_grants_version; \
+            "DROP TABLE connection_grants; DROP TABLE connection_grants_version; DROP TABLE responses; \
              UPDATE switchboard_schema_version SET version = 1",
         )
         .await
@@ -499,6 +500,7 @@ async fn a_version_1_schema_gains_the_grant_tables() {
     let store = db.store().await;
     assert_eq!(store.grants_version().await.unwrap(), 0);
     assert!(store.grant_connection("warehouse", "alice", "config").await.unwrap());
+    assert_eq!(store.purge_responses(u64::MAX >> 1).await.unwrap(), 0, "the responses table is back");
     assert_eq!(store.grants_version().await.unwrap(), 1);
     assert_eq!(store.thread("t").await.unwrap(), vec![Message::user("kept")]);
     let version: i32 =
@@ -512,4 +514,11 @@ async fn assert_waits_under(store: &PostgresStore, bound: Duration) {
     store.wait_grants_changed(Duration::from_secs(10)).await;
     let waited = started.elapsed();
     assert!(waited < bound, "waited {waited:?}");
+}
+
+#[tokio::test]
+async fn stored_responses_are_owned_expire_and_delete() {
+    let db = TestSchema::new().await;
+    let store = db.store().await;
+    common::responses::stored_responses_are_owned_expire_and_delete(&store).await;
 }

@@ -367,10 +367,12 @@ async fn a_version_1_file_gains_the_grant_tables() {
         store.audit(audit_row("old", 1));
         store.append_turn("t", "old", &Message::user("kept")).await.unwrap();
     }
-    // Schema 2 is schema 1 plus the grant tables, so removing them yields a version 1 file.
+    // Schema 3 is schema 1 plus the grant tables and stored responses, so removing them yields a
+    // version 1 file.
     let conn = Connection::open(&path).unwrap();
     conn.execute_batch(
-        "DROP TABLE connection_grants; DROP TABLE connection_grants_version; PRAGMA user_version = 1;",
+        "DROP TABLE connection_grants; DROP TABLE connection_grants_version; DROP TABLE responses; \
+         PRAGMA user_version = 1;",
     )
     .unwrap();
     drop(conn);
@@ -378,10 +380,18 @@ async fn a_version_1_file_gains_the_grant_tables() {
     let store = SqliteStore::open(&path).unwrap();
     assert_eq!(store.grants_version().await.unwrap(), 0);
     assert!(store.grant_connection("warehouse", "alice", "config").await.unwrap());
+    assert_eq!(store.purge_responses(u64::MAX >> 1).await.unwrap(), 0, "the responses table is back");
     assert_eq!(store.grants_version().await.unwrap(), 1);
     assert_eq!(store.audit_for_request("old").await.unwrap(), vec![audit_row("old", 1)]);
     assert_eq!(store.thread("t").await.unwrap(), vec![Message::user("kept")]);
     let version: u32 =
         Connection::open(&path).unwrap().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
     assert_eq!(version, SCHEMA_VERSION);
+}
+
+#[tokio::test]
+async fn stored_responses_are_owned_expire_and_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+    common::responses::stored_responses_are_owned_expire_and_delete(&store).await;
 }

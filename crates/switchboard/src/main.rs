@@ -42,6 +42,10 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080", env = "SWITCHBOARD_ADDR")]
         addr: String,
+        /// Serve the development identity provider (on whenever there is no [auth] section) on
+        /// an address other hosts can reach. Anyone who reaches it can mint identities.
+        #[arg(long)]
+        dev_idp_on_public_address: bool,
     },
     /// Check a configuration and report every problem with its file and field.
     Validate {
@@ -151,7 +155,9 @@ fn main() -> ExitCode {
             Command::Chat { question, as_user, config, json, thread } => {
                 cli::chat::run(&question, as_user.as_deref(), config.as_deref(), json, thread).await
             }
-            Command::Serve { config, addr } => cli::serve::run(config.as_deref(), &addr).await,
+            Command::Serve { config, addr, dev_idp_on_public_address } => {
+                cli::serve::run(config.as_deref(), &addr, dev_idp_on_public_address).await
+            }
             Command::Validate { config } => cli::validate::run(config.as_deref()),
             Command::Trace { request_id, config, json } => {
                 cli::trace::run(&request_id, config.as_deref(), json).await

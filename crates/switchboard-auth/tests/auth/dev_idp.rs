@@ -233,8 +233,11 @@ async fn token_exchange_at_the_dev_token_endpoint() {
             Duration::from_secs(600),
         )
         .unwrap();
-    let exchanger =
-        Rfc8693Exchanger::new(TokenExchangeConfig::new(&endpoint), reqwest::Client::new()).unwrap();
+    let (secret_ref, _guard) = secret_file("sp-secret");
+    let mut config = TokenExchangeConfig::new(&endpoint);
+    config.client_id = Some("switchboard-sp".into());
+    config.client_secret = Some(SecretRef::try_from(secret_ref).unwrap());
+    let exchanger = Rfc8693Exchanger::new(config, reqwest::Client::new()).unwrap();
     let downscoped = exchanger.exchange(&user, Some("genie-space"), &strings(&["sql"])).await.unwrap();
     assert_ne!(downscoped.expose(), user.expose());
 
@@ -263,8 +266,47 @@ async fn token_exchange_at_the_dev_token_endpoint() {
             ("subject_token", subject.to_string()),
             ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt".to_string()),
             ("scope", "sql".to_string()),
+            ("client_id", "switchboard-sp".to_string()),
+            ("client_secret", "sp-secret".to_string()),
         ]
     };
+
+    // Without client authentication, or with a wrong secret, the exchange is refused outright,
+    // even for a valid subject token.
+    let unauthenticated = [
+        ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
+        ("subject_token", user.expose()),
+        ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+    ];
+    let r = http.post(&endpoint).form(&unauthenticated).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers().contains_key("www-authenticate"));
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_client");
+    assert!(body.get("access_token").is_none(), "{body}");
+    let r = http
+        .post(&endpoint)
+        .basic_auth("switchboard-sp", Some("wrong"))
+        .form(&unauthenticated)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_client");
+    // The runtime's exchanger without a client configured gets the same refusal.
+    let anonymous =
+        Rfc8693Exchanger::new(TokenExchangeConfig::new(&endpoint), reqwest::Client::new()).unwrap();
+    let err = anonymous.exchange(&user, Some("genie-space"), &strings(&["sql"])).await.unwrap_err();
+    assert!(err.message.contains("invalid_client"), "{}", err.message);
+    // HTTP Basic works as well as the form fields.
+    let r = http
+        .post(&endpoint)
+        .basic_auth("switchboard-sp", Some("sp-secret"))
+        .form(&unauthenticated)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     // A subject token from another issuer (a different key) is invalid_grant.
     let other_dir = tempfile::tempdir().unwrap();
     let stranger = DevIdentityProvider::load_or_create(other_dir.path(), &run.base).unwrap();

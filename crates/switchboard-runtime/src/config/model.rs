@@ -143,25 +143,71 @@ pub struct StoreConfig {
     pub path: PathBuf,
     /// PostgreSQL connection string, or `env:NAME` to read it from the environment.
     pub url: Option<String>,
+    /// How long Responses API responses stored with `store: true` (the default) stay readable by
+    /// `GET /v1/responses/{id}` and continuable with `previous_response_id` (default 30 days).
+    /// Older ones answer 404 and are purged in the background; 0 keeps them until deleted.
+    pub responses_retention_days: u32,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { kind: StoreKind::Sqlite, path: PathBuf::from("switchboard.db"), url: None }
+        Self {
+            kind: StoreKind::Sqlite,
+            path: PathBuf::from("switchboard.db"),
+            url: None,
+            responses_retention_days: 30,
+        }
     }
 }
 
-/// `[server]`.
+/// `[server]`: request limits, connection hardening and access to the probe endpoints.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Largest accepted request body; larger ones get 413.
     pub body_limit_bytes: usize,
+    /// How long a client has to send a request's headers (default 10 s). A new connection must
+    /// deliver its first request's headers within it, or it is closed; on HTTP/1 it also bounds
+    /// the wait for the next request on a kept-alive connection.
+    pub header_read_timeout_ms: u64,
+    /// How long a client has to send a whole request body, counted from the end of its headers
+    /// (default 30 s); a body still arriving then fails the request.
+    pub body_read_timeout_ms: u64,
+    /// How long a connection with no request in flight is kept open for the next one (default
+    /// 60 s); then it is closed.
+    pub keep_alive_timeout_ms: u64,
+    /// Most connections open at once (default 1024). Beyond it new connections wait in the
+    /// kernel's accept queue until one closes, rather than taking file descriptors the process
+    /// needs; keep it below the process's file-descriptor limit.
+    pub max_connections: usize,
+    /// Most connections open at once from one IP address (default 256), so one client cannot
+    /// take them all; more are closed as soon as they are accepted. 0 turns the cap off, which
+    /// is what a server behind a reverse proxy (every connection from the proxy's address) needs.
+    pub max_connections_per_ip: usize,
+    /// How long shutdown waits for in-flight requests after it stops accepting connections
+    /// (default 30 s); connections still open then are closed.
+    pub shutdown_timeout_ms: u64,
+    /// A bearer token `GET /health` requires (`env:NAME` or `file:PATH`, read at every request);
+    /// without it the endpoint is open.
+    pub health_token: Option<SecretRef>,
+    /// A bearer token `GET /metrics` requires (`env:NAME` or `file:PATH`, read at every request);
+    /// without it the endpoint is open.
+    pub metrics_token: Option<SecretRef>,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { body_limit_bytes: 1024 * 1024 }
+        Self {
+            body_limit_bytes: 1024 * 1024,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
+            keep_alive_timeout_ms: 60_000,
+            max_connections: 1024,
+            max_connections_per_ip: 256,
+            shutdown_timeout_ms: 30_000,
+            health_token: None,
+            metrics_token: None,
+        }
     }
 }
 
@@ -453,6 +499,30 @@ pub(super) fn check_cross(
         field: field.into(),
         message: message.into(),
     };
+    let server = &config.server;
+    for (field, value) in [
+        ("server.header_read_timeout_ms", server.header_read_timeout_ms),
+        ("server.body_read_timeout_ms", server.body_read_timeout_ms),
+        ("server.keep_alive_timeout_ms", server.keep_alive_timeout_ms),
+        ("server.shutdown_timeout_ms", server.shutdown_timeout_ms),
+    ] {
+        if value == 0 {
+            problems
+                .push(problem(field, "must be greater than 0 (a timeout of 0 would close every connection)"));
+        }
+    }
+    if server.max_connections == 0 {
+        problems.push(problem("server.max_connections", "must be at least 1"));
+    }
+    if server.max_connections_per_ip > server.max_connections {
+        problems.push(problem(
+            "server.max_connections_per_ip",
+            &format!(
+                "must not exceed server.max_connections ({}); use 0 for no per-IP cap",
+                server.max_connections
+            ),
+        ));
+    }
     let s = &config.supervisor;
     if s.max_hops == 0 {
         problems.push(problem("supervisor.max_hops", "must be at least 1"));

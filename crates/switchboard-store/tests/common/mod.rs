@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod grants;
+pub mod responses;
 
 use switchboard_core::{AuditDecision, AuditRecord, HopKind, SpanKind, SpanRecord, SpanStatus};
 

@@ -7,12 +7,30 @@ use switchboard_core::{Error, Result};
 use switchboard_server::AppState;
 
 /// Serves until Ctrl-C or SIGTERM; in-flight requests finish and the audit queue drains.
-pub async fn run(config: Option<&Path>, addr: &str) -> Result<ExitCode> {
+/// With the development identity provider on, refuses a non-loopback address unless
+/// `dev_idp_on_public_address`.
+pub async fn run(config: Option<&Path>, addr: &str, dev_idp_on_public_address: bool) -> Result<ExitCode> {
     let runtime = Arc::new(super::runtime(config).await?);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| Error::config(format!("cannot listen on {addr}: {e}")))?;
     let local = listener.local_addr().map_err(|e| Error::internal(e.to_string()))?;
+    if runtime.identity.dev().is_some() {
+        // Checked on the bound address, so a host name that resolves elsewhere, or `0.0.0.0`,
+        // cannot slip past.
+        if !local.ip().is_loopback() && !dev_idp_on_public_address {
+            return Err(Error::config(format!(
+                "refusing to serve the development identity provider on {local}, which is not a loopback \
+                 address: anyone who reaches it can mint any identity. Configure [auth] with a real \
+                 identity provider, listen on 127.0.0.1, or pass --dev-idp-on-public-address to do it anyway"
+            )));
+        }
+        tracing::warn!(
+            addr = %local,
+            "THE DEVELOPMENT IDENTITY PROVIDER IS ON: /oidc/v1/token mints tokens for any configured \
+             identity and its key is in the data directory; never use this in production (configure [auth])"
+        );
+    }
     eprintln!("switchboard serving `{}` on http://{local}", runtime.supervisor.name());
     let state = AppState::for_runtime(runtime);
     switchboard_server::serve(listener, state, shutdown_signal())
