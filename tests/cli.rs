@@ -188,8 +188,15 @@ fn every_step_is_a_span_and_every_hop_an_audit_row_under_one_request_id() {
         assert_eq!(s["attributes"]["switchboard.caller.email"], "alice@example.com");
     }
     for name in ["route", "invoke_agent sales", "invoke_agent deal_desk"] {
-        assert!(spans.iter().any(|s| s["name"] == name), "missing span {name}");
+        let span = spans.iter().find(|s| s["name"] == name).unwrap_or_else(|| panic!("missing span {name}"));
+        // MLflow's inputs and outputs are JSON text.
+        for key in ["mlflow.spanInputs", "mlflow.spanOutputs"] {
+            let text = span["attributes"][key].as_str().unwrap_or_else(|| panic!("{name} lacks {key}"));
+            serde_json::from_str::<Value>(text).unwrap_or_else(|e| panic!("{key} of {name}: {e}"));
+        }
     }
+    assert_eq!(roots[0]["attributes"]["mlflow.trace.user"], "alice@example.com");
+    assert!(roots[0]["attributes"].get("mlflow.trace.session").is_none(), "no thread, no session");
 
     let out = demo.run(&["audit", "--json", "--request", &request_id]);
     let rows: Value = serde_json::from_slice(&out.stdout).expect("audit --json");

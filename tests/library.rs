@@ -278,3 +278,84 @@ async fn any_router_gives_each_agent_its_own_turns_of_client_sent_history() {
         "the weather agent sees its own turns, not the forecast's"
     );
 }
+
+/// Span attributes parsed back from their JSON text (`mlflow.spanInputs` and friends).
+fn json_attr(span: &switchboard::core::SpanRecord, key: &str) -> serde_json::Value {
+    let text = span
+        .attributes
+        .get(key)
+        .and_then(|v| v.as_str())
+        .unwrap_or_else(|| panic!("{} lacks {key}", span.name));
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{key} of {} is not JSON: {e}", span.name))
+}
+
+#[tokio::test]
+async fn spans_carry_inputs_outputs_user_and_session_for_mlflow_and_phoenix() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = demo_runtime(dir.path()).await;
+    let caller = rt.dev_caller("alice@example.com").await.expect("alice");
+    let token = caller.token().expect("a dev caller has a token").expose().to_string();
+    let question = "total revenue by region";
+    let request =
+        RunRequest { question: question.into(), thread_id: Some("thread-7".into()), ..Default::default() };
+    let response = rt.supervisor.run(&rt.context(caller), request).await;
+    assert_eq!(response.status, RunStatus::Ok, "{}", response.answer);
+    rt.store.flush().await;
+    let spans = rt.store.spans(&response.request_id).await.expect("spans");
+
+    let root = spans.iter().find(|s| s.parent_id.is_none()).expect("a root span");
+    for key in ["mlflow.trace.user", "user.id"] {
+        assert_eq!(root.attributes[key], "alice@example.com", "{key}");
+    }
+    for key in ["mlflow.trace.session", "session.id"] {
+        assert_eq!(root.attributes[key], "thread-7", "{key}");
+    }
+    assert_eq!(json_attr(root, "mlflow.spanInputs")["question"], question);
+    assert_eq!(json_attr(root, "mlflow.spanOutputs")["answer"], response.answer.as_str());
+    assert_eq!(json_attr(root, "gen_ai.input.messages")[0]["parts"][0]["content"], question);
+    assert_eq!(json_attr(root, "gen_ai.output.messages")[0]["parts"][0]["content"], response.answer.as_str());
+    assert_eq!(root.attributes["switchboard.question.length"], question.len());
+
+    let route = spans.iter().find(|s| s.name == "route").expect("route span");
+    assert_eq!(json_attr(route, "mlflow.spanInputs")["question"], question);
+    assert_eq!(json_attr(route, "mlflow.spanOutputs")["calls"][0]["agent"], "sales");
+
+    let sales = spans.iter().find(|s| s.name == "invoke_agent sales").expect("sales span");
+    assert!(json_attr(sales, "mlflow.spanInputs")["question"].as_str().is_some_and(|q| !q.is_empty()));
+    assert_eq!(json_attr(sales, "mlflow.spanOutputs")["answer"], response.answer.as_str());
+    assert_eq!(json_attr(sales, "gen_ai.output.messages")[0]["role"], "assistant");
+
+    let sql = spans.iter().find(|s| s.attributes.get("switchboard.hop.kind").is_some_and(|k| k == "sql"));
+    let sql = sql.expect("a SQL hop span");
+    assert!(json_attr(sql, "mlflow.spanInputs")["sql"].as_str().is_some_and(|s| s.contains("SELECT")));
+    assert!(json_attr(sql, "mlflow.spanOutputs")["rows"].as_u64().is_some());
+
+    let dump = serde_json::to_string(&spans).expect("spans serialize");
+    assert!(!dump.contains(&token), "the caller's token is in a span");
+}
+
+#[tokio::test]
+async fn a_huge_question_is_stored_cut_with_its_length_and_hash() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = demo_runtime(dir.path()).await;
+    let ctx = rt.context(rt.dev_caller("carol@example.com").await.expect("carol"));
+    let question = format!("total revenue by region {}", "and again ".repeat(10_000));
+    assert!(question.len() > 100_000);
+    let response = rt.supervisor.run(&ctx, ask(&question)).await;
+    rt.store.flush().await;
+    let spans = rt.store.spans(&response.request_id).await.expect("spans");
+    assert!(spans.len() >= 2, "{spans:#?}");
+    for span in &spans {
+        for (key, value) in &span.attributes {
+            let len = value.to_string().len();
+            assert!(len <= switchboard::core::MAX_ATTRIBUTE_BYTES + 2, "{}: {key} is {len} bytes", span.name);
+        }
+    }
+    let root = spans.iter().find(|s| s.parent_id.is_none()).expect("a root span");
+    assert_eq!(root.attributes["switchboard.question.length"], question.len());
+    let hash = root.attributes["switchboard.question.sha256"].as_str().expect("hash");
+    assert!(hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()), "{hash}");
+    let stored = json_attr(root, "mlflow.spanInputs")["question"].as_str().expect("question").to_string();
+    assert!(question.starts_with(stored.split('…').next().expect("prefix")), "a prefix is kept");
+    assert!(stored.ends_with(&format!("…[truncated, {} bytes]", question.len())), "{stored}");
+}

@@ -18,6 +18,7 @@ use switchboard_testkit::Child;
 
 const QUESTION: &str = "Total revenue by region, and who must approve a 25% discount on a 40000 deal?";
 const CALLER: &str = "carol@example.com";
+const THREAD: &str = "e2e-thread-1";
 
 const SERVICE: &str = "switchboard-e2e";
 
@@ -198,7 +199,7 @@ fn one_chat_request_reaches_a_real_otlp_receiver_as_one_well_formed_trace() {
     let url = receiver.url.clone();
     let (code, stdout, stderr) = switchboard(
         home.path(),
-        &["chat", "--json", "--as", CALLER, QUESTION],
+        &["chat", "--json", "--as", CALLER, "--thread", THREAD, QUESTION],
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", &url),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
@@ -285,6 +286,7 @@ fn one_chat_request_reaches_a_real_otlp_receiver_as_one_well_formed_trace() {
             other => panic!("unexpected span `{name}` (operation `{other}`)"),
         };
         assert_eq!(attrs["mlflow.spanType"], span_type, "{name}");
+        assert_eq!(attrs["openinference.span.kind"], span_type, "{name}: a kind Phoenix knows");
         if let Some(operation) = operation {
             assert_eq!(attrs["gen_ai.operation.name"], operation, "{name}");
             let target = &name[operation.len() + 1..];
@@ -297,6 +299,33 @@ fn one_chat_request_reaches_a_real_otlp_receiver_as_one_well_formed_trace() {
         assert_eq!(attrs["switchboard.caller.role"], "managers", "{name}");
     }
     assert_eq!(got.by_name("execute_tool deals")["attributes"]["gen_ai.agent.name"], "sales");
+
+    // Inputs and outputs for MLflow (JSON text) and Phoenix, the user and session on the root.
+    let json_attr = |span: &Value, key: &str| -> Value {
+        let text = span["attributes"][key].as_str().unwrap_or_else(|| panic!("{} lacks {key}", span["name"]));
+        serde_json::from_str(text).unwrap_or_else(|e| panic!("{key} of {} is not JSON: {e}", span["name"]))
+    };
+    let root_attrs = &root["attributes"];
+    for (key, want) in [
+        ("mlflow.trace.user", CALLER),
+        ("user.id", CALLER),
+        ("mlflow.trace.session", THREAD),
+        ("session.id", THREAD),
+    ] {
+        assert_eq!(root_attrs[key], want, "root {key}");
+    }
+    assert_eq!(json_attr(root, "mlflow.spanInputs")["question"], QUESTION);
+    assert_eq!(json_attr(root, "mlflow.spanOutputs")["answer"], out["answer"]);
+    assert_eq!(json_attr(root, "gen_ai.input.messages")[0]["parts"][0]["content"], QUESTION);
+    assert_eq!(root_attrs["input.value"], root_attrs["mlflow.spanInputs"], "Phoenix's input");
+    assert_eq!(json_attr(got.by_name("route"), "mlflow.spanInputs")["question"], QUESTION);
+    for agent in ["invoke_agent sales", "invoke_agent deal_desk"] {
+        let span = got.by_name(agent);
+        assert!(json_attr(span, "mlflow.spanInputs")["question"].as_str().is_some_and(|q| !q.is_empty()));
+        assert!(json_attr(span, "mlflow.spanOutputs")["answer"].as_str().is_some_and(|a| !a.is_empty()));
+        assert_eq!(json_attr(span, "gen_ai.output.messages")[0]["role"], "assistant", "{agent}");
+        assert!(span["attributes"]["output.value"].is_string(), "{agent}: Phoenix's output");
+    }
 
     // The resource names the service; the requests are plain OTLP/HTTP protobuf.
     for (resource, scope) in got.resources.iter().zip(&got.scopes) {

@@ -1,13 +1,19 @@
 """The served supervisor through the official `openai` Python client: chat completions (plain and
 streamed), multi-turn conversations (a thread, history sent by the client, stored responses), and
-the Responses API (plain, streamed, and the stream helper)."""
+the Responses API (plain, streamed, and the stream helper). And through MLflow: a returned trace
+loaded with `Trace.from_dict`, and the server queried as a Databricks serving endpoint with
+`mlflow.deployments`."""
 
+import os
 import uuid
 
 import openai
 import pytest
+import requests
+from mlflow.deployments import get_deploy_client
+from mlflow.entities import Trace
 
-from conftest import MODEL, make_client
+from conftest import MODEL, make_client, token_for
 
 
 def test_models_lists_the_supervisor(client):
@@ -196,3 +202,72 @@ def test_unsupported_parameters_raise_bad_request_naming_them(client):
     )
     assert (response.temperature, response.top_p, response.max_output_tokens) == (0.2, 0.5, 64)
     assert response.usage.input_tokens_details.cache_write_tokens == 0
+
+
+def test_a_returned_trace_loads_with_mlflow_trace_from_dict(client):
+    raw = client.responses.with_raw_response.create(
+        model=MODEL,
+        input="revenue by region",
+        extra_body={"databricks_options": {"return_trace": True}},
+    )
+    body = raw.http_response.json()
+    custom = body["custom_outputs"]
+    as_sent = body["databricks_output"]["trace"]
+    trace = Trace.from_dict(as_sent)
+
+    # MLflow's V3 trace info: `tr-` and the OTel trace id; our request id as the client's.
+    assert trace.info.trace_id == f"tr-{custom['trace_id']}"
+    assert trace.info.client_request_id == custom["request_id"] == raw.headers["x-request-id"]
+    assert trace.info.state.value == "OK"
+    assert trace.info.trace_metadata["mlflow.trace.user"] == "carol@example.com"
+    assert trace.info.request_time > 0 and trace.info.execution_duration >= 0
+
+    spans = trace.data.spans
+    assert len(spans) == len(as_sent["data"]["spans"]) >= 3
+    # MLflow reads ids as base64 first; hex ids would load too, misread as 12-byte span ids.
+    assert all(len(s.span_id) == 16 for s in spans)
+    by_id = {s.span_id: s for s in spans}
+    # One root, the supervisor, and every other span's parent is in the trace.
+    roots = [s for s in spans if s.parent_id is None]
+    assert [r.name for r in roots] == ["invoke_agent switchboard"]
+    root = roots[0]
+    assert all(s.parent_id in by_id for s in spans if s is not root)
+    sales = next(s for s in spans if s.name == "invoke_agent sales")
+    assert sales.parent_id == root.span_id
+    assert sales.span_type == root.span_type == "AGENT"
+    assert any(by_id[s.parent_id] is sales for s in spans if s.parent_id)
+    # Attributes decode to their values: every span is of this trace and this request.
+    assert all(s.trace_id == trace.info.trace_id for s in spans)
+    assert all(s.get_attribute("switchboard.request_id") == custom["request_id"] for s in spans)
+    assert root.inputs == {"question": "revenue by region"}
+
+
+@pytest.fixture
+def databricks_env(monkeypatch):
+    """The Databricks SDK's environment pointed at the server, and nothing else it could read."""
+    monkeypatch.setenv("DATABRICKS_HOST", os.environ["SWITCHBOARD_BASE_URL"].removesuffix("/v1"))
+    monkeypatch.setenv("DATABRICKS_TOKEN", token_for("carol@example.com"))
+    monkeypatch.setenv("DATABRICKS_CONFIG_FILE", os.devnull)
+    for name in ("DATABRICKS_CONFIG_PROFILE", "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_mlflow_deployments_queries_the_server_as_a_serving_endpoint(databricks_env):
+    deploy = get_deploy_client("databricks")
+    question = {"input": [{"role": "user", "content": "revenue by region"}]}
+    response = deploy.predict(endpoint=MODEL, inputs=question)
+    assert response["object"] == "response"
+    answer = response["output"][0]["content"][0]["text"]
+    assert "West" in answer
+    assert response["custom_outputs"]["agents"] == ["sales"]
+
+    chunks = list(deploy.predict_stream(endpoint=MODEL, inputs=question))
+    assert chunks[0]["type"] == "response.created" and chunks[-1]["type"] == "response.completed"
+    deltas = "".join(c["delta"] for c in chunks if c["type"] == "response.output_text.delta")
+    assert deltas == chunks[-1]["response"]["output"][0]["content"][0]["text"]
+    assert "West" in deltas
+
+    with pytest.raises(requests.HTTPError) as e:
+        deploy.predict(endpoint="no-such-endpoint", inputs=question)
+    assert e.value.response.status_code == 404
+

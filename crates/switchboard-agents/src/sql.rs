@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use switchboard_core::{Error, HopKind, Principal, PrincipalKind, Result, RunContext};
+use switchboard_core::{
+    Error, HopKind, Principal, PrincipalKind, Result, RunContext, span_inputs, span_outputs,
+};
 use switchboard_govern::{Egress, HopTarget};
 
 /// How many rows a query returns unless configured otherwise.
@@ -267,6 +269,10 @@ impl SqlEngine {
                 let params = params.clone();
                 async move {
                     let principal = grant.principal().clone();
+                    // Recorded before running, so a failing statement's span shows it too.
+                    for (key, value) in span_inputs(json!({"sql": &*sql}), None) {
+                        grant.record(key, value);
+                    }
                     let abandoned = Arc::new(AtomicBool::new(false));
                     let _guard = AbandonOnDrop(abandoned.clone());
                     let cancel = grant.ctx().cancel.clone();
@@ -282,6 +288,12 @@ impl SqlEngine {
                     .map_err(|e| Error::internal(format!("the SQL worker failed: {e}")))??;
                     grant.record("switchboard.sql.rows", result.total_rows);
                     grant.record("switchboard.sql.truncated", result.truncated);
+                    // The statement and the row count, not the rows: rows can be large and
+                    // carry the very data the caller's filters and masks were protecting.
+                    let outputs = json!({"rows": result.total_rows, "truncated": result.truncated});
+                    for (key, value) in span_outputs(outputs, None) {
+                        grant.record(key, value);
+                    }
                     Ok(result)
                 }
             })

@@ -26,7 +26,8 @@ pub use message::{Message, Role};
 pub use router::{RouteDecision, RoutedCall, Router};
 pub use secret::Secret;
 pub use telemetry::{
-    AuditDecision, AuditRecord, HopKind, SpanKind, SpanRecord, SpanStatus, TelemetrySink, unix_nanos_now,
+    AuditDecision, AuditRecord, HopKind, MAX_ATTRIBUTE_BYTES, SpanKind, SpanRecord, SpanStatus,
+    TelemetrySink, cap_attributes, cap_text, question_attributes, span_inputs, span_outputs, unix_nanos_now,
 };
 
 /// Convenience alias used across the workspace.

@@ -1,4 +1,6 @@
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Nanoseconds since the Unix epoch, the time base of spans.
@@ -178,4 +180,195 @@ pub trait TelemetrySink: Send + Sync {
     fn span(&self, span: SpanRecord);
     /// Records an audit row.
     fn audit(&self, record: AuditRecord);
+}
+
+/// The most bytes one span attribute value may take: every value is cut to this, so one huge
+/// request (a 1 MB question) cannot bloat the span store or an OTLP batch.
+pub const MAX_ATTRIBUTE_BYTES: usize = 4096;
+
+/// Room kept for the JSON around a text inside an input or output value, so the common case
+/// (one question, one answer) stays structured instead of falling back to plain text.
+const ENVELOPE_BYTES: usize = 256;
+
+/// How many bytes `c` takes inside a JSON string, as `serde_json` writes it.
+fn json_len(c: char) -> usize {
+    match c {
+        '"' | '\\' | '\n' | '\r' | '\t' | '\u{08}' | '\u{0c}' => 2,
+        c if (c as u32) < 0x20 => 6,
+        c => c.len_utf8(),
+    }
+}
+
+/// `text` cut so that it takes at most `budget` bytes once JSON-escaped, ending with a marker
+/// that names the full length when anything was cut. Cuts fall on character boundaries.
+fn cap_escaped(text: &str, budget: usize) -> String {
+    if text.chars().map(json_len).sum::<usize>() <= budget {
+        return text.to_string();
+    }
+    let marker = format!("…[truncated, {} bytes]", text.len());
+    let room = budget.saturating_sub(marker.len());
+    let mut used = 0;
+    let mut end = 0;
+    for (i, c) in text.char_indices() {
+        used += json_len(c);
+        if used > room {
+            break;
+        }
+        end = i + c.len_utf8();
+    }
+    format!("{}{marker}", &text[..end])
+}
+
+/// `text` cut to at most [`MAX_ATTRIBUTE_BYTES`] (JSON-escaped), with a `…[truncated, N bytes]`
+/// marker naming its full length when it was cut.
+pub fn cap_text(text: &str) -> String {
+    cap_escaped(text, MAX_ATTRIBUTE_BYTES)
+}
+
+/// `value` as JSON text of at most [`MAX_ATTRIBUTE_BYTES`]. Long strings inside are cut first,
+/// which keeps the structure; if it is still too long (many long strings), the JSON text itself
+/// is cut and encoded as a JSON string, so the attribute always parses as JSON.
+fn bounded_json(mut value: Value) -> String {
+    fn cap_leaves(value: &mut Value, budget: usize) {
+        match value {
+            Value::String(s) => *s = cap_escaped(s, budget),
+            Value::Array(items) => items.iter_mut().for_each(|v| cap_leaves(v, budget)),
+            Value::Object(map) => map.values_mut().for_each(|v| cap_leaves(v, budget)),
+            _ => {}
+        }
+    }
+    cap_leaves(&mut value, MAX_ATTRIBUTE_BYTES - ENVELOPE_BYTES);
+    let text = value.to_string();
+    if text.len() <= MAX_ATTRIBUTE_BYTES {
+        return text;
+    }
+    Value::String(cap_escaped(&text, MAX_ATTRIBUTE_BYTES - 2)).to_string()
+}
+
+/// One GenAI semantic-convention message with a single text part.
+fn message(role: &str, text: &str) -> Value {
+    json!({"role": role, "parts": [{"type": "text", "content": text}]})
+}
+
+/// The attributes of what a span took in: `mlflow.spanInputs` (the JSON text of `inputs`, as
+/// MLflow expects) and, when the input is a message to an agent or model, `gen_ai.input.messages`
+/// with `message` as the user's text. Each value is capped at [`MAX_ATTRIBUTE_BYTES`]. Pass only
+/// what the caller asked or a call carried, never headers or credentials.
+pub fn span_inputs(inputs: Value, message_text: Option<&str>) -> Vec<(&'static str, Value)> {
+    let mut attrs = vec![("mlflow.spanInputs", Value::String(bounded_json(inputs)))];
+    if let Some(text) = message_text {
+        attrs.push(("gen_ai.input.messages", Value::String(bounded_json(json!([message("user", text)])))));
+    }
+    attrs
+}
+
+/// The attributes of what a span gave back: `mlflow.spanOutputs` and, for an answer,
+/// `gen_ai.output.messages` with `message` as the assistant's text. Capped like
+/// [`span_inputs`].
+pub fn span_outputs(outputs: Value, message_text: Option<&str>) -> Vec<(&'static str, Value)> {
+    let mut attrs = vec![("mlflow.spanOutputs", Value::String(bounded_json(outputs)))];
+    if let Some(text) = message_text {
+        let mut answer = message("assistant", text);
+        answer["finish_reason"] = json!("stop");
+        attrs.push(("gen_ai.output.messages", Value::String(bounded_json(json!([answer])))));
+    }
+    attrs
+}
+
+/// What identifies a question once its text is cut: `switchboard.question.length` (bytes) and
+/// `switchboard.question.sha256` (hex), so a stored span can still be matched to the question.
+pub fn question_attributes(question: &str) -> Vec<(&'static str, Value)> {
+    let digest = Sha256::digest(question.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    vec![("switchboard.question.length", json!(question.len())), ("switchboard.question.sha256", json!(hex))]
+}
+
+/// Caps every attribute value at [`MAX_ATTRIBUTE_BYTES`]: long strings are cut with a marker,
+/// and arrays or objects whose JSON is too long become that JSON, cut. The backstop every span
+/// producer applies, so no attribute a layer or a call records can grow without bound.
+pub fn cap_attributes(attributes: &mut Map<String, Value>) {
+    for value in attributes.values_mut() {
+        match value {
+            Value::String(s) if s.len() > MAX_ATTRIBUTE_BYTES => *s = cap_text(s),
+            Value::Array(_) | Value::Object(_) => {
+                let text = value.to_string();
+                if text.len() > MAX_ATTRIBUTE_BYTES {
+                    *value = Value::String(cap_text(&text));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(attrs: &[(&'static str, Value)], key: &str) -> Value {
+        let (_, v) = attrs.iter().find(|(k, _)| *k == key).unwrap_or_else(|| panic!("{key}"));
+        serde_json::from_str(v.as_str().expect("a JSON string")).expect("valid JSON")
+    }
+
+    #[test]
+    fn short_text_is_kept_and_long_text_is_cut_with_its_length() {
+        assert_eq!(cap_text("héllo"), "héllo");
+        let long = "é".repeat(100_000);
+        let cut = cap_text(&long);
+        assert!(cut.len() <= MAX_ATTRIBUTE_BYTES, "{}", cut.len());
+        assert!(cut.ends_with("…[truncated, 200000 bytes]"), "{}", &cut[cut.len() - 40..]);
+        // Escapes count: a string of quotes would double once encoded.
+        let quotes = "\"".repeat(10_000);
+        assert!(Value::String(cap_text(&quotes)).to_string().len() <= MAX_ATTRIBUTE_BYTES + 2);
+    }
+
+    #[test]
+    fn inputs_and_outputs_are_bounded_json_in_mlflow_and_gen_ai_shapes() {
+        let inputs = span_inputs(json!({"question": "revenue?"}), Some("revenue?"));
+        assert_eq!(parsed(&inputs, "mlflow.spanInputs"), json!({"question": "revenue?"}));
+        assert_eq!(
+            parsed(&inputs, "gen_ai.input.messages"),
+            json!([{"role": "user", "parts": [{"type": "text", "content": "revenue?"}]}])
+        );
+        let outputs = span_outputs(json!({"answer": "10"}), Some("10"));
+        assert_eq!(parsed(&outputs, "gen_ai.output.messages")[0]["role"], "assistant");
+        assert_eq!(span_outputs(json!({"rows": 3}), None).len(), 1, "no message, no gen_ai attribute");
+
+        let huge = "x".repeat(100_000);
+        let inputs = span_inputs(json!({"question": huge}), Some(&huge));
+        for (key, value) in &inputs {
+            assert!(value.as_str().unwrap().len() <= MAX_ATTRIBUTE_BYTES, "{key}");
+        }
+        let q = parsed(&inputs, "mlflow.spanInputs")["question"].as_str().unwrap().to_string();
+        assert!(q.ends_with("[truncated, 100000 bytes]"), "the structure is kept");
+        // Many long strings: still one bounded, parseable value.
+        let many = json!((0..20).map(|_| huge.clone()).collect::<Vec<_>>());
+        let (_, v) = &span_outputs(many, None)[0];
+        assert!(v.as_str().unwrap().len() <= MAX_ATTRIBUTE_BYTES);
+        serde_json::from_str::<Value>(v.as_str().unwrap()).expect("still JSON");
+    }
+
+    #[test]
+    fn the_question_is_identified_by_length_and_sha256() {
+        let attrs: Map<String, Value> =
+            question_attributes("abc").into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        assert_eq!(attrs["switchboard.question.length"], 3);
+        assert_eq!(
+            attrs["switchboard.question.sha256"],
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn every_attribute_is_capped() {
+        let mut attrs = Map::new();
+        attrs.insert("big".into(), json!("y".repeat(50_000)));
+        attrs.insert("route".into(), json!({"calls": ["z".repeat(50_000)]}));
+        attrs.insert("small".into(), json!("ok"));
+        attrs.insert("n".into(), json!(7));
+        cap_attributes(&mut attrs);
+        assert!(attrs["big"].as_str().unwrap().len() <= MAX_ATTRIBUTE_BYTES);
+        assert!(attrs["route"].as_str().unwrap().len() <= MAX_ATTRIBUTE_BYTES);
+        assert_eq!((&attrs["small"], &attrs["n"]), (&json!("ok"), &json!(7)));
+    }
 }

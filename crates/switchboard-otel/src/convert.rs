@@ -60,6 +60,20 @@ pub(crate) fn span_data(record: &SpanRecord, scope: &InstrumentationScope) -> Re
         }
     };
     add_missing("mlflow.spanType", record.kind.as_str());
+    // Phoenix reads OpenInference names, not MLflow's: the kind (its AGENT, CHAIN, TOOL, LLM and
+    // RETRIEVER are MLflow's span types, spelled the same) and the inputs and outputs as
+    // `input.value` / `output.value`. Derived here, on export, so every producer's spans get them
+    // and the stored spans keep one copy.
+    add_missing("openinference.span.kind", record.kind.as_str());
+    for (mlflow, value, mime) in [
+        ("mlflow.spanInputs", "input.value", "input.mime_type"),
+        ("mlflow.spanOutputs", "output.value", "output.mime_type"),
+    ] {
+        if let Some(text) = record.attributes.get(mlflow).and_then(|v| v.as_str()) {
+            add_missing(value, text);
+            add_missing(mime, "application/json");
+        }
+    }
     add_missing("switchboard.request_id", &record.request_id);
     if let Some(agent) = &record.agent {
         add_missing("gen_ai.agent.name", agent);
@@ -185,6 +199,8 @@ mod tests {
         // Attribute values are exported as recorded; keeping tokens out is the producers' job.
         assert_eq!(attr(&data, "token_like"), Some(&Value::from("Bearer eyJhbGciOi.not-special")));
         assert_eq!(attr(&data, "mlflow.spanType"), Some(&Value::from("TOOL")));
+        assert_eq!(attr(&data, "openinference.span.kind"), Some(&Value::from("TOOL")));
+        assert_eq!(attr(&data, "input.value"), None, "no inputs recorded, none invented");
         assert_eq!(attr(&data, "switchboard.request_id"), Some(&Value::from("req-1")));
         assert_eq!(attr(&data, "gen_ai.agent.name"), Some(&Value::from("sales")));
     }
@@ -223,6 +239,22 @@ mod tests {
             data.attributes.iter().filter(|kv| kv.key.as_str() == "mlflow.spanType").collect();
         assert_eq!(types.len(), 1, "an explicit span type is not duplicated");
         assert_eq!(types[0].value, Value::from("CUSTOM"));
+    }
+
+    #[test]
+    fn phoenix_gets_the_kind_and_the_inputs_and_outputs() {
+        for kind in
+            [MlflowKind::Agent, MlflowKind::Chain, MlflowKind::Tool, MlflowKind::Llm, MlflowKind::Retriever]
+        {
+            let mut r = record(kind, None);
+            r.attributes.insert("mlflow.spanInputs".into(), json!(r#"{"question":"q"}"#));
+            r.attributes.insert("mlflow.spanOutputs".into(), json!(r#"{"answer":"a"}"#));
+            let data = span_data(&r, &scope()).unwrap();
+            assert_eq!(attr(&data, "openinference.span.kind"), Some(&Value::from(kind.as_str())));
+            assert_eq!(attr(&data, "input.value"), Some(&Value::from(r#"{"question":"q"}"#)));
+            assert_eq!(attr(&data, "output.value"), Some(&Value::from(r#"{"answer":"a"}"#)));
+            assert_eq!(attr(&data, "input.mime_type"), Some(&Value::from("application/json")));
+        }
     }
 
     #[test]

@@ -236,6 +236,7 @@ async fn a_request_tree_reaches_a_real_otlp_receiver_over_protobuf() {
         assert_eq!(attrs["switchboard.caller.email"], "alice@example.com", "{name}");
         assert_eq!(attrs["switchboard.caller.role"], "west_sales", "{name}");
         assert_eq!(attrs["mlflow.spanType"], span_type, "{name}");
+        assert_eq!(attrs["openinference.span.kind"], span_type, "{name}: a kind Phoenix knows");
         assert_eq!(attrs["switchboard.request_id"], "req-otlp-1", "{name}");
         assert_eq!(attrs["switchboard.hops"], 3, "ints stay ints");
         assert_eq!(attrs["switchboard.cached"], false, "bools stay bools");

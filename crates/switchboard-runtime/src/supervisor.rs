@@ -8,7 +8,7 @@ use std::sync::Arc;
 use switchboard_core::{
     Agent, AgentInput, AgentOutput, AgentSpec, Caller, ErrorKind, HopKind, Message, Role, RouteDecision,
     RoutedCall, Router, RunContext, SpanKind, SpanRecord, SpanStatus, TelemetrySink, TraceContext,
-    unix_nanos_now,
+    cap_attributes, cap_text, question_attributes, span_inputs, span_outputs, unix_nanos_now,
 };
 use switchboard_govern::{Gateway, HopTarget};
 use switchboard_router::LexicalRouter;
@@ -217,14 +217,12 @@ impl Supervisor {
         let route_span = LocalSpan::start("route".into(), SpanKind::Chain);
         let route =
             self.router.route(&run_ctx.child(route_span.id), &request.question, &request.history).await;
-        let route_attrs = match &route {
-            Ok(decision) => {
-                let mut m = Map::new();
-                m.insert("switchboard.route".into(), json!(decision));
-                m
-            }
-            Err(_) => Map::new(),
-        };
+        let mut route_attrs = Map::new();
+        extend(&mut route_attrs, span_inputs(json!({"question": request.question}), Some(&request.question)));
+        if let Ok(decision) = &route {
+            route_attrs.insert("switchboard.route".into(), json!(decision));
+            extend(&mut route_attrs, span_outputs(json!(decision), None));
+        }
         self.emit(&run_ctx, route_span, route.as_ref().err().map(|e| e.message.clone()), route_attrs);
 
         if let Ok(decision) = &route {
@@ -262,6 +260,23 @@ impl Supervisor {
         let mut attrs = Map::new();
         attrs.insert("switchboard.status".into(), json!(response.status.as_str()));
         attrs.insert("switchboard.agents".into(), json!(response.agents));
+        extend(&mut attrs, question_attributes(&request.question));
+        extend(&mut attrs, span_inputs(json!({"question": request.question}), Some(&request.question)));
+        extend(
+            &mut attrs,
+            span_outputs(
+                json!({"answer": response.answer, "status": response.status.as_str()}),
+                Some(&response.answer),
+            ),
+        );
+        // MLflow's and OpenInference's names for who asked and which conversation it was, so
+        // both UIs can filter and group traces by them.
+        attrs.insert("mlflow.trace.user".into(), json!(ctx.caller.email()));
+        attrs.insert("user.id".into(), json!(ctx.caller.email()));
+        if let Some(thread) = &request.thread_id {
+            attrs.insert("mlflow.trace.session".into(), json!(thread));
+            attrs.insert("session.id".into(), json!(thread));
+        }
         let failure =
             matches!(response.status, RunStatus::Error | RunStatus::Denied).then(|| response.answer.clone());
         self.emit(ctx, root, failure, attrs);
@@ -370,6 +385,7 @@ impl Supervisor {
             attributes.insert("gen_ai.operation.name".into(), json!("invoke_agent"));
             attributes.insert("gen_ai.agent.name".into(), json!(self.spec.name));
         }
+        cap_attributes(&mut attributes);
         let parent = ctx.trace.parent_span_id;
         self.sink.span(SpanRecord {
             request_id: ctx.request_id.to_string(),
@@ -382,10 +398,15 @@ impl Supervisor {
             start_unix_nano: span.start,
             end_unix_nano: unix_nanos_now(),
             status: if error.is_some() { SpanStatus::Error } else { SpanStatus::Ok },
-            status_message: error,
+            // A failed run's message is its answer, which can quote the question.
+            status_message: error.map(|e| cap_text(&e)),
             attributes,
         });
     }
+}
+
+fn extend(attributes: &mut Map<String, serde_json::Value>, pairs: Vec<(&'static str, serde_json::Value)>) {
+    attributes.extend(pairs.into_iter().map(|(k, v)| (k.to_string(), v)));
 }
 
 /// The answer in word-sized pieces that concatenate back to it exactly, for streaming.
@@ -442,7 +463,16 @@ async fn call_agent(
         .hop(ctx, &spec, HopTarget::new(HopKind::Agent, &call.agent), |grant| {
             let agent = agent.clone();
             let input = &input;
-            async move { agent.invoke(grant.ctx(), input).await }
+            async move {
+                for (key, value) in span_inputs(json!({"question": input.question}), Some(&input.question)) {
+                    grant.record(key, value);
+                }
+                let output = agent.invoke(grant.ctx(), input).await?;
+                for (key, value) in span_outputs(json!({"answer": output.text}), Some(&output.text)) {
+                    grant.record(key, value);
+                }
+                Ok(output)
+            }
         })
         .await;
     step.duration_ms = started.elapsed().as_millis() as u64;

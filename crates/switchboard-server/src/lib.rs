@@ -4,9 +4,10 @@
 //! |---|---|
 //! | `POST /v1/chat/completions` | OpenAI chat completions; `stream: true` gives `chat.completion.chunk` events |
 //! | `POST /v1/responses`, `POST /invocations` | OpenAI Responses / MLflow ResponsesAgent requests |
+//! | `POST /serving-endpoints/{name}/invocations` | `/invocations` as a Databricks serving endpoint named for the served model |
 //! | `GET`, `DELETE /v1/responses/{id}` | the caller's stored responses (see `stored`) |
 //! | `GET /v1/models`, `GET /v1/models/{id}` | the served supervisor, as an OpenAI model |
-//! | `GET /v1/traces/{id}` | the span tree of one of the caller's requests |
+//! | `GET /v1/traces/{id}` | one of the caller's requests as an MLflow (V3) trace |
 //! | `GET /health` | the store, the LLM (when configured) and every sub-agent; 503 if any is down |
 //! | `GET /metrics` | Prometheus metrics |
 //! | `/api/2.0/connections…` | the connections admin API (see `connections`) |
@@ -120,6 +121,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/responses", post(responses::create))
         .route("/v1/responses/{id}", get(stored::get).delete(stored::delete))
         .route("/invocations", post(responses::invocations))
+        .route("/serving-endpoints/{name}/invocations", post(responses::serving_endpoint))
         .route("/v1/traces/{id}", get(trace::get))
         .route("/api/2.0/connections", get(connections::list))
         .route("/api/2.0/connections/{name}/grants", get(connections::grants).post(connections::grant))

@@ -19,13 +19,13 @@ use crate::stored;
 use crate::{ApiError, AppState, unix_secs};
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Extension, State};
+use axum::extract::{ConnectInfo, Extension, Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
-use switchboard_core::RequestId;
+use switchboard_core::{Error, RequestId};
 
 /// `POST /v1/responses`.
 pub(crate) async fn create(
@@ -37,7 +37,7 @@ pub(crate) async fn create(
 ) -> Result<Response, ApiError> {
     let parse = |body: &input::Object| input::responses_input(body, "input");
     let accepted = accept(&state, peer, &request_id, &headers, body, Api::Responses, parse).await?;
-    respond(state, request_id, accepted, true).await
+    respond(state, request_id, accepted, true, Framing::Named).await
 }
 
 /// `POST /invocations`: a ResponsesAgent request. Requests in the older chat shape (`messages`
@@ -49,7 +49,68 @@ pub(crate) async fn invocations(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    invoke(state, peer, request_id, headers, body, None).await
+}
+
+/// `POST /serving-endpoints/{name}/invocations`: `/invocations` at the path a Databricks serving
+/// endpoint has, which is where `mlflow.deployments.get_deploy_client("databricks")` and the
+/// Databricks SDK send a query. `name` is the served model; any other is 404 like an unknown model.
+/// Errors also carry Databricks' `error_code` (see [`with_databricks_code`]).
+pub(crate) async fn serving_endpoint(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(request_id): Extension<RequestId>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    invoke(state, peer, request_id, headers, body, Some(name)).await.unwrap_or_else(with_databricks_code)
+}
+
+/// `error` with Databricks' REST `error_code` beside OpenAI's error object. The Databricks SDK
+/// (under `mlflow.deployments`) takes the status it reports from that code alone, so without it a
+/// 404 or 429 reaches the caller as a 500.
+fn with_databricks_code(error: ApiError) -> Response {
+    let status = error.status();
+    let code = match status.as_u16() {
+        400 => "INVALID_PARAMETER_VALUE",
+        401 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
+        404 => "RESOURCE_DOES_NOT_EXIST",
+        429 => "REQUEST_LIMIT_EXCEEDED",
+        503 => "TEMPORARILY_UNAVAILABLE",
+        504 => "DEADLINE_EXCEEDED",
+        _ if status.is_client_error() => "BAD_REQUEST",
+        _ => "INTERNAL_ERROR",
+    };
+    let mut body = error.body();
+    body["message"] = body["error"]["message"].clone();
+    body["error_code"] = json!(code);
+    let mut response = error.into_response();
+    *response.body_mut() = Body::from(body.to_string());
+    response
+}
+
+/// An `/invocations` request, at `/serving-endpoints/{endpoint}/invocations` when `endpoint` is
+/// given.
+async fn invoke(
+    state: AppState,
+    peer: SocketAddr,
+    request_id: RequestId,
+    headers: HeaderMap,
+    body: Body,
+    endpoint: Option<String>,
+) -> Result<Response, ApiError> {
+    let served = state.runtime.supervisor.name().to_string();
     let parse = |body: &input::Object| {
+        // Checked here, after authentication, so the endpoint name cannot be probed anonymously.
+        if let Some(name) = endpoint.as_deref().filter(|n| *n != served) {
+            return Err(ApiError::new(Error::not_found(format!(
+                "the serving endpoint `{}` does not exist; this server serves `{served}`",
+                crate::chat::truncated(name)
+            )))
+            .with_code("model_not_found"));
+        }
         if body.get("input").is_none() && body.get("messages").is_some() {
             input::chat_messages(body)
         } else {
@@ -57,7 +118,19 @@ pub(crate) async fn invocations(
         }
     };
     let accepted = accept(&state, peer, &request_id, &headers, body, Api::Responses, parse).await?;
-    respond(state, request_id, accepted, false).await
+    // The Databricks deployment client's `predict_stream` rejects any SSE line but `data:`, as a
+    // serving endpoint sends them; the event type is in each payload anyway.
+    let framing = if endpoint.is_some() { Framing::DataOnly } else { Framing::Named };
+    respond(state, request_id, accepted, false, framing).await
+}
+
+/// How stream events are framed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// An `event:` line with the type, then `data:`, as OpenAI's API sends them.
+    Named,
+    /// `data:` lines only, as a Databricks serving endpoint sends them.
+    DataOnly,
 }
 
 /// Answers a Responses request; `store_by_default` is `store`'s default (see `stored::prepare`).
@@ -66,6 +139,7 @@ async fn respond(
     request_id: RequestId,
     accepted: Accepted,
     store_by_default: bool,
+    framing: Framing,
 ) -> Result<Response, ApiError> {
     let Accepted { ctx, mut request, options, mut params, body } = accepted;
     let mut storage = stored::prepare(&state, &ctx, &body, &mut request, store_by_default).await?;
@@ -90,7 +164,7 @@ async fn respond(
         return Ok(Json(body).into_response());
     }
 
-    let mut seq = Sequence::default();
+    let mut seq = Sequence { next: 0, framing };
     let mut events = vec![
         seq.event("response.created", json!({"response": shape.response("in_progress", vec![])})),
         seq.event("response.in_progress", json!({"response": shape.response("in_progress", vec![])})),
@@ -131,16 +205,22 @@ fn output_text(text: &str) -> Value {
 }
 
 /// Numbers the events of one stream.
-#[derive(Default)]
-struct Sequence(u64);
+struct Sequence {
+    next: u64,
+    framing: Framing,
+}
 
 impl Sequence {
     /// An SSE event whose data is `fields` plus `type` and `sequence_number`.
     fn event(&mut self, kind: &str, mut fields: Value) -> Event {
         fields["type"] = json!(kind);
-        fields["sequence_number"] = json!(self.0);
-        self.0 += 1;
-        Event::default().event(kind).data(fields.to_string())
+        fields["sequence_number"] = json!(self.next);
+        self.next += 1;
+        let event = Event::default().data(fields.to_string());
+        match self.framing {
+            Framing::Named => event.event(kind),
+            Framing::DataOnly => event,
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod common;
 
+use base64::Engine as _;
 use common::{Server, parts, post, sse};
 use serde_json::{Value, json};
 
@@ -137,12 +138,27 @@ async fn chat_completion_shape_request_id_traceparent_and_trace_endpoint() {
     };
     let (status, _, trace) = parts(get("carol@example.com", &id).await.unwrap()).await;
     assert_eq!(status, 200, "{trace}");
-    assert_eq!(trace["info"]["request_id"], id.as_str());
-    assert_eq!(trace["info"]["trace_id"], trace_id);
+    // MLflow's V3 trace: `tr-` and the OTel trace id; our request id as the client's.
+    assert_eq!(trace["info"]["client_request_id"], id.as_str());
+    assert_eq!(trace["info"]["trace_id"], format!("tr-{trace_id}"));
+    assert!(trace["info"].get("request_id").is_none(), "V2's key would make MLflow read V2: {trace}");
     let spans = trace["data"]["spans"].as_array().unwrap();
     let root = spans.iter().find(|s| s["name"] == "invoke_agent switchboard").unwrap();
-    assert_eq!(root["parent_span_id"], parent);
-    assert!(spans.iter().any(|s| s["name"] == "invoke_agent policies" && s["span_type"] == "AGENT"));
+    // Span ids are the base64 of their bytes, as MLflow writes them.
+    assert_eq!(
+        root["parent_span_id"],
+        base64::engine::general_purpose::STANDARD.encode(
+            (0..parent.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&parent[i..i + 2], 16).unwrap())
+                .collect::<Vec<u8>>()
+        )
+    );
+    assert!(
+        spans.iter().any(
+            |s| s["name"] == "invoke_agent policies" && s["attributes"]["mlflow.spanType"] == "\"AGENT\""
+        )
+    );
     // Someone else's request, and an unknown one, are 404s in the error shape.
     let (status, _, body) = parts(get("bob@example.com", &id).await.unwrap()).await;
     assert_eq!((status, error_of(&body).0), (404, "not_found_error"));
@@ -197,9 +213,11 @@ async fn a_request_id_cannot_be_borrowed() {
     let (status, _, trace) = parts(get("alice@example.com", &alice_id).await.unwrap()).await;
     assert_eq!(status, 200, "{trace}");
     let spans = trace["data"]["spans"].as_array().unwrap();
-    assert!(spans.iter().all(|s| s["attributes"]["switchboard.request_id"] == alice_id.as_str()), "{trace}");
-    assert!(spans.iter().any(|s| s["attributes"]["enduser.id"] == "alice@example.com"), "{trace}");
-    assert!(!spans.iter().any(|s| s["attributes"]["enduser.id"] == "bob@example.com"), "{trace}");
+    // Attribute values are JSON-encoded, as in MLflow's trace format.
+    let alice = json!(alice_id).to_string();
+    assert!(spans.iter().all(|s| s["attributes"]["switchboard.request_id"] == alice.as_str()), "{trace}");
+    assert!(spans.iter().any(|s| s["attributes"]["enduser.id"] == r#""alice@example.com""#), "{trace}");
+    assert!(!spans.iter().any(|s| s["attributes"]["enduser.id"] == r#""bob@example.com""#), "{trace}");
     // And the audit log keeps the two callers apart.
     server.runtime.store.flush().await;
     for (id, email) in [(&alice_id, "alice@example.com"), (&bob_id, "bob@example.com")] {
@@ -505,19 +523,63 @@ async fn return_trace_inlines_the_span_tree() {
     let (status, id, body) = parts(post(&server, "/invocations", CAROL, ask).await).await;
     assert_eq!(status, 200, "{body}");
     let trace = &body["databricks_output"]["trace"];
-    assert_eq!(trace["info"]["request_id"], id.as_str());
-    assert_eq!(trace["info"]["status"], "OK");
+    assert_eq!(trace["info"]["client_request_id"], id.as_str());
+    assert_eq!(trace["info"]["state"], "OK");
+    let trace_id = trace["info"]["trace_id"].as_str().unwrap();
+    assert!(trace_id.starts_with("tr-") && trace_id.len() == 35, "{trace_id}");
     let spans = trace["data"]["spans"].as_array().unwrap();
     let names: Vec<&str> = spans.iter().map(|s| s["name"].as_str().unwrap()).collect();
     assert!(
         names.contains(&"invoke_agent switchboard") && names.contains(&"invoke_agent sales"),
         "{names:?}"
     );
-    assert!(spans.iter().all(|s| s["attributes"]["switchboard.request_id"] == id.as_str()));
+    // Each span names its trace, JSON-encoded (MLflow refuses a span without it).
+    let (ours, named) = (json!(id).to_string(), json!(trace_id).to_string());
+    assert!(spans.iter().all(|s| s["attributes"]["switchboard.request_id"] == ours.as_str()
+        && s["attributes"]["mlflow.traceRequestId"] == named.as_str()));
     // Without the option there is no trace.
     let (_, _, body) =
         parts(post(&server, "/v1/responses", CAROL, json!({"input": "revenue by region"})).await).await;
     assert!(body.get("databricks_output").is_none());
+}
+
+#[tokio::test]
+async fn the_served_model_is_a_databricks_serving_endpoint() {
+    let server = Server::demo().await;
+    let ask = json!({"input": [{"role": "user", "content": "revenue by region"}]});
+    let (status, id, body) =
+        parts(post(&server, "/serving-endpoints/switchboard/invocations", CAROL, ask.clone()).await).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["object"], "response");
+    assert_eq!(body["custom_outputs"]["request_id"], id.as_str());
+    assert!(body["output"][0]["content"][0]["text"].as_str().unwrap().contains("West"), "{body}");
+
+    // Another name is an unknown model, but only to an authenticated caller.
+    let (status, _, body) =
+        parts(post(&server, "/serving-endpoints/other/invocations", CAROL, ask.clone()).await).await;
+    assert_eq!(
+        (status, error_of(&body).0, body["error"]["code"].as_str()),
+        (404, "not_found_error", Some("model_not_found"))
+    );
+    // With Databricks' code beside it, which the Databricks SDK maps the status from.
+    assert_eq!(body["error_code"], "RESOURCE_DOES_NOT_EXIST", "{body}");
+    let (status, _, _) =
+        parts(post(&server, "/serving-endpoints/other/invocations", None, ask.clone()).await).await;
+    assert_eq!(status, 401);
+
+    // Streamed, every line is `data:` (the Databricks deployment client rejects any other), and
+    // the payloads are the Responses events.
+    let mut streamed = ask;
+    streamed["stream"] = json!(true);
+    let text = post(&server, "/serving-endpoints/switchboard/invocations", CAROL, streamed)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(text.lines().all(|l| l.is_empty() || l.starts_with("data: ")), "{text}");
+    let events = sse(&text);
+    let last: Value = serde_json::from_str(&events.last().unwrap().1).unwrap();
+    assert_eq!(last["type"], "response.completed", "{text}");
 }
 
 #[tokio::test]

@@ -25,11 +25,12 @@ pub use index::IndexInfo;
 use async_trait::async_trait;
 use index::{PassageIndex, SearchResult};
 use serde::Deserialize;
+use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use switchboard_core::{
     Agent, AgentInput, AgentOutput, AgentSpec, Citation, Error, ErrorKind, HopKind, Message, Result, Role,
-    RunContext,
+    RunContext, span_inputs, span_outputs,
 };
 use switchboard_govern::{Egress, HopTarget};
 use switchboard_llm::{ChatRequest, LlmClient};
@@ -158,6 +159,15 @@ impl KnowledgeAgent {
                 let result = self.index.search(question, self.settings.top_k)?;
                 grant.record("switchboard.retrieval.hits", result.hits.len() as u64);
                 grant.record("switchboard.retrieval.top_k", self.settings.top_k as u64);
+                let hits: Vec<_> = result.hits.iter().map(|h| {
+                    json!({"doc_uri": h.passage.doc_id, "section": h.passage.section, "score": h.score})
+                }).collect();
+                let io = span_inputs(json!({"query": question}), None)
+                    .into_iter()
+                    .chain(span_outputs(json!({"hits": hits}), None));
+                for (key, value) in io {
+                    grant.record(key, value);
+                }
                 Ok(result)
             })
             .await

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use switchboard_core::{
     AuditDecision, AuditRecord, ErrorKind, HopKind, Result, SpanKind, SpanRecord, SpanStatus, TelemetrySink,
-    unix_nanos_now,
+    cap_attributes, cap_text, unix_nanos_now,
 };
 
 /// Emits one span per hop, named and typed after the OpenTelemetry GenAI conventions and MLflow.
@@ -61,6 +61,9 @@ impl HopLayer for SpanLayer {
         if let Ok(extra) = hop.attributes.lock() {
             attributes.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
+        // Calls record what they like (inputs, outputs, upstream text); the cap is enforced here,
+        // once, rather than trusted to each of them.
+        cap_attributes(&mut attributes);
         let parent = hop.ctx.trace.parent_span_id;
         self.sink.span(SpanRecord {
             request_id: hop.ctx.request_id.to_string(),
@@ -73,7 +76,7 @@ impl HopLayer for SpanLayer {
             start_unix_nano: start,
             end_unix_nano: end,
             status: if result.is_ok() { SpanStatus::Ok } else { SpanStatus::Error },
-            status_message: result.as_ref().err().map(|e| e.message.clone()),
+            status_message: result.as_ref().err().map(|e| cap_text(&e.message)),
             attributes,
         });
         result
