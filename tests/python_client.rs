@@ -1,7 +1,8 @@
 //! The served endpoint as real clients meet it: starts the `switchboard serve` binary on a free
 //! port with a fresh data dir, waits for `/health`, and runs the pytest suite in tests/python,
-//! which drives the server with the official `openai` Python package and MLflow's client
-//! (`mlflow-skinny`: `Trace.from_dict`, `mlflow.deployments`). Then stops the server with
+//! which drives the server with the official `openai` Python package, MLflow's client
+//! (`mlflow-skinny`: `Trace.from_dict`, `mlflow.deployments`) and two agent frameworks used
+//! unmodified (openai-agents and LangChain's `ChatOpenAI`). Then stops the server with
 //! SIGTERM and checks it shut down cleanly and logged each request as a JSON line.
 //!
 //! The interpreter is `$SWITCHBOARD_TEST_PYTHON`, or `.venv/bin/python` at the repository root
@@ -11,26 +12,26 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use switchboard_testkit::{Serve, repo_root};
 
-/// The venv interpreter, checked to have `openai`, `pytest` and `mlflow`; fails the test with the
-/// fix when it does not.
+/// The venv interpreter, checked to have `openai`, `pytest`, `mlflow`, `agents` and
+/// `langchain_openai`; fails the test with the fix when it does not.
 fn python() -> PathBuf {
     let root = repo_root();
     let python = std::env::var_os("SWITCHBOARD_TEST_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join(".venv/bin/python"));
     let fix = format!(
-        "create it with `scripts/python-env` (a venv at {}/.venv with `openai`, `pytest` and \
-         `mlflow-skinny`), or point SWITCHBOARD_TEST_PYTHON at an interpreter that has them",
+        "create it with `scripts/python-env` (a venv at {}/.venv with `openai`, `pytest`, \
+         `mlflow-skinny`, `openai-agents` and `langchain-openai`), or point SWITCHBOARD_TEST_PYTHON at an interpreter that has them",
         root.display()
     );
     assert!(python.exists(), "the Python interpreter {} does not exist: {fix}", python.display());
     let probe = Command::new(&python)
-        .args(["-c", "import openai, pytest, mlflow; print(openai.__version__)"])
+        .args(["-c", "import openai, pytest, mlflow, agents, langchain_openai; print(openai.__version__)"])
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}; {fix}", python.display()));
     assert!(
         probe.status.success(),
-        "{} lacks the openai, pytest or mlflow package ({}): {fix}",
+        "{} lacks the openai, pytest, mlflow, openai-agents or langchain-openai package ({}): {fix}",
         python.display(),
         String::from_utf8_lossy(&probe.stderr).trim()
     );
