@@ -45,7 +45,8 @@ const COUNTS: &[&str] =
     &["max_tokens", "max_completion_tokens", "max_output_tokens", "top_logprobs", "max_tool_calls"];
 
 /// What Responses echoes on its Response object.
-const ECHOED: &[&str] = &["temperature", "top_p", "max_output_tokens", "tool_choice", "tools"];
+const ECHOED: &[&str] =
+    &["temperature", "top_p", "max_output_tokens", "tool_choice", "tools", "metadata", "parallel_tool_calls"];
 
 /// An `unsupported_parameter` 400 naming `param`.
 fn unsupported(param: &str, why: &str) -> ApiError {
@@ -87,6 +88,12 @@ pub(crate) fn parse(body: &Object, api: Api) -> Result<Params, ApiError> {
         if body.get(name).is_some_and(|v| !v.is_null() && !v.is_boolean()) {
             return Err(ApiError::invalid_field(name, "must be a boolean"));
         }
+    }
+    if body
+        .get("metadata")
+        .is_some_and(|v| !v.is_null() && !v.as_object().is_some_and(|m| m.values().all(Value::is_string)))
+    {
+        return Err(ApiError::invalid_field("metadata", "must be an object of string values"));
     }
     match body.get("n") {
         None | Some(Value::Null) => {}
@@ -271,12 +278,15 @@ mod tests {
         let body = json!({
             "temperature": 0.2, "top_p": 0.9, "max_output_tokens": 100, "seed": 7, "n": 1,
             "tools": tools, "tool_choice": "auto", "text": {"format": {"type": "text"}},
+            "metadata": {"team": "sales"}, "parallel_tool_calls": true,
         });
         let p = check(body.clone(), Api::Responses).unwrap();
         assert_eq!(p.echo["temperature"], json!(0.2));
         assert_eq!(p.echo["max_output_tokens"], json!(100));
         assert_eq!(p.echo["tools"], tools);
         assert_eq!(p.echo["tool_choice"], json!("auto"));
+        assert_eq!(p.echo["metadata"], json!({"team": "sales"}));
+        assert_eq!(p.echo["parallel_tool_calls"], json!(true));
         assert!(check(body, Api::Chat).unwrap().echo.is_empty(), "chat echoes none");
     }
 
@@ -290,6 +300,7 @@ mod tests {
             (json!({"n": "2"}), "n"),
             (json!({"tools": {}}), "tools"),
             (json!({"tool_choice": 5}), "tool_choice"),
+            (json!({"metadata": {"n": 1}}), "metadata"),
             (json!({"response_format": "json"}), "response_format"),
             (json!({"response_format": {"type": "yaml"}}), "response_format.type"),
         ] {
