@@ -33,6 +33,8 @@ fn spec(mode: CredentialMode) -> Arc<AgentSpec> {
         timeout_ms: Some(15_000),
         connection: None,
         settings: serde_json::Value::Null,
+        tool_roles: None,
+        guardrails: None,
     })
 }
 

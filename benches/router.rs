@@ -1,9 +1,10 @@
-//! Lexical routing over twenty agents: build time and per-question latency for a single-intent,
-//! a multi-intent and a no-match question.
+//! The offline router: per-question latency over twenty agents for a single-intent, a
+//! multi-intent and a no-match question; building it for twenty agents; and building it over
+//! CLINC150's whole train split (ten domain agents, 15,000 examples).
 //!
-//! Agents come from the CLINC150 train split (two intents from each of its ten domains, five
-//! utterances each) when `../shared/data/clinc150` sits beside the repository, otherwise from a
-//! synthetic set of the same shape.
+//! The twenty agents come from the CLINC150 train split bundled in `eval/clinc150` (two intents
+//! from each of its ten domains, five utterances each), or from a synthetic set of the same shape
+//! if the data is missing.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::collections::BTreeMap;
@@ -26,6 +27,8 @@ fn spec(name: &str, description: String, examples: Vec<String>) -> Arc<AgentSpec
         timeout_ms: None,
         connection: None,
         settings: serde_json::Value::Null,
+        tool_roles: None,
+        guardrails: None,
     })
 }
 
@@ -38,8 +41,33 @@ struct Workload {
     none: String,
 }
 
+fn clinc_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../eval/clinc150")
+}
+
+/// Ten domain agents over CLINC150's whole train split, as in `tests/clinc.rs`.
+fn clinc_domains() -> Option<Vec<Arc<AgentSpec>>> {
+    let dir = clinc_dir();
+    let data: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("data_full.json")).ok()?).ok()?;
+    let domains: BTreeMap<String, Vec<String>> =
+        serde_json::from_slice(&std::fs::read(dir.join("domains.json")).ok()?).ok()?;
+    let mut agents = Vec::new();
+    for (domain, intents) in &domains {
+        let examples: Vec<String> = data["train"]
+            .as_array()?
+            .iter()
+            .filter(|p| p[1].as_str().is_some_and(|i| intents.iter().any(|x| x == i)))
+            .filter_map(|p| Some(p[0].as_str()?.to_string()))
+            .collect();
+        let names: Vec<String> = intents.iter().map(|i| i.replace('_', " ")).collect();
+        agents.push(spec(domain, format!("{}: {}", domain.replace('_', " "), names.join(", ")), examples));
+    }
+    Some(agents)
+}
+
 fn clinc() -> Option<Workload> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/clinc150");
+    let dir = clinc_dir();
     let data: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("data_full.json")).ok()?).ok()?;
     let domains: BTreeMap<String, Vec<String>> =
@@ -139,6 +167,15 @@ fn bench(c: &mut Criterion) {
     }
 
     let mut group = c.benchmark_group("lexical_router");
+    if let Some(domains) = clinc_domains() {
+        let examples: usize = domains.iter().map(|a| a.examples.len()).sum();
+        eprintln!("build_clinc_train: {} agents, {examples} examples", domains.len());
+        group.sample_size(10);
+        group.bench_function("build_clinc_train_15000_examples", |b| {
+            b.iter(|| LexicalRouter::new(black_box(&domains), LexicalRouter::DEFAULT_THRESHOLD))
+        });
+        group.sample_size(100);
+    }
     group.bench_function("new_20_agents", |b| {
         b.iter(|| LexicalRouter::new(black_box(&w.agents), LexicalRouter::DEFAULT_THRESHOLD))
     });

@@ -4,6 +4,10 @@
 //! request's spans, with their parent links, MLflow span types, OpenTelemetry GenAI attributes
 //! and the caller's identity, but never the caller's token. Install the receiver with
 //! `scripts/otlp-receiver`; without it (or without Node.js) this test fails, by design.
+//!
+//! The same request is also exported to a real MLflow tracking server (`mlflow server`, from the
+//! venv `scripts/python-env` makes), and read back with MLflow's client: the trace must show the
+//! caller as its user, the thread as its session, and each span's inputs and outputs.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -362,4 +366,100 @@ fn one_chat_request_reaches_a_real_otlp_receiver_as_one_well_formed_trace() {
     for request in &got.requests {
         assert!(request["headers"].get("authorization").is_none(), "{request}");
     }
+}
+
+/// Reads one trace back from an MLflow tracking server with MLflow's own client, as JSON: the
+/// trace's metadata and, per span, its name, type, inputs and outputs.
+const READ_MLFLOW_TRACE: &str = r#"
+import json, sys, time, mlflow
+client = mlflow.MlflowClient(sys.argv[1])
+for _ in range(50):
+    try:
+        trace = client.get_trace(sys.argv[2])
+        break
+    except Exception as e:
+        error = e
+        time.sleep(0.2)
+else:
+    sys.exit(f"MLflow has no trace {sys.argv[2]}: {error}")
+print(json.dumps({
+    "metadata": trace.info.trace_metadata,
+    "spans": [
+        {"name": s.name, "type": s.span_type, "inputs": s.inputs, "outputs": s.outputs}
+        for s in trace.data.spans
+    ],
+}))
+"#;
+
+#[tokio::test]
+async fn mlflow_as_the_otlp_receiver_shows_inputs_outputs_user_and_session() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mlflow, url) = switchboard_testkit::mlflow_server(dir.path()).await;
+    let created: Value = reqwest::Client::new()
+        .post(format!("{url}/api/2.0/mlflow/experiments/create"))
+        .json(&serde_json::json!({"name": "switchboard-e2e"}))
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .expect("MLflow creates an experiment")
+        .json()
+        .await
+        .expect("a JSON answer");
+    let experiment = created["experiment_id"].as_str().expect("an experiment id");
+
+    let home = tempfile::tempdir().expect("tempdir");
+    let (code, stdout, stderr) = switchboard(
+        home.path(),
+        &["chat", "--json", "--as", CALLER, "--thread", THREAD, QUESTION],
+        &[
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", &format!("{url}/v1/traces")),
+            ("OTEL_EXPORTER_OTLP_HEADERS", &format!("x-mlflow-experiment-id={experiment}")),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ],
+    );
+    assert_eq!(code, 0, "exit code; stderr: {stderr}");
+    let out: Value = serde_json::from_str(&stdout).expect("chat --json prints JSON");
+    let trace_id = out["trace_id"].as_str().expect("chat --json prints the trace id");
+
+    // MLflow names an OTLP trace `tr-` and its W3C id.
+    let read = std::process::Command::new(switchboard_testkit::python())
+        .args(["-c", READ_MLFLOW_TRACE, &url, &format!("tr-{trace_id}")])
+        .output()
+        .expect("the MLflow client runs");
+    assert!(
+        read.status.success(),
+        "reading the trace back failed: {}\nMLflow's log:\n{}",
+        String::from_utf8_lossy(&read.stderr),
+        mlflow.log()
+    );
+    let trace: Value = serde_json::from_slice(&read.stdout).expect("the reader prints JSON");
+    assert_eq!(trace["metadata"]["mlflow.trace.user"], CALLER, "{trace}");
+    assert_eq!(trace["metadata"]["mlflow.trace.session"], THREAD, "{trace}");
+
+    let spans = trace["spans"].as_array().expect("spans");
+    let recorded = out["spans"].as_array().expect("chat --json prints the spans");
+    assert_eq!(spans.len(), recorded.len(), "MLflow holds every span the request recorded: {trace}");
+    let root = spans.iter().find(|s| s["name"] == "invoke_agent switchboard").expect("the root span");
+    assert_eq!(root["type"], "AGENT");
+    assert_eq!(root["inputs"]["question"], QUESTION, "{root}");
+    assert_eq!(root["outputs"]["answer"], out["answer"], "{root}");
+    // Each sub-agent's span shows the part of the question it got and what it answered.
+    for agent in ["sales", "deal_desk"] {
+        let span = spans
+            .iter()
+            .find(|s| s["name"] == format!("invoke_agent {agent}"))
+            .unwrap_or_else(|| panic!("no span for {agent}: {trace}"));
+        assert!(span["inputs"]["question"].as_str().is_some_and(|q| !q.is_empty()), "{span}");
+        assert!(span["outputs"]["answer"].as_str().is_some_and(|a| !a.is_empty()), "{span}");
+    }
+    let route = spans.iter().find(|s| s["name"] == "route").expect("the route span");
+    let routed: Vec<&str> = route["outputs"]["calls"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["agent"].as_str())
+        .collect();
+    assert_eq!(routed, ["sales", "deal_desk"], "{route}");
+    // The caller's token reached MLflow nowhere.
+    assert!(jwts_in(&trace.to_string()).is_empty(), "a token reached MLflow: {trace}");
 }

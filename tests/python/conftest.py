@@ -13,12 +13,19 @@ import pytest
 
 MODEL = os.environ.get("SWITCHBOARD_MODEL", "switchboard")
 
+# Tests that need the server configured with an `[llm]` (the scripted model) run only in
+# tests/python_llm.rs, which starts that server and sets SWITCHBOARD_WITH_LLM=1; the offline
+# server (tests/python_client.rs) would refuse what they ask with a 400.
+LLM_TESTS = ["test_structured_output.py"]
+collect_ignore = [] if os.environ.get("SWITCHBOARD_WITH_LLM") == "1" else LLM_TESTS
+
 
 @functools.lru_cache(maxsize=None)
 def token_for(user):
     """A development token for `user`, from `switchboard token` against the server's data dir."""
+    config = os.environ.get("SWITCHBOARD_CONFIG")
     result = subprocess.run(
-        [os.environ["SWITCHBOARD_BIN"], "token", "--as", user],
+        [os.environ["SWITCHBOARD_BIN"], "token", "--as", user] + (["--config", config] if config else []),
         capture_output=True,
         text=True,
         check=True,

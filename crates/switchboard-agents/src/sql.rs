@@ -8,6 +8,9 @@
 //! and writes, DDL, `ATTACH` and `PRAGMA` are refused while the statement is prepared, before any
 //! row is read. Application code never filters rows itself.
 
+pub mod check;
+pub mod pg;
+
 use rusqlite::functions::FunctionFlags;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::types::ValueRef;
@@ -167,6 +170,57 @@ fn format_float(f: f64) -> String {
             _ => rounded.to_string(),
         },
         None => rounded.to_string(),
+    }
+}
+
+/// Where a space's SQL runs: a governed SQLite file or a governed PostgreSQL schema.
+#[derive(Debug, Clone)]
+pub enum Engine {
+    /// A SQLite file with secured views.
+    Sqlite(SqlEngine),
+    /// A PostgreSQL schema with row-level security and masking views.
+    Postgres(pg::PgEngine),
+}
+
+impl Engine {
+    /// The exposed objects.
+    pub fn exposed(&self) -> &Exposed {
+        match self {
+            Self::Sqlite(engine) => engine.exposed(),
+            Self::Postgres(engine) => engine.exposed(),
+        }
+    }
+
+    /// The exposed objects' columns and the names of everything else (metadata only).
+    pub fn catalog(&self) -> Result<Catalog> {
+        match self {
+            Self::Sqlite(engine) => engine.catalog(),
+            Self::Postgres(engine) => engine.catalog(),
+        }
+    }
+
+    /// The SQL dialect, as a model should be told.
+    pub fn dialect_name(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "SQLite",
+            Self::Postgres(_) => "PostgreSQL",
+        }
+    }
+
+    /// Runs `sql` with named `params` as a governed `sql` hop; see [`SqlEngine::query`] and
+    /// [`pg::PgEngine::query`].
+    pub async fn query(
+        &self,
+        egress: &Egress,
+        ctx: &RunContext,
+        target: &str,
+        sql: &str,
+        params: &[(String, Value)],
+    ) -> Result<QueryResult> {
+        match self {
+            Self::Sqlite(engine) => engine.query(egress, ctx, target, sql, params).await,
+            Self::Postgres(engine) => engine.query(egress, ctx, target, sql, params).await,
+        }
     }
 }
 
@@ -483,12 +537,15 @@ fn authorizer(
 /// The statement guard, run before the authorizer is installed. SQLite reports reads inside a
 /// WITH table with the WITH table as the accessor, exactly as it does for views, so the
 /// authorizer alone cannot tell a WITH table named `deals` from the view `deals`. When a
-/// statement defines WITH tables, this refuses any that shadow an exposed object, and any
-/// mention of a hidden table or view (or SQLite's internal objects) anywhere in the statement;
-/// what remains can only reach data through the exposed objects. Returns the WITH table names.
+/// statement defines WITH tables, this refuses any that shadow an exposed object, and any read
+/// of a hidden table or view (or SQLite's internal objects) anywhere in the statement, found by
+/// parsing it ([`check`]); what remains can only reach data through the exposed objects. A
+/// statement that does not parse is refused. Returns the WITH table names.
 fn guard(conn: &Connection, sql: &str, exposed: &Exposed, who: &str) -> Result<Vec<String>> {
-    let tokens = tokenize(sql)?;
-    let ctes = cte_names(&tokens);
+    let statement = check::parse_one(sql, check::Dialect::Sqlite)
+        .map_err(|reason| Error::invalid(format!("SQL error: {reason}")))?;
+    let shape = check::shape(&statement);
+    let ctes = shape.ctes;
     if ctes.is_empty() {
         return Ok(ctes);
     }
@@ -507,13 +564,9 @@ fn guard(conn: &Connection, sql: &str, exposed: &Exposed, who: &str) -> Result<V
         .into_iter()
         .filter(|n| !exposed.contains(n))
         .collect();
-    for token in &tokens {
-        let Some(name) = token.ident().or(match token {
-            Token::Literal(text) => Some(text.as_str()),
-            _ => None,
-        }) else {
-            continue;
-        };
+    for relation in &shape.relations {
+        // `main.deals_base` reads `deals_base`; SQLite names are case-insensitive.
+        let name = relation.rsplit('.').next().unwrap_or(relation);
         let lower = name.to_ascii_lowercase();
         if hidden.iter().any(|h| h.eq_ignore_ascii_case(name))
             || lower.starts_with("sqlite_")
@@ -523,45 +576,6 @@ fn guard(conn: &Connection, sql: &str, exposed: &Exposed, who: &str) -> Result<V
         }
     }
     Ok(ctes)
-}
-
-/// The names of WITH tables defined anywhere in `tokens`: `name [(columns)] AS [NOT]
-/// [MATERIALIZED] (`. Nothing else in SQLite's grammar has an `AS (` after a name, except
-/// window definitions, which are harmless to over-report.
-pub(crate) fn cte_names(tokens: &[Token]) -> Vec<String> {
-    let mut names = Vec::new();
-    for (i, token) in tokens.iter().enumerate() {
-        let Some(name) = token.ident() else { continue };
-        let mut j = i + 1;
-        if tokens.get(j) == Some(&Token::Punct('(')) {
-            let mut depth = 0usize;
-            while let Some(t) = tokens.get(j) {
-                match t {
-                    Token::Punct('(') => depth += 1,
-                    Token::Punct(')') => depth = depth.saturating_sub(1),
-                    _ => {}
-                }
-                j += 1;
-                if depth == 0 {
-                    break;
-                }
-            }
-        }
-        if !tokens.get(j).is_some_and(|t| t.is_kw("AS")) {
-            continue;
-        }
-        j += 1;
-        if tokens.get(j).is_some_and(|t| t.is_kw("NOT")) {
-            j += 1;
-        }
-        if tokens.get(j).is_some_and(|t| t.is_kw("MATERIALIZED")) {
-            j += 1;
-        }
-        if tokens.get(j) == Some(&Token::Punct('(')) && !token.is_kw("CAST") {
-            names.push(name.to_string());
-        }
-    }
-    names
 }
 
 fn bind_params(stmt: &mut rusqlite::Statement<'_>, params: &[(String, Value)]) -> Result<()> {
@@ -623,130 +637,6 @@ pub fn create_database(path: &Path, script: &str) -> Result<()> {
     let tx = conn.transaction().map_err(fail)?;
     tx.execute_batch(script).map_err(fail)?;
     tx.commit().map_err(fail)
-}
-
-/// A SQL token, from [`tokenize`]. Enough lexing to check a statement's shape without a
-/// parser: keywords and identifiers, quoted identifiers, literals, parameters, punctuation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Token {
-    /// A bare word: keyword or identifier, as written.
-    Word(String),
-    /// A quoted identifier (`"x"`, `` `x` ``, `[x]`), unquoted.
-    Quoted(String),
-    /// A string or blob literal, unquoted (SQLite accepts a string where it expects a name).
-    Literal(String),
-    /// A number.
-    Number,
-    /// A parameter (`:name`, `@name`, `$name`, `?`, `?1`), as written.
-    Param(String),
-    /// Any other single character.
-    Punct(char),
-}
-
-impl Token {
-    /// The identifier this token names, if it is a word or a quoted identifier.
-    pub(crate) fn ident(&self) -> Option<&str> {
-        match self {
-            Self::Word(w) | Self::Quoted(w) => Some(w),
-            _ => None,
-        }
-    }
-
-    /// Whether this is the bare keyword `kw` (case-insensitive).
-    pub(crate) fn is_kw(&self, kw: &str) -> bool {
-        matches!(self, Self::Word(w) if w.eq_ignore_ascii_case(kw))
-    }
-}
-
-/// Splits SQL into tokens, dropping comments and whitespace. Errors on an unterminated literal,
-/// identifier or comment.
-pub(crate) fn tokenize(sql: &str) -> Result<Vec<Token>> {
-    let chars: Vec<char> = sql.chars().collect();
-    let mut tokens = Vec::new();
-    let mut i = 0;
-    let unterminated = |what: &str| Error::invalid(format!("SQL has an unterminated {what}"));
-    let word_char = |c: char| c.is_alphanumeric() || c == '_' || c == '$';
-    while i < chars.len() {
-        let c = chars[i];
-        if c.is_whitespace() {
-            i += 1;
-        } else if c == '-' && chars.get(i + 1) == Some(&'-') {
-            while i < chars.len() && chars[i] != '\n' {
-                i += 1;
-            }
-        } else if c == '/' && chars.get(i + 1) == Some(&'*') {
-            let mut j = i + 2;
-            while j + 1 < chars.len() && !(chars[j] == '*' && chars[j + 1] == '/') {
-                j += 1;
-            }
-            if j + 1 >= chars.len() {
-                return Err(unterminated("comment"));
-            }
-            i = j + 2;
-        } else if c == '\'' || ((c == 'x' || c == 'X') && chars.get(i + 1) == Some(&'\'')) {
-            let mut j = if c == '\'' { i + 1 } else { i + 2 };
-            let mut text = String::new();
-            loop {
-                match chars.get(j) {
-                    None => return Err(unterminated("string literal")),
-                    Some('\'') if chars.get(j + 1) == Some(&'\'') => {
-                        text.push('\'');
-                        j += 2;
-                    }
-                    Some('\'') => break,
-                    Some(&d) => {
-                        text.push(d);
-                        j += 1;
-                    }
-                }
-            }
-            tokens.push(Token::Literal(text));
-            i = j + 1;
-        } else if c == '"' || c == '`' || c == '[' {
-            let close = if c == '[' { ']' } else { c };
-            let mut j = i + 1;
-            let mut ident = String::new();
-            loop {
-                match chars.get(j) {
-                    None => return Err(unterminated("quoted identifier")),
-                    Some(&d) if d == close && close != ']' && chars.get(j + 1) == Some(&close) => {
-                        ident.push(close);
-                        j += 2;
-                    }
-                    Some(&d) if d == close => break,
-                    Some(&d) => {
-                        ident.push(d);
-                        j += 1;
-                    }
-                }
-            }
-            tokens.push(Token::Quoted(ident));
-            i = j + 1;
-        } else if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(char::is_ascii_digit)) {
-            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.') {
-                i += 1;
-            }
-            tokens.push(Token::Number);
-        } else if matches!(c, ':' | '@' | '$' | '?') {
-            let mut j = i + 1;
-            while j < chars.len() && word_char(chars[j]) {
-                j += 1;
-            }
-            tokens.push(Token::Param(chars[i..j].iter().collect()));
-            i = j;
-        } else if word_char(c) {
-            let mut j = i;
-            while j < chars.len() && word_char(chars[j]) {
-                j += 1;
-            }
-            tokens.push(Token::Word(chars[i..j].iter().collect()));
-            i = j;
-        } else {
-            tokens.push(Token::Punct(c));
-            i += 1;
-        }
-    }
-    Ok(tokens)
 }
 
 #[cfg(test)]
@@ -813,6 +703,8 @@ pub(crate) mod testkit {
             timeout_ms: None,
             connection: None,
             settings,
+            tool_roles: None,
+            guardrails: None,
         })
     }
 
@@ -858,37 +750,16 @@ pub(crate) mod testkit {
             timeout_ms: None,
             connection: None,
             settings: json[kind.as_str()].clone(),
+            tool_roles: None,
+            guardrails: None,
         })
     }
 
-    /// A fake OpenAI-compatible server answering every chat completion with `message` (the
-    /// `choices[0].message` object). Returns its `/v1` base URL and the request bodies it saw.
-    pub async fn fake_llm(message: serde_json::Value) -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
-        use axum::{Json, Router, routing::post};
-        let seen: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
-        let log = seen.clone();
-        let app = Router::new().route(
-            "/v1/chat/completions",
-            post(move |Json(body): Json<serde_json::Value>| {
-                let log = log.clone();
-                let message = message.clone();
-                async move {
-                    log.lock().unwrap().push(body);
-                    Json(serde_json::json!({
-                        "id": "fake",
-                        "object": "chat.completion",
-                        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-                        "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
-                    }))
-                }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        (format!("http://{addr}/v1"), seen)
+    /// The scripted model (`switchboard_testkit::llm`) answering every chat completion with
+    /// `message` (the `choices[0].message` object); it records the request bodies it saw.
+    pub async fn fake_llm(message: serde_json::Value) -> switchboard_testkit::llm::ScriptedLlm {
+        use switchboard_testkit::llm::{Script, ScriptedLlm};
+        ScriptedLlm::start(Script::answering(&message)).await
     }
 }
 
@@ -1198,28 +1069,6 @@ mod tests {
                 .unwrap()
         };
         assert_eq!(sum(&db), sum(&db2));
-    }
-
-    #[test]
-    fn tokenizer_handles_quotes_comments_and_params() {
-        let t = tokenize("SELECT 'a;b', \"x\"\"y\" -- c\n FROM [t] /* d */ WHERE a = :p1;").unwrap();
-        assert_eq!(
-            t,
-            vec![
-                Token::Word("SELECT".into()),
-                Token::Literal("a;b".into()),
-                Token::Punct(','),
-                Token::Quoted("x\"y".into()),
-                Token::Word("FROM".into()),
-                Token::Quoted("t".into()),
-                Token::Word("WHERE".into()),
-                Token::Word("a".into()),
-                Token::Punct('='),
-                Token::Param(":p1".into()),
-                Token::Punct(';'),
-            ]
-        );
-        assert!(tokenize("SELECT 'open").is_err());
     }
 
     #[test]

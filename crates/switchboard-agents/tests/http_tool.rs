@@ -17,6 +17,7 @@ use switchboard_core::{
 use switchboard_govern::layers::{StandardCredentials, StaticGrants};
 use switchboard_govern::{Connection, Gateway};
 use switchboard_llm::LlmClient;
+use switchboard_testkit::llm::{Script, ScriptedLlm};
 
 const TOKEN: &str = "alice-partner-token-0123456789";
 
@@ -160,6 +161,8 @@ fn spec(name: &str, connection: Option<&str>, table: &str) -> Arc<AgentSpec> {
         timeout_ms: None,
         connection: connection.map(String::from),
         settings: serde_json::to_value(parsed).unwrap(),
+        tool_roles: None,
+        guardrails: None,
     })
 }
 
@@ -301,19 +304,19 @@ async fn schema_violations_are_refused_before_any_request_is_sent() {
         },
         ..(*spec("planner", None, "")).clone()
     });
-    let (url, asked) = fake_llm(call(json!({"title": "Printer on fire", "priority": "high"}))).await;
-    let llm = LlmClient::new(gateway.egress(llm_spec.clone()), &url, "fake");
+    let fake = fake_llm(call(json!({"title": "Printer on fire", "priority": "high"}))).await;
+    let llm = LlmClient::new(gateway.egress(llm_spec.clone()), fake.base_url(), "fake");
     let tickets = build(&gateway, spec("tickets", Some("partner"), TICKETS), Some(llm)).unwrap();
     let err = ask(&tickets, "the printer is burning, urgent").await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::InvalidInput);
     assert_eq!(err.message, "`priority` must be a whole number, got \"high\"");
-    let offered = asked.lock().unwrap()[0]["tools"][0]["function"]["parameters"].clone();
+    let offered = fake.requests()[0]["tools"][0]["function"]["parameters"].clone();
     assert_eq!(offered["properties"]["priority"]["maximum"], json!(5), "the model sees the schema");
     assert_eq!(partner.count(), 0, "nothing reached the partner");
     assert!(sink.audit.lock().unwrap().iter().all(|a| a.hop == HopKind::Llm), "no http hop was made");
 
-    let (url, _) = fake_llm(call(json!({"title": "Printer on fire", "priority": 3}))).await;
-    let llm = LlmClient::new(gateway.egress(llm_spec), &url, "fake");
+    let fake = fake_llm(call(json!({"title": "Printer on fire", "priority": 3}))).await;
+    let llm = LlmClient::new(gateway.egress(llm_spec), fake.base_url(), "fake");
     let tickets = build(&gateway, spec("tickets", Some("partner"), TICKETS), Some(llm)).unwrap();
     let out = ask(&tickets, "the printer is burning, urgent").await.unwrap();
     assert_eq!(out.text, "Created TCK-1004: Printer on fire (priority 3)");
@@ -462,26 +465,8 @@ async fn settings_are_checked_when_the_tool_is_built() {
     assert!(msg.contains("must name a connection"), "{msg}");
 }
 
-/// An OpenAI-compatible server answering every completion with `message`; returns its `/v1`
-/// URL and the request bodies it saw.
-async fn fake_llm(message: Value) -> (String, Arc<Mutex<Vec<Value>>>) {
-    let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let log = seen.clone();
-    let app = axum::Router::new().route(
-        "/v1/chat/completions",
-        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
-            let (log, message) = (log.clone(), message.clone());
-            async move {
-                log.lock().unwrap().push(body);
-                axum::Json(json!({"choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": 1, "completion_tokens": 1}}))
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (format!("http://{addr}/v1"), seen)
+/// The scripted model (`switchboard_testkit::llm`) answering every completion with `message`;
+/// it records the request bodies it saw.
+async fn fake_llm(message: Value) -> ScriptedLlm {
+    ScriptedLlm::start(Script::answering(&message)).await
 }

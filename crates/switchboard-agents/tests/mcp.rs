@@ -22,6 +22,7 @@ use switchboard_govern::layers::{StandardCredentials, StaticGrants};
 use switchboard_govern::{Connection, Gateway, reqwest};
 use switchboard_llm::LlmClient;
 use switchboard_store::MemorySink;
+use switchboard_testkit::llm::{Script, ScriptedLlm};
 use switchboard_testkit::{everything_http, everything_http_on, everything_js, free_port, node_package};
 
 const CONNECTION: &str = "everything_mcp";
@@ -201,6 +202,8 @@ fn agent_spec(settings: Value, connection: bool) -> Arc<AgentSpec> {
         timeout_ms: None,
         connection: connection.then(|| CONNECTION.to_string()),
         settings,
+        tool_roles: None,
+        guardrails: None,
     })
 }
 
@@ -507,36 +510,24 @@ async fn a_server_that_is_down_is_an_upstream_error_until_it_comes_up() {
 async fn with_a_model_the_model_picks_among_the_allowed_tools_only() {
     let (mut server, url) = everything_http().await;
     let (gw, _) = gateway(base_url(&url));
-    let requests: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let seen = requests.clone();
-    let app = axum::Router::new().route(
-        "/v1/chat/completions",
-        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
-            let seen = seen.clone();
-            async move {
-                seen.lock().unwrap().push(body);
-                axum::Json(json!({"choices": [{"message": {"role": "assistant", "content": null,
-                    "tool_calls": [{"id": "c1", "type": "function",
-                        "function": {"name": "get-sum", "arguments": "{\"a\": 2, \"b\": 40}"}}]}}]}))
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let llm_url = format!("http://{}/v1", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    // The model picks `get-sum` with its arguments.
+    let fake = ScriptedLlm::start(Script::answering(&json!({"role": "assistant", "content": null,
+        "tool_calls": [{"id": "c1", "type": "function",
+            "function": {"name": "get-sum", "arguments": "{\"a\": 2, \"b\": 40}"}}]})))
+    .await;
 
     let llm_spec = Arc::new(AgentSpec {
         name: "llm".into(),
         connection: None,
         ..(*agent_spec(Value::Null, false)).clone()
     });
-    let llm = LlmClient::new(gw.egress(llm_spec), &llm_url, "fake-model");
+    let llm = LlmClient::new(gw.egress(llm_spec), fake.base_url(), "fake-model");
     let spec = agent_spec(json!({"url": "/mcp", "tools": ["echo", "get-sum"]}), true);
     let agent = McpAgent::new(spec.clone(), gw.egress(spec), Path::new("."), Some(llm)).expect("agent");
 
     let out = ask(&agent, 1, "add two and forty").await.expect("the model's pick");
     assert!(out.text.contains("42"), "{}", out.text);
-    let body = requests.lock().unwrap()[0].clone();
+    let body = fake.requests()[0].clone();
     let mut offered: Vec<&str> =
         body["tools"].as_array().unwrap().iter().filter_map(|t| t["function"]["name"].as_str()).collect();
     offered.sort();

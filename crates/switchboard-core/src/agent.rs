@@ -1,6 +1,7 @@
-use crate::{CredentialSpec, Message, Result, RunContext};
+use crate::{CredentialSpec, GuardrailConfig, Message, Result, RunContext};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// A supervisor routes across at most this many sub-agents.
 pub const MAX_AGENTS: usize = 20;
@@ -58,12 +59,17 @@ pub struct AgentSpec {
     pub connection: Option<String>,
     /// Kind-specific settings (the `[knowledge]`, `[genie]`, `[tool]`… table), as JSON.
     pub settings: serde_json::Value,
+    /// Roles allowed per tool inside the agent (MCP tools, HTTP tools), on top of
+    /// `allowed_roles`. Once set, a tool it does not name is denied to everyone.
+    pub tool_roles: Option<BTreeMap<String, Vec<String>>>,
+    /// The agent's own guardrails on what it is sent and what it answers.
+    pub guardrails: Option<GuardrailConfig>,
 }
 
 impl AgentSpec {
     /// An agent with a name, kind and description, and every other field at its default: no
     /// examples, `automatic` credentials, every caller allowed, the supervisor's timeout, no
-    /// connection, no kind settings. Set the rest with struct update syntax:
+    /// connection, no kind settings, no tool roles or guardrails of its own. Set the rest with struct update syntax:
     /// `AgentSpec { examples, ..AgentSpec::new("shipping", AgentKind::Tool, "…") }`.
     pub fn new(name: impl Into<String>, kind: AgentKind, description: impl Into<String>) -> Self {
         Self {
@@ -76,6 +82,8 @@ impl AgentSpec {
             timeout_ms: None,
             connection: None,
             settings: serde_json::Value::Null,
+            tool_roles: None,
+            guardrails: None,
         }
     }
 }

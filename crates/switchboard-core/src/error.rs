@@ -17,6 +17,8 @@ pub enum ErrorKind {
     TooLarge,
     /// A rate limit was hit (429).
     RateLimited,
+    /// A guardrail refused the text (400: the caller's input must change).
+    Blocked,
     /// A configuration problem (500; at start-up, a validation error).
     Config,
     /// An upstream service failed or answered nonsense (502).
@@ -39,6 +41,7 @@ impl ErrorKind {
             Self::NotFound => 404,
             Self::TooLarge => 413,
             Self::RateLimited => 429,
+            Self::Blocked => 400,
             Self::Config | Self::Internal => 500,
             Self::Upstream => 502,
             Self::Timeout => 504,
@@ -55,6 +58,7 @@ impl ErrorKind {
             Self::NotFound => "not_found",
             Self::TooLarge => "too_large",
             Self::RateLimited => "rate_limited",
+            Self::Blocked => "blocked",
             Self::Config => "config",
             Self::Upstream => "upstream",
             Self::Timeout => "timeout",

@@ -127,6 +127,10 @@ pub enum AuditDecision {
     AccessDenied,
     /// Allowed, but the call failed.
     Error,
+    /// Refused by a rate limit; the reason names the limit.
+    RateLimited,
+    /// Stopped by a guardrail; the reason names the category.
+    Blocked,
 }
 
 impl AuditDecision {
@@ -136,6 +140,16 @@ impl AuditDecision {
             Self::Allowed => "allowed",
             Self::AccessDenied => "access_denied",
             Self::Error => "error",
+            Self::RateLimited => "rate_limited",
+            Self::Blocked => "blocked",
+        }
+    }
+
+    /// The audit `status` column's name: `success` for an allowed hop, the decision otherwise.
+    pub fn status(self) -> &'static str {
+        match self {
+            Self::Allowed => "success",
+            other => other.as_str(),
         }
     }
 }
@@ -171,6 +185,10 @@ pub struct AuditRecord {
     pub reason: Option<String>,
     /// How long the hop took.
     pub duration_ms: u64,
+    /// The failure's machine-readable code (the error kind: `rate_limited`, `timeout`,
+    /// `upstream`…); `None` on success.
+    #[serde(default)]
+    pub error_code: Option<String>,
 }
 
 /// Where spans and audit rows go. Implementations must not block the request path: they enqueue

@@ -255,7 +255,8 @@ impl GatewayBuilder {
         self.policy = policy;
         self
     }
-    /// Adds a per-caller, per-agent rate limit.
+    /// Adds the rate-limit layer: the configured limits (see [`crate::limits`]) over sliding
+    /// one-minute windows, in memory or shared through Redis.
     pub fn rate_limit(mut self, limit: layers::RateLimit) -> Self {
         self.limits = Some(limit);
         self

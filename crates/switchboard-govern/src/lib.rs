@@ -15,7 +15,9 @@
 
 mod connection;
 mod gateway;
+pub mod guardrails;
 pub mod layers;
+pub mod limits;
 
 pub use connection::{Connection, Connections};
 pub use gateway::{Egress, Gateway, GatewayBuilder, HopCall, HopGrant, HopLayer, HopTarget, Next};

@@ -21,6 +21,8 @@ fn spec(name: &str, mode: CredentialMode, roles: Option<&[&str]>) -> Arc<AgentSp
         timeout_ms: None,
         connection: None,
         settings: serde_json::Value::Null,
+        tool_roles: None,
+        guardrails: None,
     })
 }
 
@@ -383,5 +385,49 @@ async fn a_bearer_connection_presents_its_own_secret_and_egress_is_fenced() {
         refused.message.contains("`vault`") && refused.message.contains("elsewhere.example.net"),
         "{}",
         refused.message
+    );
+}
+
+#[tokio::test]
+async fn a_tool_matrix_denies_unlisted_tools_and_roles_before_any_credential() {
+    let (gw, sink) = gateway();
+    let mut s = (*spec("tickets", CredentialMode::Obo, None)).clone();
+    s.credential.scopes = vec![];
+    s.tool_roles = Some([("search_tickets".to_string(), vec!["west_sales".to_string()])].into());
+    let agent = Arc::new(s);
+    let call = |who: Caller, kind: HopKind, tool: &'static str| {
+        let (gw, agent) = (gw.clone(), agent.clone());
+        async move {
+            gw.hop(&ctx(who), &agent, HopTarget::new(kind, tool), |grant| async move {
+                Ok(grant.principal().name.clone())
+            })
+            .await
+        }
+    };
+    let alice = || caller("alice@example.com", "west_sales");
+    let bob = || caller("bob@example.com", "east_sales");
+
+    // Listed, with the caller's role: allowed, and the call sees alice (obo).
+    assert_eq!(call(alice(), HopKind::Mcp, "search_tickets").await.expect("allowed"), "alice@example.com");
+    // Listing a server's tools is not a tool call.
+    call(bob(), HopKind::Mcp, "tools/list").await.expect("listing is allowed");
+    // Listed, without the role; and not listed at all: both denied, whoever asks.
+    let err = call(bob(), HopKind::Mcp, "search_tickets").await.expect_err("bob lacks the role");
+    assert!(err.message.contains("may not use tool `search_tickets` of agent `tickets`"), "{}", err.message);
+    let err = call(alice(), HopKind::Mcp, "close_ticket").await.expect_err("unlisted tools are denied");
+    assert_eq!(err.kind, ErrorKind::Denied);
+
+    let audit = sink.audit();
+    let decisions: Vec<(&str, AuditDecision, &str)> =
+        audit.iter().map(|a| (a.target.as_str(), a.decision, a.principal.as_str())).collect();
+    assert_eq!(
+        decisions,
+        [
+            ("search_tickets", AuditDecision::Allowed, "alice@example.com"),
+            ("tools/list", AuditDecision::Allowed, "bob@example.com"),
+            // Denied before the credential layer: no principal was ever resolved.
+            ("search_tickets", AuditDecision::AccessDenied, ""),
+            ("close_ticket", AuditDecision::AccessDenied, ""),
+        ]
     );
 }

@@ -4,13 +4,15 @@
 //! the [`Egress`] it was built with, so LLM calls are authorized, credentialed, traced and audited
 //! like any other call.
 
+mod ledger;
 mod tokens;
 
+pub use ledger::{UsageLedger, UsageScope};
 pub use tokens::count_tokens;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use switchboard_core::{Error, HopKind, Message, Result, Role, RunContext};
+use switchboard_core::{Error, HopKind, Message, Result, Role, RunContext, span_inputs, span_outputs};
 use switchboard_govern::{Egress, HopTarget};
 
 /// A function the model may call.
@@ -33,13 +35,35 @@ pub struct ToolCall {
     pub arguments: Value,
 }
 
-/// Token usage of one completion.
+/// Token usage of one completion, or summed over several.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
     /// Prompt tokens.
     pub prompt_tokens: u64,
     /// Completion tokens.
     pub completion_tokens: u64,
+    /// Prompt tokens the server answered from its prompt cache (part of `prompt_tokens`).
+    #[serde(default)]
+    pub cached_tokens: u64,
+    /// Completion tokens spent on reasoning (part of `completion_tokens`).
+    #[serde(default)]
+    pub reasoning_tokens: u64,
+}
+
+impl Usage {
+    /// Prompt plus completion tokens.
+    pub fn total(&self) -> u64 {
+        self.prompt_tokens + self.completion_tokens
+    }
+}
+
+impl std::ops::AddAssign for Usage {
+    fn add_assign(&mut self, other: Self) {
+        self.prompt_tokens += other.prompt_tokens;
+        self.completion_tokens += other.completion_tokens;
+        self.cached_tokens += other.cached_tokens;
+        self.reasoning_tokens += other.reasoning_tokens;
+    }
 }
 
 /// A completion.
@@ -70,6 +94,7 @@ pub struct LlmClient {
     egress: Egress,
     url: String,
     model: String,
+    ledger: UsageLedger,
 }
 
 impl LlmClient {
@@ -79,7 +104,14 @@ impl LlmClient {
             egress,
             url: format!("{}/chat/completions", base_url.trim_end_matches('/')),
             model: model.into(),
+            ledger: UsageLedger::default(),
         }
+    }
+
+    /// Where this client (and every clone of it) sums usage per request: open a scope for a
+    /// request to count its calls.
+    pub fn usage_ledger(&self) -> &UsageLedger {
+        &self.ledger
     }
 
     /// The model name.
@@ -89,7 +121,31 @@ impl LlmClient {
 
     /// One completion, as a governed `llm` hop.
     pub async fn chat(&self, ctx: &RunContext, request: &ChatRequest) -> Result<ChatResponse> {
-        let body = self.body(request);
+        self.complete(ctx, request, None).await
+    }
+
+    /// One completion whose reply is constrained by OpenAI's `response_format` (e.g.
+    /// `{"type": "json_schema", "json_schema": {…}}`), sent as is. The reply is not checked
+    /// here: the caller knows the schema and what a violation means.
+    pub async fn chat_formatted(
+        &self,
+        ctx: &RunContext,
+        request: &ChatRequest,
+        response_format: &Value,
+    ) -> Result<ChatResponse> {
+        self.complete(ctx, request, Some(response_format)).await
+    }
+
+    async fn complete(
+        &self,
+        ctx: &RunContext,
+        request: &ChatRequest,
+        response_format: Option<&Value>,
+    ) -> Result<ChatResponse> {
+        let mut body = self.body(request);
+        if let Some(format) = response_format {
+            body["response_format"] = format.clone();
+        }
         let prompt_text: String =
             request.messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n");
         self.egress
@@ -97,6 +153,11 @@ impl LlmClient {
                 let body = &body;
                 let prompt_text = &prompt_text;
                 async move {
+                    let last_user = request.messages.iter().rev().find(|m| m.role == Role::User);
+                    let inputs = json!({"messages": body["messages"], "tools": request.tools.len()});
+                    for (key, value) in span_inputs(inputs, last_user.map(|m| m.content.as_str())) {
+                        grant.record(key, value);
+                    }
                     let response = grant
                         .request(reqwest::Method::POST, &self.url)?
                         .json(body)
@@ -120,12 +181,23 @@ impl LlmClient {
                         Usage {
                             prompt_tokens: count_tokens(prompt_text),
                             completion_tokens: count_tokens(&parsed.content),
+                            ..Usage::default()
                         }
                     } else {
                         parsed.usage
                     };
                     grant.record("gen_ai.usage.input_tokens", usage.prompt_tokens);
                     grant.record("gen_ai.usage.output_tokens", usage.completion_tokens);
+                    if usage.cached_tokens > 0 {
+                        grant.record("gen_ai.usage.cache_read.input_tokens", usage.cached_tokens);
+                    }
+                    for (key, value) in span_outputs(
+                        json!({"content": parsed.content, "tool_calls": parsed.tool_calls}),
+                        Some(&parsed.content),
+                    ) {
+                        grant.record(key, value);
+                    }
+                    self.ledger.add(grant.ctx().request_id.as_str(), usage);
                     Ok(ChatResponse { usage, ..parsed })
                 }
             })
@@ -173,7 +245,39 @@ fn truncate(s: &str, max: usize) -> &str {
 struct WireResponse {
     choices: Vec<WireChoice>,
     #[serde(default)]
-    usage: Option<Usage>,
+    usage: Option<WireUsage>,
+}
+
+#[derive(Deserialize, Default)]
+struct WireUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+    #[serde(default)]
+    prompt_tokens_details: Option<WireDetails>,
+    #[serde(default)]
+    completion_tokens_details: Option<WireDetails>,
+}
+
+/// Either detail object; each has only one of the two counts.
+#[derive(Deserialize, Default)]
+struct WireDetails {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
+    #[serde(default)]
+    reasoning_tokens: Option<u64>,
+}
+
+impl From<WireUsage> for Usage {
+    fn from(w: WireUsage) -> Self {
+        Usage {
+            prompt_tokens: w.prompt_tokens,
+            completion_tokens: w.completion_tokens,
+            cached_tokens: w.prompt_tokens_details.and_then(|d| d.cached_tokens).unwrap_or(0),
+            reasoning_tokens: w.completion_tokens_details.and_then(|d| d.reasoning_tokens).unwrap_or(0),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -228,7 +332,7 @@ pub fn parse_response(text: &str) -> Result<ChatResponse> {
     Ok(ChatResponse {
         content: choice.message.content.unwrap_or_default(),
         tool_calls,
-        usage: wire.usage.unwrap_or_default(),
+        usage: wire.usage.map(Usage::from).unwrap_or_default(),
     })
 }
 
@@ -247,7 +351,15 @@ mod tests {
             r.tool_calls,
             vec![ToolCall { name: "sales".into(), arguments: json!({"question": "revenue"}) }]
         );
-        assert_eq!(r.usage, Usage { prompt_tokens: 12, completion_tokens: 3 });
+        assert_eq!(r.usage, Usage { prompt_tokens: 12, completion_tokens: 3, ..Default::default() });
+        let cached = r#"{"choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":20,
+            "completion_tokens":5,"prompt_tokens_details":{"cached_tokens":8},
+            "completion_tokens_details":{"reasoning_tokens":2}}}"#;
+        let u = parse_response(cached).expect("valid").usage;
+        assert_eq!(
+            (u.prompt_tokens, u.completion_tokens, u.cached_tokens, u.reasoning_tokens),
+            (20, 5, 8, 2)
+        );
     }
 
     #[test]

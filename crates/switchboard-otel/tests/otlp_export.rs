@@ -176,6 +176,7 @@ fn audit_row() -> AuditRecord {
         decision: AuditDecision::Allowed,
         reason: None,
         duration_ms: 3,
+        error_code: None,
     }
 }
 

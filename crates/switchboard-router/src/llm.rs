@@ -74,13 +74,23 @@ impl Router for LlmRouter {
         let mut messages = Vec::with_capacity(history.len() + 2);
         messages.push(Message::system(self.system_prompt.clone()));
         // Only what was said: which agent produced a turn is routing metadata, not conversation.
+        // A system turn is the caller's instructions, marked as theirs after the router's own
+        // prompt; it can shape the proposal, never access (policy decides that).
         messages.extend(history.iter().filter_map(|m| match m.role {
             Role::User => Some(Message::user(m.content.clone())),
             Role::Assistant => Some(Message::assistant(m.content.clone(), None)),
-            Role::System | Role::Tool => None,
+            Role::System => Some(Message::system(format!("The caller's instructions:\n{}", m.content))),
+            Role::Tool => None,
         }));
         messages.push(Message::user(question));
-        let request = ChatRequest { messages, tools: self.tools.clone(), temperature: Some(0.0) };
+        // Fields this router does not set (response formats and the like) keep their defaults.
+        #[allow(clippy::needless_update)]
+        let request = ChatRequest {
+            messages,
+            tools: self.tools.clone(),
+            temperature: Some(0.0),
+            ..ChatRequest::default()
+        };
         let response = self.client.chat(ctx, &request).await?;
 
         let mut calls: Vec<RoutedCall> = Vec::new();
@@ -114,7 +124,7 @@ impl Router for LlmRouter {
             return Ok(RouteDecision::Agents { calls });
         }
 
-        let (fallback, candidates) = self.lexical.clarification(question);
+        let (fallback, candidates) = self.lexical.clarification(question, Some(&ctx.caller));
         let text = response.content.trim();
         Ok(RouteDecision::Clarify {
             question: if text.is_empty() { fallback } else { text.to_string() },

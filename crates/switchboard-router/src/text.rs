@@ -1,11 +1,22 @@
-//! Text normalisation shared by indexing and routing. Both sides must go through exactly the same
-//! pipeline, otherwise a query term and an indexed term that mean the same thing never meet.
+//! Text normalisation shared by training and routing (tokens, stopwords, a light stemmer), and
+//! the clause splitting behind multi-intent routing.
 
-/// Calls `emit` with each normalised term of `text`: lowercased, split on non-alphanumerics,
-/// stopwords and single letters dropped, lightly stemmed. `%` becomes the term `percent` so
-/// "25%" meets a description that says "percent". `buf` is scratch space, reused so routing
-/// does not allocate per token.
-pub(crate) fn for_each_term(text: &str, buf: &mut String, mut emit: impl FnMut(&str)) {
+/// Calls `emit` with every token of `text` and whether it is a stopword: lowercased, split on
+/// non-alphanumerics, lightly stemmed, `%` as `percent`, so "25%" meets "percent". Nothing is
+/// dropped, so word pairs such as "how many" or "my card" survive for the classifier; stopwords
+/// and single letters are only flagged. Indexing and routing must both come through here,
+/// otherwise a query term and an indexed term that mean the same thing never meet.
+pub(crate) fn for_each_token(text: &str, buf: &mut String, mut emit: impl FnMut(&str, bool)) {
+    let flush = |buf: &mut String, emit: &mut dyn FnMut(&str, bool)| {
+        if buf.is_empty() {
+            return;
+        }
+        let stopword =
+            is_stopword(buf) || (buf.chars().nth(1).is_none() && !buf.starts_with(char::is_numeric));
+        stem(buf);
+        emit(buf, stopword);
+        buf.clear();
+    };
     buf.clear();
     for c in text.chars() {
         if c.is_alphanumeric() {
@@ -13,27 +24,17 @@ pub(crate) fn for_each_term(text: &str, buf: &mut String, mut emit: impl FnMut(&
         } else {
             flush(buf, &mut emit);
             if c == '%' {
-                emit("percent");
+                emit("percent", false);
             }
         }
     }
     flush(buf, &mut emit);
 }
 
-fn flush(buf: &mut String, emit: &mut impl FnMut(&str)) {
-    if buf.is_empty() {
-        return;
-    }
-    let single_letter = buf.chars().nth(1).is_none() && !buf.starts_with(|c: char| c.is_numeric());
-    if !single_letter && !is_stopword(buf) {
-        stem(buf);
-        emit(buf);
-    }
-    buf.clear();
-}
-
-/// Function words that carry no routing signal. Question words and modals are included: "who
-/// must approve" and "who accessed" should be told apart by "approve" and "accessed", not "who".
+/// Function words that carry no topic of their own: they still form word pairs for the
+/// classifier, but a question made only of them is not judged on word coverage. Question words
+/// and modals are included: "who must approve" and "who accessed" should be told apart by
+/// "approve" and "accessed", not "who".
 fn is_stopword(word: &str) -> bool {
     matches!(
         word,
@@ -228,9 +229,14 @@ fn push_trimmed(text: &str, start: usize, end: usize, out: &mut Vec<(usize, usiz
 mod tests {
     use super::*;
 
+    /// The content words: tokens that are not stopwords.
     fn terms(text: &str) -> Vec<String> {
         let mut out = Vec::new();
-        for_each_term(text, &mut String::new(), |t| out.push(t.to_string()));
+        for_each_token(text, &mut String::new(), |t, stopword| {
+            if !stopword {
+                out.push(t.to_string())
+            }
+        });
         out
     }
 

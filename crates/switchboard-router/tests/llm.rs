@@ -1,13 +1,8 @@
-//! The LLM router against a fake OpenAI-compatible server.
+//! The LLM router against the scripted OpenAI-compatible model.
 
 mod common;
 
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::post;
-use axum::{Json, Router as Http};
-use serde_json::{Value, json};
-use std::net::SocketAddr;
+use serde_json::json;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchboard_core::{
@@ -18,6 +13,7 @@ use switchboard_govern::Gateway;
 use switchboard_govern::layers::StandardCredentials;
 use switchboard_llm::LlmClient;
 use switchboard_router::LlmRouter;
+use switchboard_testkit::llm::{Script, ScriptedLlm};
 
 #[derive(Default)]
 struct Sink {
@@ -31,75 +27,52 @@ impl TelemetrySink for Sink {
     }
 }
 
-type Seen = Arc<Mutex<Vec<Value>>>;
+/// Answers by a keyword in the question, as the scripted model (switchboard_testkit::llm): calls
+/// named as written (including agents that do not exist), a clarifying text, or a failure.
+const SCRIPT: &str = r#"
+[[rules]]
+when = { last_user = "discount" }
+reply = { tool_calls = [
+    { name = "sales", arguments = { question = "total revenue by region" } },
+    { name = "root_shell", arguments = { question = "rm -rf /" } },
+    { name = "deal_desk", arguments = { question = "who approves 25% on 40000" } },
+] }
 
-fn tool_call(name: &str, arguments: Value) -> Value {
-    json!({"id": format!("call_{name}"), "type": "function",
-           "function": {"name": name, "arguments": arguments.to_string()}})
-}
+[[rules]]
+when = { last_user = "margin" }
+reply = { tool_calls = [{ name = "sales" }, { name = "sales", arguments = { question = "  " } }] }
 
-/// Answers according to a keyword in the last message, and remembers every request body.
-async fn completions(State(seen): State<Seen>, Json(body): Json<Value>) -> (StatusCode, Json<Value>) {
-    seen.lock().unwrap().push(body.clone());
-    let last = body["messages"]
-        .as_array()
-        .and_then(|m| m.last())
-        .and_then(|m| m["content"].as_str())
-        .unwrap_or("")
-        .to_string();
-    let (content, calls) = if last.contains("discount") {
-        (
-            Value::Null,
-            vec![
-                tool_call("sales", json!({"question": "total revenue by region"})),
-                tool_call("root_shell", json!({"question": "rm -rf /"})),
-                tool_call("deal_desk", json!({"question": "who approves 25% on 40000"})),
-            ],
-        )
-    } else if last.contains("margin") {
-        (Value::Null, vec![tool_call("sales", json!({})), tool_call("sales", json!({"question": "  "}))])
-    } else if last.contains("ghost") {
-        (json!(""), vec![tool_call("Sales", json!({"question": "x"}))])
-    } else if last.contains("boom") {
-        return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": "overloaded"})));
-    } else {
-        (json!("Do you mean sales figures or the travel policy?"), vec![])
-    };
-    let mut message = json!({"role": "assistant", "content": content});
-    if !calls.is_empty() {
-        message["tool_calls"] = Value::Array(calls);
-    }
-    (
-        StatusCode::OK,
-        Json(json!({"id": "x", "object": "chat.completion", "model": "test-model",
-                    "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": 10, "completion_tokens": 2}})),
-    )
-}
+[[rules]]
+when = { last_user = "ghost" }
+reply = { tool_calls = [{ name = "Sales", arguments = { question = "x" } }] }
+
+[[rules]]
+when = { last_user = "boom" }
+reply = { error = { status = 500, message = "overloaded" } }
+
+[default]
+text = "Do you mean sales figures or the travel policy?"
+"#;
 
 struct Fixture {
     router: LlmRouter,
-    seen: Seen,
+    llm: ScriptedLlm,
     sink: Arc<Sink>,
     ctx: RunContext,
 }
 
 async fn fixture() -> Fixture {
-    let seen = Seen::default();
-    let app = Http::new().route("/v1/chat/completions", post(completions)).with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let llm = ScriptedLlm::start(Script::from_toml(SCRIPT).unwrap()).await;
 
     let sink = Arc::new(Sink::default());
     let gw = Arc::new(
         Gateway::builder(sink.clone(), Arc::new(StandardCredentials::new("switchboard-sp"))).build(),
     );
     let llm_spec = common::spec("router_llm", AgentKind::Supervisor, "routing model", &[]);
-    let client = LlmClient::new(gw.egress(llm_spec), &format!("http://{addr}/v1"), "test-model");
+    let client = LlmClient::new(gw.egress(llm_spec), llm.base_url(), "test-model");
     let router = LlmRouter::new(client, &common::demo_agents(), "Route the request.".into());
     let caller = Caller::new("u1", "alice@example.com", vec!["west_sales".into()], AuthMethod::Development);
-    Fixture { router, seen, sink, ctx: RunContext::new(caller, Duration::from_secs(10)) }
+    Fixture { router, llm, sink, ctx: RunContext::new(caller, Duration::from_secs(10)) }
 }
 
 #[tokio::test]
@@ -123,7 +96,7 @@ async fn tool_calls_become_routed_calls_and_unknown_agents_are_dropped() {
     );
 
     // What the model was shown: one tool per agent, the conversation, deterministic sampling.
-    let body = f.seen.lock().unwrap()[0].clone();
+    let body = f.llm.requests()[0].clone();
     let tools = body["tools"].as_array().unwrap();
     let names: Vec<&str> = tools.iter().map(|t| t["function"]["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["sales", "policies", "deal_desk", "audit", "tickets"]);
@@ -143,7 +116,13 @@ async fn tool_calls_become_routed_calls_and_unknown_agents_are_dropped() {
         .collect();
     assert_eq!(
         roles,
-        [("system", "Route the request."), ("user", "hi"), ("assistant", "hello"), ("user", question)]
+        [
+            ("system", "Route the request."),
+            ("system", "The caller's instructions:\ninternal note"),
+            ("user", "hi"),
+            ("assistant", "hello"),
+            ("user", question)
+        ]
     );
 
     // The call was a governed hop.

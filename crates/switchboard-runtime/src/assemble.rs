@@ -3,6 +3,7 @@
 
 use crate::config::{self, ConfigErrors, ConfigSource, LoadedConfig, RouterKind, StoreKind};
 use crate::grants::Grants;
+use crate::guard::RunGuards;
 use crate::identity::Identity;
 use crate::supervisor::Supervisor;
 use crate::synthesis::{DEFAULT_SYNTHESIS_PROMPT, Synthesizer};
@@ -20,7 +21,7 @@ use switchboard_govern::{Connection, Gateway, layers, reqwest};
 use switchboard_llm::LlmClient;
 use switchboard_otel::OtlpSink;
 use switchboard_router::{LexicalRouter, LlmRouter};
-use switchboard_store::{PostgresStore, SqliteStore, Store};
+use switchboard_store::{PostgresStore, SpillConfig, SqliteStore, Store};
 
 /// The built-in router prompt, used when `prompts/router.j2` is absent.
 pub const DEFAULT_ROUTER_PROMPT: &str = "You are {{ name }}, a supervisor that routes each request to the right specialist agents.\n\
@@ -49,7 +50,7 @@ pub struct Runtime {
 pub fn check_settings(spec: &AgentSpec, base_dir: &Path) -> Result<()> {
     match spec.kind {
         AgentKind::Knowledge => knowledge::Settings::from_spec(spec, base_dir).map(drop),
-        AgentKind::Genie => genie::Settings::from_spec(spec, base_dir).map(drop),
+        AgentKind::Genie => genie::check(spec, base_dir),
         AgentKind::Tool => tool::Settings::from_spec(spec, base_dir).map(drop),
         AgentKind::Mcp => mcp::Settings::from_spec(spec, base_dir).map(drop),
         AgentKind::Endpoint | AgentKind::Supervisor => {
@@ -76,7 +77,10 @@ impl Runtime {
         match cfg.kind {
             StoreKind::Sqlite => {
                 let path = loaded.data_dir.join(&cfg.path);
-                let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path))
+                let mut default_spill = cfg.path.clone().into_os_string();
+                default_spill.push("-spill.jsonl");
+                let spill = spill_config(loaded, &default_spill.to_string_lossy());
+                let store = tokio::task::spawn_blocking(move || SqliteStore::open_with_spill(&path, &spill))
                     .await
                     .map_err(|e| Error::internal(format!("opening the store panicked: {e}")))??;
                 Ok(Arc::new(store))
@@ -90,7 +94,10 @@ impl Runtime {
                     }
                     url => url.to_string(),
                 };
-                Ok(Arc::new(PostgresStore::connect(&url).await?))
+                let spill = spill_config(loaded, "postgres-spill.jsonl");
+                Ok(Arc::new(
+                    PostgresStore::connect_with(&url, switchboard_store::QUEUE_CAPACITY, &spill).await?,
+                ))
             }
         }
     }
@@ -123,8 +130,8 @@ impl Runtime {
         let mut gateway = Gateway::builder(sink.clone(), identity.credentials())
             .http_client(http)
             .connections(connections, grants.checker(), cfg.identity.service_principal.clone());
-        if cfg.limits.requests_per_minute > 0 {
-            gateway = gateway.rate_limit(layers::RateLimit::per_minute(cfg.limits.requests_per_minute));
+        if let Some(limit) = rate_limit(cfg)? {
+            gateway = gateway.rate_limit(limit);
         }
         let gateway = Arc::new(gateway.build());
 
@@ -148,6 +155,16 @@ impl Runtime {
             cfg.llm.as_ref().map(|l| l.credential.clone()).unwrap_or_default(),
         ));
         let threshold = cfg.router.threshold.unwrap_or(LexicalRouter::DEFAULT_THRESHOLD);
+        // Trained once here (blocking: it reads documents), shared by routing and attribution.
+        let lexical = {
+            let (specs, base) = (loaded.agents.clone(), loaded.base_dir.clone());
+            tokio::task::spawn_blocking(move || -> Result<LexicalRouter> {
+                let topics = crate::routing::topics(&specs, &base)?;
+                Ok(LexicalRouter::with_topics(&specs, &topics, threshold))
+            })
+            .await
+            .map_err(|e| Error::internal(format!("building the router panicked: {e}")))??
+        };
         let router: Arc<dyn switchboard_core::Router> = match (cfg.router.kind, &llm) {
             (RouterKind::Llm, Some(client)) => {
                 let template = prompt(&loaded, "router.j2", DEFAULT_ROUTER_PROMPT);
@@ -156,7 +173,7 @@ impl Runtime {
                     .map_err(|e| Error::config(format!("prompts/router.j2 failed to render: {e}")))?;
                 Arc::new(LlmRouter::new(client.clone(), &loaded.agents, system))
             }
-            _ => Arc::new(LexicalRouter::new(&loaded.agents, threshold)),
+            _ => Arc::new(lexical.clone()),
         };
         let synthesizer = match &llm {
             Some(client) => Some(Synthesizer::new(
@@ -165,9 +182,11 @@ impl Runtime {
             )?),
             None => None,
         };
+        let guards = RunGuards::new(&loaded.config.guardrails, &loaded.agents)?;
         let supervisor = Arc::new(
             Supervisor::new(supervisor_spec, agents, router, gateway, sink, store.clone(), synthesizer)
-                .with_attributor(LexicalRouter::new(&loaded.agents, threshold)),
+                .with_attributor(lexical)
+                .with_guardrails(guards),
         );
         Ok(Self { supervisor, store, config: loaded, identity, grants, otlp, _tickets: tickets })
     }
@@ -211,7 +230,7 @@ fn build_agents(
                 AgentKind::Knowledge => {
                     Arc::new(knowledge::KnowledgeAgent::new(spec.clone(), egress, base, llm)?)
                 }
-                AgentKind::Genie => Arc::new(genie::GenieAgent::new(spec.clone(), egress, base, llm)?),
+                AgentKind::Genie => genie::build(spec.clone(), egress, base, llm)?,
                 AgentKind::Tool => tool::build(spec.clone(), egress, base, llm)?,
                 AgentKind::Mcp => Arc::new(mcp::McpAgent::new(spec.clone(), egress, base, llm)?),
                 AgentKind::Endpoint | AgentKind::Supervisor => {
@@ -281,15 +300,37 @@ fn prompt(loaded: &LoadedConfig, name: &str, default: &str) -> String {
 
 /// A spec for the runtime's own hops (the LLM, the supervisor itself), which no policy restricts.
 fn internal_spec(name: &str, description: &str, credential: CredentialSpec) -> AgentSpec {
-    AgentSpec {
-        name: name.to_string(),
-        kind: AgentKind::Endpoint,
-        description: description.to_string(),
-        examples: Vec::new(),
-        credential,
-        allowed_roles: None,
-        timeout_ms: None,
-        connection: None,
-        settings: serde_json::Value::Null,
+    AgentSpec { credential, ..AgentSpec::new(name, AgentKind::Endpoint, description) }
+}
+
+/// The store's spill file: `[store] spill_path`, or `default` (both relative to the data dir),
+/// with its disk budget.
+fn spill_config(loaded: &LoadedConfig, default: &str) -> SpillConfig {
+    let cfg = &loaded.config.store;
+    let path = cfg.spill_path.clone().unwrap_or_else(|| default.into());
+    SpillConfig { path: loaded.data_dir.join(path), max_bytes: cfg.spill_max_bytes }
+}
+
+/// The `[limits]` layer, counting in Redis when `redis` is set and in this process otherwise;
+/// `None` when no limit is configured.
+fn rate_limit(cfg: &config::Config) -> Result<Option<layers::RateLimit>> {
+    let rules = config::limit_rules(cfg);
+    if rules.is_empty() {
+        return Ok(None);
     }
+    let windows: Arc<dyn switchboard_govern::limits::Windows> = match cfg.limits.redis.as_deref() {
+        None => Arc::new(switchboard_govern::limits::MemoryWindows::new()),
+        Some(reference) => {
+            let url = match reference.strip_prefix("env:") {
+                Some(name) => std::env::var(name)
+                    .map_err(|_| Error::config(format!("limits.redis: env:{name} is not set")))?,
+                None => reference.to_string(),
+            };
+            let prefix = cfg.limits.redis_prefix.as_deref().unwrap_or(config::DEFAULT_REDIS_PREFIX);
+            let windows = switchboard_govern::limits::RedisWindows::new(&url, prefix)?;
+            tracing::info!(redis = %windows.target(), prefix, "limits: counting in Redis, shared by every replica");
+            Arc::new(windows)
+        }
+    };
+    Ok(Some(layers::RateLimit::new(rules, windows)))
 }

@@ -167,6 +167,7 @@ impl Grants {
             decision: AuditDecision::Allowed,
             reason: Some(if changed { what } else { format!("{what} (no change)") }),
             duration_ms: 0,
+            error_code: None,
         });
     }
 }

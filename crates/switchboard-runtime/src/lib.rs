@@ -7,12 +7,16 @@ mod assemble;
 pub mod config;
 pub mod demo;
 pub mod grants;
+mod guard;
 pub mod identity;
+mod routing;
 mod supervisor;
 mod synthesis;
 
 pub use assemble::Runtime;
 pub use grants::{Actor, Grants};
+pub use guard::RunGuards;
 pub use identity::{DevIdentity, Identity};
 pub use supervisor::{RunEvent, RunRequest, RunResponse, RunStatus, Step, Supervisor};
-pub use synthesis::{DEFAULT_SYNTHESIS_PROMPT, Synthesizer};
+pub use switchboard_llm::Usage;
+pub use synthesis::{DEFAULT_SYNTHESIS_PROMPT, OutputFormat, Synthesizer};

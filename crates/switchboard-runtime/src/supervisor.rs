@@ -1,16 +1,20 @@
 //! The supervisor: route, fan out through the hop pipeline, join, answer.
 
-use crate::synthesis::Synthesizer;
+use crate::guard::{self, RunGuards};
+use crate::synthesis::{OutputFormat, Synthesizer};
 use serde::Serialize;
 use serde_json::{Map, json};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use switchboard_core::{
-    Agent, AgentInput, AgentOutput, AgentSpec, Caller, ErrorKind, HopKind, Message, Role, RouteDecision,
-    RoutedCall, Router, RunContext, SpanKind, SpanRecord, SpanStatus, TelemetrySink, TraceContext,
-    cap_attributes, cap_text, question_attributes, span_inputs, span_outputs, unix_nanos_now,
+    Agent, AgentInput, AgentOutput, AgentSpec, AuditDecision, AuditRecord, Caller, ErrorKind, HopKind,
+    Message, Role, RouteDecision, RoutedCall, Router, RunContext, SpanKind, SpanRecord, SpanStatus,
+    TelemetrySink, TraceContext, cap_attributes, cap_text, question_attributes, span_inputs, span_outputs,
+    unix_nanos_now,
 };
-use switchboard_govern::{Gateway, HopTarget};
+use switchboard_govern::guardrails::{Direction, Verdict};
+use switchboard_govern::{Gateway, HopGrant, HopTarget};
+use switchboard_llm::Usage;
 use switchboard_router::LexicalRouter;
 use switchboard_store::Store;
 use tokio::sync::mpsc::UnboundedSender;
@@ -33,6 +37,12 @@ pub struct RunRequest {
     pub history: Vec<Message>,
     /// A conversation to continue and extend: its stored turns are loaded, and this turn is saved.
     pub thread_id: Option<String>,
+    /// The caller's own instructions (system messages, Responses `instructions`), passed to the
+    /// supervisor's LLM calls (synthesis, formatting) after their own prompts; never to policy.
+    pub instructions: Option<String>,
+    /// Structured output: the answer is formatted as JSON for this schema by the LLM and
+    /// validated. Needs an `[llm]`; without one the run ends with an error saying so.
+    pub format: Option<OutputFormat>,
 }
 
 /// Progress of a run, for streaming clients. The final [`RunResponse`] is returned by the run.
@@ -73,6 +83,8 @@ pub enum RunStatus {
     Denied,
     /// Every agent call failed.
     Error,
+    /// A guardrail refused the question; the answer says which category, never the text.
+    Blocked,
 }
 
 impl RunStatus {
@@ -83,6 +95,7 @@ impl RunStatus {
             Self::Clarify => "clarify",
             Self::Denied => "denied",
             Self::Error => "error",
+            Self::Blocked => "blocked",
         }
     }
 }
@@ -102,6 +115,9 @@ pub struct Step {
     /// The HTTP status the failure maps to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_status: Option<u16>,
+    /// For a rate-limited call: when the limit that tripped has room again, in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
     /// Its answer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<AgentOutput>,
@@ -126,6 +142,9 @@ pub struct RunResponse {
     pub route: Option<RouteDecision>,
     /// The sub-agent calls.
     pub steps: Vec<Step>,
+    /// Tokens used by the run's LLM calls (routing, synthesis, sub-agents' model calls,
+    /// formatting), as the LLM reported them; zero when no LLM ran.
+    pub usage: Usage,
 }
 
 /// Routes a caller's request across sub-agents. Built once; `run` is called concurrently.
@@ -141,6 +160,8 @@ pub struct Supervisor {
     /// Attributes client-sent history to agents. Lexical whatever the configured router: it is
     /// deterministic and free, so the same history always gets the same owners.
     attributor: LexicalRouter,
+    /// Endpoint-wide and per-agent guardrails.
+    guards: Arc<RunGuards>,
 }
 
 impl Supervisor {
@@ -159,7 +180,15 @@ impl Supervisor {
         let attributor = LexicalRouter::new(&ordered, LexicalRouter::DEFAULT_THRESHOLD);
         let specs = ordered.into_iter().map(|s| (s.name.clone(), s)).collect();
         let agents = agents.into_iter().map(|a| (a.spec().name.clone(), a)).collect();
-        Self { spec, agents, specs, router, gateway, sink, store, synthesizer, attributor }
+        let guards = Arc::new(RunGuards::default());
+        Self { spec, agents, specs, router, gateway, sink, store, synthesizer, attributor, guards }
+    }
+
+    /// Applies `guards` to every run: the endpoint's to questions and answers, each agent's to
+    /// what it is sent and answers.
+    pub fn with_guardrails(mut self, guards: RunGuards) -> Self {
+        self.guards = Arc::new(guards);
+        self
     }
 
     /// Attributes client-sent history with `router` instead of a default lexical router; pass
@@ -199,6 +228,8 @@ impl Supervisor {
         events: Option<&UnboundedSender<RunEvent>>,
     ) -> RunResponse {
         let send = |e: RunEvent| emit(events, e);
+        // Open before any LLM call, so every call of this request is counted.
+        let usage = self.synthesizer.as_ref().map(|s| s.usage_ledger().open(ctx.request_id.as_str()));
         let thread_key = request.thread_id.as_deref().map(|t| thread_key(&ctx.caller, t));
         attribute(&self.attributor, &mut request.history);
         if let Some(thread) = &thread_key
@@ -213,10 +244,27 @@ impl Supervisor {
         }
         let root = LocalSpan::start(format!("invoke_agent {}", self.spec.name), SpanKind::Agent);
         let run_ctx = ctx.child(root.id);
+        let mut guard_attrs = Map::new();
+        let verdict = self.guards.question(&request.question);
+        if let Err(blocked) = guard::apply(verdict, Direction::Input, &mut request.question, &mut guard_attrs)
+        {
+            return self.refuse(ctx, root, blocked, guard_attrs);
+        }
 
         let route_span = LocalSpan::start("route".into(), SpanKind::Chain);
-        let route =
-            self.router.route(&run_ctx.child(route_span.id), &request.question, &request.history).await;
+        // The caller's instructions reach the router as a system turn ahead of the history (an LLM
+        // router shows them to its model; the lexical router reads only the turns).
+        let with_instructions: Vec<Message>;
+        let history = match &request.instructions {
+            Some(instructions) => {
+                with_instructions = std::iter::once(Message::system(instructions.clone()))
+                    .chain(request.history.iter().cloned())
+                    .collect();
+                &with_instructions
+            }
+            None => &request.history,
+        };
+        let route = self.router.route(&run_ctx.child(route_span.id), &request.question, history).await;
         let mut route_attrs = Map::new();
         extend(&mut route_attrs, span_inputs(json!({"question": request.question}), Some(&request.question)));
         if let Ok(decision) = &route {
@@ -236,6 +284,7 @@ impl Supervisor {
             agents: Vec::new(),
             route: route.as_ref().ok().cloned(),
             steps: Vec::new(),
+            usage: Usage::default(),
         };
         match route {
             Err(e) => {
@@ -252,12 +301,25 @@ impl Supervisor {
                 response.agents =
                     steps.iter().filter(|s| s.status == "ok").map(|s| s.agent.clone()).collect();
                 response.status = overall_status(&steps);
-                response.answer = self.answer(&run_ctx, &request.question, &steps).await;
+                response.answer = self.answer(&run_ctx, &request, &steps).await;
                 response.steps = steps;
             }
         }
+        if let Some(format) = &request.format
+            && response.status == RunStatus::Ok
+        {
+            self.format(&run_ctx, &request, format, &mut response).await;
+        }
+        response.usage = usage.map(|u| u.total()).unwrap_or_default();
+        let verdict = self.guards.answer(&response.answer);
+        if let Err(withheld) =
+            guard::apply(verdict, Direction::Output, &mut response.answer, &mut guard_attrs)
+        {
+            self.audit_blocked(ctx, root.id, &withheld.message);
+            response.answer = withheld.message;
+        }
 
-        let mut attrs = Map::new();
+        let mut attrs = guard_attrs;
         attrs.insert("switchboard.status".into(), json!(response.status.as_str()));
         attrs.insert("switchboard.agents".into(), json!(response.agents));
         extend(&mut attrs, question_attributes(&request.question));
@@ -324,10 +386,11 @@ impl Supervisor {
                     self.agents.get(&call.agent).cloned().zip(self.specs.get(&call.agent).cloned());
                 let history = agent_history(history, &call.agent);
                 let (gateway, ctx, events) = (self.gateway.clone(), ctx.clone(), events.cloned());
+                let guards = self.guards.clone();
                 let agent = call.agent.clone();
                 let task = tokio::spawn(async move {
                     emit(events.as_ref(), RunEvent::AgentStarted { agent: call.agent.clone() });
-                    let step = call_agent(&gateway, resolved, &ctx, call, history).await;
+                    let step = call_agent(&gateway, &guards, resolved, &ctx, call, history).await;
                     emit(events.as_ref(), RunEvent::AgentFinished { step: step.clone() });
                     step
                 });
@@ -342,6 +405,7 @@ impl Supervisor {
                 status: "error",
                 error: Some(format!("the agent failed unexpectedly: {e}")),
                 error_status: Some(500),
+                retry_after_ms: None,
                 output: None,
                 duration_ms: 0,
             }));
@@ -349,7 +413,35 @@ impl Supervisor {
         steps
     }
 
-    async fn answer(&self, ctx: &RunContext, question: &str, steps: &[Step]) -> String {
+    /// Replaces the answer with its JSON for `format`; a failure to format fails the run,
+    /// since a caller who asked for a schema cannot use prose.
+    async fn format(
+        &self,
+        ctx: &RunContext,
+        request: &RunRequest,
+        format: &OutputFormat,
+        response: &mut RunResponse,
+    ) {
+        let formatted = match &self.synthesizer {
+            Some(synth) => {
+                let instructions = request.instructions.as_deref();
+                synth.format(ctx, &request.question, instructions, &response.answer, format).await
+            }
+            None => Err(switchboard_core::Error::invalid(
+                "structured output needs an LLM to format the answer; configure [llm]",
+            )),
+        };
+        match formatted {
+            Ok(json) => response.answer = json,
+            Err(e) => {
+                response.status = RunStatus::Error;
+                response.answer = e.message;
+            }
+        }
+    }
+
+    async fn answer(&self, ctx: &RunContext, request: &RunRequest, steps: &[Step]) -> String {
+        let question = request.question.as_str();
         let ok: Vec<&Step> = steps.iter().filter(|s| s.output.is_some()).collect();
         // A single answer is forwarded verbatim: a synthesis call would only add latency and risk.
         if let ([only], 1) = (ok.as_slice(), steps.len()) {
@@ -358,7 +450,7 @@ impl Supervisor {
         if ok.len() >= 2
             && let Some(synth) = &self.synthesizer
         {
-            match synth.combine(ctx, question, steps).await {
+            match synth.combine(ctx, question, request.instructions.as_deref(), steps).await {
                 Ok(text) => return text,
                 Err(e) => {
                     tracing::warn!(request_id = %ctx.request_id, error = %e, "synthesis failed; joining answers")
@@ -366,6 +458,55 @@ impl Supervisor {
             }
         }
         join_answers(steps)
+    }
+
+    /// The run of a question the endpoint's input guardrail blocked: no routing, no agent, no
+    /// thread turn; an audit row and the root span, neither holding the question's text.
+    fn refuse(
+        &self,
+        ctx: &RunContext,
+        root: LocalSpan,
+        blocked: switchboard_core::Error,
+        mut attrs: Map<String, serde_json::Value>,
+    ) -> RunResponse {
+        self.audit_blocked(ctx, root.id, &blocked.message);
+        attrs.insert("switchboard.status".into(), json!(RunStatus::Blocked.as_str()));
+        attrs.insert("mlflow.trace.user".into(), json!(ctx.caller.email()));
+        attrs.insert("user.id".into(), json!(ctx.caller.email()));
+        self.emit(ctx, root, Some(blocked.message.clone()), attrs);
+        RunResponse {
+            request_id: ctx.request_id.to_string(),
+            trace_id: ctx.trace.trace_id.to_string(),
+            status: RunStatus::Blocked,
+            answer: blocked.message,
+            agents: Vec::new(),
+            route: None,
+            steps: Vec::new(),
+            usage: Usage::default(),
+        }
+    }
+
+    /// The audit row of a guardrail block at the endpoint (agents' own blocks are audited by their
+    /// hop). `reason` names the category, never the text.
+    fn audit_blocked(&self, ctx: &RunContext, span: opentelemetry::trace::SpanId, reason: &str) {
+        let caller = &ctx.caller;
+        self.sink.audit(AuditRecord {
+            request_id: ctx.request_id.to_string(),
+            span_id: span.to_string(),
+            ts_unix_ms: unix_nanos_now() / 1_000_000,
+            caller_email: caller.email().to_string(),
+            caller_roles: caller.groups().join(","),
+            acting_for: caller.acting_for().map(str::to_string),
+            principal: String::new(),
+            credential_mode: String::new(),
+            agent: self.spec.name.clone(),
+            hop: HopKind::Agent,
+            target: "guardrails".into(),
+            decision: AuditDecision::Blocked,
+            reason: Some(reason.to_string()),
+            duration_ms: 0,
+            error_code: Some(ErrorKind::Blocked.as_str().to_string()),
+        });
     }
 
     fn emit(
@@ -438,6 +579,7 @@ fn emit(events: Option<&UnboundedSender<RunEvent>>, event: RunEvent) {
 /// One governed call to a sub-agent, as a step of the run.
 async fn call_agent(
     gateway: &Gateway,
+    guards: &RunGuards,
     resolved: Option<(Arc<dyn Agent>, Arc<AgentSpec>)>,
     ctx: &RunContext,
     call: RoutedCall,
@@ -450,6 +592,7 @@ async fn call_agent(
         status: "ok",
         error: None,
         error_status: None,
+        retry_after_ms: None,
         output: None,
         duration_ms: 0,
     };
@@ -462,12 +605,15 @@ async fn call_agent(
     let result = gateway
         .hop(ctx, &spec, HopTarget::new(HopKind::Agent, &call.agent), |grant| {
             let agent = agent.clone();
-            let input = &input;
+            let (input, name) = (&input, call.agent.as_str());
             async move {
+                let guarded = guarded_input(guards, name, input, &grant)?;
+                let input = guarded.as_ref().unwrap_or(input);
                 for (key, value) in span_inputs(json!({"question": input.question}), Some(&input.question)) {
                     grant.record(key, value);
                 }
-                let output = agent.invoke(grant.ctx(), input).await?;
+                let mut output = agent.invoke(grant.ctx(), input).await?;
+                guard_output(guards, name, &mut output, &grant);
                 for (key, value) in span_outputs(json!({"answer": output.text}), Some(&output.text)) {
                     grant.record(key, value);
                 }
@@ -479,12 +625,55 @@ async fn call_agent(
     match result {
         Ok(output) => step.output = Some(output),
         Err(e) => {
-            step.status = if e.kind == ErrorKind::Denied { "denied" } else { "error" };
+            step.status = match e.kind {
+                ErrorKind::Denied => "denied",
+                ErrorKind::Blocked => "blocked",
+                _ => "error",
+            };
             step.error_status = Some(e.kind.http_status());
+            step.retry_after_ms = e.retry_after.map(|d| d.as_millis() as u64);
             step.error = Some(e.message);
         }
     }
     step
+}
+
+/// `agent`'s own input guardrail on what it is about to be sent: the masked input when it masked
+/// anything, an error when it blocks. The verdict goes on the agent's span.
+fn guarded_input(
+    guards: &RunGuards,
+    agent: &str,
+    input: &AgentInput,
+    grant: &HopGrant,
+) -> switchboard_core::Result<Option<AgentInput>> {
+    let mut question = input.question.clone();
+    let mut verdicts = Map::new();
+    let checked = guards.agent(agent, Direction::Input, &question);
+    let admitted = guard::apply(checked, Direction::Input, &mut question, &mut verdicts);
+    for (key, value) in verdicts {
+        grant.record(&key, value);
+    }
+    admitted?;
+    Ok((question != input.question).then(|| AgentInput { question, history: input.history.clone() }))
+}
+
+/// `agent`'s own output guardrail on its answer: masked in place, or replaced by the refusal.
+fn guard_output(guards: &RunGuards, agent: &str, output: &mut AgentOutput, grant: &HopGrant) {
+    let mut verdicts = Map::new();
+    let checked = guards.agent(agent, Direction::Output, &output.text);
+    let changed = checked != Verdict::Pass;
+    if let Err(refusal) = guard::apply(checked, Direction::Output, &mut output.text, &mut verdicts) {
+        // A safe refusal in place of the answer, not a failed call: the caller asked nothing wrong.
+        output.text = refusal.message;
+        output.citations.clear();
+    }
+    for (key, value) in verdicts {
+        grant.record(&key, value);
+    }
+    if changed {
+        // The structured copy (rows, citations' text) would carry what the text no longer shows.
+        output.data = None;
+    }
 }
 
 /// The stored key of a caller's thread. Threads belong to their caller: the same id from someone
@@ -544,6 +733,8 @@ fn overall_status(steps: &[Step]) -> RunStatus {
         RunStatus::Ok
     } else if steps.iter().any(|s| s.status == "denied") {
         RunStatus::Denied
+    } else if steps.iter().any(|s| s.status == "blocked") {
+        RunStatus::Blocked
     } else {
         RunStatus::Error
     }

@@ -263,3 +263,94 @@ fn server_hardening_settings_have_safe_defaults_and_are_checked() {
     let problems = f.problems();
     assert!(problems.iter().any(|p| p.contains("inline secrets are not allowed")), "{problems:#?}");
 }
+
+#[test]
+fn limits_and_the_spill_file_are_validated_with_file_and_field() {
+    let f = Fixture::new(
+        "data_dir = \".\"\n[limits]\nredis = \"rediss://u:hunter2@cache:6380\"\nuser = { qpm = 0 }\n\
+         endpoint = { qpm = 100, tpm = 0 }\n[limits.agents]\nnobody = { qpm = 5 }\n\
+         [limits.connections]\nnowhere = { qpm = 5 }\n[limits.groups]\nwest_sales = { qpm = 10, rpm = 3 }\n\
+         [store]\nspill_max_bytes = 0\n",
+    );
+    f.knowledge_agent("handbook");
+    let problems = f.problems();
+    let file = label(f.dir.path(), "switchboard.toml");
+    let has = |needle: &str| problems.iter().any(|p| p.contains(&file) && p.contains(needle));
+    // An unknown key inside a rate stops parsing, so the rest is checked on its own below.
+    assert!(has("unknown field `rpm`"), "{problems:#?}");
+    let f = Fixture::new(
+        "data_dir = \".\"\n[limits]\nredis = \"rediss://u:hunter2@cache:6380\"\nuser = { qpm = 0 }\n\
+         endpoint = { qpm = 100, tpm = 0 }\n[limits.agents]\nnobody = { qpm = 5 }\n\
+         [limits.connections]\nnowhere = { qpm = 5 }\n[store]\nspill_max_bytes = 0\n",
+    );
+    f.knowledge_agent("handbook");
+    let problems = f.problems();
+    let file = label(f.dir.path(), "switchboard.toml");
+    let has = |needle: &str| problems.iter().any(|p| p.contains(&file) && p.contains(needle));
+    assert!(has("limits.user.qpm: must be at least 1"), "{problems:#?}");
+    assert!(has("limits.endpoint.tpm: must be at least 1"), "{problems:#?}");
+    assert!(has("limits.agents.nobody: no agent is named `nobody`"), "{problems:#?}");
+    assert!(has("limits.connections.nowhere: no connection is named `nowhere`"), "{problems:#?}");
+    assert!(has("limits.redis: rediss:// (TLS) is not supported"), "{problems:#?}");
+    assert!(has("store.spill_max_bytes: must be at least 1"), "{problems:#?}");
+    assert!(problems.iter().all(|p| !p.contains("hunter2")), "the Redis password never shows: {problems:#?}");
+
+    let f = Fixture::new(
+        "data_dir = \".\"\n[limits]\nredis = \"env:SB_REDIS\"\nuser = { qpm = 10, tpm = 5000 }\n\
+         [limits.users]\n\"dave@example.com\" = { qpm = 100 }\n[limits.agents]\nhandbook = { qpm = 5 }\n",
+    );
+    f.knowledge_agent("handbook");
+    let limits = f.validate().expect("valid").config.limits;
+    assert_eq!(limits.user.qpm, Some(10));
+    assert_eq!(limits.users["dave@example.com"].qpm, Some(100));
+    assert_eq!(limits.agents["handbook"].qpm, Some(5));
+}
+
+#[test]
+fn guardrails_and_tool_roles_are_validated_with_file_and_field() {
+    let f = Fixture::new(
+        "data_dir = \".\"\n[guardrails]\npii = { input = \"block\", output = \"scrub\" }\n\
+         topics = { block = [\"ok\"] }\n",
+    );
+    f.knowledge_agent("handbook");
+    let problems = f.problems();
+    let file = label(f.dir.path(), "switchboard.toml");
+    assert!(
+        problems.iter().any(|p| p.contains(&file) && p.contains("unknown variant `scrub`")),
+        "{problems:#?}"
+    );
+
+    let f = Fixture::new("data_dir = \".\"\n[guardrails]\ntopics = { block = [\"fine\", \"  \"] }\n");
+    f.agent(
+        "tickets.toml",
+        "name = \"tickets\"\nkind = \"knowledge\"\ndescription = \"Docs.\"\n[knowledge]\npath = \"docs\"\n\
+         [tool_roles]\nopen_ticket = []\n[guardrails]\ntopics = { block = [\"\"] }\n",
+    );
+    let problems = f.problems();
+    let has = |file: &str, needle: &str| {
+        let file = label(f.dir.path(), file);
+        problems.iter().any(|p| p.contains(&file) && p.contains(needle))
+    };
+    assert!(
+        has("switchboard.toml", "guardrails.topics.block[1]: a topic must not be empty"),
+        "{problems:#?}"
+    );
+    assert!(has("agents/tickets.toml", "tool_roles.open_ticket: an empty list lets nobody"), "{problems:#?}");
+    assert!(
+        has("agents/tickets.toml", "guardrails.topics.block[0]: a topic must not be empty"),
+        "{problems:#?}"
+    );
+
+    let f = Fixture::new(
+        "data_dir = \".\"\n[guardrails]\npii = { input = \"mask\", kinds = [\"card_number\", \"ssn\"] }\n",
+    );
+    f.agent(
+        "tickets.toml",
+        "name = \"tickets\"\nkind = \"knowledge\"\ndescription = \"Docs.\"\n[knowledge]\npath = \"docs\"\n\
+         [tool_roles]\nopen_ticket = [\"managers\"]\n[guardrails]\npii = { output = \"mask\" }\n",
+    );
+    let loaded = f.validate().expect("valid");
+    let tickets = loaded.agents.iter().find(|a| a.name == "tickets").expect("tickets");
+    assert_eq!(tickets.tool_roles.as_ref().unwrap()["open_ticket"], ["managers"]);
+    assert!(tickets.guardrails.as_ref().is_some_and(|g| g.pii.output == switchboard_core::PiiAction::Mask));
+}

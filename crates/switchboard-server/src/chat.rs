@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use switchboard_core::{Error, RequestId, RunContext};
-use switchboard_runtime::RunRequest;
+use switchboard_runtime::{RunRequest, RunStatus, Usage};
 
 /// What every run endpoint does before running: identify the caller, then read and validate the
 /// body (so nothing is buffered for an anonymous client), check the model, build the context.
@@ -41,8 +41,9 @@ pub(crate) async fn accept(
     let body = input::read_json(headers, body, state.body_limit()).await?;
     let options = Options::parse(&body)?;
     check_model(state, options.model.as_deref())?;
-    let params = params::parse(&body, api)?;
-    let request = parse(&body)?;
+    let params = params::parse(&body, api, state.runtime.config.config.llm.is_some())?;
+    let mut request = parse(&body)?;
+    request.format.clone_from(&params.format);
     let ctx = run::context(state, caller, request_id, headers);
     Ok(Accepted { ctx, request, options, body, params })
 }
@@ -96,6 +97,7 @@ pub(crate) async fn completions(
     let accepted = accept(&state, peer, &request_id, &headers, body, Api::Chat, input::chat_messages).await?;
     let include_usage = input::opt_bool(&accepted.body, "stream_options.include_usage")?;
     let Accepted { ctx, request, options, .. } = accepted;
+    let structured = request.format.is_some();
     let ids = Ids {
         id: format!("chatcmpl-{request_id}"),
         created: unix_secs(),
@@ -103,7 +105,13 @@ pub(crate) async fn completions(
     };
     // Settled before any byte is sent, streamed or not: see `Run::decide`.
     let outcome = run::start(&state, ctx, request, &options).decide(state.retry_after()).await?;
+    // Asked for JSON but answered with a clarifying question: that is OpenAI's refusal, which the
+    // client's `.parse()` reports as such instead of failing to parse prose.
+    let field =
+        if structured && outcome.response.status == RunStatus::Clarify { "refusal" } else { "content" };
     if !options.stream {
+        let mut message = json!({"role": "assistant", "content": null, "refusal": null});
+        message[field] = json!(outcome.response.answer);
         let mut body = json!({
             "id": ids.id,
             "object": "chat.completion",
@@ -111,11 +119,11 @@ pub(crate) async fn completions(
             "model": ids.model,
             "choices": [{
                 "index": 0,
-                "message": {"role": "assistant", "content": outcome.response.answer, "refusal": null},
+                "message": message,
                 "logprobs": null,
                 "finish_reason": "stop",
             }],
-            "usage": usage(),
+            "usage": usage(&outcome.response.usage),
             "custom_outputs": custom_outputs(&outcome, &options),
         });
         if let Some(trace) = &outcome.trace {
@@ -125,7 +133,7 @@ pub(crate) async fn completions(
     }
 
     let mut events = vec![ids.chunk(json!({"role": "assistant", "content": ""}), None)];
-    events.extend(outcome.deltas.iter().map(|text| ids.chunk(json!({"content": text}), None)));
+    events.extend(outcome.deltas.iter().map(|text| ids.chunk(json!({field: text}), None)));
     let mut last = ids.chunk_value(json!({}), Some("stop"));
     last["custom_outputs"] = custom_outputs(&outcome, &options);
     if let Some(trace) = &outcome.trace {
@@ -135,24 +143,24 @@ pub(crate) async fn completions(
     if include_usage {
         let mut usage_chunk = ids.chunk_value(json!({}), None);
         usage_chunk["choices"] = json!([]);
-        usage_chunk["usage"] = usage();
+        usage_chunk["usage"] = usage(&outcome.response.usage);
         events.push(Event::default().data(usage_chunk.to_string()));
     }
     events.push(Event::default().data("[DONE]"));
     Ok(run::sse(events))
 }
 
-/// Token usage, with the detail objects OpenAI sends. The supervisor does not bill tokens per
-/// answer (a lexical route and local agents use none); LLM tokens are in the trace spans and the
-/// `switchboard_llm_tokens` metric.
-fn usage() -> Value {
+/// Token usage, with the detail objects OpenAI sends: the sum over the run's LLM calls (routing,
+/// synthesis, sub-agents' model calls, structured-output formatting) as the LLM reported them.
+/// A run that used no LLM (a lexical route to local agents) reports zeros.
+fn usage(u: &Usage) -> Value {
     json!({
-        "prompt_tokens": 0,
-        "completion_tokens": 0,
-        "total_tokens": 0,
-        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "prompt_tokens": u.prompt_tokens,
+        "completion_tokens": u.completion_tokens,
+        "total_tokens": u.total(),
+        "prompt_tokens_details": {"cached_tokens": u.cached_tokens, "audio_tokens": 0},
         "completion_tokens_details": {
-            "reasoning_tokens": 0,
+            "reasoning_tokens": u.reasoning_tokens,
             "audio_tokens": 0,
             "accepted_prediction_tokens": 0,
             "rejected_prediction_tokens": 0,

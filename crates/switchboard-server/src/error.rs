@@ -51,12 +51,17 @@ impl ApiError {
 
     /// The error object, also used for errors reported inside an event stream.
     pub fn body(&self) -> Value {
-        json!({"error": {
+        let mut body = json!({"error": {
             "message": self.error.message,
             "type": error_type(self.error.kind),
             "param": self.param,
             "code": self.code.unwrap_or(self.error.kind.as_str()),
-        }})
+        }});
+        // The same wait as the `retry-after` header, unrounded.
+        if let Some(wait) = self.error.retry_after {
+            body["error"]["retry_after_ms"] = json!(wait.as_millis() as u64);
+        }
+        body
     }
 }
 
@@ -69,7 +74,7 @@ impl From<Error> for ApiError {
 /// OpenAI's `type` for each kind.
 pub(crate) fn error_type(kind: ErrorKind) -> &'static str {
     match kind {
-        ErrorKind::InvalidInput | ErrorKind::TooLarge => "invalid_request_error",
+        ErrorKind::InvalidInput | ErrorKind::TooLarge | ErrorKind::Blocked => "invalid_request_error",
         ErrorKind::Unauthenticated => "authentication_error",
         ErrorKind::Denied => "permission_error",
         ErrorKind::NotFound => "not_found_error",

@@ -240,19 +240,24 @@ fn content(content: Option<&Value>, at: &str, may_be_empty: bool) -> Result<Stri
 }
 
 /// The last turn is the question; the user and assistant turns before it are the history.
-/// System and developer messages are not passed on: the supervisor's own prompts and policy
-/// decide routing, and dropping them lets a client that always sends a system prompt continue a
-/// stored thread (the thread is loaded only when the history is empty).
+/// System and developer messages are not history: they become the request's `instructions`,
+/// which the supervisor's LLM calls (synthesis, formatting) follow after their own prompts, while
+/// policy and routing ignore them. Keeping them out of the history lets a client that always
+/// sends a system prompt continue a stored thread (loaded only when the history is empty).
 fn into_request(mut turns: Vec<(Role, String)>, field: &str) -> Result<RunRequest, ApiError> {
+    let system: Vec<&str> =
+        turns.iter().filter(|(role, _)| *role == Role::System).map(|(_, text)| text.as_str()).collect();
+    let instructions = (!system.is_empty()).then(|| system.join("\n"));
     match turns.pop() {
         Some((Role::User, question)) if !question.trim().is_empty() => Ok(RunRequest {
             question,
+            instructions,
             history: turns
                 .into_iter()
                 .filter(|(role, _)| *role != Role::System)
                 .map(|(role, content)| Message { role, content, agent: None })
                 .collect(),
-            thread_id: None,
+            ..Default::default()
         }),
         Some((Role::User, _)) => Err(ApiError::invalid_field(field, "the last message is empty")),
         _ => Err(ApiError::invalid_field(field, "the last message must be a user message")),

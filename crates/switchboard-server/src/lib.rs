@@ -92,8 +92,9 @@ impl AppState {
         self.runtime.config.config.server.body_limit_bytes
     }
 
-    /// When a rate-limited caller may try again: the time the per-minute bucket takes to refill
-    /// one call.
+    /// When a rate-limited caller may try again, for a refusal that carries no wait of its own
+    /// (an upstream 429): the spacing of `requests_per_minute`. Refusals by the gateway's own
+    /// limits carry the wait their window computed.
     fn retry_after(&self) -> Duration {
         let per_minute = self.runtime.config.config.limits.requests_per_minute.max(1);
         Duration::from_secs(60u64.div_ceil(u64::from(per_minute)))

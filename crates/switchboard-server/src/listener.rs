@@ -68,6 +68,7 @@ pub(crate) async fn run(
     builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read).keep_alive(true);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let per_ip = PerIp::new(limits.max_per_ip);
+    let refusals = Arc::new(Semaphore::new(MAX_CONCURRENT_REFUSALS));
     let closing = CancellationToken::new();
     let mut connections = JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -97,7 +98,16 @@ pub(crate) async fn run(
         };
         let Some(ip_slot) = per_ip.acquire(peer.ip()) else {
             tracing::debug!(peer = %peer.ip(), "connection refused: per-IP connection cap reached");
-            drop(stream);
+            // The global slot goes back at once. Refusals are answered by a bounded number of
+            // short-lived tasks; past that, a flood is simply closed, so refusing cannot cost
+            // more descriptors than serving would.
+            drop(slot);
+            if let Ok(permit) = refusals.clone().try_acquire_owned() {
+                tokio::spawn(async move {
+                    refuse(stream).await;
+                    drop(permit);
+                });
+            }
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -126,6 +136,38 @@ pub(crate) async fn run(
         connections.abort_all();
         while connections.join_next().await.is_some() {}
     }
+}
+
+/// What a connection over its address's cap is told before it is closed, as the body of an
+/// HTTP/1.1 503: an OpenAI-style error object, so a client sees why instead of a reset it may
+/// retry at once.
+const OVER_IP_CAP: &str = r#"{"error":{"message":"too many open connections from this address","type":"server_error","param":null,"code":"too_many_connections"}}"#;
+
+/// How long a refused connection gets to take its 503 and finish sending.
+const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// At most this many refused connections are being answered at once.
+const MAX_CONCURRENT_REFUSALS: usize = 256;
+
+/// Answers a refused connection with a 503 carrying [`OVER_IP_CAP`] and closes it, whatever it
+/// asked, within [`REFUSAL_WRITE_TIMEOUT`].
+async fn refuse(mut stream: TcpStream) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\n\
+         connection: close\r\ncontent-length: {}\r\n\r\n{OVER_IP_CAP}",
+        OVER_IP_CAP.len()
+    );
+    let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, async {
+        stream.write_all(response.as_bytes()).await?;
+        stream.shutdown().await?;
+        // Closing with the request unread would reset the connection, and a reset can destroy
+        // the 503 before the client reads it; so the request is drained (and dropped) first.
+        let mut sink = [0u8; 4096];
+        while stream.read(&mut sink).await? > 0 {}
+        std::io::Result::Ok(())
+    })
+    .await;
 }
 
 /// Errors of one connection that was already gone when it was accepted.

@@ -56,7 +56,7 @@ pub fn parse_messages(body: &Value) -> Result<RunRequest, Error> {
     }
     match parsed.pop() {
         Some(last) if last.role == Role::User && !last.content.trim().is_empty() => {
-            Ok(RunRequest { question: last.content, history: parsed, thread_id: None })
+            Ok(RunRequest { question: last.content, history: parsed, ..Default::default() })
         }
         Some(_) => Err(Error::invalid("the last message must be a non-empty user message")),
         None => Err(Error::invalid("`messages` must be a non-empty array")),

@@ -26,6 +26,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use switchboard_core::{Error, RequestId};
+use switchboard_runtime::RunStatus;
 
 /// `POST /v1/responses`.
 pub(crate) async fn create(
@@ -143,17 +144,28 @@ async fn respond(
 ) -> Result<Response, ApiError> {
     let Accepted { ctx, mut request, options, mut params, body } = accepted;
     let mut storage = stored::prepare(&state, &ctx, &body, &mut request, store_by_default).await?;
+    request.instructions = instructions(body.get("instructions"), request.instructions.take());
     params.echo.append(&mut storage.echo);
     let run_ctx = ctx.clone();
-    let shape = Shape {
+    let structured = request.format.is_some();
+    let mut shape = Shape {
         id: format!("resp_{request_id}"),
         item_id: format!("msg_{request_id}"),
         created_at: unix_secs(),
         model: state.runtime.supervisor.name().to_string(),
         echo: params.echo,
+        refusal: false,
     };
     // Settled before any byte is sent, streamed or not: see `Run::decide`.
     let outcome = run::start(&state, ctx, request, &options).decide(state.retry_after()).await?;
+    // Asked for JSON but answered with a clarifying question: a refusal part, as OpenAI sends
+    // when a model declines a schema, so `.parse()` reports it instead of failing on prose.
+    shape.refusal = structured && outcome.response.status == RunStatus::Clarify;
+    let (delta_event, done_event, done_field) = if shape.refusal {
+        ("response.refusal.delta", "response.refusal.done", "refusal")
+    } else {
+        ("response.output_text.delta", "response.output_text.done", "text")
+    };
     let stored_body = shape.completed(&outcome, &options);
     storage.save(&state, &run_ctx, &shape.id, &outcome.response, stored_body).await;
     if !options.stream {
@@ -181,12 +193,20 @@ async fn respond(
         "response.output_item.added",
         json!({"output_index": 0, "item": shape.message("in_progress", None)}),
     ));
-    events.push(seq.event("response.content_part.added", at(json!({"part": output_text("")}))));
+    events.push(seq.event("response.content_part.added", at(json!({"part": shape.part("")}))));
     for delta in &outcome.deltas {
-        events.push(seq.event("response.output_text.delta", at(json!({"delta": delta, "logprobs": []}))));
+        let mut fields = json!({"delta": delta});
+        if !shape.refusal {
+            fields["logprobs"] = json!([]);
+        }
+        events.push(seq.event(delta_event, at(fields)));
     }
-    events.push(seq.event("response.output_text.done", at(json!({"text": answer, "logprobs": []}))));
-    events.push(seq.event("response.content_part.done", at(json!({"part": output_text(answer)}))));
+    let mut done = json!({done_field: answer});
+    if !shape.refusal {
+        done["logprobs"] = json!([]);
+    }
+    events.push(seq.event(done_event, at(done)));
+    events.push(seq.event("response.content_part.done", at(json!({"part": shape.part(answer)}))));
     events.push(seq.event(
         "response.output_item.done",
         json!({"output_index": 0, "item": shape.message("completed", Some(answer))}),
@@ -198,6 +218,34 @@ async fn respond(
     }
     events.push(seq.event("response.completed", completed));
     Ok(run::sse(events))
+}
+
+/// The caller's instructions for the LLM: Responses `instructions` (a string, or messages whose
+/// text is taken), then any system or developer messages in `input`.
+fn instructions(field: Option<&Value>, from_input: Option<String>) -> Option<String> {
+    let field = match field {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Array(items)) => {
+            let texts: Vec<String> = items
+                .iter()
+                .filter_map(|m| match m.get("content") {
+                    Some(Value::String(s)) => Some(s.clone()),
+                    Some(Value::Array(parts)) => Some(
+                        parts
+                            .iter()
+                            .filter_map(|p| p.get("text").and_then(Value::as_str))
+                            .collect::<Vec<_>>()
+                            .join("\n"),
+                    ),
+                    _ => None,
+                })
+                .collect();
+            Some(texts.join("\n"))
+        }
+        _ => None,
+    };
+    let joined: Vec<String> = field.into_iter().chain(from_input).filter(|t| !t.trim().is_empty()).collect();
+    (!joined.is_empty()).then(|| joined.join("\n"))
 }
 
 fn output_text(text: &str) -> Value {
@@ -232,6 +280,8 @@ struct Shape {
     model: String,
     /// The request's parameters that a Response echoes (`temperature`, `tools`…).
     echo: serde_json::Map<String, Value>,
+    /// The answer is a refusal part rather than output text (see `respond`).
+    refusal: bool,
 }
 
 impl Shape {
@@ -242,8 +292,13 @@ impl Shape {
             "id": self.item_id,
             "role": "assistant",
             "status": status,
-            "content": text.map_or_else(Vec::new, |t| vec![output_text(t)]),
+            "content": text.map_or_else(Vec::new, |t| vec![self.part(t)]),
         })
+    }
+
+    /// The answer's content part: output text, or a refusal.
+    fn part(&self, text: &str) -> Value {
+        if self.refusal { json!({"type": "refusal", "refusal": text}) } else { output_text(text) }
     }
 
     /// A Response object with every field the `openai` client requires.
@@ -278,13 +333,14 @@ impl Shape {
         let mut response =
             self.response("completed", vec![self.message("completed", Some(&outcome.response.answer))]);
         response["completed_at"] = json!(unix_secs());
-        // See chat::usage: tokens are accounted in spans and metrics, not per answer.
+        // The run's LLM calls summed, as in chat completions; zeros when no LLM ran.
+        let u = &outcome.response.usage;
         response["usage"] = json!({
-            "input_tokens": 0,
-            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
-            "output_tokens": 0,
-            "output_tokens_details": {"reasoning_tokens": 0},
-            "total_tokens": 0,
+            "input_tokens": u.prompt_tokens,
+            "input_tokens_details": {"cached_tokens": u.cached_tokens, "cache_write_tokens": 0},
+            "output_tokens": u.completion_tokens,
+            "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
+            "total_tokens": u.total(),
         });
         response["custom_outputs"] = custom_outputs(outcome, options);
         response

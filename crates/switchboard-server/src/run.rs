@@ -176,6 +176,8 @@ pub(crate) fn outcome_error(response: &RunResponse, retry_after: Duration) -> Op
     match response.status {
         RunStatus::Ok | RunStatus::Clarify => None,
         RunStatus::Denied => Some(ApiError::new(Error::denied(failures()))),
+        // The answer is the guardrail's message, which names the category and never the text.
+        RunStatus::Blocked => Some(ApiError::new(Error::new(ErrorKind::Blocked, response.answer.clone()))),
         RunStatus::Error => {
             let statuses: Vec<u16> = response.steps.iter().filter_map(|s| s.error_status).collect();
             let kind = if !statuses.is_empty() && statuses.iter().all(|s| *s == 429) {
@@ -191,7 +193,10 @@ pub(crate) fn outcome_error(response: &RunResponse, retry_after: Duration) -> Op
             };
             let mut error = Error::new(kind, failures());
             if kind == ErrorKind::RateLimited {
-                error.retry_after = Some(retry_after);
+                // The longest wait of the limits that tripped, each derived from its window; the
+                // configured rate is the fallback for a refusal that named none (an upstream 429).
+                let tripped = response.steps.iter().filter_map(|s| s.retry_after_ms).max();
+                error.retry_after = Some(tripped.map_or(retry_after, Duration::from_millis));
             }
             Some(ApiError::new(error))
         }
@@ -212,6 +217,7 @@ mod tests {
             status,
             error: error_status.map(|s| format!("failed with {s}")),
             error_status,
+            retry_after_ms: None,
             output: None,
             duration_ms: 1,
         }
@@ -226,6 +232,7 @@ mod tests {
             agents: vec![],
             route: None,
             steps,
+            usage: Default::default(),
         }
     }
 

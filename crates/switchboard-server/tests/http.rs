@@ -5,6 +5,7 @@ mod common;
 use base64::Engine as _;
 use common::{Server, parts, post, sse};
 use serde_json::{Value, json};
+use switchboard_testkit::llm::{Script, ScriptedLlm};
 
 const CAROL: Option<&str> = Some("carol@example.com");
 
@@ -260,6 +261,9 @@ async fn rate_limited_runs_are_429_with_retry_after() {
     assert_eq!(r.headers()["retry-after"], "60");
     let (status, _, body) = parts(r).await;
     assert_eq!((status, error_of(&body).0), (429, "rate_limit_error"));
+    // The error object carries the same wait, unrounded: the window's oldest mark expiring.
+    let wait_ms = body["error"]["retry_after_ms"].as_u64().expect("retry_after_ms");
+    assert!(wait_ms > 59_000 && wait_ms <= 60_000, "{body}");
     let metrics = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("switchboard_rate_limited_total{agent=\"sales\"} 1"), "{metrics}");
 }
@@ -654,37 +658,12 @@ async fn health_models_and_metrics() {
     }
 }
 
-/// An OpenAI-compatible stand-in that answers every completion with fixed text and usage.
-async fn fake_llm() -> (String, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
-    let app = axum::Router::new().route(
-        "/v1/chat/completions",
-        axum::routing::post(|| async {
-            axum::Json(json!({
-                "id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": "fake-model",
-                "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": "Hotels are capped at $250 per night [1]."}}],
-                "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
-            }))
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/v1", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-    });
-    (url, tx, handle)
-}
-
 #[tokio::test]
 async fn with_an_llm_health_probes_it_and_its_tokens_are_counted() {
-    let (url, stop_llm, llm) = fake_llm().await;
-    let llm_config = serde_json::from_value(json!({"base_url": url, "model": "fake-model"})).unwrap();
+    let script = Script::from_toml("[default]\ntext = \"Hotels are capped at $250 per night [1].\"").unwrap();
+    let llm = ScriptedLlm::start(script).await;
+    let llm_config =
+        serde_json::from_value(json!({"base_url": llm.base_url(), "model": "fake-model"})).unwrap();
     let server = Server::demo_with(|c| c.config.llm = Some(llm_config)).await;
 
     let (status, _, health) = parts(reqwest::get(server.url("/health")).await.unwrap()).await;
@@ -695,15 +674,17 @@ async fn with_an_llm_health_probes_it_and_its_tokens_are_counted() {
     let (status, _, body) = parts(post(&server, "/v1/chat/completions", CAROL, ask).await).await;
     assert_eq!(status, 200, "{body}");
     assert!(body["choices"][0]["message"]["content"].as_str().unwrap().contains("capped at $250"), "{body}");
-    // Tokens are read from the spans after the answer is sent.
+    // Tokens are read from the spans after the answer is sent: what the model reported.
+    let (input, output) = llm.reported_tokens();
+    assert!(input > 0 && output > 0);
     let wanted = [
-        "switchboard_llm_tokens_total{direction=\"input\"} 11",
-        "switchboard_llm_tokens_total{direction=\"output\"} 7",
+        format!("switchboard_llm_tokens_total{{direction=\"input\"}} {input}"),
+        format!("switchboard_llm_tokens_total{{direction=\"output\"}} {output}"),
     ];
     let started = std::time::Instant::now();
     loop {
         let metrics = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();
-        if wanted.iter().all(|w| metrics.contains(w)) {
+        if wanted.iter().all(|w| metrics.contains(w.as_str())) {
             break;
         }
         assert!(
@@ -714,8 +695,7 @@ async fn with_an_llm_health_probes_it_and_its_tokens_are_counted() {
     }
 
     // With the LLM gone, the server reports itself unavailable and says why.
-    stop_llm.send(()).unwrap();
-    llm.await.unwrap();
+    llm.stop().await;
     let (status, _, health) = parts(reqwest::get(server.url("/health")).await.unwrap()).await;
     assert_eq!(status, 503, "{health}");
     assert_eq!(health["status"], "unavailable");

@@ -55,6 +55,8 @@ fn spec(name: &str) -> AgentSpec {
         timeout_ms: None,
         connection: None,
         settings: serde_json::Value::Null,
+        tool_roles: None,
+        guardrails: None,
     }
 }
 

@@ -5,9 +5,11 @@
 //! [`memory::MemorySink`] is an in-memory [`TelemetrySink`] for other crates' tests.
 //!
 //! Telemetry (spans and audit rows) is written off the request path: the sink methods only
-//! enqueue, and a single writer thread batches the queue into transactions. [`Store::flush`] is
-//! the synchronisation point for callers that need the rows on disk (CLI exit, graceful
-//! shutdown, tests).
+//! enqueue, and a single writer thread batches the queue into transactions. Recording never waits
+//! for the store: while it is unavailable, rows spill to a local append-only file ([`SpillConfig`])
+//! and are replayed in order, exactly once, when it is back, or at the next start after a crash.
+//! [`Store::flush`] is the synchronisation point for callers that need the rows on disk (CLI
+//! exit, graceful shutdown, tests).
 //!
 //! USE CONNECTION grants ([`Store::grant_connection`] and friends) are the exception: they are
 //! written synchronously, because a revoke that is merely queued is not a revoke. Every change
@@ -17,11 +19,13 @@ pub mod memory;
 mod postgres;
 mod queue;
 mod schema;
+mod spill;
 mod sqlite;
 
 pub use memory::MemorySink;
 pub use postgres::PostgresStore;
 pub use schema::SCHEMA_VERSION;
+pub use spill::{DEFAULT_SPILL_MAX_BYTES, SpillConfig};
 pub use sqlite::{QUEUE_CAPACITY, SqliteStore};
 
 use std::time::Duration;
@@ -98,8 +102,9 @@ pub trait Store: TelemetrySink + Send + Sync {
     /// Deletes every response stored before `before_unix_ms`; returns how many.
     async fn purge_responses(&self, before_unix_ms: u64) -> Result<u64>;
 
-    /// Returns once every span and audit row enqueued before the call has been written (or, if
-    /// the backend failed permanently, given up on and logged), so it never hangs.
+    /// Returns once every span and audit row enqueued before the call has been written to the
+    /// store or, while the store is unavailable, durably spilled to local disk, so it never hangs
+    /// on an outage. Spilled rows are tried again first.
     async fn flush(&self);
 
     /// A cheap liveness probe of the backend.

@@ -65,6 +65,7 @@ mod tests {
             decision: AuditDecision::Allowed,
             reason: None,
             duration_ms: 1,
+            error_code: None,
         }
     }
 

@@ -9,7 +9,8 @@
 
 mod grants;
 
-use crate::queue::{Batches, Record, WriteQueue};
+use crate::queue::{Batches, Record, Unavailable, WriteQueue};
+use crate::spill::SpillConfig;
 use crate::{ConnectionGrant, QUEUE_CAPACITY, SCHEMA_VERSION, Store, StoredResponse, check_grant_names};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime as PoolRuntime};
 use serde::de::DeserializeOwned;
@@ -35,16 +36,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a read waits for a free pooled connection.
 const POOL_WAIT: Duration = Duration::from_secs(30);
 
-/// How often the writer tries a failing batch before giving up on it. With the backoff below
-/// that rides out roughly 15 s of outage (a server restart or failover), during which the queue
-/// fills and recording callers feel backpressure rather than losing rows.
-const WRITE_ATTEMPTS: u32 = 8;
-
-/// The pause before the first retry; it doubles per attempt up to [`MAX_BACKOFF`].
-const RETRY_BACKOFF: Duration = Duration::from_millis(100);
-
-/// The longest pause between two write attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// The longest the writer waits to (re)connect. Short, because while it waits the queue fills
+/// and rows overflow to the spill file; the replay retries soon enough.
+const WRITER_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How often `append_turn` retries after losing a race for a sequence number. The advisory lock
 /// makes such races impossible between Switchboard processes; the retry only guards against a
@@ -129,6 +123,16 @@ CREATE TABLE IF NOT EXISTS connection_grants_version (
 INSERT INTO connection_grants_version (singleton, version) VALUES (TRUE, 0) ON CONFLICT DO NOTHING;
 ";
 
+/// Schema version 4: the audit row id for exactly-once replay and the status, error code and
+/// latency columns, as in SQLite (see `schema.rs` there).
+const SCHEMA_V4: &str = "
+ALTER TABLE audit ADD COLUMN IF NOT EXISTS row_id TEXT;
+ALTER TABLE audit ADD COLUMN IF NOT EXISTS status TEXT;
+ALTER TABLE audit ADD COLUMN IF NOT EXISTS error_code TEXT;
+ALTER TABLE audit ADD COLUMN IF NOT EXISTS latency_ms BIGINT;
+CREATE UNIQUE INDEX IF NOT EXISTS audit_row_id ON audit (row_id);
+";
+
 /// Schema version 3: stored Responses API responses, as in SQLite. The body and turns are TEXT,
 /// not JSONB: they are only ever read back whole, and TEXT keeps them byte-for-byte.
 const SCHEMA_V3: &str = "
@@ -156,20 +160,22 @@ const INSERT_SPANS: &str = "INSERT INTO spans (request_id, trace_id, span_id, pa
 
 const INSERT_AUDIT: &str = "INSERT INTO audit (request_id, span_id, ts_unix_ms, caller_email, \
      caller_roles, acting_for, principal, credential_mode, agent, hop, target, decision, reason, \
-     duration_ms) \
-     SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14 \
+     duration_ms, row_id, status, error_code, latency_ms) \
+     SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16, c17, c14 \
      FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], \
      $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], \
-     $14::bigint[]) \
-     WITH ORDINALITY AS u(c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, ord) \
-     ORDER BY ord";
+     $14::bigint[], $15::text[], $16::text[], $17::text[]) \
+     WITH ORDINALITY AS u(c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16, \
+     c17, ord) \
+     ORDER BY ord ON CONFLICT (row_id) DO NOTHING";
 
 const SELECT_SPANS: &str = "SELECT request_id, trace_id, span_id, parent_id, name, kind, agent, \
      start_unix_nano, end_unix_nano, status, status_message, attributes::text FROM spans \
      WHERE request_id = $1 ORDER BY start_unix_nano, id";
 
 const AUDIT_COLUMNS: &str = "request_id, span_id, ts_unix_ms, caller_email, caller_roles, \
-     acting_for, principal, credential_mode, agent, hop, target, decision, reason, duration_ms";
+     acting_for, principal, credential_mode, agent, hop, target, decision, reason, duration_ms, \
+     error_code";
 
 /// Serialises appends to one thread across every replica. The key includes the schema so
 /// deployments sharing a database do not contend; the lock ends with the transaction.
@@ -182,12 +188,11 @@ const APPEND_TURN: &str = "INSERT INTO thread_turns (thread_id, seq, request_id,
 /// PostgreSQL-backed [`Store`]: several replicas may share one database (and schema).
 ///
 /// Spans and audit rows go through a bounded queue ([`QUEUE_CAPACITY`] by default) to one writer
-/// that batches them into transactions of multi-row inserts; when the queue is full, recording
-/// blocks (on a multi-threaded Tokio runtime via `block_in_place`) rather than dropping rows. The
+/// that batches them into transactions of multi-row inserts. Recording never waits for the
+/// database: while it is unavailable, batches (and rows that find the queue full) go to a local
+/// spill file, replayed in order, exactly once, when it is back (see the `queue` module). The
 /// writer is a dedicated thread driving its own single-threaded Tokio runtime and connection, so
-/// it keeps draining even while a caller on a current-thread runtime is blocked on a full queue,
-/// and so dropping the store can wait for it synchronously. A failing batch is retried with
-/// backoff, reconnecting as needed.
+/// dropping the store can wait for it synchronously.
 ///
 /// Reads and thread turns use a small connection pool on the caller's runtime. Thread turns take
 /// a per-thread advisory lock, so replicas appending to one thread get consecutive `seq`s.
@@ -225,8 +230,17 @@ impl PostgresStore {
     }
 
     /// [`Self::connect`] with a telemetry queue of `capacity` rows instead of
-    /// [`QUEUE_CAPACITY`]. A smaller queue applies backpressure sooner.
+    /// [`QUEUE_CAPACITY`]. A smaller queue overflows to the spill file sooner.
     pub async fn connect_with_capacity(url: &str, capacity: usize) -> Result<Self> {
+        let spill = SpillConfig::new(default_spill_path(&parse_config(url)?));
+        Self::connect_with(url, capacity, &spill).await
+    }
+
+    /// [`Self::connect_with_capacity`] spilling to `spill` while PostgreSQL is unavailable. The
+    /// default spill file is in the system's temporary directory, named after the database and
+    /// `search_path`; a deployment should put it somewhere that survives a reboot (the runtime
+    /// uses its data dir).
+    pub async fn connect_with(url: &str, capacity: usize, spill: &SpillConfig) -> Result<Self> {
         if capacity == 0 {
             return Err(Error::config("store: the PostgreSQL telemetry queue capacity must be at least 1"));
         }
@@ -255,7 +269,7 @@ impl PostgresStore {
 
         let (ready, started) = oneshot::channel();
         let writer_config = config.clone();
-        let writes = WriteQueue::spawn("switchboard-pg-writer", capacity, move |batches| {
+        let writes = WriteQueue::spawn("switchboard-pg-writer", capacity, spill, move |batches| {
             run_writer(writer_config, batches, ready)
         })?;
         // On failure, dropping `writes` joins the writer thread, which has already returned.
@@ -672,6 +686,9 @@ async fn migrate_in(tx: &tokio_postgres::Transaction<'_>) -> Result<()> {
     if current < 3 {
         tx.batch_execute(SCHEMA_V3).await.map_err(on("adding the stored responses table"))?;
     }
+    if current < 4 {
+        tx.batch_execute(SCHEMA_V4).await.map_err(on("adding the audit row id and status columns"))?;
+    }
     tx.execute(
         "INSERT INTO switchboard_schema_version (singleton, version) VALUES (TRUE, $1) \
          ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version",
@@ -717,34 +734,25 @@ impl Writer {
         Ok(self.conn.insert(conn))
     }
 
-    async fn write_with_retry(&mut self, batch: &[Record]) {
-        let mut backoff = RETRY_BACKOFF;
-        for attempt in 1..=WRITE_ATTEMPTS {
-            match self.write_batch(batch).await {
-                Ok(0) => return,
-                Ok(skipped) => {
-                    tracing::warn!(skipped, "store: skipped telemetry rows that could not be inserted");
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!(
-                        attempt,
-                        rows = batch.len(),
-                        error = %describe(&e),
-                        "store: writing a telemetry batch to PostgreSQL failed"
-                    );
-                    if e.as_db_error().is_none() {
-                        // A transport failure leaves the connection unusable; reconnect next time.
-                        self.conn = None;
-                    }
-                    if attempt < WRITE_ATTEMPTS {
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
-                    }
+    /// Writes one batch. A connection that broke since the last batch (the server restarted) is
+    /// replaced and the batch tried once more; any other failure reports the store unavailable,
+    /// and the queue spills the batch.
+    async fn write(&mut self, batch: &[Record]) -> std::result::Result<usize, Unavailable> {
+        let had_connection = self.conn.is_some();
+        let mut result = self.write_batch(batch).await;
+        if let Err(e) = &result
+            && e.as_db_error().is_none()
+        {
+            // A transport failure leaves the connection unusable; reconnect.
+            self.conn = None;
+            if had_connection {
+                result = self.write_batch(batch).await;
+                if result.as_ref().is_err_and(|e| e.as_db_error().is_none()) {
+                    self.conn = None;
                 }
             }
         }
-        tracing::error!(rows = batch.len(), "store: gave up writing a telemetry batch to PostgreSQL");
+        result.map_err(|e| Unavailable(describe(&e)))
     }
 
     /// Writes one batch in one transaction and returns how many rows were skipped. If the server
@@ -842,6 +850,9 @@ async fn insert_columns(
                 &a.decision,
                 &a.reason,
                 &a.duration_ms,
+                &a.row_id,
+                &a.status,
+                &a.error_code,
             ],
         )
         .await?;
@@ -899,6 +910,9 @@ struct AuditColumns {
     decision: Vec<&'static str>,
     reason: Vec<Option<String>>,
     duration_ms: Vec<i64>,
+    row_id: Vec<String>,
+    status: Vec<&'static str>,
+    error_code: Vec<Option<String>>,
 }
 
 impl AuditColumns {
@@ -911,7 +925,7 @@ impl Columns {
     fn push(&mut self, record: &Record) {
         match record {
             Record::Span(span) => self.push_span(span),
-            Record::Audit(row) => self.push_audit(row),
+            Record::Audit { id, row } => self.push_audit(id, row),
         }
     }
 
@@ -937,7 +951,7 @@ impl Columns {
         s.attributes.push(attributes_json(&span.attributes));
     }
 
-    fn push_audit(&mut self, row: &AuditRecord) {
+    fn push_audit(&mut self, id: &str, row: &AuditRecord) {
         let (Ok(ts), Ok(duration)) = (i64::try_from(row.ts_unix_ms), i64::try_from(row.duration_ms)) else {
             tracing::warn!("store: audit row rejected: a time is beyond the range PostgreSQL stores");
             self.skipped += 1;
@@ -958,6 +972,9 @@ impl Columns {
         a.decision.push(row.decision.as_str());
         a.reason.push(row.reason.as_deref().map(owned));
         a.duration_ms.push(duration);
+        a.row_id.push(owned(id));
+        a.status.push(row.decision.status());
+        a.error_code.push(row.error_code.as_deref().map(owned));
     }
 }
 
@@ -1000,6 +1017,17 @@ fn is_data_error(e: &tokio_postgres::Error) -> bool {
     })
 }
 
+/// The default spill file of a store at `config`: in the temporary directory, named by a hash of
+/// the target and options (which carry the `search_path`), so stores of different databases or
+/// schemas never share one.
+fn default_spill_path(config: &Config) -> std::path::PathBuf {
+    let key = format!("{}?{}", describe_target(config), config.get_options().unwrap_or_default());
+    // FNV-1a: stable across builds and platforms, unlike the standard library's hasher.
+    let hash =
+        key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    std::env::temp_dir().join("switchboard-spill").join(format!("postgres-{hash:016x}.jsonl"))
+}
+
 /// The writer thread: reports start-up on `ready`, then batches queued rows into transactions
 /// until every sender is gone.
 fn run_writer(config: Config, batches: Batches, ready: oneshot::Sender<Result<(), String>>) {
@@ -1010,6 +1038,9 @@ fn run_writer(config: Config, batches: Batches, ready: oneshot::Sender<Result<()
             return;
         }
     };
+    let mut config = config;
+    let connect_timeout = config.get_connect_timeout().copied().unwrap_or(CONNECT_TIMEOUT);
+    config.connect_timeout(connect_timeout.min(WRITER_CONNECT_TIMEOUT));
     let mut writer = Writer { config, conn: None };
     if let Err(e) = runtime.block_on(writer.connection()).map(drop) {
         let _ = ready.send(Err(describe(&e)));
@@ -1018,7 +1049,7 @@ fn run_writer(config: Config, batches: Batches, ready: oneshot::Sender<Result<()
     // The caller may have given up waiting; the queue then closes and this thread ends below.
     let _ = ready.send(Ok(()));
 
-    batches.for_each(|batch| runtime.block_on(writer.write_with_retry(batch)));
+    batches.for_each(|batch| runtime.block_on(writer.write(batch)));
 }
 
 /// A description of a PostgreSQL failure: the server's SQLSTATE and message (which name tables,
@@ -1110,6 +1141,7 @@ fn audit_from_row(row: &Row) -> Result<AuditRecord, Undecodable> {
         decision: enum_col(row, 11)?,
         reason: opt_text(row, 12)?,
         duration_ms: u64_col(row, 13)?,
+        error_code: opt_text(row, 14)?,
     })
 }
 

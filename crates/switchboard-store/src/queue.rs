@@ -1,103 +1,288 @@
-//! The bounded write queue both stores record through. Spans and audit rows are queued on the
-//! request path and written in batches by one writer thread; a full queue applies backpressure
-//! rather than dropping rows, and a flush is acknowledged once everything queued before it is
-//! committed. Dropping the queue lets the writer drain what is left, and waits for it.
+//! The write queue both stores record through. Spans and audit rows are queued on the request
+//! path and written in batches by one writer thread; recording never waits for the store.
+//!
+//! While the store is unavailable, the writer appends each batch to the spill file (one fsync per
+//! batch) instead of waiting, and keeps spilling, so rows stay in order, until a replay of the file
+//! into the store succeeds; it retries with backoff. If the queue itself is full (the writer is
+//! stuck in a slow connection attempt), the recording call appends its row to the spill file
+//! directly rather than blocking; such a row may overtake rows still queued, which the replay
+//! does not reorder. Every row carries an id the stores insert idempotently (audit rows their row
+//! id, spans their span id), so a batch whose commit was in doubt, or a file replayed again after
+//! a crash, is never doubled.
+//!
+//! A flush is acknowledged once everything queued before it is committed to the store or, while
+//! the store is unavailable, durably spilled. Dropping the queue lets the writer drain what is
+//! left (spilling it if need be) and waits for it; what is still spilled then is replayed by the
+//! next process to open the same spill file.
 
-use std::sync::mpsc::{self, Receiver, SendError, SyncSender, TrySendError};
+use crate::spill::{Spill, SpillConfig};
+use serde::{Deserialize, Serialize};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 use switchboard_core::{AuditRecord, Error, Result, SpanRecord, TelemetrySink};
-use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::oneshot;
 
 /// Rows written in one transaction at most.
 const MAX_BATCH: usize = 1024;
 
+/// The pause before the first replay attempt after the store failed; it doubles per failure up
+/// to [`MAX_RETRY`].
+const FIRST_RETRY: Duration = Duration::from_millis(250);
+
+/// The longest pause between two replay attempts while the store stays unavailable.
+const MAX_RETRY: Duration = Duration::from_secs(5);
+
 /// A row waiting for the writer. Boxed so the preallocated queue slots stay small.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub(crate) enum Record {
+    /// A span; its span id makes its insert idempotent.
     Span(Box<SpanRecord>),
-    Audit(Box<AuditRecord>),
+    /// An audit row and the id, unique to it, that makes its insert idempotent.
+    Audit {
+        /// The row id (`audit.row_id`), assigned when the row is queued.
+        id: String,
+        /// The row.
+        row: Box<AuditRecord>,
+    },
 }
 
 /// What travels on the queue.
 enum Command {
     Record(Record),
-    /// Acknowledged once everything queued before it is committed; the queue is FIFO, so that is
-    /// exactly the guarantee `Store::flush` promises.
+    /// Acknowledged once everything queued before it is committed or spilled; the queue is FIFO,
+    /// so that is exactly the guarantee `Store::flush` promises.
     Flush(oneshot::Sender<()>),
 }
 
+/// Why a batch could not be written: the store is unavailable (or failed in a way a later attempt
+/// may not), so the rows are kept for a retry.
+#[derive(Debug)]
+pub(crate) struct Unavailable(pub(crate) String);
+
 /// The writer's side of the queue.
-pub(crate) struct Batches(Receiver<Command>);
+pub(crate) struct Batches {
+    rx: Receiver<Command>,
+    spill: Arc<Mutex<Spill>>,
+}
 
 impl Batches {
-    /// Calls `write` with each batch until the queue is closed and drained, acknowledging the
-    /// flushes queued behind each batch once it is written.
-    pub(crate) fn for_each(self, mut write: impl FnMut(&[Record])) {
+    /// Calls `write` with each batch until the queue is closed and drained. `write` commits a
+    /// batch in one transaction and returns how many rows it had to skip as invalid, or
+    /// [`Unavailable`], in which case the rows go to the spill file and are replayed later.
+    pub(crate) fn for_each(
+        self,
+        mut write: impl FnMut(&[Record]) -> std::result::Result<usize, Unavailable>,
+    ) {
         let mut batch: Vec<Record> = Vec::with_capacity(MAX_BATCH);
         let mut acks: Vec<oneshot::Sender<()>> = Vec::new();
-        // `recv` fails only once every sender is gone *and* the queue is empty, so closing the
-        // queue drains it rather than discarding rows.
-        while let Ok(first) = self.0.recv() {
-            let mut next = Some(first);
+        let mut retry = Retry::default();
+        let mut closed = false;
+        while !closed {
+            let pending = lock(&self.spill).pending();
+            // With spilled rows waiting, wake up in time for the next replay attempt.
+            let first = if pending {
+                match self.rx.recv_timeout(retry.wait()) {
+                    Ok(cmd) => Some(cmd),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => {
+                        closed = true;
+                        None
+                    }
+                }
+            } else {
+                // `recv` fails only once every sender is gone *and* the queue is empty, so closing
+                // the queue drains it rather than discarding rows.
+                self.rx.recv().map_err(|_| closed = true).ok()
+            };
+            let mut next = first;
             while let Some(cmd) = next {
                 match cmd {
                     Command::Record(record) => batch.push(record),
                     Command::Flush(ack) => acks.push(ack),
                 }
-                next = if batch.len() < MAX_BATCH { self.0.try_recv().ok() } else { None };
+                next = if batch.len() < MAX_BATCH { self.rx.try_recv().ok() } else { None };
             }
             if !batch.is_empty() {
-                write(&batch);
+                self.write_or_spill(&batch, &mut write, &mut retry);
                 batch.clear();
+            }
+            // A flush or the shutdown drain tries the replay at once rather than after the backoff.
+            if lock(&self.spill).pending() && (retry.due() || !acks.is_empty() || closed) {
+                self.replay(&mut write, &mut retry);
             }
             for ack in acks.drain(..) {
                 // The flusher may have been cancelled; nobody left to tell.
                 let _ = ack.send(());
             }
         }
+        let spill = lock(&self.spill);
+        if spill.pending() {
+            tracing::warn!(path = %spill.path().display(),
+                "store: telemetry is still spilled at shutdown; the next start replays it");
+        }
     }
+
+    /// Writes `batch`, or appends it to the spill file: behind rows already spilled (so order is
+    /// kept), or because the store failed.
+    fn write_or_spill(
+        &self,
+        batch: &[Record],
+        write: &mut impl FnMut(&[Record]) -> std::result::Result<usize, Unavailable>,
+        retry: &mut Retry,
+    ) {
+        if !lock(&self.spill).pending() {
+            match write(batch) {
+                Ok(0) => return,
+                Ok(skipped) => {
+                    tracing::warn!(skipped, "store: skipped telemetry rows that could not be inserted");
+                    return;
+                }
+                Err(Unavailable(why)) => {
+                    tracing::warn!(rows = batch.len(), error = %why,
+                        "store: the store is unavailable; spilling telemetry to local disk");
+                    retry.failed();
+                }
+            }
+        }
+        let mut spill = lock(&self.spill);
+        spill.append(batch);
+        spill.sync();
+    }
+
+    /// Replays the spill file into the store a batch at a time, until it is empty or the store
+    /// fails again.
+    fn replay(
+        &self,
+        write: &mut impl FnMut(&[Record]) -> std::result::Result<usize, Unavailable>,
+        retry: &mut Retry,
+    ) {
+        let mut replayed = 0usize;
+        loop {
+            // The lock is not held while the store is written, so a recording call that overflows
+            // the queue meanwhile only waits for the disk, never for the store.
+            let chunk = lock(&self.spill).next_chunk(MAX_BATCH);
+            let (records, offset) = match chunk {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    tracing::error!(error = %e.message, "store: cannot replay the spill file");
+                    retry.failed();
+                    return;
+                }
+            };
+            if !records.is_empty() {
+                match write(&records) {
+                    Ok(skipped) => {
+                        if skipped > 0 {
+                            tracing::warn!(
+                                skipped,
+                                "store: skipped spilled telemetry rows that could not be inserted"
+                            );
+                        }
+                        replayed += records.len();
+                    }
+                    Err(Unavailable(why)) => {
+                        tracing::debug!(error = %why, "store: still unavailable; the spill file waits");
+                        retry.failed();
+                        return;
+                    }
+                }
+            }
+            let mut spill = lock(&self.spill);
+            spill.replayed_to(offset);
+            if !spill.pending() {
+                if replayed > 0 {
+                    tracing::info!(rows = replayed, "store: the store is back; replayed spilled telemetry");
+                }
+                retry.succeeded();
+                return;
+            }
+        }
+    }
+}
+
+/// When the next replay attempt is due.
+#[derive(Default)]
+struct Retry {
+    at: Option<Instant>,
+    backoff: Option<Duration>,
+}
+
+impl Retry {
+    fn failed(&mut self) {
+        let backoff = self.backoff.map_or(FIRST_RETRY, |b| (b * 2).min(MAX_RETRY));
+        self.backoff = Some(backoff);
+        self.at = Some(Instant::now() + backoff);
+    }
+
+    fn succeeded(&mut self) {
+        *self = Self::default();
+    }
+
+    fn due(&self) -> bool {
+        self.at.is_none_or(|at| Instant::now() >= at)
+    }
+
+    fn wait(&self) -> Duration {
+        self.at.map_or(Duration::ZERO, |at| at.saturating_duration_since(Instant::now()))
+    }
+}
+
+/// The spill file, whatever a panicking holder left: its state is only offsets and counters, all
+/// of which stay consistent between statements.
+fn lock(spill: &Mutex<Spill>) -> MutexGuard<'_, Spill> {
+    spill.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The recording side, owned by a store.
 pub(crate) struct WriteQueue {
     /// `None` only while dropping, so the writer sees the queue close before it is joined.
     queue: Option<SyncSender<Command>>,
+    spill: Arc<Mutex<Spill>>,
     writer: Option<JoinHandle<()>>,
     name: &'static str,
 }
 
 impl WriteQueue {
-    /// A queue of `capacity` rows and a thread named `name` running `writer` over its batches.
+    /// A queue of `capacity` rows spilling to `spill`, and a thread named `name` running `writer`
+    /// over its batches. Opening the spill file adopts what earlier runs left in it; the writer
+    /// replays that first.
     pub(crate) fn spawn(
         name: &'static str,
         capacity: usize,
+        spill: &SpillConfig,
         writer: impl FnOnce(Batches) + Send + 'static,
     ) -> Result<Self> {
+        let spill = Arc::new(Mutex::new(Spill::open(spill)?));
         let (queue, rx) = mpsc::sync_channel(capacity);
+        let batches = Batches { rx, spill: spill.clone() };
         let writer = std::thread::Builder::new()
             .name(name.into())
-            .spawn(move || writer(Batches(rx)))
+            .spawn(move || writer(batches))
             .map_err(|e| Error::internal(format!("store: cannot start the writer thread: {e}")))?;
-        Ok(Self { queue: Some(queue), writer: Some(writer), name })
+        Ok(Self { queue: Some(queue), spill, writer: Some(writer), name })
     }
 
-    /// Queues a row; blocks (backpressure) while the queue is full.
+    /// Queues a row without ever waiting for the store: a full queue sends it to the spill file.
     pub(crate) fn enqueue(&self, record: Record) {
         let Some(queue) = &self.queue else { return };
-        let sent = match queue.try_send(Command::Record(record)) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(cmd)) => {
-                tracing::debug!("store: telemetry queue full, applying backpressure");
-                send_blocking(queue, cmd)
+        match queue.try_send(Command::Record(record)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(Command::Record(record))) => {
+                tracing::debug!("store: telemetry queue full; spilling the row to local disk");
+                let mut spill = lock(&self.spill);
+                spill.append(std::slice::from_ref(&record));
+                spill.sync();
             }
-            Err(TrySendError::Disconnected(cmd)) => Err(SendError(cmd)),
-        };
-        if sent.is_err() {
-            self.writer_gone();
+            Err(TrySendError::Full(Command::Flush(_))) => {}
+            Err(TrySendError::Disconnected(_)) => self.writer_gone(),
         }
     }
 
-    /// Returns once every row queued before the call is committed.
+    /// Returns once every row queued before the call is committed, or spilled while the store is
+    /// unavailable.
     pub(crate) async fn flush(&self) {
         let Some(queue) = self.queue.clone() else { return };
         let (ack, done) = oneshot::channel();
@@ -128,7 +313,7 @@ impl WriteQueue {
 impl Drop for WriteQueue {
     fn drop(&mut self) {
         // Closing the queue lets the writer drain what is left and exit; joining it makes the end
-        // of the drop a point at which every recorded row is committed (or given up on).
+        // of the drop a point at which every recorded row is committed or spilled.
         drop(self.queue.take());
         if let Some(writer) = self.writer.take()
             && writer.join().is_err()
@@ -144,14 +329,6 @@ impl TelemetrySink for WriteQueue {
     }
 
     fn audit(&self, record: AuditRecord) {
-        self.enqueue(Record::Audit(Box::new(record)));
+        self.enqueue(Record::Audit { id: uuid::Uuid::new_v4().simple().to_string(), row: Box::new(record) });
     }
-}
-
-/// Blocks until `cmd` fits in the queue. On a multi-threaded runtime `block_in_place` hands this
-/// worker's other tasks to another thread first, so backpressure slows the caller, not every task
-/// sharing its worker.
-fn send_blocking(queue: &SyncSender<Command>, cmd: Command) -> std::result::Result<(), SendError<Command>> {
-    let multi_thread = Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
-    if multi_thread { tokio::task::block_in_place(|| queue.send(cmd)) } else { queue.send(cmd) }
 }

@@ -9,7 +9,7 @@ use switchboard_core::{Error, Result};
 
 /// The schema version this build writes, stored in `PRAGMA user_version`. A database stamped
 /// with a newer version is refused rather than written with an outdated layout.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Version 1: audit rows, spans and thread turns.
 const SCHEMA_V1: &str = "
@@ -100,6 +100,19 @@ CREATE TABLE IF NOT EXISTS responses (
 CREATE INDEX IF NOT EXISTS responses_created_unix_ms ON responses (created_unix_ms);
 ";
 
+/// Version 4: what an audit row needs for exactly-once replay and the gateway's vocabulary.
+/// `row_id` is unique per row (assigned when it is queued), so replaying a spill file, or a batch
+/// whose commit was in doubt, inserts nothing twice; rows written before version 4 have none.
+/// `status` is `success`, `error`, `access_denied`, `rate_limited` or `blocked`; `error_code` the
+/// failure's kind; `latency_ms` the hop's duration under the name the audit vocabulary uses.
+pub(crate) const SCHEMA_V4: &str = "
+ALTER TABLE audit ADD COLUMN row_id TEXT;
+ALTER TABLE audit ADD COLUMN status TEXT;
+ALTER TABLE audit ADD COLUMN error_code TEXT;
+ALTER TABLE audit ADD COLUMN latency_ms INTEGER;
+CREATE UNIQUE INDEX IF NOT EXISTS audit_row_id ON audit (row_id);
+";
+
 /// Brings the database up to [`SCHEMA_VERSION`]. Runs in an IMMEDIATE transaction so two
 /// processes opening a fresh file at once serialise instead of interleaving DDL.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
@@ -123,6 +136,10 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
     }
     if current < 3 {
         tx.execute_batch(SCHEMA_V3).map_err(|e| db_error("adding the stored responses table", &e))?;
+    }
+    if current < 4 {
+        tx.execute_batch(SCHEMA_V4)
+            .map_err(|e| db_error("adding the audit row id and status columns", &e))?;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)
         .map_err(|e| db_error("stamping the schema version", &e))?;

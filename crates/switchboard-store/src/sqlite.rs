@@ -1,6 +1,7 @@
 //! The embedded SQLite backend.
 
-use crate::queue::{Record, WriteQueue};
+use crate::queue::{Record, Unavailable, WriteQueue};
+use crate::spill::SpillConfig;
 use crate::{ConnectionGrant, Store, StoredResponse, check_grant_names, schema};
 use rusqlite::{CachedStatement, Connection, Row, TransactionBehavior, params};
 use serde::de::DeserializeOwned;
@@ -13,34 +14,36 @@ use switchboard_core::{
 };
 
 /// How many spans and audit rows may wait for the writer thread. When the queue is full the
-/// recording call blocks until there is room (backpressure) instead of dropping the row: audit
-/// rows are evidence and must never be lost, and a full queue means the disk is the bottleneck,
-/// which slowing callers down is the honest answer to.
+/// recording call appends the row to the spill file instead of waiting: the request path never
+/// waits for the store, and audit rows are evidence that must not be dropped.
 pub const QUEUE_CAPACITY: usize = 8192;
 
 /// How long a statement waits for another connection's (or process's) write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How often the writer tries a failing batch before giving up on it.
-const WRITE_ATTEMPTS: u32 = 5;
+/// How often the writer tries a failing batch before spilling it.
+const WRITE_ATTEMPTS: u32 = 3;
 
 /// The pause before retry `n` is `n` times this.
 const RETRY_BACKOFF: Duration = Duration::from_millis(100);
 
 const INSERT_SPAN: &str = "INSERT INTO spans (request_id, trace_id, span_id, parent_id, name, \
      kind, agent, start_unix_nano, end_unix_nano, status, status_message, attributes) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT (span_id) DO NOTHING";
 
+/// A row id seen before (a replayed batch) is skipped, as a span id is.
 const INSERT_AUDIT: &str = "INSERT INTO audit (request_id, span_id, ts_unix_ms, caller_email, \
      caller_roles, acting_for, principal, credential_mode, agent, hop, target, decision, reason, \
-     duration_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
+     duration_ms, row_id, status, error_code, latency_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
+     ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?14) ON CONFLICT (row_id) DO NOTHING";
 
 const SELECT_SPANS: &str = "SELECT request_id, trace_id, span_id, parent_id, name, kind, agent, \
      start_unix_nano, end_unix_nano, status, status_message, attributes FROM spans \
      WHERE request_id = ?1 ORDER BY start_unix_nano, rowid";
 
 const AUDIT_COLUMNS: &str = "request_id, span_id, ts_unix_ms, caller_email, caller_roles, \
-     acting_for, principal, credential_mode, agent, hop, target, decision, reason, duration_ms";
+     acting_for, principal, credential_mode, agent, hop, target, decision, reason, duration_ms, \
+     error_code";
 
 /// Grants, or re-activates a revoked grant; changes nothing (0 rows) when the grant is active.
 const GRANT: &str = "INSERT INTO connection_grants (connection, principal, granted_by, granted_unix_ms) \
@@ -73,8 +76,8 @@ const SELECT_GRANTS: &str = "SELECT connection, principal, granted_by, granted_u
 /// writers.
 ///
 /// Spans and audit rows go through a bounded queue ([`QUEUE_CAPACITY`]) to one writer thread that
-/// batches them into transactions; when the queue is full, recording blocks (on a multi-threaded
-/// Tokio runtime via `block_in_place`) rather than dropping rows. Reads and thread turns use a
+/// batches them into transactions; a batch that cannot be written, or a row that finds the queue
+/// full, goes to a spill file and is replayed once the database can be written again. Reads and thread turns use a
 /// separate connection on Tokio's blocking pool, as do USE CONNECTION grant changes, which are
 /// committed (and bump the grants version) before the call returns. SQLite cannot notify other
 /// processes, so [`Store::wait_grants_changed`] only sleeps and callers poll
@@ -99,6 +102,13 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and its parent directories, applies the
     /// schema, and starts the writer thread.
     pub fn open(path: &Path) -> Result<Self> {
+        Self::open_with_spill(path, &SpillConfig::new(default_spill_path(path)))
+    }
+
+    /// [`Self::open`] spilling to `spill` while the database cannot be written (locked by another
+    /// process beyond the busy timeout, disk errors). The default spill file is
+    /// `<database>-spill.jsonl` next to the database.
+    pub fn open_with_spill(path: &Path, spill: &SpillConfig) -> Result<Self> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| {
                 Error::config(format!("store: cannot create directory {}: {e}", parent.display()))
@@ -108,7 +118,7 @@ impl SqliteStore {
         schema::migrate(&mut writer_conn)?;
         let conn = open_connection(path)?;
 
-        let writes = WriteQueue::spawn("switchboard-store-writer", QUEUE_CAPACITY, move |batches| {
+        let writes = WriteQueue::spawn("switchboard-store-writer", QUEUE_CAPACITY, spill, move |batches| {
             batches.for_each(|batch| write_with_retry(&mut writer_conn, batch))
         })?;
 
@@ -433,29 +443,30 @@ fn open_connection(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
-/// The writer thread: batches queued rows into transactions until every sender is gone.
-fn write_with_retry(conn: &mut Connection, batch: &[Record]) {
+/// `<database>-spill.jsonl`, next to the database.
+pub(crate) fn default_spill_path(db: &Path) -> PathBuf {
+    let mut name = db.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "switchboard.db".into());
+    name.push("-spill.jsonl");
+    db.with_file_name(name)
+}
+
+/// Writes one batch, retrying briefly (a lock held by another process is usually released within
+/// moments); if it still fails, the queue spills the batch and replays it later.
+fn write_with_retry(conn: &mut Connection, batch: &[Record]) -> std::result::Result<usize, Unavailable> {
+    let mut last = String::new();
     for attempt in 1..=WRITE_ATTEMPTS {
         match write_batch(conn, batch) {
-            Ok(0) => return,
-            Ok(skipped) => {
-                tracing::warn!(skipped, "store: skipped telemetry rows that could not be inserted");
-                return;
-            }
+            Ok(skipped) => return Ok(skipped),
             Err(e) => {
-                tracing::warn!(
-                    attempt,
-                    rows = batch.len(),
-                    error = %describe(&e),
-                    "store: writing a telemetry batch failed"
-                );
+                last = describe(&e);
+                tracing::warn!(attempt, rows = batch.len(), error = %last, "store: writing a telemetry batch failed");
                 if attempt < WRITE_ATTEMPTS {
                     std::thread::sleep(RETRY_BACKOFF * attempt);
                 }
             }
         }
     }
-    tracing::error!(rows = batch.len(), "store: gave up writing a telemetry batch");
+    Err(Unavailable(last))
 }
 
 /// Writes one batch in a transaction and returns how many rows were skipped. A row that violates
@@ -470,7 +481,7 @@ fn write_batch(conn: &mut Connection, batch: &[Record]) -> rusqlite::Result<usiz
         for record in batch {
             let inserted = match record {
                 Record::Span(span) => insert_span(&mut spans, span),
-                Record::Audit(row) => insert_audit(&mut audit, row),
+                Record::Audit { id, row } => insert_audit(&mut audit, id, row),
             };
             if let Err(e) = inserted {
                 if tx.is_autocommit() {
@@ -505,7 +516,7 @@ fn insert_span(stmt: &mut CachedStatement<'_>, span: &SpanRecord) -> rusqlite::R
     .map(drop)
 }
 
-fn insert_audit(stmt: &mut CachedStatement<'_>, row: &AuditRecord) -> rusqlite::Result<()> {
+fn insert_audit(stmt: &mut CachedStatement<'_>, id: &str, row: &AuditRecord) -> rusqlite::Result<()> {
     stmt.execute(params![
         row.request_id,
         row.span_id,
@@ -521,6 +532,9 @@ fn insert_audit(stmt: &mut CachedStatement<'_>, row: &AuditRecord) -> rusqlite::
         row.decision.as_str(),
         row.reason,
         to_i64(row.duration_ms)?,
+        id,
+        row.decision.status(),
+        row.error_code,
     ])
     .map(drop)
 }
@@ -559,6 +573,7 @@ fn audit_from_row(row: &Row<'_>) -> rusqlite::Result<AuditRecord> {
         decision: enum_col(row, 11)?,
         reason: row.get(12)?,
         duration_ms: u64_col(row, 13)?,
+        error_code: row.get(14)?,
     })
 }
 

@@ -204,7 +204,7 @@ async fn two_replicas_share_rows_and_append_to_one_thread_without_seq_collisions
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_larger_than_the_queue_loses_nothing() {
     let db = TestSchema::new().await;
-    // A tiny queue so the burst hits backpressure on every path.
+    // A tiny queue so the burst overflows to the spill file on every path.
     let store = Arc::new(PostgresStore::connect_with_capacity(db.url(), 16).await.unwrap());
     const TOTAL: u64 = 5000;
     const PRODUCERS: u64 = 4;
@@ -223,10 +223,10 @@ async fn a_burst_larger_than_the_queue_loses_nothing() {
             }
         };
         if p % 2 == 0 {
-            // On a runtime worker: blocks via block_in_place when the queue is full.
+            // On a runtime worker: overflows to the spill file when the queue is full.
             async_producers.push(tokio::spawn(async move { produce() }));
         } else {
-            // Outside any runtime: a plain blocking send.
+            // Outside any runtime.
             thread_producers.push(std::thread::spawn(produce));
         }
     }

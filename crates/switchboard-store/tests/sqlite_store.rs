@@ -84,8 +84,19 @@ async fn audit_table_keeps_the_documented_layout() {
             "target",
             "decision",
             "reason",
-            "duration_ms"
+            "duration_ms",
+            "row_id",
+            "status",
+            "error_code",
+            "latency_ms"
         ]
+    );
+    let (status, latency): (String, i64) =
+        conn.query_row("SELECT status, latency_ms FROM audit", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    assert_eq!(
+        (status.as_str(), latency),
+        ("access_denied", 6),
+        "status and latency_ms follow decision and duration"
     );
     // The audit agent filters on these raw strings.
     let (hop, decision, mode): (String, String, String) = conn
@@ -164,7 +175,7 @@ async fn burst_from_many_tasks_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("burst.db");
     let store = Arc::new(SqliteStore::open(&path).unwrap());
-    // More than the queue holds, so backpressure (not dropping) must kick in.
+    // More than the queue holds, so rows overflow to the spill file (never dropped) and come back.
     assert!((TASKS * PER_TASK) as usize > 2 * QUEUE_CAPACITY);
 
     let tasks: Vec<_> = (0..TASKS)
@@ -194,10 +205,10 @@ async fn burst_from_many_tasks_loses_nothing() {
     assert_eq!(distinct, TASKS as i64);
 }
 
-/// On a current-thread runtime `block_in_place` is unavailable; a full queue must still block
-/// (the writer is a plain thread) rather than drop or panic.
+/// On a current-thread runtime nothing else runs while one task records; a full queue must
+/// overflow to the spill file rather than block, drop or panic.
 #[tokio::test]
-async fn backpressure_on_current_thread_runtime() {
+async fn a_full_queue_on_a_current_thread_runtime_overflows_without_loss() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ct.db");
     let store = SqliteStore::open(&path).unwrap();
@@ -367,12 +378,14 @@ async fn a_version_1_file_gains_the_grant_tables() {
         store.audit(audit_row("old", 1));
         store.append_turn("t", "old", &Message::user("kept")).await.unwrap();
     }
-    // Schema 3 is schema 1 plus the grant tables and stored responses, so removing them yields a
-    // version 1 file.
+    // Schema 4 is schema 1 plus the grant tables, stored responses and four audit columns, so
+    // removing them yields a version 1 file.
     let conn = Connection::open(&path).unwrap();
     conn.execute_batch(
         "DROP TABLE connection_grants; DROP TABLE connection_grants_version; DROP TABLE responses; \
-         PRAGMA user_version = 1;",
+         DROP INDEX audit_row_id; ALTER TABLE audit DROP COLUMN row_id; \
+         ALTER TABLE audit DROP COLUMN status; ALTER TABLE audit DROP COLUMN error_code; \
+         ALTER TABLE audit DROP COLUMN latency_ms; PRAGMA user_version = 1;",
     )
     .unwrap();
     drop(conn);

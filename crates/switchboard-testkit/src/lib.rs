@@ -8,17 +8,24 @@
 //! - [`Serve`], `switchboard serve` on a free port, ready once `/health` answers;
 //! - [`node`], [`node_package`], [`otlp_receiver`], [`everything_js`], [`everything_http`] and
 //!   [`inspector_js`] for the Node.js peers the tests talk to;
-//! - [`pg::TestSchema`], a PostgreSQL schema of its own for one test.
+//! - [`python`], the venv interpreter, and [`mlflow_server`], a real MLflow tracking server;
+//! - [`genie::GenieServer`], a local Databricks Genie Conversation API;
+//! - [`pg::TestSchema`], a PostgreSQL schema of its own for one test, and [`pg::TestDatabase`], a
+//!   database of its own that can be cut off and restored.
 //!
 //! It depends on no other switchboard crate, so any crate can take it as a dev-dependency. The
 //! `switchboard` binary is passed in by the caller: `env!("CARGO_BIN_EXE_switchboard")` exists
 //! only in the tests of the crate that builds it.
 
 mod child;
+pub mod genie;
+pub mod llm;
 pub mod pg;
+mod python;
 mod serve;
 
 pub use child::Child;
+pub use python::{PytestRun, mlflow_server, pytest, python};
 pub use serve::Serve;
 
 use std::future::Future;

@@ -1,4 +1,4 @@
-//! A real PostgreSQL server for tests, one schema per test.
+//! A real PostgreSQL server for tests, one schema (or database) per test.
 //!
 //! The server comes from `SWITCHBOARD_TEST_POSTGRES_URL` (URL form), default
 //! [`DEFAULT_URL`]. An unreachable server fails the test rather than skipping it: CI provides
@@ -134,6 +134,108 @@ impl Drop for TestSchema {
     }
 }
 
+/// A database of its own for one test, dropped when the test ends (even by panicking). Unlike a
+/// [`TestSchema`], a whole database can be made unavailable and available again
+/// ([`TestDatabase::set_available`]), which is how the store's outage tests cut PostgreSQL off
+/// from the code under test while the server itself keeps running for everyone else.
+#[derive(Debug)]
+pub struct TestDatabase {
+    base: String,
+    name: String,
+    url: String,
+    admin: Client,
+}
+
+impl TestDatabase {
+    /// Creates a uniquely named database on [`base_url`]'s server.
+    pub async fn new() -> Self {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let base = base_url();
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").subsec_nanos();
+        let name =
+            format!("sb_db_{}_{}_{}", std::process::id(), nanos, COUNTER.fetch_add(1, Ordering::Relaxed));
+        let admin = connect(&base).await;
+        admin.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create the test database");
+        let url = with_dbname(&base, &name);
+        Self { base, name, url, admin }
+    }
+
+    /// The URL of this database.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The database's name (`sb_db_…`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A connection to this database, for the test to inspect what the code under test wrote.
+    /// Open it while the database is available.
+    pub async fn client(&self) -> Client {
+        connect(&self.url).await
+    }
+
+    /// Makes the database refuse new connections and ends every session on it (`false`), or
+    /// accepts connections again (`true`). Clients see what they would in a real outage: their
+    /// connections drop and reconnecting fails until it is available again.
+    pub async fn set_available(&self, available: bool) {
+        self.admin
+            .batch_execute(&format!("ALTER DATABASE {} ALLOW_CONNECTIONS {available}", self.name))
+            .await
+            .expect("ALTER DATABASE … ALLOW_CONNECTIONS");
+        if !available {
+            self.admin
+                .execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE datname = $1 AND pid <> pg_backend_pid()",
+                    &[&self.name],
+                )
+                .await
+                .expect("terminate the test database's sessions");
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (base, name) = (self.base.clone(), self.name.clone());
+        let cleanup = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async {
+                let admin = connect(&base).await;
+                // WITH (FORCE) ends sessions a killed server left behind.
+                if let Err(e) =
+                    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await
+                {
+                    panic!("dropping test database {name} failed: {e:?}");
+                }
+            });
+        });
+        if cleanup.join().is_err() && !std::thread::panicking() {
+            panic!("dropping the test database failed");
+        }
+    }
+}
+
+/// `url` pointing at database `name` instead (query string kept).
+fn with_dbname(url: &str, name: &str) -> String {
+    let (head, query) = match url.split_once('?') {
+        Some((head, query)) => (head, Some(query)),
+        None => (url, None),
+    };
+    // `scheme://authority/db`: the database is what follows the authority's slash.
+    let authority_start = head.find("://").map_or(0, |i| i + 3);
+    let base = match head[authority_start..].find('/') {
+        Some(slash) => &head[..authority_start + slash],
+        None => head,
+    };
+    match query {
+        Some(query) => format!("{base}/{name}?{query}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -143,5 +245,15 @@ mod tests {
             "postgres://sb@db.example:6543/audit"
         );
         assert_eq!(super::describe("not a url"), "<invalid PostgreSQL URL>");
+    }
+
+    #[test]
+    fn a_database_url_keeps_everything_but_the_database() {
+        assert_eq!(super::with_dbname("postgres://u@h:5432/test", "x"), "postgres://u@h:5432/x");
+        assert_eq!(
+            super::with_dbname("postgres://u@h/test?sslmode=disable", "x"),
+            "postgres://u@h/x?sslmode=disable"
+        );
+        assert_eq!(super::with_dbname("postgres://u@h", "x"), "postgres://u@h/x");
     }
 }

@@ -84,6 +84,11 @@ impl Serve {
         self.child.id()
     }
 
+    /// Kills the server at once (SIGKILL): no shutdown, no draining, as in a crash.
+    pub fn kill(&mut self) {
+        self.child.kill();
+    }
+
     /// Stops the server gracefully (so queued audit rows reach the store) and returns how it
     /// exited; see [`Child::stop`]. Calling it again, or dropping afterwards, is fine.
     pub fn stop(&mut self) -> ExitStatus {

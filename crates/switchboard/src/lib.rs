@@ -23,9 +23,12 @@ pub use switchboard_agents as agents;
 pub use switchboard_auth as auth;
 pub use switchboard_core as core;
 pub use switchboard_core::{Agent, AgentSpec, Caller, Error, RunContext};
+pub use switchboard_eval as eval;
 pub use switchboard_govern as govern;
 pub use switchboard_llm as llm;
 pub use switchboard_router as router;
-pub use switchboard_runtime::{RunRequest, RunResponse, RunStatus, Runtime, Supervisor, config, demo};
+pub use switchboard_runtime::{
+    RunGuards, RunRequest, RunResponse, RunStatus, Runtime, Supervisor, config, demo,
+};
 pub use switchboard_server as server;
 pub use switchboard_store as store;

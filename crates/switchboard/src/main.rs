@@ -133,10 +133,41 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run a dataset of cases (JSONL) and report routing, trajectories, answers, governance,
+    /// retrieval, latency and tokens; with --baseline, fail (exit 4) on a regression.
+    Eval {
+        /// The dataset: one JSON case per line.
+        dataset: PathBuf,
+        /// switchboard.toml to use instead of the built-in demo.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Cases in flight at once (default: twice the cores, at least 4).
+        #[arg(long, value_name = "N")]
+        concurrency: Option<usize>,
+        /// Where report.json, report.md, report.html and results.jsonl go.
+        #[arg(long = "report", value_name = "DIR", default_value = "eval-report")]
+        report_dir: PathBuf,
+        /// A report.json to compare with.
+        #[arg(long, value_name = "REPORT.json")]
+        baseline: Option<PathBuf>,
+        /// Largest allowed drop of any metric below the baseline, in percentage points.
+        #[arg(long, value_name = "PCT", default_value_t = 0.0)]
+        max_regression: f64,
+        /// Keep the results already in the report dir and run only the cases missing there.
+        #[arg(long)]
+        resume: bool,
+    },
     /// Write the demo configuration and data to DIR as editable files.
     Init {
         /// An empty or new directory.
         dir: PathBuf,
+        /// Also install the sales space into this PostgreSQL server (row-level security and a
+        /// masking view) and point the sales agent at it.
+        #[arg(long, value_name = "URL")]
+        postgres: Option<String>,
+        /// The schema the PostgreSQL sales space goes into.
+        #[arg(long, default_value = "sales", requires = "postgres")]
+        schema: String,
     },
 }
 
@@ -165,7 +196,21 @@ fn main() -> ExitCode {
             Command::Audit { limit, request, config, json } => {
                 cli::audit::run(limit, request.as_deref(), config.as_deref(), json).await
             }
-            Command::Init { dir } => cli::init::run(&dir),
+            Command::Init { dir, postgres, schema } => {
+                cli::init::run(&dir, postgres.as_deref(), &schema).await
+            }
+            Command::Eval { dataset, config, concurrency, report_dir, baseline, max_regression, resume } => {
+                cli::eval::run(cli::eval::EvalArgs {
+                    dataset,
+                    config,
+                    concurrency,
+                    report_dir,
+                    baseline,
+                    max_regression,
+                    resume,
+                })
+                .await
+            }
             Command::Grant { privilege, connection, principal, config } => {
                 cli::grants::grant(privilege, &connection, &principal, config.as_deref()).await
             }

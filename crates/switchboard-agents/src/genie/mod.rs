@@ -6,14 +6,23 @@
 //! space's semantic layer ([`semantic`]) plans the query from declared measures, dimensions and
 //! synonyms. Either way the query runs through the governed executor ([`crate::sql`]) as the
 //! caller, so the views' row filters and column masks decide what comes back.
+//!
+//! With `engine = "postgres"` the same happens over a PostgreSQL schema ([`crate::sql::pg`]):
+//! each query runs in a transaction bound to the hop's principal, and PostgreSQL's row-level
+//! security policies and masking views decide. With `engine = "databricks"` the space is a
+//! Databricks Genie space instead ([`databricks`]): Genie writes and runs the SQL, as whoever the
+//! connection's credential says.
 
+pub mod databricks;
 pub mod semantic;
 pub mod validate;
 
 #[cfg(test)]
 mod tests;
 
-use crate::sql::{Catalog, DEFAULT_MAX_ROWS, Exposed, QueryResult, SqlEngine};
+use crate::sql::check::{Dialect, check_select};
+use crate::sql::pg::PgSettings;
+use crate::sql::{Catalog, DEFAULT_MAX_ROWS, Engine as Backend, Exposed, QueryResult, SqlEngine};
 use async_trait::async_trait;
 use semantic::{Dimension, Entity, Measure, Planner};
 use serde::Deserialize;
@@ -32,8 +41,30 @@ const PLAN_PREFIX: &str = "Interpreted as: ";
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
+    /// `"sqlite"` (the default) or `"postgres"`; `"databricks"` is read by
+    /// [`databricks::Settings`].
+    #[serde(default)]
+    pub engine: Option<String>,
     /// The SQLite file, as configured; relative paths resolve against the config's base dir.
-    pub database: PathBuf,
+    /// SQLite only.
+    #[serde(default)]
+    pub database: Option<PathBuf>,
+    /// PostgreSQL: the connection string, or `env:NAME` to read it from the environment.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// PostgreSQL: the schema holding the views.
+    #[serde(default)]
+    pub schema: Option<String>,
+    /// PostgreSQL: the role each query switches to with `SET LOCAL ROLE` (one that may read
+    /// only the exposed views).
+    #[serde(default)]
+    pub role: Option<String>,
+    /// PostgreSQL: `statement_timeout` for each query.
+    #[serde(default = "crate::sql::pg::default_statement_timeout_ms")]
+    pub statement_timeout_ms: u64,
+    /// PostgreSQL: most pooled connections.
+    #[serde(default = "crate::sql::pg::default_pool_size")]
+    pub pool_size: usize,
     /// The secured views the space exposes; nothing else may be read.
     pub views: Vec<String>,
     /// Row cap for answers.
@@ -85,10 +116,42 @@ pub(crate) fn resolve_database(field: &str, configured: &Path, base_dir: &Path) 
 }
 
 impl Settings {
+    /// The PostgreSQL part of the table.
+    fn postgres(&self) -> PgSettings<'_> {
+        PgSettings {
+            url: self.url.as_deref(),
+            schema: self.schema.as_deref(),
+            role: self.role.as_deref(),
+            statement_timeout_ms: self.statement_timeout_ms,
+            pool_size: self.pool_size,
+        }
+    }
+
     /// Reads and validates `spec.settings` (the `[genie]` table). Errors name the field.
     pub fn from_spec(spec: &AgentSpec, base_dir: &Path) -> Result<Settings> {
         let mut s: Settings = crate::kind_settings(spec)?;
-        s.database_path = resolve_database("genie.database", &s.database, base_dir)?;
+        if s.engine.as_deref() == Some("postgres") {
+            let postgres_only = |v: bool, field: &str| -> Result<()> {
+                if v {
+                    Err(Error::config(format!(
+                        "genie.{field}: is for engine = \"sqlite\"; PostgreSQL spaces use url and schema"
+                    )))
+                } else {
+                    Ok(())
+                }
+            };
+            postgres_only(s.database.is_some(), "database")?;
+            s.postgres().check("genie")?;
+        } else {
+            if s.url.is_some() || s.schema.is_some() || s.role.is_some() {
+                return Err(Error::config(
+                    "genie.url, genie.schema and genie.role are for engine = \"postgres\"",
+                ));
+            }
+            let database =
+                s.database.clone().ok_or_else(|| Error::config("genie: missing field `database`"))?;
+            s.database_path = resolve_database("genie.database", &database, base_dir)?;
+        }
         if s.views.is_empty() {
             return Err(Error::config("genie.views: list at least one secured view to expose"));
         }
@@ -149,12 +212,54 @@ impl Settings {
     }
 }
 
+/// The engines a `[genie]` table can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// SQL run here over secured views: a local SQLite file or a PostgreSQL schema.
+    Sqlite,
+    /// A Databricks Genie space over the Genie Conversation API.
+    Databricks,
+}
+
+/// The engine `spec`'s `[genie]` table names; an unknown one is a config error naming the field.
+pub fn engine(spec: &AgentSpec) -> Result<Engine> {
+    match spec.settings.get("engine") {
+        None => Ok(Engine::Sqlite),
+        Some(serde_json::Value::String(e)) if e == "sqlite" || e == "postgres" => Ok(Engine::Sqlite),
+        Some(serde_json::Value::String(e)) if e == "databricks" => Ok(Engine::Databricks),
+        Some(other) => Err(Error::config(format!(
+            "genie.engine: {other} is not an engine (use \"sqlite\", \"postgres\" or \"databricks\")"
+        ))),
+    }
+}
+
+/// Checks `spec`'s `[genie]` table for its engine without building anything.
+pub fn check(spec: &AgentSpec, base_dir: &Path) -> Result<()> {
+    match engine(spec)? {
+        Engine::Sqlite => Settings::from_spec(spec, base_dir).map(drop),
+        Engine::Databricks => databricks::Settings::from_spec(spec).map(drop),
+    }
+}
+
+/// Builds the space on the engine its `[genie]` table names.
+pub fn build(
+    spec: Arc<AgentSpec>,
+    egress: Egress,
+    base_dir: &Path,
+    llm: Option<LlmClient>,
+) -> Result<Arc<dyn Agent>> {
+    Ok(match engine(&spec)? {
+        Engine::Sqlite => Arc::new(GenieAgent::new(spec, egress, base_dir, llm)?),
+        Engine::Databricks => Arc::new(databricks::DatabricksGenie::new(spec, egress)?),
+    })
+}
+
 /// A genie space.
 pub struct GenieAgent {
     spec: Arc<AgentSpec>,
     egress: Egress,
     settings: Settings,
-    engine: SqlEngine,
+    engine: Backend,
     catalog: Catalog,
     planner: Option<Planner>,
     llm: Option<LlmClient>,
@@ -181,11 +286,12 @@ impl GenieAgent {
         llm: Option<LlmClient>,
     ) -> Result<Self> {
         let settings = Settings::from_spec(&spec, base_dir)?;
-        let engine = SqlEngine::new(
-            settings.database_path.clone(),
-            Exposed { views: settings.views.clone(), tables: Vec::new() },
-            settings.max_rows,
-        );
+        let exposed = Exposed { views: settings.views.clone(), tables: Vec::new() };
+        let engine = if settings.engine.as_deref() == Some("postgres") {
+            Backend::Postgres(settings.postgres().engine("genie", exposed, settings.max_rows)?)
+        } else {
+            Backend::Sqlite(SqlEngine::new(settings.database_path.clone(), exposed, settings.max_rows))
+        };
         let catalog = engine.catalog().map_err(|e| Error::config(format!("genie.views: {}", e.message)))?;
         let planner = match &settings.entity {
             Some(entity) => {
@@ -248,8 +354,13 @@ impl GenieAgent {
             }));
         }
         let sql = validate::extract_sql(content);
-        let exposed = self.engine.exposed();
-        Ok(match validate::validate_select(&sql, exposed, &self.catalog.hidden) {
+        let checked = match &self.engine {
+            Backend::Sqlite(engine) => validate::validate_select(&sql, engine.exposed()),
+            Backend::Postgres(engine) => {
+                check_select(&sql, Dialect::Postgres, engine.exposed(), Some(engine.schema()))
+            }
+        };
+        Ok(match checked {
             Ok(sql) => Proposal::Sql(sql),
             Err(reason) => Proposal::Refused(reason),
         })
@@ -257,9 +368,10 @@ impl GenieAgent {
 
     /// The system prompt: the exposed schema, the semantic definitions and the rules.
     fn prompt(&self) -> String {
-        let mut p = String::from(
-            "You translate questions into SQL for a SQLite database. You may read only these \
+        let mut p = format!(
+            "You translate questions into SQL for a {} database. You may read only these \
              objects:\n",
+            self.engine.dialect_name()
         );
         for o in &self.catalog.objects {
             p.push_str(&format!("- {}({})\n", o.name, o.columns.join(", ")));

@@ -3,7 +3,7 @@
 //!
 //! Parsing is a longest-phrase match of the question's words against the vocabulary, followed
 //! by a small left-to-right grammar (`top N`, `by X`, values as filters). Every plan has a
-//! canonical text ([`Plan::describe`]) that this same parser reads back into the same plan; the
+//! canonical text ([`Planner::describe`]) that this same parser reads back into the same plan; the
 //! answer carries it, which is how a follow-up such as "now only the top 3" recovers the plan it
 //! refines from the thread without any hidden state.
 

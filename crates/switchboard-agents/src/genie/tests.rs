@@ -221,17 +221,17 @@ fn canonical_plans_read_back_as_the_same_plan() {
 #[tokio::test]
 async fn a_valid_model_query_is_run_as_the_caller() {
     let sql = "SELECT region, COUNT(*) AS n FROM deals GROUP BY region ORDER BY region";
-    let (url, seen) = fake_llm(json!({
+    let llm = fake_llm(json!({
         "role": "assistant",
         "content": format!("```sql\n{sql};\n```")
     }))
     .await;
-    let (_dir, agent, sink) = sales(Some(&url));
+    let (_dir, agent, sink) = sales(Some(llm.base_url()));
     let out = ask(&agent, "alice@example.com", "west_sales", "deals per region please").await;
     assert_eq!(data(&out)["sql"], json!(sql));
     // The view still filters: the model cannot widen what alice sees.
     assert_eq!(data(&out)["rows"], json!([["West", 40]]));
-    let prompt = seen.lock().unwrap()[0]["messages"][0]["content"].as_str().unwrap().to_string();
+    let prompt = llm.requests()[0]["messages"][0]["content"].as_str().unwrap().to_string();
     assert!(prompt.contains("- deals(id, region, rep, account, stage, amount, margin_pct, close_date)"));
     assert!(!prompt.contains("deals_base"));
     let hops: Vec<HopKind> = sink.audit.lock().unwrap().iter().map(|a| a.hop).collect();
@@ -245,8 +245,8 @@ async fn writes_and_base_table_queries_from_the_model_are_refused() {
         ("```sql\nSELECT * FROM deals_base\n```", "deals_base"),
         ("SELECT 1 FROM deals; DROP VIEW deals", "more than one statement"),
     ] {
-        let (url, _) = fake_llm(json!({"role": "assistant", "content": reply})).await;
-        let (_dir, agent, sink) = sales(Some(&url));
+        let llm = fake_llm(json!({"role": "assistant", "content": reply})).await;
+        let (_dir, agent, sink) = sales(Some(llm.base_url()));
         let out = ask(&agent, "carol@example.com", "managers", "total revenue by region").await;
         assert!(out.text.contains("The model's SQL was refused"), "{}", out.text);
         assert!(out.text.contains(why), "{why}: {}", out.text);
@@ -287,4 +287,67 @@ fn settings_errors_name_the_field() {
         Ok(_) => panic!("a missing view must be a config error"),
     };
     assert!(err.message.starts_with("genie.views: `nope` is not a table or view"), "{err}");
+}
+
+/// The shipped sales space on PostgreSQL (the demo installed into `schema`), with a model.
+async fn sales_on_postgres(
+    schema: &switchboard_testkit::pg::TestSchema,
+    llm_url: &str,
+) -> (GenieAgent, Arc<Recorder>) {
+    crate::sql::pg::install_demo(schema.base_url(), schema.name()).await.unwrap();
+    let mut spec = (*shipped_spec("sales.toml")).clone();
+    let settings = spec.settings.as_object_mut().unwrap();
+    settings.remove("database");
+    settings.insert("engine".into(), json!("postgres"));
+    settings.insert("url".into(), json!(schema.base_url()));
+    settings.insert("schema".into(), json!(schema.name()));
+    settings.insert("role".into(), json!("switchboard_reader"));
+    let spec = Arc::new(spec);
+    let (egress, sink) = egress(spec.clone());
+    let llm = LlmClient::new(egress.clone(), llm_url, "fake-model");
+    (GenieAgent::new(spec, egress, Path::new("."), Some(llm)).unwrap(), sink)
+}
+
+#[tokio::test]
+async fn model_sql_in_the_postgresql_dialect_runs_under_row_level_security() {
+    let schema = switchboard_testkit::pg::TestSchema::new().await;
+    let sql = "SELECT region, COUNT(*)::int AS n FROM deals GROUP BY region ORDER BY region";
+    let llm = fake_llm(json!({"role": "assistant", "content": format!("```sql\n{sql}\n```")})).await;
+    let (agent, sink) = sales_on_postgres(&schema, llm.base_url()).await;
+    let out = ask(&agent, "alice@example.com", "west_sales", "deals per region please").await;
+    assert_eq!(data(&out)["sql"], json!(sql));
+    // PostgreSQL's policy still filters: the model cannot widen what alice sees.
+    assert_eq!(data(&out)["rows"], json!([["West", 40]]));
+    let prompt = llm.requests()[0]["messages"][0]["content"].as_str().unwrap().to_string();
+    assert!(prompt.contains("SQL for a PostgreSQL database"), "{prompt}");
+    assert!(prompt.contains("- deals(id, region, rep, account, stage, amount, margin_pct, close_date)"));
+    let hops: Vec<HopKind> = sink.audit.lock().unwrap().iter().map(|a| a.hop).collect();
+    assert_eq!(hops, vec![HopKind::Llm, HopKind::Sql]);
+}
+
+#[tokio::test]
+async fn model_sql_outside_the_view_is_refused_on_postgresql() {
+    let schema = switchboard_testkit::pg::TestSchema::new().await;
+    for (reply, why) in [
+        ("SELECT * FROM deals_base", "deals_base"),
+        ("SELECT rolname FROM pg_catalog.pg_authid", "pg_catalog.pg_authid"),
+        ("SELECT * FROM public.deals", "public.deals"),
+        ("UPDATE deals SET amount = 0", "not a SELECT"),
+    ] {
+        let llm = fake_llm(json!({"role": "assistant", "content": reply})).await;
+        let (agent, sink) = sales_on_postgres(&schema, llm.base_url()).await;
+        let out = ask(&agent, "carol@example.com", "managers", "total revenue by region").await;
+        assert!(out.text.contains("The model's SQL was refused"), "{}", out.text);
+        assert!(out.text.contains(why), "{why}: {}", out.text);
+        // Answered from the semantic layer, in PostgreSQL, and the model's SQL never ran.
+        assert_eq!(data(&out)["total_rows"], json!(3));
+        let sql_hops = sink.audit.lock().unwrap().iter().filter(|a| a.hop == HopKind::Sql).count();
+        assert_eq!(sql_hops, 1);
+        // The next attempt installs into the same schema.
+        schema
+            .admin()
+            .batch_execute(&format!("DROP SCHEMA {} CASCADE; CREATE SCHEMA {}", schema.name(), schema.name()))
+            .await
+            .unwrap();
+    }
 }

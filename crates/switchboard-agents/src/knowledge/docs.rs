@@ -191,6 +191,22 @@ fn split_markdown_title(text: &str) -> (Option<String>, String) {
     (title, body.join("\n"))
 }
 
+/// The document's title and, for Markdown, its headings outside code fences, in order.
+pub(super) fn topics(doc: &Document) -> Vec<String> {
+    let mut out = vec![doc.title.clone()];
+    if doc.markdown {
+        let mut in_fence = false;
+        for line in doc.body.lines() {
+            if line.trim_start().starts_with("```") {
+                in_fence = !in_fence;
+            } else if let Some(h) = heading(line).filter(|_| !in_fence) {
+                out.push(h.to_string());
+            }
+        }
+    }
+    out
+}
+
 /// The heading text of a Markdown heading line (`## Lodging` → `Lodging`), if it is one.
 fn heading(line: &str) -> Option<&str> {
     let hashes = line.bytes().take_while(|b| *b == b'#').count();

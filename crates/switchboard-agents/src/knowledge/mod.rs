@@ -103,6 +103,25 @@ impl Settings {
     }
 }
 
+/// The titles and headings of the documents under `settings.path`, each once, in file order:
+/// what the folder is about, for a router's profile of the agent, so a question about a document
+/// it holds reaches it even when the agent's description never uses the document's words.
+/// Blocking file I/O, for start-up.
+pub fn topics(settings: &Settings) -> Result<Vec<String>> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for file in docs::list_files(&settings.path)? {
+        for doc in docs::load(&file)? {
+            for topic in docs::topics(&doc) {
+                if seen.insert(topic.to_lowercase()) {
+                    out.push(topic);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// A knowledge agent: a passage index opened at start-up and searched through governed hops.
 pub struct KnowledgeAgent {
     spec: Arc<AgentSpec>,

@@ -1,17 +1,14 @@
 //! End-to-end tests of the knowledge kind over real tantivy indexes in temporary folders.
 
 use super::*;
-use axum::http::StatusCode;
-use axum::routing::post;
-use axum::{Json, Router};
 use serde_json::{Value, json};
 use std::fs;
-use std::sync::Mutex;
 use std::time::Duration;
 use switchboard_core::{AgentKind, AuditDecision, AuthMethod, Caller, CredentialSpec, SpanKind, SpanStatus};
 use switchboard_govern::Gateway;
 use switchboard_govern::layers::StandardCredentials;
 use switchboard_store::memory::MemorySink;
+use switchboard_testkit::llm::{Script, ScriptedLlm};
 use tempfile::TempDir;
 
 fn spec(name: &str, settings: Value) -> Arc<AgentSpec> {
@@ -25,6 +22,8 @@ fn spec(name: &str, settings: Value) -> Arc<AgentSpec> {
         timeout_ms: None,
         connection: None,
         settings,
+        tool_roles: None,
+        guardrails: None,
     })
 }
 
@@ -350,46 +349,24 @@ async fn demo_policies_answer_their_example_questions() {
     }
 }
 
-/// A one-route OpenAI-compatible server that records the request body and answers `reply`
-/// (or fails with 500 when `reply` is `None`).
-async fn fake_llm(reply: Option<&'static str>) -> (String, Arc<Mutex<Option<Value>>>) {
-    let seen: Arc<Mutex<Option<Value>>> = Arc::default();
-    let record = seen.clone();
-    let app = Router::new().route(
-        "/v1/chat/completions",
-        post(move |Json(body): Json<Value>| {
-            let record = record.clone();
-            async move {
-                *record.lock().unwrap() = Some(body);
-                match reply {
-                    Some(text) => (
-                        StatusCode::OK,
-                        Json(json!({
-                            "id": "cmpl-1", "object": "chat.completion", "model": "fake-model",
-                            "choices": [{"index": 0, "finish_reason": "stop",
-                                "message": {"role": "assistant", "content": text}}],
-                            "usage": {"prompt_tokens": 100, "completion_tokens": 12, "total_tokens": 112}
-                        })),
-                    ),
-                    None => (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": "boom"}))),
-                }
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/v1", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, seen)
+/// The scripted model (`switchboard_testkit::llm`) answering `reply`, or failing with 500 when
+/// `reply` is `None`; it records the request bodies it saw.
+async fn fake_llm(reply: Option<&'static str>) -> ScriptedLlm {
+    let script = match reply {
+        Some(text) => Script::answering(&json!({"role": "assistant", "content": text})),
+        None => Script::failing(500, "boom"),
+    };
+    ScriptedLlm::start(script).await
 }
 
 #[tokio::test]
 async fn with_an_llm_the_answer_is_synthesized_from_the_numbered_passages() {
-    let (url, seen) = fake_llm(Some("Hotels are capped at $250 per night [1].")).await;
+    let fake = fake_llm(Some("Hotels are capped at $250 per night [1].")).await;
     let docs = corpus();
     let base = TempDir::new().unwrap();
     let (sink, gw) = gateway();
     let s = spec("policies", json!({"path": docs.path(), "top_k": 2}));
-    let llm = LlmClient::new(gw.egress(s.clone()), &url, "fake-model");
+    let llm = LlmClient::new(gw.egress(s.clone()), fake.base_url(), "fake-model");
     let a = KnowledgeAgent::new(s.clone(), gw.egress(s), base.path(), Some(llm)).unwrap();
     let input = AgentInput {
         question: "What is the hotel limit per night?".into(),
@@ -409,7 +386,7 @@ async fn with_an_llm_the_answer_is_synthesized_from_the_numbered_passages() {
     assert_eq!(out.citations.len(), 2);
     assert_eq!(out.citations[0].id, "travel");
 
-    let body = seen.lock().unwrap().clone().expect("the LLM was called");
+    let body = fake.requests().last().cloned().expect("the LLM was called");
     assert_eq!(body["model"], "fake-model");
     assert_eq!(body["temperature"], json!(0.0));
     let messages = body["messages"].as_array().unwrap();
@@ -432,15 +409,15 @@ async fn with_an_llm_the_answer_is_synthesized_from_the_numbered_passages() {
 
 #[tokio::test]
 async fn a_failing_llm_degrades_to_the_extractive_answer() {
-    let (url, seen) = fake_llm(None).await;
+    let fake = fake_llm(None).await;
     let docs = corpus();
     let base = TempDir::new().unwrap();
     let (sink, gw) = gateway();
     let s = spec("policies", json!({"path": docs.path()}));
-    let llm = LlmClient::new(gw.egress(s.clone()), &url, "fake-model");
+    let llm = LlmClient::new(gw.egress(s.clone()), fake.base_url(), "fake-model");
     let a = KnowledgeAgent::new(s.clone(), gw.egress(s), base.path(), Some(llm)).unwrap();
     let out = a.invoke(&ctx(), &ask("hotel limit")).await.unwrap();
-    assert!(seen.lock().unwrap().is_some());
+    assert!(!fake.requests().is_empty());
     assert!(out.text.starts_with("Hotel stays are reimbursed up to $250"), "{}", out.text);
     assert_eq!(out.citations[0].id, "travel");
     let audit = sink.audit();

@@ -176,6 +176,8 @@ mod tests {
             timeout_ms: None,
             connection: connection.map(str::to_string),
             settings,
+            tool_roles: None,
+            guardrails: None,
         }
     }
 

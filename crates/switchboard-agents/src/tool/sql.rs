@@ -1,4 +1,4 @@
-//! SQL tools: a parameterized SQL function over a governed SQLite database.
+//! SQL tools: a parameterized SQL function over a governed SQLite database or PostgreSQL schema.
 //!
 //! A tool declares one SQL statement with named parameters (`:discount_pct`), the parameters'
 //! types, the objects the statement may read, and how to phrase the answer. Arguments come from
@@ -10,7 +10,9 @@
 
 use crate::args::{is_email, number_json, scan_numbers};
 use crate::genie::resolve_database;
-use crate::sql::{DEFAULT_MAX_ROWS, Exposed, QueryResult, SqlEngine, Token, format_int, tokenize};
+use crate::sql::check::{Dialect, parse_one, shape};
+use crate::sql::pg::PgSettings;
+use crate::sql::{DEFAULT_MAX_ROWS, Engine, Exposed, QueryResult, SqlEngine, format_int};
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -185,8 +187,27 @@ impl Parameter {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SqlSettings {
-    /// The SQLite file; relative paths resolve against the config's base dir.
-    pub database: PathBuf,
+    /// `"sqlite"` (the default) or `"postgres"`.
+    #[serde(default)]
+    pub engine: Option<String>,
+    /// The SQLite file; relative paths resolve against the config's base dir. SQLite only.
+    #[serde(default)]
+    pub database: Option<PathBuf>,
+    /// PostgreSQL: the connection string, or `env:NAME`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// PostgreSQL: the schema holding the views.
+    #[serde(default)]
+    pub schema: Option<String>,
+    /// PostgreSQL: the role each query switches to with `SET LOCAL ROLE`.
+    #[serde(default)]
+    pub role: Option<String>,
+    /// PostgreSQL: `statement_timeout` for each query.
+    #[serde(default = "crate::sql::pg::default_statement_timeout_ms")]
+    pub statement_timeout_ms: u64,
+    /// PostgreSQL: most pooled connections.
+    #[serde(default = "crate::sql::pg::default_pool_size")]
+    pub pool_size: usize,
     /// One read-only statement with `:name` parameters.
     pub sql: String,
     /// The parameters the statement uses.
@@ -218,33 +239,58 @@ fn default_max_rows() -> usize {
 }
 
 impl SqlSettings {
+    /// The PostgreSQL part of the table.
+    fn postgres(&self) -> PgSettings<'_> {
+        PgSettings {
+            url: self.url.as_deref(),
+            schema: self.schema.as_deref(),
+            role: self.role.as_deref(),
+            statement_timeout_ms: self.statement_timeout_ms,
+            pool_size: self.pool_size,
+        }
+    }
+
     /// Reads and validates `spec.settings` (the `[tool]` table). Errors name the field.
     pub fn from_spec(spec: &AgentSpec, base_dir: &Path) -> Result<SqlSettings> {
         let mut s: SqlSettings = crate::kind_settings(spec)?;
-        s.database_path = resolve_database("tool.database", &s.database, base_dir)?;
+        match s.engine.as_deref() {
+            Some("postgres") => {
+                if s.database.is_some() {
+                    return Err(Error::config(
+                        "tool.database: is for engine = \"sqlite\"; PostgreSQL tools use url and schema",
+                    ));
+                }
+                s.postgres().check("tool")?;
+            }
+            None | Some("sqlite") => {
+                if s.url.is_some() || s.schema.is_some() || s.role.is_some() {
+                    return Err(Error::config(
+                        "tool.url, tool.schema and tool.role are for engine = \"postgres\"",
+                    ));
+                }
+                let database =
+                    s.database.clone().ok_or_else(|| Error::config("tool: missing field `database`"))?;
+                s.database_path = resolve_database("tool.database", &database, base_dir)?;
+            }
+            Some(other) => {
+                return Err(Error::config(format!(
+                    "tool.engine: `{other}` is not an engine (use \"sqlite\" or \"postgres\")"
+                )));
+            }
+        }
         if s.views.is_empty() && s.tables.is_empty() {
             return Err(Error::config("tool.views: list the views (or tool.tables) the SQL may read"));
         }
         if !(1..=10_000).contains(&s.max_rows) {
             return Err(Error::config(format!("tool.max_rows: {} is out of range (1 to 10000)", s.max_rows)));
         }
-        let tokens = tokenize(&s.sql).map_err(|e| Error::config(format!("tool.sql: {e}")))?;
-        let mut end = tokens.len();
-        while end > 0 && tokens[end - 1] == Token::Punct(';') {
-            end -= 1;
-        }
-        let statement = &tokens[..end];
-        let starts_with_select = statement.first().is_some_and(|t| t.is_kw("SELECT") || t.is_kw("WITH"));
-        if !starts_with_select || statement.contains(&Token::Punct(';')) {
+        let statement =
+            parse_one(&s.sql, Dialect::Sqlite).map_err(|e| Error::config(format!("tool.sql: {e}")))?;
+        if !matches!(statement, sqlparser::ast::Statement::Query(_)) {
             return Err(Error::config("tool.sql: must be one SELECT statement"));
         }
-        let used: Vec<&str> = statement
-            .iter()
-            .filter_map(|t| match t {
-                Token::Param(p) => Some(p.as_str()),
-                _ => None,
-            })
-            .collect();
+        let placeholders = shape(&statement).placeholders;
+        let used: Vec<&str> = placeholders.iter().map(String::as_str).collect();
         for p in &used {
             let name = p.trim_start_matches([':', '@', '$']);
             if !p.starts_with(':') || !s.parameters.iter().any(|d| d.name == name) {
@@ -312,7 +358,7 @@ pub struct SqlToolAgent {
     spec: Arc<AgentSpec>,
     egress: Egress,
     settings: SqlSettings,
-    engine: SqlEngine,
+    engine: Engine,
     /// The parameters as a JSON Schema: what a model's tool call is offered and what the
     /// offline extractor reads.
     schema: Value,
@@ -336,11 +382,12 @@ impl SqlToolAgent {
                 )));
             }
         };
-        let engine = SqlEngine::new(
-            settings.database_path.clone(),
-            Exposed { views: settings.views.clone(), tables: settings.tables.clone() },
-            settings.max_rows,
-        );
+        let exposed = Exposed { views: settings.views.clone(), tables: settings.tables.clone() };
+        let engine = if settings.engine.as_deref() == Some("postgres") {
+            Engine::Postgres(settings.postgres().engine("tool", exposed, settings.max_rows)?)
+        } else {
+            Engine::Sqlite(SqlEngine::new(settings.database_path.clone(), exposed, settings.max_rows))
+        };
         let schema = settings.schema();
         Ok(Self { spec, egress, settings, engine, schema, llm })
     }
@@ -662,8 +709,8 @@ mod tests {
                 "function": {"name": "deal_desk", "arguments": args}
             }]})
         };
-        let (url, seen) = fake_llm(call(r#"{"discount_pct": 25, "amount": 40000}"#)).await;
-        let (_dir, agent, _) = deal_desk(Some(&url));
+        let llm = fake_llm(call(r#"{"discount_pct": 25, "amount": 40000}"#)).await;
+        let (_dir, agent, _) = deal_desk(Some(llm.base_url()));
         let out = ask(
             &agent,
             "bob@example.com",
@@ -673,14 +720,14 @@ mod tests {
         .await
         .unwrap();
         assert!(out.text.contains("VP of Sales"), "{}", out.text);
-        let body = seen.lock().unwrap()[0].clone();
+        let body = llm.requests()[0].clone();
         let schema = &body["tools"][0]["function"]["parameters"];
         assert_eq!(schema["properties"]["discount_pct"]["type"], json!("number"));
         assert_eq!(schema["properties"]["discount_pct"]["maximum"], json!(100));
         assert_eq!(schema["required"], json!(["discount_pct", "amount"]));
 
-        let (url, _) = fake_llm(call(r#"{"discount_pct": "lots", "amount": 40000}"#)).await;
-        let (_dir, agent, _) = deal_desk(Some(&url));
+        let llm = fake_llm(call(r#"{"discount_pct": "lots", "amount": 40000}"#)).await;
+        let (_dir, agent, _) = deal_desk(Some(llm.base_url()));
         let err = ask(&agent, "bob@example.com", "east_sales", "big discount, big deal").await.unwrap_err();
         assert_eq!(err.kind, ErrorKind::InvalidInput);
         assert_eq!(err.message, "parameter `discount_pct` must be a percentage, got \"lots\"");

@@ -1,70 +1,68 @@
+use crate::limits::{LimitRules, Mark, MemoryWindows, Phase, Windows};
 use crate::{HopCall, HopLayer, Next};
 use async_trait::async_trait;
-use dashmap::DashMap;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 use switchboard_core::{Error, HopKind, Result};
 
-/// A token bucket per (caller, agent) on agent hops: `per_minute` calls, refilled continuously.
+/// The rate-limit layer: every hop must fit the sliding one-minute windows its limits name (see
+/// [`crate::limits`]); one that does not is refused with a rate-limit error naming the limit and
+/// saying when the window has room again. An LLM call's tokens are charged once it answers.
 pub struct RateLimit {
-    per_minute: u32,
-    buckets: DashMap<(String, String), (f64, Instant)>,
+    rules: Arc<LimitRules>,
+    windows: Arc<dyn Windows>,
 }
 
 impl RateLimit {
-    /// At most `per_minute` agent calls per caller and agent.
+    /// At most `per_minute` agent calls per caller and agent, counted in this process.
     pub fn per_minute(per_minute: u32) -> Self {
-        Self { per_minute: per_minute.max(1), buckets: DashMap::new() }
+        let rules = LimitRules { per_caller_agent: u64::from(per_minute.max(1)), ..LimitRules::default() };
+        Self::new(rules, Arc::new(MemoryWindows::new()))
     }
 
-    /// Takes a token, or says how long until one is free.
-    fn take(&self, key: (String, String)) -> std::result::Result<(), Duration> {
-        let capacity = f64::from(self.per_minute);
-        let rate = capacity / 60.0;
-        let now = Instant::now();
-        let mut entry = self.buckets.entry(key).or_insert((capacity, now));
-        let (tokens, last) = *entry;
-        let tokens = (tokens + now.duration_since(last).as_secs_f64() * rate).min(capacity);
-        if tokens >= 1.0 {
-            *entry = (tokens - 1.0, now);
-            Ok(())
-        } else {
-            *entry = (tokens, now);
-            Err(Duration::from_secs_f64((1.0 - tokens) / rate))
+    /// `rules` counted in `windows` (in memory, or shared through Redis).
+    pub fn new(rules: LimitRules, windows: Arc<dyn Windows>) -> Self {
+        Self { rules: Arc::new(rules), windows }
+    }
+
+    async fn admit(&self, marks: &[Mark]) -> Result<()> {
+        match self.windows.acquire(marks).await {
+            Ok(()) => Ok(()),
+            Err(tripped) => {
+                let label = marks.get(tripped.index).map_or("a rate limit", |m| m.label.as_str());
+                Err(Error::rate_limited(
+                    format!(
+                        "rate limit reached: {label}; retry in {:.1} s",
+                        tripped.retry_after.as_secs_f64()
+                    ),
+                    tripped.retry_after,
+                ))
+            }
         }
     }
+}
+
+/// The tokens an LLM call recorded on its span (prompt and completion).
+fn tokens_used(hop: &HopCall) -> u64 {
+    let Ok(attrs) = hop.attributes.lock() else { return 0 };
+    ["gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens"]
+        .iter()
+        .filter_map(|key| attrs.get(*key).and_then(serde_json::Value::as_u64))
+        .sum()
 }
 
 #[async_trait]
 impl HopLayer for RateLimit {
     async fn handle(&self, hop: &mut HopCall, next: Next<'_>) -> Result<()> {
-        if hop.target.kind == HopKind::Agent {
-            let key = (hop.ctx.caller.email().to_string(), hop.agent.name.clone());
-            if let Err(wait) = self.take(key) {
-                return Err(Error::rate_limited(
-                    format!(
-                        "rate limit of {} calls per minute to agent `{}` reached",
-                        self.per_minute, hop.agent.name
-                    ),
-                    wait,
-                ));
-            }
+        let marks = self.rules.marks(hop, Phase::Before);
+        if !marks.is_empty() {
+            self.admit(&marks).await?;
         }
-        next.run(hop).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bucket_empties_and_reports_wait() {
-        let limit = RateLimit::per_minute(2);
-        let key = || ("a@example.com".to_string(), "sales".to_string());
-        assert!(limit.take(key()).is_ok());
-        assert!(limit.take(key()).is_ok());
-        let wait = limit.take(key()).expect_err("third call within a minute is limited");
-        assert!(wait > Duration::from_secs(1));
-        assert!(limit.take(("b@example.com".into(), "sales".into())).is_ok(), "buckets are per caller");
+        let result = next.run(hop).await;
+        if hop.target.kind == HopKind::Llm {
+            let charge = self.rules.marks(hop, Phase::After(tokens_used(hop)));
+            // Charging checks nothing, so it cannot trip.
+            let _ = self.windows.acquire(&charge).await;
+        }
+        result
     }
 }

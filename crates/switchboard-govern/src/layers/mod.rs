@@ -8,7 +8,7 @@ mod limit;
 mod telemetry;
 mod timeout;
 
-pub use authorize::{Authorize, Policy, RolePolicy};
+pub use authorize::{Authorize, Policy, RolePolicy, role_allows};
 pub use budget::HopBudget;
 pub use connection::{ConnectionAuthLayer, ConnectionGrant, ConnectionGrants, StaticGrants};
 pub use credential::{

@@ -104,6 +104,8 @@ impl HopLayer for AuditLayer {
         let decision = match &result {
             Ok(()) => AuditDecision::Allowed,
             Err(e) if e.kind == ErrorKind::Denied => AuditDecision::AccessDenied,
+            Err(e) if e.kind == ErrorKind::RateLimited => AuditDecision::RateLimited,
+            Err(e) if e.kind == ErrorKind::Blocked => AuditDecision::Blocked,
             Err(_) => AuditDecision::Error,
         };
         self.sink.audit(AuditRecord {
@@ -121,6 +123,7 @@ impl HopLayer for AuditLayer {
             decision,
             reason: result.as_ref().err().map(|e| e.message.clone()),
             duration_ms: started.elapsed().as_millis() as u64,
+            error_code: result.as_ref().err().map(|e| e.kind.as_str().to_string()),
         });
         result
     }

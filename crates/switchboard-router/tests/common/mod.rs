@@ -1,4 +1,5 @@
-//! The demo's five agents, mirroring `agents/*.toml`.
+//! The demo's five agents as first shipped: a fixed copy, so these tests do not move when the
+//! descriptions in `agents/*.toml` are improved (the demo's own eval set covers those).
 
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
@@ -9,15 +10,9 @@ use switchboard_core::{AgentKind, AgentSpec, CredentialMode, CredentialSpec};
 /// An agent spec with routing fields set and everything else defaulted.
 pub fn spec(name: &str, kind: AgentKind, description: &str, examples: &[&str]) -> Arc<AgentSpec> {
     Arc::new(AgentSpec {
-        name: name.into(),
-        kind,
-        description: description.into(),
         examples: examples.iter().map(|e| e.to_string()).collect(),
         credential: CredentialSpec { mode: CredentialMode::Automatic, ..CredentialSpec::default() },
-        allowed_roles: None,
-        timeout_ms: None,
-        connection: None,
-        settings: serde_json::Value::Null,
+        ..AgentSpec::new(name, kind, description)
     })
 }
 

@@ -4,12 +4,14 @@
 
 mod connections;
 mod files;
+mod limits;
 mod model;
 
 pub use files::{ConfigFile, ConfigSource};
+pub use limits::{DEFAULT_REDIS_PREFIX, rules as limit_rules};
 pub use model::{
-    AgentFile, Config, DemoConfig, DevClient, DevUser, IdentityConfig, LimitsConfig, LlmConfig, RouterConfig,
-    RouterKind, ServerConfig, StoreConfig, StoreKind, SupervisorConfig,
+    AgentFile, Config, DemoConfig, DevClient, DevUser, EvalConfig, IdentityConfig, JudgeConfig, LimitsConfig,
+    LlmConfig, ModelPrice, RouterConfig, RouterKind, ServerConfig, StoreConfig, StoreKind, SupervisorConfig,
 };
 
 use std::fmt;

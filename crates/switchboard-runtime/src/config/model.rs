@@ -1,10 +1,15 @@
 use super::files::{ConfigFile, Files};
 use super::{BUILDABLE_KINDS, Problem};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use switchboard_auth::{AuthConfig, ClientCredentialsConfig, TokenExchangeConfig};
-use switchboard_core::{AgentKind, AgentSpec, ConnectionSpec, CredentialMode, CredentialSpec, SecretRef};
+use switchboard_core::{
+    AgentKind, AgentSpec, ConnectionSpec, CredentialMode, CredentialSpec, GuardrailConfig, SecretRef,
+};
+use switchboard_govern::guardrails::Guardrails;
+use switchboard_govern::limits::Rate;
 
 /// `switchboard.toml`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -46,6 +51,12 @@ pub struct Config {
     /// Data directory, relative to the config file; defaults to `$SWITCHBOARD_HOME` or `.switchboard`.
     #[serde(default)]
     pub data_dir: Option<PathBuf>,
+    /// What `switchboard eval` reads: model prices and the LLM judge.
+    #[serde(default)]
+    pub eval: EvalConfig,
+    /// Endpoint-wide guardrails on what callers send and what they are answered.
+    #[serde(default)]
+    pub guardrails: GuardrailConfig,
 }
 
 impl Config {
@@ -92,8 +103,10 @@ impl Default for SupervisorConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RouterKind {
-    /// Offline BM25 over descriptions and examples.
+    /// The offline router: a classifier trained at start-up over each agent's name, description,
+    /// examples and data (`classifier` is accepted as another name for it).
     #[default]
+    #[serde(alias = "classifier")]
     Lexical,
     /// Tool calling on the configured LLM.
     Llm,
@@ -147,6 +160,13 @@ pub struct StoreConfig {
     /// `GET /v1/responses/{id}` and continuable with `previous_response_id` (default 30 days).
     /// Older ones answer 404 and are purged in the background; 0 keeps them until deleted.
     pub responses_retention_days: u32,
+    /// Where spans and audit rows spill while the store is unavailable, relative to the data dir
+    /// (default: `<path>-spill.jsonl` for SQLite, `postgres-spill.jsonl` for PostgreSQL). They
+    /// are replayed, in order and exactly once, when it is back, or at the next start.
+    pub spill_path: Option<PathBuf>,
+    /// The most disk the spill file may take (default 1 GiB); rows beyond it are refused with an
+    /// error in the log.
+    pub spill_max_bytes: u64,
 }
 
 impl Default for StoreConfig {
@@ -156,6 +176,8 @@ impl Default for StoreConfig {
             path: PathBuf::from("switchboard.db"),
             url: None,
             responses_retention_days: 30,
+            spill_path: None,
+            spill_max_bytes: switchboard_store::DEFAULT_SPILL_MAX_BYTES,
         }
     }
 }
@@ -220,6 +242,42 @@ pub struct DemoConfig {
     pub tickets_connection: Option<String>,
 }
 
+/// `[eval]`: settings of the evaluation harness (`switchboard eval`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalConfig {
+    /// Prices per model name (as the LLM spans record it), so reports can show a cost.
+    pub prices: std::collections::BTreeMap<String, ModelPrice>,
+    /// An LLM that grades free-text answers against a case's rubric (`expect.answer.judge`).
+    pub judge: Option<JudgeConfig>,
+    /// How many cited documents retrieval recall is measured over (default 5).
+    pub recall_k: Option<usize>,
+}
+
+/// `[eval.prices.MODEL]`: what a model's tokens cost, in any one currency.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelPrice {
+    /// Price of a million prompt tokens.
+    pub input_per_million: f64,
+    /// Price of a million completion tokens.
+    pub output_per_million: f64,
+}
+
+/// `[eval.judge]`: the model that grades answers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JudgeConfig {
+    /// Model name.
+    pub model: String,
+    /// Server root including `/v1`; defaults to `[llm] base_url`.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// How calls to it authenticate; defaults to `[llm.credential]`.
+    #[serde(default)]
+    pub credential: Option<CredentialSpec>,
+}
+
 /// A development identity (demo and tests only).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -277,12 +335,30 @@ impl Default for IdentityConfig {
     }
 }
 
-/// `[limits]`.
+/// `[limits]`: rate limits over sliding one-minute windows (see `switchboard_govern::limits`).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// Calls per minute per caller and agent; 0 is unlimited.
     pub requests_per_minute: u32,
+    /// Share the counters between replicas through Redis: `redis://host:6379[/db]` or
+    /// `env:NAME`. Without it each process counts alone. A Redis outage degrades to local counts.
+    pub redis: Option<String>,
+    /// The prefix of every Redis key (default `switchboard`); deployments sharing one Redis
+    /// keep their limits apart with their own.
+    pub redis_prefix: Option<String>,
+    /// The whole endpoint: every request of every caller.
+    pub endpoint: Rate,
+    /// Each user or service principal, by default.
+    pub user: Rate,
+    /// Overrides for named users and service principals (by email or subject).
+    pub users: std::collections::BTreeMap<String, Rate>,
+    /// Each group: all its members' requests together.
+    pub groups: std::collections::BTreeMap<String, Rate>,
+    /// Each agent: all callers' calls to it together.
+    pub agents: std::collections::BTreeMap<String, Rate>,
+    /// Each connection: every call made through it.
+    pub connections: std::collections::BTreeMap<String, Rate>,
 }
 
 /// An agent file, as written.
@@ -328,6 +404,12 @@ pub struct AgentFile {
     /// `[supervisor]` settings (nested supervisor).
     #[serde(default)]
     pub supervisor: Option<toml::Table>,
+    /// `[tool_roles]`: roles allowed per tool inside the agent; tools it does not name are denied.
+    #[serde(default)]
+    pub tool_roles: Option<BTreeMap<String, Vec<String>>>,
+    /// `[guardrails]`: the agent's own, applied to what it is sent and what it answers.
+    #[serde(default)]
+    pub guardrails: Option<GuardrailConfig>,
 }
 
 /// Converts a TOML parse error into a problem naming the line and, when it can, the field.
@@ -433,6 +515,19 @@ pub(super) fn parse_agent(file: &ConfigFile, problems: &mut Vec<Problem>) -> Opt
     if parsed.timeout_ms == Some(0) {
         problems.push(problem("timeout_ms", "must be greater than 0".into()));
     }
+    for (tool, roles) in parsed.tool_roles.iter().flatten() {
+        if roles.is_empty() {
+            problems.push(problem(
+                &format!("tool_roles.{tool}"),
+                "an empty list lets nobody use the tool; leave the tool out to deny it".into(),
+            ));
+        }
+    }
+    if let Some(guardrails) = &parsed.guardrails
+        && let Err(e) = Guardrails::new(guardrails)
+    {
+        problems.push(problem(&e.field(), e.reason));
+    }
     check_credential(&file.label, "credential", &parsed.credential, problems);
     if !BUILDABLE_KINDS.contains(&parsed.kind) {
         problems.push(problem(
@@ -483,22 +578,28 @@ pub(super) fn parse_agent(file: &ConfigFile, problems: &mut Vec<Problem>) -> Opt
         timeout_ms: parsed.timeout_ms,
         connection: parsed.connection,
         settings,
+        tool_roles: parsed.tool_roles,
+        guardrails: parsed.guardrails,
     })
 }
 
 pub(super) fn check_cross(
     config: &Config,
     files: &Files,
-    _agents: &[Arc<AgentSpec>],
+    agents: &[Arc<AgentSpec>],
     problems: &mut Vec<Problem>,
 ) {
     super::connections::check_connections(config, files, problems);
+    super::limits::check_limits(config, files, agents, problems);
     let file = files.main.label.as_str();
     let problem = |field: &str, message: &str| Problem {
         file: file.into(),
         field: field.into(),
         message: message.into(),
     };
+    if let Err(e) = Guardrails::new(&config.guardrails) {
+        problems.push(problem(&e.field(), &e.reason));
+    }
     let server = &config.server;
     for (field, value) in [
         ("server.header_read_timeout_ms", server.header_read_timeout_ms),
@@ -563,6 +664,15 @@ pub(super) fn check_cross(
         && config.store.url.as_deref().is_none_or(|u| u.trim().is_empty())
     {
         problems.push(problem("store.url", "a postgres store needs url = \"postgres://…\" or \"env:NAME\""));
+    }
+    if config.store.spill_max_bytes == 0 {
+        problems.push(problem(
+            "store.spill_max_bytes",
+            "must be at least 1 (the spill file keeps audit rows through a store outage)",
+        ));
+    }
+    if config.store.spill_path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+        problems.push(problem("store.spill_path", "must not be empty; omit it for the default"));
     }
     if config.server.body_limit_bytes == 0 {
         problems.push(problem("server.body_limit_bytes", "must be greater than 0"));

@@ -24,6 +24,7 @@ pub fn audit_row(request_id: &str, n: u64) -> AuditRecord {
         decision: if n.is_multiple_of(3) { AuditDecision::AccessDenied } else { AuditDecision::Allowed },
         reason: n.is_multiple_of(3).then(|| "policy: sales only".into()),
         duration_ms: n * 2,
+        error_code: None,
     }
 }
 

@@ -75,7 +75,7 @@ pub async fn run(
     }
     Ok(match response.status {
         RunStatus::Ok | RunStatus::Clarify => ExitCode::SUCCESS,
-        RunStatus::Denied => ExitCode::from(3),
+        RunStatus::Denied | RunStatus::Blocked => ExitCode::from(3),
         RunStatus::Error => ExitCode::FAILURE,
     })
 }

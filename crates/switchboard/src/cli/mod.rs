@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod chat;
+pub mod eval;
 pub mod grants;
 pub mod init;
 pub mod logging;

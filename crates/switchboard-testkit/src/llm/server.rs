@@ -1,0 +1,148 @@
+//! The HTTP side: routes, faults, latency, streaming.
+
+use super::answer::{Answer, Tokens, count};
+use super::request::{Api, View};
+use super::script::Script;
+use super::wire::{self, Ids};
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What every request shares: the script, the call counter, and the recorded request bodies.
+pub(crate) struct Shared {
+    pub script: Script,
+    pub calls: AtomicU64,
+    /// Prompt and completion tokens reported in `usage` so far.
+    pub tokens: [AtomicU64; 2],
+    /// Request bodies in arrival order, when recording (tests read them; benchmarks don't pay).
+    pub recorded: Option<Mutex<Vec<Value>>>,
+}
+
+/// The routes: `POST /v1/chat/completions`, `POST /v1/responses`, `GET /v1/models`, and
+/// `GET /stats` (`{"calls": N}`).
+pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
+    axum::Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/responses", post(responses))
+        .route("/v1/models", get(models))
+        .route("/stats", get(stats))
+        .with_state(shared)
+}
+
+async fn chat(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
+    s.handle(Api::Chat, &body).await
+}
+
+async fn responses(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
+    s.handle(Api::Responses, &body).await
+}
+
+async fn models(State(s): State<Arc<Shared>>) -> Response {
+    let model = json!({"id": s.script.model, "object": "model", "created": 0, "owned_by": "scripted"});
+    json_response(StatusCode::OK, &json!({"object": "list", "data": [model]}))
+}
+
+async fn stats(State(s): State<Arc<Shared>>) -> Response {
+    json_response(StatusCode::OK, &json!({"calls": s.calls.load(Ordering::Relaxed)}))
+}
+
+fn json_response(status: StatusCode, value: &Value) -> Response {
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response()
+}
+
+fn error_response(status: u16, message: &str) -> Response {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    json_response(code, &wire::error(status, message))
+}
+
+/// An event stream of pre-rendered frames, `delay` apart; without a delay, one write.
+fn event_stream(frames: Vec<String>, delay: Duration) -> Response {
+    let headers = [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")];
+    if delay.is_zero() {
+        return (headers, frames.concat()).into_response();
+    }
+    let first = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let stream = futures::stream::iter(frames).then(move |frame| {
+        let wait = !first.swap(false, Ordering::Relaxed);
+        async move {
+            if wait {
+                tokio::time::sleep(delay).await;
+            }
+            Ok::<_, Infallible>(Bytes::from(frame))
+        }
+    });
+    (headers, Body::from_stream(stream)).into_response()
+}
+
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+impl Shared {
+    async fn handle(&self, api: Api, raw: &[u8]) -> Response {
+        let call = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
+        let body: Value = match serde_json::from_slice(raw) {
+            Ok(v @ Value::Object(_)) => v,
+            Ok(_) => return error_response(400, "the body must be a JSON object"),
+            Err(e) => return error_response(400, &format!("the body is not JSON: {e}")),
+        };
+        let required = match api {
+            Api::Chat => "messages",
+            Api::Responses => "input",
+        };
+        if body.get(required).is_none_or(Value::is_null) {
+            return error_response(400, &format!("`{required}` is required"));
+        }
+        if let Some(recorded) = &self.recorded
+            && let Ok(mut recorded) = recorded.lock()
+        {
+            recorded.push(body.clone());
+        }
+        if self.script.latency_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(self.script.latency_ms)).await;
+        }
+        if let Some(fault) = self.script.faults.iter().find(|f| f.hits(call)) {
+            let message = fault.message.clone().unwrap_or_else(|| format!("scripted failure of call {call}"));
+            return error_response(fault.status, &message);
+        }
+        let view = View::read(api, &body);
+        let answer = self.script.answer(&view);
+        if let Answer::Error { status, message } = &answer {
+            return error_response(*status, message);
+        }
+        let tokens =
+            Tokens { prompt: count(&view.prompt_text), completion: count(&answer.completion_text()) };
+        self.tokens[0].fetch_add(tokens.prompt, Ordering::Relaxed);
+        self.tokens[1].fetch_add(tokens.completion, Ordering::Relaxed);
+        let ids = Ids { call, model: view.model.unwrap_or(&self.script.model), created: unix_secs() };
+        let delay = Duration::from_millis(self.script.token_delay_ms);
+        match (api, view.stream) {
+            (Api::Chat, false) => {
+                json_response(StatusCode::OK, &wire::chat_completion(&ids, &answer, tokens))
+            }
+            (Api::Chat, true) => {
+                let chunks = wire::chat_chunks(&ids, &answer, tokens, view.include_usage);
+                event_stream(chunks.into_iter().map(|d| format!("data: {d}\n\n")).collect(), delay)
+            }
+            (Api::Responses, false) => {
+                json_response(StatusCode::OK, &wire::response(&ids, &body, Some(&answer), tokens))
+            }
+            (Api::Responses, true) => {
+                let events = wire::response_events(&ids, &body, &answer, tokens);
+                event_stream(
+                    events.into_iter().map(|(e, d)| format!("event: {e}\ndata: {d}\n\n")).collect(),
+                    delay,
+                )
+            }
+        }
+    }
+}
