@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard_core::{
-    Agent, AgentInput, AgentOutput, AgentSpec, Error, HopKind, Message, Result, Role, RunContext,
+    Agent, AgentInput, AgentOutput, AgentSpec, Error, ErrorKind, HopKind, Message, Result, Role, RunContext,
 };
 use switchboard_govern::reqwest;
 use switchboard_govern::{Egress, HopTarget};
@@ -179,14 +179,14 @@ impl Agent for EndpointAgent {
             .hop(ctx, HopTarget::new(HopKind::Http, &self.host), |grant| {
                 let body = &body;
                 async move {
-                    let response = grant
-                        .request(reqwest::Method::POST, self.url.as_str())?
-                        .json(body)
-                        .send()
-                        .await
-                        .map_err(|e| {
-                            Error::upstream(format!("the remote agent is unreachable: {}", e.without_url()))
-                        })?;
+                    // An invocation may act, so it is not retried; the circuit breaker applies.
+                    let request = grant.request(reqwest::Method::POST, self.url.as_str())?.json(body);
+                    let response = grant.send(request, false).await.map_err(|e| match e.kind {
+                        ErrorKind::Upstream => {
+                            Error::upstream(format!("the remote agent is unreachable: {}", e.message))
+                        }
+                        _ => e,
+                    })?;
                     let status = response.status();
                     if response
                         .content_length()

@@ -109,6 +109,9 @@ pub struct RunContext {
     /// span starts there and waiting for a worker counts as part of the call. Cleared for nested
     /// work by [`RunContext::child`].
     pub dispatched_unix_nano: Option<u64>,
+    /// The caller's chargeback labels (`usage_context` in the request), copied onto every LLM hop
+    /// span so the usage table can group by them; `None` when the caller sent none.
+    pub usage_context: Option<Arc<serde_json::Map<String, serde_json::Value>>>,
 }
 
 impl RunContext {
@@ -123,6 +126,7 @@ impl RunContext {
             hops: Arc::default(),
             max_hops: Self::DEFAULT_MAX_HOPS,
             dispatched_unix_nano: None,
+            usage_context: None,
         }
     }
 

@@ -25,6 +25,8 @@ pub enum ErrorKind {
     Upstream,
     /// A deadline or per-agent timeout passed (504).
     Timeout,
+    /// An upstream's circuit is open: calls fail fast until it is retried (503).
+    Unavailable,
     /// The request was cancelled, e.g. the client went away (499).
     Cancelled,
     /// A fault of ours (500).
@@ -45,6 +47,7 @@ impl ErrorKind {
             Self::Config | Self::Internal => 500,
             Self::Upstream => 502,
             Self::Timeout => 504,
+            Self::Unavailable => 503,
             Self::Cancelled => 499,
         }
     }
@@ -62,6 +65,7 @@ impl ErrorKind {
             Self::Config => "config",
             Self::Upstream => "upstream",
             Self::Timeout => "timeout",
+            Self::Unavailable => "unavailable",
             Self::Cancelled => "cancelled",
             Self::Internal => "internal",
         }
@@ -123,7 +127,11 @@ impl Error {
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Internal, message)
     }
-    /// 429 with a retry hint.
+    /// 503 with a `Retry-After`: an upstream's circuit is open until `retry_after` has passed.
+    pub fn unavailable(message: impl Into<String>, retry_after: Duration) -> Self {
+        Self { retry_after: Some(retry_after), ..Self::new(ErrorKind::Unavailable, message) }
+    }
+    /// 429 with a `Retry-After`.
     pub fn rate_limited(message: impl Into<String>, retry_after: Duration) -> Self {
         Self { retry_after: Some(retry_after), ..Self::new(ErrorKind::RateLimited, message) }
     }

@@ -95,3 +95,56 @@ async fn the_judge_grades_answers_against_their_rubric() {
     let user = requests[0]["messages"][1]["content"].as_str().unwrap_or_default();
     assert!(user.contains("Question:\ntotal revenue by region") && user.contains("West"), "{user}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_llm_router_is_scored_by_the_same_harness() {
+    let llm = ScriptedLlm::start(
+        Script::from_toml(
+            r#"model = "m"
+[[rules]]
+when = { last_user = "(?i)revenue", tools = true }
+reply = { tool_call = { tool = "^sales$", arguments = { question = "{{last_user}}" } } }
+[[rules]]
+when = { last_user = "(?i)hotel", tools = true }
+reply = { tool_call = { tool = "^policies$", arguments = { question = "{{last_user}}" } } }
+[default]
+text = "Could you say which area you mean?"
+"#,
+        )
+        .expect("script"),
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    demo::write_to(dir.path()).expect("the demo as files");
+    let config = dir.path().join("switchboard.toml");
+    let text =
+        std::fs::read_to_string(&config).expect("config").replace("kind = \"lexical\"", "kind = \"llm\"");
+    let text = format!("{text}\n[llm]\nbase_url = \"{}\"\nmodel = \"m\"\n", llm.base_url());
+    std::fs::write(&config, text).expect("config");
+    let runtime = Runtime::load(&ConfigSource::File(config)).await.expect("the config loads");
+    let evaluator = Evaluator::new(runtime).expect("evaluator");
+    assert!(evaluator.router_name().starts_with("llm"), "{}", evaluator.router_name());
+
+    let cases = case::parse(concat!(
+        r#"{"id": "revenue", "question": "total revenue by region", "as": "carol@example.com", "expect": {"agents": ["sales"]}}"#,
+        "\n",
+        r#"{"id": "hotel", "question": "What is the hotel limit?", "as": "alice@example.com", "expect": {"agents": ["policies"]}}"#,
+        "\n",
+        r#"{"id": "mars", "question": "what's the weather on mars", "as": "alice@example.com", "expect": {"outcome": "clarify"}}"#,
+        "\n",
+        r#"{"id": "wrong", "question": "total revenue by rep", "as": "carol@example.com", "expect": {"agents": ["policies"]}}"#,
+    ))
+    .expect("valid");
+    let mut passed = Vec::new();
+    for case in &cases {
+        passed.push((case.id.clone(), evaluator.run_case(case).await.passed()));
+    }
+    // The model's choices are what is scored: three right, and the one the script routes to
+    // sales while the case expects policies, wrong.
+    let expected: Vec<(String, bool)> =
+        [("revenue", true), ("hotel", true), ("mars", true), ("wrong", false)]
+            .map(|(i, p)| (i.into(), p))
+            .into();
+    assert_eq!(passed, expected);
+    assert!(llm.calls() >= 4, "every case was routed by the model");
+}

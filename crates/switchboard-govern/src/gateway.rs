@@ -1,5 +1,6 @@
 use crate::connection::{Connection, Connections};
 use crate::layers;
+use crate::retry::Resilience;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use opentelemetry::trace::SpanId;
@@ -62,6 +63,9 @@ pub struct HopGrant {
     http: reqwest::Client,
     connection: Option<Arc<Connection>>,
     attributes: Arc<Mutex<serde_json::Map<String, serde_json::Value>>>,
+    resilience: Resilience,
+    /// When the hop's time is up (agent timeout or request deadline); retries never wait past it.
+    deadline: std::time::Instant,
 }
 
 impl HopGrant {
@@ -103,6 +107,28 @@ impl HopGrant {
         }
         Ok(rb)
     }
+    /// Sends a request made by [`HopGrant::request`] with the gateway's retries and the
+    /// upstream's circuit breaker (see [`crate::retry`]), and records the attempts on the hop's
+    /// span as `switchboard.http.attempts`. `post_is_safe` lets a `POST` be retried: pass `true`
+    /// only when sending it twice is harmless. The upstream is the connection, or the URL's
+    /// origin without one.
+    pub async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        post_is_safe: bool,
+    ) -> Result<reqwest::Response> {
+        let upstream = match &self.connection {
+            Some(connection) => connection.name().to_string(),
+            None => request
+                .try_clone()
+                .and_then(|r| r.build().ok())
+                .map(|r| crate::retry::origin(r.url().as_str()))
+                .unwrap_or_else(|| "unknown".to_string()),
+        };
+        let sent = self.resilience.send(&self.ctx, self.deadline, &upstream, request, post_is_safe).await;
+        self.record("switchboard.http.attempts", sent.attempts);
+        sent.result
+    }
     /// Records a span attribute on this hop's span (token counts, row counts…).
     pub fn record(&self, key: &str, value: impl Into<serde_json::Value>) {
         if let Ok(mut attrs) = self.attributes.lock() {
@@ -116,6 +142,7 @@ pub struct Next<'a> {
     layers: &'a [Arc<dyn HopLayer>],
     call: &'a (dyn Fn(HopGrant) -> BoxFuture<'a, Result<()>> + Send + Sync),
     http: &'a reqwest::Client,
+    resilience: &'a Resilience,
 }
 
 impl Next<'_> {
@@ -123,7 +150,9 @@ impl Next<'_> {
     pub async fn run(self, hop: &mut HopCall) -> Result<()> {
         match self.layers.split_first() {
             Some((layer, rest)) => {
-                layer.handle(hop, Next { layers: rest, call: self.call, http: self.http }).await
+                let next =
+                    Next { layers: rest, call: self.call, http: self.http, resilience: self.resilience };
+                layer.handle(hop, next).await
             }
             None => {
                 let credential = hop
@@ -136,6 +165,14 @@ impl Next<'_> {
                     http: self.http.clone(),
                     connection: hop.connection.clone(),
                     attributes: hop.attributes.clone(),
+                    resilience: self.resilience.clone(),
+                    // What the timeout layer allows, give or take the time the layers took.
+                    deadline: std::time::Instant::now()
+                        + hop
+                            .agent
+                            .timeout_ms
+                            .map(std::time::Duration::from_millis)
+                            .map_or(hop.ctx.remaining(), |t| t.min(hop.ctx.remaining())),
                 };
                 (self.call)(grant).await
             }
@@ -156,6 +193,7 @@ pub struct Gateway {
     layers: Vec<Arc<dyn HopLayer>>,
     http: reqwest::Client,
     connections: Connections,
+    resilience: Resilience,
 }
 
 impl Gateway {
@@ -172,6 +210,7 @@ impl Gateway {
             extra: Vec::new(),
             http: None,
             connections: None,
+            resilience: Resilience::default(),
         }
     }
 
@@ -219,7 +258,9 @@ impl Gateway {
             })?;
             hop.connection = Some(connection.clone());
         }
-        Next { layers: &self.layers, call: &terminal, http: &self.http }.run(&mut hop).await?;
+        Next { layers: &self.layers, call: &terminal, http: &self.http, resilience: &self.resilience }
+            .run(&mut hop)
+            .await?;
         slot.into_inner()
             .ok()
             .flatten()
@@ -236,6 +277,11 @@ impl Gateway {
     pub fn connection(&self, name: &str) -> Option<&Arc<Connection>> {
         self.connections.get(name)
     }
+
+    /// The retries and circuit breakers every hop's requests go through (for `/health`).
+    pub fn resilience(&self) -> &Resilience {
+        &self.resilience
+    }
 }
 
 /// Builds a [`Gateway`].
@@ -247,9 +293,16 @@ pub struct GatewayBuilder {
     extra: Vec<Arc<dyn HopLayer>>,
     http: Option<reqwest::Client>,
     connections: Option<(Connections, Arc<dyn layers::ConnectionGrants>, String)>,
+    resilience: Resilience,
 }
 
 impl GatewayBuilder {
+    /// Retries and circuit breakers for the requests hops send with [`HopGrant::send`]; without
+    /// this, one attempt and no breaker.
+    pub fn resilience(mut self, resilience: Resilience) -> Self {
+        self.resilience = resilience;
+        self
+    }
     /// Replaces the default role allow-list policy.
     pub fn policy(mut self, policy: Arc<dyn layers::Policy>) -> Self {
         self.policy = policy;
@@ -308,7 +361,7 @@ impl GatewayBuilder {
         }
         layers.push(Arc::new(layers::Timeout));
         layers.extend(self.extra);
-        Gateway { layers, http: self.http.unwrap_or_default(), connections }
+        Gateway { layers, http: self.http.unwrap_or_default(), connections, resilience: self.resilience }
     }
 }
 

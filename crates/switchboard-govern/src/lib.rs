@@ -12,12 +12,16 @@
 //! HTTP client a sub-agent ever gets. A new sub-agent kind therefore cannot skip governance: it has
 //! no other way to obtain a credential. Hops authorized here: [`layers::Authorize`] (agent roles) and
 //! [`layers::ConnectionGrant`] (`USE CONNECTION` on the agent's [`Connection`]).
+//!
+//! Requests a call sends with [`HopGrant::send`] get the retries and per-upstream circuit
+//! breakers of [`retry`].
 
 mod connection;
 mod gateway;
 pub mod guardrails;
 pub mod layers;
 pub mod limits;
+pub mod retry;
 
 pub use connection::{Connection, Connections};
 pub use gateway::{Egress, Gateway, GatewayBuilder, HopCall, HopGrant, HopLayer, HopTarget, Next};

@@ -12,7 +12,9 @@ pub use tokens::count_tokens;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use switchboard_core::{Error, HopKind, Message, Result, Role, RunContext, span_inputs, span_outputs};
+use switchboard_core::{
+    Error, ErrorKind, HopKind, Message, Result, Role, RunContext, span_inputs, span_outputs,
+};
 use switchboard_govern::{Egress, HopTarget};
 
 /// A function the model may call.
@@ -88,13 +90,64 @@ pub struct ChatRequest {
     pub temperature: Option<f32>,
 }
 
-/// A client for one model on one OpenAI-compatible server.
+/// A client for one model on one OpenAI-compatible server, with optional fallbacks and an
+/// A/B split between models.
 #[derive(Clone)]
 pub struct LlmClient {
     egress: Egress,
     url: String,
     model: String,
     ledger: UsageLedger,
+    /// Tried in order when the primary answers 429 or 5xx, fails to connect, or its circuit is open.
+    fallbacks: Vec<Target>,
+    /// `(model, weight)`; when non-empty, each request's primary model is picked from it.
+    split: Vec<(String, u32)>,
+}
+
+/// The most alternates a client tries after its primary: each one adds a full attempt's latency
+/// to a request whose primary failed.
+pub const MAX_FALLBACKS: usize = 2;
+
+/// An alternate model or endpoint the client falls back to.
+#[derive(Clone)]
+pub struct Target {
+    egress: Egress,
+    url: String,
+    model: String,
+}
+
+impl Target {
+    /// `model` on the server at `base_url` (including `/v1`), called through `egress` (whose
+    /// agent declares the credential it is called with).
+    pub fn new(egress: Egress, base_url: &str, model: impl Into<String>) -> Self {
+        Self { egress, url: completions_url(base_url), model: model.into() }
+    }
+}
+
+fn completions_url(base_url: &str) -> String {
+    format!("{}/chat/completions", base_url.trim_end_matches('/'))
+}
+
+/// Picks from `split` by `request_id`: the same request id always lands on the same model, and
+/// over many ids each model gets its weight's share (FNV-1a, stable across processes).
+pub fn pick_split<'a>(split: &'a [(String, u32)], request_id: &str) -> Option<&'a str> {
+    let total: u64 = split.iter().map(|(_, w)| u64::from(*w)).sum();
+    if total == 0 {
+        return None;
+    }
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in request_id.as_bytes() {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    let mut point = hash % total;
+    for (model, weight) in split {
+        if point < u64::from(*weight) {
+            return Some(model);
+        }
+        point -= u64::from(*weight);
+    }
+    None
 }
 
 impl LlmClient {
@@ -102,10 +155,26 @@ impl LlmClient {
     pub fn new(egress: Egress, base_url: &str, model: impl Into<String>) -> Self {
         Self {
             egress,
-            url: format!("{}/chat/completions", base_url.trim_end_matches('/')),
+            url: completions_url(base_url),
             model: model.into(),
             ledger: UsageLedger::default(),
+            fallbacks: Vec::new(),
+            split: Vec::new(),
         }
+    }
+
+    /// Alternates tried in order (at most two are used) when the primary answers 429 or 5xx,
+    /// cannot be reached, or its circuit is open.
+    pub fn with_fallbacks(mut self, fallbacks: Vec<Target>) -> Self {
+        self.fallbacks = fallbacks.into_iter().take(MAX_FALLBACKS).collect();
+        self
+    }
+
+    /// Splits traffic between models on the primary server by weight (e.g. 80/20): each request
+    /// id maps to one model, deterministically.
+    pub fn with_split(mut self, split: Vec<(String, u32)>) -> Self {
+        self.split = split;
+        self
     }
 
     /// Where this client (and every clone of it) sums usage per request: open a scope for a
@@ -121,7 +190,22 @@ impl LlmClient {
 
     /// One completion, as a governed `llm` hop.
     pub async fn chat(&self, ctx: &RunContext, request: &ChatRequest) -> Result<ChatResponse> {
-        self.complete(ctx, request, None).await
+        self.complete(ctx, request, None, None).await
+    }
+
+    /// One completion streamed (`stream: true`, with `stream_options.include_usage`): `on_delta`
+    /// gets each piece of the reply's text as the model produces it, in order, and the returned
+    /// response holds the whole text (the pieces concatenated) and the usage the model reported
+    /// (counted locally when it reports none). Tool calls are not streamed; use [`chat`](Self::chat)
+    /// for requests that offer tools. A fallback model is only tried when nothing has been
+    /// passed to `on_delta` yet, so the caller never sees two answers' pieces.
+    pub async fn chat_stream(
+        &self,
+        ctx: &RunContext,
+        request: &ChatRequest,
+        on_delta: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<ChatResponse> {
+        self.complete(ctx, request, None, Some(on_delta)).await
     }
 
     /// One completion whose reply is constrained by OpenAI's `response_format` (e.g.
@@ -133,7 +217,7 @@ impl LlmClient {
         request: &ChatRequest,
         response_format: &Value,
     ) -> Result<ChatResponse> {
-        self.complete(ctx, request, Some(response_format)).await
+        self.complete(ctx, request, Some(response_format), None).await
     }
 
     async fn complete(
@@ -141,42 +225,107 @@ impl LlmClient {
         ctx: &RunContext,
         request: &ChatRequest,
         response_format: Option<&Value>,
+        on_delta: Option<&(dyn Fn(&str) + Send + Sync)>,
     ) -> Result<ChatResponse> {
         let mut body = self.body(request);
         if let Some(format) = response_format {
             body["response_format"] = format.clone();
         }
+        if on_delta.is_some() {
+            body["stream"] = json!(true);
+            body["stream_options"] = json!({"include_usage": true});
+        }
+        // Whether any piece reached the caller: after that, another model's answer would be
+        // spliced onto this one's, so a failure is final.
+        let streamed = std::sync::atomic::AtomicBool::new(false);
+        let forward = |piece: &str| {
+            streamed.store(true, std::sync::atomic::Ordering::Relaxed);
+            if let Some(f) = on_delta {
+                f(piece);
+            }
+        };
+        let sink: Option<&(dyn Fn(&str) + Send + Sync)> = on_delta.map(|_| &forward as _);
         let prompt_text: String =
             request.messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n");
-        self.egress
-            .hop(ctx, HopTarget::new(HopKind::Llm, &self.model), |grant| {
-                let body = &body;
-                let prompt_text = &prompt_text;
+        let model = pick_split(&self.split, ctx.request_id.as_str()).unwrap_or(&self.model);
+        let primary = Target { egress: self.egress.clone(), url: self.url.clone(), model: model.to_string() };
+        let mut last = None;
+        for (i, target) in std::iter::once(&primary).chain(&self.fallbacks).enumerate() {
+            body["model"] = json!(target.model);
+            let status = std::sync::atomic::AtomicU16::new(0);
+            match self.complete_on(ctx, target, request, &body, &prompt_text, i, &status, sink).await {
+                Ok(response) => return Ok(response),
+                Err(e) => {
+                    let status = status.load(std::sync::atomic::Ordering::Relaxed);
+                    // Another model helps when this one is overloaded or down, not when the
+                    // request itself is refused (4xx) or the caller's budget is spent.
+                    let worth_falling_back = status == 429
+                        || status >= 500
+                        || matches!(e.kind, ErrorKind::Unavailable)
+                        || (status == 0 && e.kind == ErrorKind::Upstream);
+                    if !worth_falling_back || streamed.load(std::sync::atomic::Ordering::Relaxed) {
+                        return Err(e);
+                    }
+                    tracing::warn!(model = %target.model, status, "LLM call failed; trying the next fallback");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::internal("no LLM target to call")))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn complete_on(
+        &self,
+        ctx: &RunContext,
+        target: &Target,
+        request: &ChatRequest,
+        body: &Value,
+        prompt_text: &str,
+        fallback: usize,
+        last_status: &std::sync::atomic::AtomicU16,
+        on_delta: Option<&(dyn Fn(&str) + Send + Sync)>,
+    ) -> Result<ChatResponse> {
+        target
+            .egress
+            .hop(ctx, HopTarget::new(HopKind::Llm, &target.model), |grant| {
                 async move {
+                    if fallback > 0 {
+                        grant.record("switchboard.llm.fallback", fallback as u64);
+                    }
                     let last_user = request.messages.iter().rev().find(|m| m.role == Role::User);
                     let inputs = json!({"messages": body["messages"], "tools": request.tools.len()});
                     for (key, value) in span_inputs(inputs, last_user.map(|m| m.content.as_str())) {
                         grant.record(key, value);
                     }
-                    let response = grant
-                        .request(reqwest::Method::POST, &self.url)?
-                        .json(body)
-                        .send()
-                        .await
-                        .map_err(|e| {
-                        Error::upstream(format!("LLM request to {} failed: {}", self.url, e.without_url()))
+                    // A completion has no side effect, so a POST may be retried.
+                    let rb = grant.request(reqwest::Method::POST, &target.url)?.json(body);
+                    let response = grant.send(rb, true).await.map_err(|e| match e.kind {
+                        ErrorKind::Upstream => {
+                            Error::upstream(format!("LLM request to {} failed: {}", target.url, e.message))
+                        }
+                        _ => e,
                     })?;
                     let status = response.status();
-                    let text = response.text().await.map_err(|e| {
-                        Error::upstream(format!("LLM response could not be read: {}", e.without_url()))
-                    })?;
-                    if !status.is_success() {
-                        return Err(Error::upstream(format!(
-                            "LLM answered {status}: {}",
-                            truncate(&text, 300)
-                        )));
-                    }
-                    let parsed = parse_response(&text)?;
+                    last_status.store(status.as_u16(), std::sync::atomic::Ordering::Relaxed);
+                    let parsed = match on_delta {
+                        Some(on_delta) if status.is_success() => read_stream(response, on_delta).await?,
+                        _ => {
+                            let text = response.text().await.map_err(|e| {
+                                Error::upstream(format!(
+                                    "LLM response could not be read: {}",
+                                    e.without_url()
+                                ))
+                            })?;
+                            if !status.is_success() {
+                                return Err(Error::upstream(format!(
+                                    "LLM answered {status}: {}",
+                                    truncate(&text, 300)
+                                )));
+                            }
+                            parse_response(&text)?
+                        }
+                    };
                     let usage = if parsed.usage == Usage::default() {
                         Usage {
                             prompt_tokens: count_tokens(prompt_text),
@@ -197,6 +346,8 @@ impl LlmClient {
                     ) {
                         grant.record(key, value);
                     }
+                    // What the usage table reads as the model actually used.
+                    grant.record("gen_ai.response.model", target.model.clone());
                     self.ledger.add(grant.ctx().request_id.as_str(), usage);
                     Ok(ChatResponse { usage, ..parsed })
                 }
@@ -239,6 +390,93 @@ fn truncate(s: &str, max: usize) -> &str {
         Some((i, _)) => &s[..i],
         None => s,
     }
+}
+
+/// Reads a streamed chat completion (server-sent events of `chat.completion.chunk`s), passing
+/// each text delta to `on_delta` as it arrives. The whole text and the final usage chunk's
+/// counts are returned; a stream that ends without `[DONE]` still returns what arrived, since
+/// some servers close the connection instead.
+async fn read_stream(
+    mut response: reqwest::Response,
+    on_delta: &(dyn Fn(&str) + Send + Sync),
+) -> Result<ChatResponse> {
+    let mut parser = StreamParser::default();
+    loop {
+        let chunk = response
+            .chunk()
+            .await
+            .map_err(|e| Error::upstream(format!("the LLM's stream broke off: {}", e.without_url())))?;
+        let Some(chunk) = chunk else { break };
+        if parser.feed(&chunk, on_delta)? {
+            break;
+        }
+    }
+    Ok(ChatResponse { content: parser.content, tool_calls: Vec::new(), usage: parser.usage })
+}
+
+/// Incremental parser of a chat completion event stream.
+#[derive(Default)]
+struct StreamParser {
+    /// Bytes of an event not yet complete (a chunk can end anywhere, even inside a character).
+    pending: Vec<u8>,
+    content: String,
+    usage: Usage,
+}
+
+impl StreamParser {
+    /// Takes the next bytes; passes every complete event's text on. True once `[DONE]` arrived.
+    fn feed(&mut self, bytes: &[u8], on_delta: &(dyn Fn(&str) + Send + Sync)) -> Result<bool> {
+        self.pending.extend_from_slice(bytes);
+        while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=end).collect();
+            let line = String::from_utf8_lossy(&line);
+            let Some(data) = line.trim_end_matches(['\r', '\n']).strip_prefix("data:") else {
+                continue;
+            };
+            let data = data.trim_start();
+            if data == "[DONE]" {
+                return Ok(true);
+            }
+            let chunk: WireChunk = serde_json::from_str(data).map_err(|e| {
+                Error::upstream(format!("the LLM's stream sent an event that is not a chunk: {e}"))
+            })?;
+            if let Some(error) = chunk.error {
+                return Err(Error::upstream(format!("the LLM's stream failed: {error}")));
+            }
+            if let Some(usage) = chunk.usage {
+                self.usage = usage.into();
+            }
+            for choice in chunk.choices {
+                if let Some(text) = choice.delta.content.filter(|t| !t.is_empty()) {
+                    on_delta(&text);
+                    self.content.push_str(&text);
+                }
+            }
+        }
+        Ok(false)
+    }
+}
+
+#[derive(Deserialize)]
+struct WireChunk {
+    #[serde(default)]
+    choices: Vec<WireChunkChoice>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct WireChunkChoice {
+    #[serde(default)]
+    delta: WireDelta,
+}
+
+#[derive(Deserialize, Default)]
+struct WireDelta {
+    #[serde(default)]
+    content: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -360,6 +598,33 @@ mod tests {
             (u.prompt_tokens, u.completion_tokens, u.cached_tokens, u.reasoning_tokens),
             (20, 5, 8, 2)
         );
+    }
+
+    #[test]
+    fn streamed_chunks_are_parsed_across_arbitrary_splits() {
+        let stream = concat!(
+            "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"content\":\"Hotels are \"}}]}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"content\":\"capped – \"}}]}\r\n\r\n",
+            ": keep-alive\n\n",
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":4}}\n\n",
+            "data: [DONE]\n\n",
+        );
+        // Every split point, including inside the multi-byte dash.
+        for split in 0..stream.len() {
+            let pieces = std::sync::Mutex::new(Vec::new());
+            let on_delta = |t: &str| pieces.lock().unwrap().push(t.to_string());
+            let mut parser = StreamParser::default();
+            let (a, b) = stream.as_bytes().split_at(split);
+            let done = parser.feed(a, &on_delta).unwrap() || parser.feed(b, &on_delta).unwrap();
+            assert!(done, "split at {split}");
+            assert_eq!(*pieces.lock().unwrap(), ["Hotels are ", "capped – "], "split at {split}");
+            assert_eq!(parser.content, "Hotels are capped – ");
+            assert_eq!((parser.usage.prompt_tokens, parser.usage.completion_tokens), (9, 4));
+        }
+        let mut parser = StreamParser::default();
+        let err = parser.feed(b"data: {\"error\":{\"message\":\"overloaded\"}}\n", &|_| {}).unwrap_err();
+        assert!(err.message.contains("overloaded"), "{}", err.message);
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub struct Runtime {
     pub identity: Identity,
     /// `USE CONNECTION` grants on the declared connections.
     pub grants: Arc<Grants>,
+    /// Retries and circuit breakers of every HTTP hop (`/health` shows the circuits).
+    pub resilience: switchboard_govern::retry::Resilience,
     /// The OTLP exporter, when the environment configures one.
     otlp: Option<Arc<OtlpSink>>,
     /// The demo's in-process tickets server, stopped with the runtime.
@@ -105,6 +107,7 @@ impl Runtime {
     /// Builds the supervisor from a validated configuration.
     pub async fn build(mut loaded: LoadedConfig) -> Result<Self> {
         let store = Self::open_store(&loaded).await?;
+        point_tools_at_store(&mut loaded, store.as_ref()).await?;
         // One HTTP connection pool for the process: every hop and every token request shares it
         // (connections have their own, fenced in by their egress rules).
         let http = reqwest::Client::builder()
@@ -133,11 +136,27 @@ impl Runtime {
         if let Some(limit) = rate_limit(cfg)? {
             gateway = gateway.rate_limit(limit);
         }
+        gateway = gateway.resilience(cfg.resilience.build());
         let gateway = Arc::new(gateway.build());
+        let resilience = gateway.resilience().clone();
 
         let llm = cfg.llm.as_ref().map(|llm| {
             let spec = Arc::new(internal_spec("llm", "The configured LLM endpoint.", llm.credential.clone()));
+            // Each fallback is called with its own credential, hence an egress of its own.
+            let fallbacks = llm
+                .fallbacks
+                .iter()
+                .map(|f| {
+                    let credential = f.credential.clone().unwrap_or_else(|| llm.credential.clone());
+                    let spec = Arc::new(internal_spec("llm", "A fallback LLM endpoint.", credential));
+                    let base_url = f.base_url.as_deref().unwrap_or(&llm.base_url);
+                    switchboard_llm::Target::new(gateway.egress(spec), base_url, f.model.clone())
+                })
+                .collect();
+            let split = llm.split.iter().map(|s| (s.model.clone(), s.weight)).collect();
             LlmClient::new(gateway.egress(spec), &llm.base_url, llm.model.clone())
+                .with_fallbacks(fallbacks)
+                .with_split(split)
         });
 
         // Building agents reads files and builds indexes: blocking work, kept off the async threads.
@@ -188,7 +207,7 @@ impl Runtime {
                 .with_attributor(lexical)
                 .with_guardrails(guards),
         );
-        Ok(Self { supervisor, store, config: loaded, identity, grants, otlp, _tickets: tickets })
+        Ok(Self { supervisor, store, config: loaded, identity, grants, resilience, otlp, _tickets: tickets })
     }
 
     /// A development caller for `email` from `[identity] dev_users`: a token is minted by the
@@ -213,6 +232,29 @@ impl Runtime {
         ctx.max_hops = s.max_hops;
         ctx
     }
+}
+
+/// Points SQL tools declared with `engine = "store"` (the demo's `audit` agent) at the store
+/// actually configured: its SQLite file, or its PostgreSQL database and schema.
+async fn point_tools_at_store(loaded: &mut LoadedConfig, store: &dyn Store) -> Result<()> {
+    let wants_store = |s: &AgentSpec| s.settings.get("engine").and_then(|e| e.as_str()) == Some("store");
+    if !loaded.agents.iter().any(|s| wants_store(s)) {
+        return Ok(());
+    }
+    let cfg = &loaded.config.store;
+    let target = match cfg.kind {
+        StoreKind::Sqlite => tool::StoreTarget::Sqlite(loaded.data_dir.join(&cfg.path)),
+        StoreKind::Postgres => tool::StoreTarget::Postgres {
+            url: cfg.url.clone().unwrap_or_default(),
+            schema: store.postgres_schema().await?.unwrap_or_else(|| "public".to_string()),
+        },
+    };
+    for spec in &mut loaded.agents {
+        if let Some(resolved) = tool::resolve_store_engine(spec, &target) {
+            *spec = Arc::new(resolved);
+        }
+    }
+    Ok(())
 }
 
 fn build_agents(

@@ -54,6 +54,9 @@ pub struct Grants {
     connections: Vec<ConnectionSpec>,
     cache: Arc<StaticGrants>,
     version: AtomicU64,
+    /// The store's grants version after each reload that changed the cache, for those who
+    /// react to a grant or revoke (the MCP server's `notifications/tools/list_changed`).
+    changed: tokio::sync::watch::Sender<u64>,
 }
 
 impl Grants {
@@ -73,6 +76,7 @@ impl Grants {
             connections: connections.to_vec(),
             cache: Arc::new(StaticGrants::default()),
             version: AtomicU64::new(0),
+            changed: tokio::sync::watch::Sender::new(0),
         });
         grants.reload().await?;
         tokio::spawn(watch(Arc::downgrade(&grants), grants.store.clone()));
@@ -82,6 +86,11 @@ impl Grants {
     /// What the hop pipeline checks.
     pub fn checker(&self) -> Arc<dyn ConnectionGrants> {
         self.cache.clone()
+    }
+
+    /// Wakes whenever the cached grants change (a grant or revoke here, or seen in the store).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
     }
 
     /// The declared connections.
@@ -143,6 +152,7 @@ impl Grants {
         let grants = self.store.connection_grants(None).await?;
         self.cache.replace(grants.into_iter().map(|g| (g.connection, g.principal)));
         self.version.store(version, Ordering::Release);
+        self.changed.send_replace(version);
         Ok(())
     }
 

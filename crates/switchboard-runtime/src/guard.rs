@@ -39,6 +39,12 @@ impl RunGuards {
         check(self.endpoint.as_ref(), Direction::Input, text)
     }
 
+    /// Whether the endpoint checks answers: then an answer can only reach the caller once it is
+    /// whole and checked, so it cannot stream as the model writes it.
+    pub fn checks_answers(&self) -> bool {
+        self.endpoint.as_ref().is_some_and(|g| g.checks(Direction::Output))
+    }
+
     /// The endpoint's check of the answer about to reach the caller.
     pub fn answer(&self, text: &str) -> Verdict {
         check(self.endpoint.as_ref(), Direction::Output, text)

@@ -64,6 +64,11 @@ pub enum RunEvent {
         /// Its step.
         step: Step,
     },
+    /// The run's outcome is settled as a success (`ok`) and its answer is about to stream as an
+    /// LLM writes it: every [`Delta`](Self::Delta) that follows is live. Sent at most once, and
+    /// only when nothing after it can change the answer (no structured output, no endpoint
+    /// output guardrail); a run without it sends its deltas once the answer is whole.
+    Streaming,
     /// A piece of the answer, in order; the pieces concatenate to the answer.
     Delta {
         /// Text.
@@ -276,6 +281,8 @@ impl Supervisor {
         if let Ok(decision) = &route {
             send(RunEvent::Routed { decision: decision.clone() });
         }
+        // The part of the answer already sent as live deltas (see `RunEvent::Streaming`).
+        let mut streamed = String::new();
         let mut response = RunResponse {
             request_id: ctx.request_id.to_string(),
             trace_id: ctx.trace.trace_id.to_string(),
@@ -301,7 +308,13 @@ impl Supervisor {
                 response.agents =
                     steps.iter().filter(|s| s.status == "ok").map(|s| s.agent.clone()).collect();
                 response.status = overall_status(&steps);
-                response.answer = self.answer(&run_ctx, &request, &steps).await;
+                // Live deltas only when nothing after synthesis rewrites the answer, so the pieces
+                // still concatenate to the answer the caller finally gets.
+                let live =
+                    (request.format.is_none() && !self.guards.checks_answers()).then_some(events).flatten();
+                let (answer, sent) = self.answer(&run_ctx, &request, &steps, live).await;
+                response.answer = answer;
+                streamed = sent;
                 response.steps = steps;
             }
         }
@@ -342,7 +355,10 @@ impl Supervisor {
         let failure =
             matches!(response.status, RunStatus::Error | RunStatus::Denied).then(|| response.answer.clone());
         self.emit(ctx, root, failure, attrs);
-        for piece in answer_pieces(&response.answer) {
+        // Each piece is sent once: what streamed live is not repeated (the answer then starts
+        // with it, see `answer`).
+        let rest = response.answer.strip_prefix(streamed.as_str()).unwrap_or(&response.answer);
+        for piece in answer_pieces(rest) {
             send(RunEvent::Delta { text: piece.to_string() });
         }
         if let Some(thread) = &thread_key {
@@ -440,24 +456,58 @@ impl Supervisor {
         }
     }
 
-    async fn answer(&self, ctx: &RunContext, request: &RunRequest, steps: &[Step]) -> String {
+    /// The run's answer, and the part of it already sent as live deltas to `live` (empty when
+    /// nothing streamed). The answer always starts with what was streamed.
+    async fn answer(
+        &self,
+        ctx: &RunContext,
+        request: &RunRequest,
+        steps: &[Step],
+        live: Option<&UnboundedSender<RunEvent>>,
+    ) -> (String, String) {
         let question = request.question.as_str();
         let ok: Vec<&Step> = steps.iter().filter(|s| s.output.is_some()).collect();
         // A single answer is forwarded verbatim: a synthesis call would only add latency and risk.
         if let ([only], 1) = (ok.as_slice(), steps.len()) {
-            return only.output.as_ref().map(|o| o.text.clone()).unwrap_or_default();
+            return (only.output.as_ref().map(|o| o.text.clone()).unwrap_or_default(), String::new());
         }
         if ok.len() >= 2
             && let Some(synth) = &self.synthesizer
         {
-            match synth.combine(ctx, question, request.instructions.as_deref(), steps).await {
-                Ok(text) => return text,
-                Err(e) => {
+            // Only `ok` runs reach here (two answers at least), so announcing the stream on the
+            // first piece cannot contradict the run's final status.
+            let sent = std::sync::Mutex::new(String::new());
+            let on_delta = |piece: &str| {
+                let Ok(mut sent) = sent.lock() else { return };
+                if sent.is_empty() {
+                    emit(live, RunEvent::Streaming);
+                }
+                sent.push_str(piece);
+                emit(live, RunEvent::Delta { text: piece.to_string() });
+            };
+            let on_delta: Option<&(dyn Fn(&str) + Send + Sync)> = live.map(|_| &on_delta as _);
+            let combined =
+                synth.combine(ctx, question, request.instructions.as_deref(), steps, on_delta).await;
+            let sent = sent.into_inner().unwrap_or_default();
+            match combined {
+                Ok(text) => return (text, sent),
+                Err(e) if sent.is_empty() => {
                     tracing::warn!(request_id = %ctx.request_id, error = %e, "synthesis failed; joining answers")
+                }
+                Err(e) => {
+                    // Part of the combined answer already reached the caller and cannot be taken
+                    // back: say it broke off, then give the agents' own answers.
+                    tracing::warn!(request_id = %ctx.request_id, error = %e, "synthesis broke off mid-stream; joining answers");
+                    let answer = format!(
+                        "{sent}\n\n(The combined answer broke off: {}. The agents' answers follow.)\n\n{}",
+                        e.message,
+                        join_answers(steps)
+                    );
+                    return (answer, sent);
                 }
             }
         }
-        join_answers(steps)
+        (join_answers(steps), String::new())
     }
 
     /// The run of a question the endpoint's input guardrail blocked: no routing, no agent, no

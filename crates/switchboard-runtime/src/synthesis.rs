@@ -121,13 +121,16 @@ impl Synthesizer {
 
     /// One combined answer. `instructions` (the caller's system messages or Responses
     /// `instructions`) follow the synthesis prompt: they shape the reply's style, while the prompt
-    /// keeps the facts to what the agents said.
+    /// keeps the facts to what the agents said. With `on_delta`, the model's reply is streamed:
+    /// each piece goes to `on_delta` as the model writes it, and the returned text is the pieces
+    /// concatenated.
     pub async fn combine(
         &self,
         ctx: &RunContext,
         question: &str,
         instructions: Option<&str>,
         steps: &[Step],
+        on_delta: Option<&(dyn Fn(&str) + Send + Sync)>,
     ) -> Result<String> {
         let steps: Vec<_> = steps
             .iter()
@@ -146,7 +149,11 @@ impl Synthesizer {
         messages.extend(caller_instructions(instructions));
         messages.push(Message::user(question));
         let request = ChatRequest { messages, ..Default::default() };
-        Ok(self.client.chat(ctx, &request).await?.content)
+        let reply = match on_delta {
+            Some(on_delta) => self.client.chat_stream(ctx, &request, on_delta).await?,
+            None => self.client.chat(ctx, &request).await?,
+        };
+        Ok(reply.content)
     }
 
     /// The run's `answer` as JSON text conforming to `format`, asking again (once) with the

@@ -354,3 +354,45 @@ fn guardrails_and_tool_roles_are_validated_with_file_and_field() {
     assert_eq!(tickets.tool_roles.as_ref().unwrap()["open_ticket"], ["managers"]);
     assert!(tickets.guardrails.as_ref().is_some_and(|g| g.pii.output == switchboard_core::PiiAction::Mask));
 }
+
+#[test]
+fn resilience_and_llm_fallbacks_are_validated_with_file_and_field() {
+    let f = Fixture::new(
+        "data_dir = \".\"\n\
+         [resilience]\nmax_attempts = 0\nbase_backoff_ms = 500\nmax_backoff_ms = 100\nbreaker_failures = 3\nbreaker_cool_down_ms = 0\n\
+         [llm]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\n\
+         fallbacks = [{ model = \"a\" }, { model = \"b\", base_url = \"ftp://x\" }, { model = \"\" }]\n\
+         split = [{ model = \"m\", weight = 80 }, { model = \"m\", weight = 0 }]\n",
+    );
+    f.knowledge_agent("handbook");
+    let problems = f.problems();
+    let file = label(f.dir.path(), "switchboard.toml");
+    let has = |needle: &str| problems.iter().any(|p| p.starts_with(&file) && p.contains(needle));
+    for needle in [
+        "resilience.max_attempts",
+        "resilience.max_backoff_ms",
+        "resilience.breaker_cool_down_ms",
+        "llm.fallbacks: at most 2",
+        "llm.fallbacks[1].base_url",
+        "llm.fallbacks[2].model",
+        "llm.split[1].model: `m` is listed twice",
+        "llm.split[1].weight",
+    ] {
+        assert!(has(needle), "{needle}: {problems:#?}");
+    }
+}
+
+#[test]
+fn a_resilience_section_loads_with_its_defaults() {
+    let f = Fixture::new(
+        "data_dir = \".\"\n[resilience]\nmax_attempts = 4\n\
+         [llm]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\n\
+         fallbacks = [{ model = \"alt\" }]\nsplit = [{ model = \"m\", weight = 80 }, { model = \"n\", weight = 20 }]\n",
+    );
+    f.knowledge_agent("handbook");
+    let loaded = f.validate().expect("valid");
+    let r = &loaded.config.resilience;
+    assert_eq!((r.max_attempts, r.base_backoff_ms, r.breaker_failures), (4, 100, 5));
+    let llm = loaded.config.llm.as_ref().expect("llm");
+    assert_eq!((llm.fallbacks.len(), llm.split.len()), (1, 2));
+}

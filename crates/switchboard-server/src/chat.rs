@@ -2,7 +2,7 @@
 
 use crate::input::{self, Object, Options};
 use crate::params::{self, Api, Params};
-use crate::run::{self, Outcome};
+use crate::run::{self, Decided, Outcome};
 use crate::{ApiError, AppState, unix_secs};
 use axum::Json;
 use axum::body::Body;
@@ -10,6 +10,7 @@ use axum::extract::{ConnectInfo, Extension, Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
+use futures::future::BoxFuture;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use switchboard_core::{Error, RequestId, RunContext};
@@ -103,8 +104,35 @@ pub(crate) async fn completions(
         created: unix_secs(),
         model: state.runtime.supervisor.name().to_string(),
     };
-    // Settled before any byte is sent, streamed or not: see `Run::decide`.
-    let outcome = run::start(&state, ctx, request, &options).decide(state.retry_after()).await?;
+    // Settled before any byte is sent, streamed or not: see `Run::decide`. A streamed answer
+    // that an LLM writes is sent as it is written, once the run has succeeded.
+    let run = run::start(&state, ctx, request, &options);
+    let outcome = if options.stream {
+        match run.decide_stream(state.retry_after()).await? {
+            Decided::Whole(outcome) => outcome,
+            Decided::Live(live) => {
+                let head = vec![ids.chunk(json!({"role": "assistant", "content": ""}), None)];
+                let tail =
+                    move |ids: Ids, outcome: Result<Outcome, ApiError>| -> BoxFuture<'static, Vec<Event>> {
+                        Box::pin(async move {
+                            match outcome {
+                                Ok(outcome) => ids.closing(&outcome, &options, include_usage),
+                                // The status line is sent: the failure is an error object in the
+                                // stream, as OpenAI reports one mid-stream.
+                                Err(e) => vec![
+                                    Event::default().data(e.body().to_string()),
+                                    Event::default().data("[DONE]"),
+                                ],
+                            }
+                        })
+                    };
+                let delta = |ids: &mut Ids, text: &str| ids.chunk(json!({"content": text}), None);
+                return Ok(run::live_sse(head, live, ids, state.retry_after(), delta, tail));
+            }
+        }
+    } else {
+        run.decide(state.retry_after()).await?
+    };
     // Asked for JSON but answered with a clarifying question: that is OpenAI's refusal, which the
     // client's `.parse()` reports as such instead of failing to parse prose.
     let field =
@@ -134,19 +162,7 @@ pub(crate) async fn completions(
 
     let mut events = vec![ids.chunk(json!({"role": "assistant", "content": ""}), None)];
     events.extend(outcome.deltas.iter().map(|text| ids.chunk(json!({field: text}), None)));
-    let mut last = ids.chunk_value(json!({}), Some("stop"));
-    last["custom_outputs"] = custom_outputs(&outcome, &options);
-    if let Some(trace) = &outcome.trace {
-        last["databricks_output"] = json!({"trace": trace});
-    }
-    events.push(Event::default().data(last.to_string()));
-    if include_usage {
-        let mut usage_chunk = ids.chunk_value(json!({}), None);
-        usage_chunk["choices"] = json!([]);
-        usage_chunk["usage"] = usage(&outcome.response.usage);
-        events.push(Event::default().data(usage_chunk.to_string()));
-    }
-    events.push(Event::default().data("[DONE]"));
+    events.extend(ids.closing(&outcome, &options, include_usage));
     Ok(run::sse(events))
 }
 
@@ -189,6 +205,25 @@ impl Ids {
 
     fn chunk(&self, delta: Value, finish_reason: Option<&str>) -> Event {
         Event::default().data(self.chunk_value(delta, finish_reason).to_string())
+    }
+
+    /// The events after the answer's pieces: the finish chunk (with the custom outputs and any
+    /// trace), the usage chunk when asked for, and `[DONE]`.
+    fn closing(&self, outcome: &Outcome, options: &Options, include_usage: bool) -> Vec<Event> {
+        let mut last = self.chunk_value(json!({}), Some("stop"));
+        last["custom_outputs"] = custom_outputs(outcome, options);
+        if let Some(trace) = &outcome.trace {
+            last["databricks_output"] = json!({"trace": trace});
+        }
+        let mut events = vec![Event::default().data(last.to_string())];
+        if include_usage {
+            let mut usage_chunk = self.chunk_value(json!({}), None);
+            usage_chunk["choices"] = json!([]);
+            usage_chunk["usage"] = usage(&outcome.response.usage);
+            events.push(Event::default().data(usage_chunk.to_string()));
+        }
+        events.push(Event::default().data("[DONE]"));
+        events
     }
 }
 

@@ -81,6 +81,7 @@ pub(crate) fn error_type(kind: ErrorKind) -> &'static str {
         ErrorKind::RateLimited => "rate_limit_error",
         ErrorKind::Timeout => "timeout_error",
         ErrorKind::Upstream => "upstream_error",
+        ErrorKind::Unavailable => "service_unavailable",
         ErrorKind::Cancelled => "cancelled",
         ErrorKind::Config | ErrorKind::Internal => "server_error",
     }

@@ -63,6 +63,16 @@ pub(crate) async fn handler(State(state): State<AppState>) -> Response {
     for (name, check) in agents {
         agent_checks.insert(name, check);
     }
+    // An open circuit is reported, not counted as down: the breaker exists so that the service
+    // keeps answering (fast failures, LLM fallbacks) while one upstream is out.
+    let mut circuits = Map::new();
+    for c in runtime.resilience.circuits() {
+        let mut entry = json!({"state": c.state.as_str(), "consecutive_failures": c.failures});
+        if let Some(wait) = c.retry_in {
+            entry["retry_in_ms"] = json!(wait.as_millis() as u64);
+        }
+        circuits.insert(c.upstream, entry);
+    }
     let body = json!({
         "status": if healthy { "ok" } else { "unavailable" },
         "model": runtime.supervisor.name(),
@@ -70,6 +80,7 @@ pub(crate) async fn handler(State(state): State<AppState>) -> Response {
             "store": store,
             "llm": llm.unwrap_or_else(|| json!({"status": "not_configured"})),
             "agents": agent_checks,
+            "circuits": circuits,
         },
     });
     let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };

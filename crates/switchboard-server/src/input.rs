@@ -94,6 +94,49 @@ pub(crate) struct Options {
     pub thread: Option<String>,
     /// `databricks_options.return_trace`: include the span tree in the answer.
     pub return_trace: bool,
+    /// Chargeback labels for the usage table: `custom_inputs.usage_context`, else
+    /// `databricks_options.usage_context`, an object of at most [`MAX_USAGE_KEYS`] string values.
+    /// (Not `metadata`: OpenAI's `metadata` must hold strings only, and it is echoed back.)
+    pub usage_context: Option<Map<String, Value>>,
+}
+
+/// The most labels one `usage_context` may carry, and the longest key and value: enough for
+/// chargeback (project, cost centre, team…), small enough that every LLM span can carry them.
+pub(crate) const MAX_USAGE_KEYS: usize = 16;
+const MAX_USAGE_KEY: usize = 64;
+const MAX_USAGE_VALUE: usize = 256;
+
+/// Reads and checks the optional `usage_context`, naming the offending field on error.
+fn usage_context(body: &Object) -> Result<Option<Map<String, Value>>, ApiError> {
+    for path in ["custom_inputs.usage_context", "databricks_options.usage_context"] {
+        let Some(value) = lookup(body, path)? else { continue };
+        let Value::Object(map) = value else {
+            return Err(ApiError::invalid_field(path, "must be an object of string values"));
+        };
+        if map.len() > MAX_USAGE_KEYS {
+            return Err(ApiError::invalid_field(path, format!("must have at most {MAX_USAGE_KEYS} keys")));
+        }
+        for (key, v) in map {
+            if key.is_empty() || key.len() > MAX_USAGE_KEY || key.chars().any(char::is_control) {
+                return Err(ApiError::invalid_field(
+                    path,
+                    format!("keys must be 1 to {MAX_USAGE_KEY} printable characters"),
+                ));
+            }
+            match v {
+                Value::String(text) if text.len() <= MAX_USAGE_VALUE => {}
+                Value::String(_) => {
+                    return Err(ApiError::invalid_field(
+                        format!("{path}.{key}"),
+                        format!("must be at most {MAX_USAGE_VALUE} bytes"),
+                    ));
+                }
+                _ => return Err(ApiError::invalid_field(format!("{path}.{key}"), "must be a string")),
+            }
+        }
+        return Ok(Some(map.clone()));
+    }
+    Ok(None)
 }
 
 impl Options {
@@ -123,6 +166,7 @@ impl Options {
             stream: opt_bool(body, "stream")?,
             thread,
             return_trace: opt_bool(body, "databricks_options.return_trace")?,
+            usage_context: usage_context(body)?,
         })
     }
 }
@@ -348,6 +392,16 @@ mod tests {
         assert!(o.return_trace);
         let err = Options::parse(&object(json!({"stream": "yes"}))).unwrap_err();
         assert_eq!(err.param.as_deref(), Some("stream"));
+        let o =
+            Options::parse(&object(json!({"custom_inputs": {"usage_context": {"project": "p1"}}}))).unwrap();
+        assert_eq!(o.usage_context, Some(json!({"project": "p1"}).as_object().unwrap().clone()));
+        let o =
+            Options::parse(&object(json!({"databricks_options": {"usage_context": {"team": "t"}}}))).unwrap();
+        assert_eq!(o.usage_context.unwrap()["team"], "t");
+        let err = Options::parse(&object(json!({"custom_inputs": {"usage_context": {"n": 1}}}))).unwrap_err();
+        assert_eq!(err.param.as_deref(), Some("custom_inputs.usage_context.n"));
+        let err = Options::parse(&object(json!({"custom_inputs": {"usage_context": "p"}}))).unwrap_err();
+        assert_eq!(err.param.as_deref(), Some("custom_inputs.usage_context"));
         let err = Options::parse(&object(json!({"custom_inputs": {"thread_id": 7}}))).unwrap_err();
         assert_eq!(err.param.as_deref(), Some("custom_inputs.thread_id"));
         let err = Options::parse(&object(json!({"custom_inputs": "t1"}))).unwrap_err();

@@ -11,6 +11,7 @@
 //! | `GET /health` | the store, the LLM (when configured) and every sub-agent; 503 if any is down |
 //! | `GET /metrics` | Prometheus metrics |
 //! | `/api/2.0/connections…` | the connections admin API (see `connections`) |
+//! | `/mcp` | the supervisor as an MCP server, streamable HTTP (see `mcp`) |
 //!
 //! Every response carries `x-request-id`; every error is OpenAI's error object. Callers are
 //! identified by the [`Authenticator`] in [`AppState`], the one seam for edge identity.
@@ -22,6 +23,7 @@ mod health;
 mod identity;
 mod input;
 mod listener;
+mod mcp;
 mod metrics;
 mod observe;
 mod params;
@@ -33,6 +35,7 @@ mod trace;
 
 pub use error::ApiError;
 pub use identity::{Authenticator, EdgeAuthenticator};
+pub use mcp::{MCP_PATH, SupervisorMcp, caller_for_token, serve_stdio};
 pub use metrics::Metrics;
 pub use observe::ACCESS_LOG_TARGET;
 
@@ -65,6 +68,9 @@ pub struct AppState {
     started: u64,
     /// Housekeeping of stored responses.
     responses: Arc<stored::Housekeeping>,
+    /// Cancelled when shutdown begins, so open MCP sessions end their event streams instead of
+    /// holding connections open until the shutdown timeout.
+    mcp_stop: tokio_util::sync::CancellationToken,
 }
 
 impl AppState {
@@ -84,6 +90,7 @@ impl AppState {
             count_tokens,
             started: unix_secs(),
             responses: Arc::default(),
+            mcp_stop: tokio_util::sync::CancellationToken::new(),
         }
     }
 
@@ -129,6 +136,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/2.0/connections/{name}/grants/{principal}", delete(connections::revoke))
         .fallback(observe::not_found)
         .with_state(state.clone())
+        .merge(mcp::router(state.clone()))
         .merge(identity_provider)
         .layer(axum::middleware::from_fn_with_state(state, observe::observe))
 }
@@ -144,6 +152,11 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let limits = listener::Limits::from_config(&state.runtime.config.config.server);
+    let mcp_stop = state.mcp_stop.clone();
+    let shutdown = async move {
+        shutdown.await;
+        mcp_stop.cancel();
+    };
     listener::run(listener, app(state.clone()), limits, shutdown).await;
     state.tasks.close();
     if tokio::time::timeout(UNWIND_TIMEOUT, state.tasks.wait()).await.is_err() {

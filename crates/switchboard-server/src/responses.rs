@@ -14,7 +14,7 @@
 use crate::chat::{Accepted, accept, custom_outputs};
 use crate::input::{self, Options};
 use crate::params::Api;
-use crate::run::{self, Outcome};
+use crate::run::{self, Decided, Outcome};
 use crate::stored;
 use crate::{ApiError, AppState, unix_secs};
 use axum::Json;
@@ -23,6 +23,7 @@ use axum::extract::{ConnectInfo, Extension, Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
+use futures::future::BoxFuture;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use switchboard_core::{Error, RequestId};
@@ -147,6 +148,7 @@ async fn respond(
     request.instructions = instructions(body.get("instructions"), request.instructions.take());
     params.echo.append(&mut storage.echo);
     let run_ctx = ctx.clone();
+    let state_retry_after = state.retry_after();
     let structured = request.format.is_some();
     let mut shape = Shape {
         id: format!("resp_{request_id}"),
@@ -156,16 +158,49 @@ async fn respond(
         echo: params.echo,
         refusal: false,
     };
-    // Settled before any byte is sent, streamed or not: see `Run::decide`.
-    let outcome = run::start(&state, ctx, request, &options).decide(state.retry_after()).await?;
+    // Settled before any byte is sent, streamed or not: see `Run::decide`. A streamed answer
+    // that an LLM writes is sent as it is written, once the run has succeeded; it is never a
+    // refusal (that needs structured output, which is formatted whole).
+    let run = run::start(&state, ctx, request, &options);
+    let outcome = if options.stream {
+        match run.decide_stream(state.retry_after()).await? {
+            Decided::Whole(outcome) => outcome,
+            Decided::Live(live) => {
+                let mut seq = Sequence { next: 0, framing };
+                let head = shape.opening(&mut seq);
+                let tail = move |(mut seq, shape): (Sequence, Shape),
+                                 outcome: Result<Outcome, ApiError>|
+                      -> BoxFuture<'static, Vec<Event>> {
+                    Box::pin(async move {
+                        match outcome {
+                            Ok(outcome) => {
+                                let stored_body = shape.completed(&outcome, &options);
+                                storage
+                                    .save(&state, &run_ctx, &shape.id, &outcome.response, stored_body)
+                                    .await;
+                                shape.closing(&mut seq, &outcome, &options)
+                            }
+                            // The status line is sent: the failure is an `error` event, as
+                            // OpenAI reports one mid-stream.
+                            Err(e) => {
+                                let body = e.body();
+                                let error = &body["error"];
+                                let fields = json!({"code": error["code"], "message": error["message"], "param": error["param"]});
+                                vec![seq.event("error", fields)]
+                            }
+                        }
+                    })
+                };
+                let delta = |(seq, shape): &mut (Sequence, Shape), text: &str| shape.delta(seq, text);
+                return Ok(run::live_sse(head, live, (seq, shape), state_retry_after, delta, tail));
+            }
+        }
+    } else {
+        run.decide(state_retry_after).await?
+    };
     // Asked for JSON but answered with a clarifying question: a refusal part, as OpenAI sends
     // when a model declines a schema, so `.parse()` reports it instead of failing on prose.
     shape.refusal = structured && outcome.response.status == RunStatus::Clarify;
-    let (delta_event, done_event, done_field) = if shape.refusal {
-        ("response.refusal.delta", "response.refusal.done", "refusal")
-    } else {
-        ("response.output_text.delta", "response.output_text.done", "text")
-    };
     let stored_body = shape.completed(&outcome, &options);
     storage.save(&state, &run_ctx, &shape.id, &outcome.response, stored_body).await;
     if !options.stream {
@@ -177,46 +212,11 @@ async fn respond(
     }
 
     let mut seq = Sequence { next: 0, framing };
-    let mut events = vec![
-        seq.event("response.created", json!({"response": shape.response("in_progress", vec![])})),
-        seq.event("response.in_progress", json!({"response": shape.response("in_progress", vec![])})),
-    ];
-    let answer = &outcome.response.answer;
-    let at = |extra: Value| {
-        let mut v = json!({"item_id": shape.item_id, "output_index": 0, "content_index": 0});
-        if let (Value::Object(v), Value::Object(extra)) = (&mut v, extra) {
-            v.extend(extra);
-        }
-        v
-    };
-    events.push(seq.event(
-        "response.output_item.added",
-        json!({"output_index": 0, "item": shape.message("in_progress", None)}),
-    ));
-    events.push(seq.event("response.content_part.added", at(json!({"part": shape.part("")}))));
+    let mut events = shape.opening(&mut seq);
     for delta in &outcome.deltas {
-        let mut fields = json!({"delta": delta});
-        if !shape.refusal {
-            fields["logprobs"] = json!([]);
-        }
-        events.push(seq.event(delta_event, at(fields)));
+        events.push(shape.delta(&mut seq, delta));
     }
-    let mut done = json!({done_field: answer});
-    if !shape.refusal {
-        done["logprobs"] = json!([]);
-    }
-    events.push(seq.event(done_event, at(done)));
-    events.push(seq.event("response.content_part.done", at(json!({"part": shape.part(answer)}))));
-    events.push(seq.event(
-        "response.output_item.done",
-        json!({"output_index": 0, "item": shape.message("completed", Some(answer))}),
-    ));
-    let mut completed = json!({"response": shape.completed(&outcome, &options)});
-    if let Some(trace) = &outcome.trace {
-        // MLflow's streaming clients look for the trace on the final event itself.
-        completed["databricks_output"] = json!({"trace": trace});
-    }
-    events.push(seq.event("response.completed", completed));
+    events.extend(shape.closing(&mut seq, &outcome, &options));
     Ok(run::sse(events))
 }
 
@@ -285,6 +285,69 @@ struct Shape {
 }
 
 impl Shape {
+    /// The events before the answer's pieces: the response created and in progress, its message
+    /// and content part added.
+    fn opening(&self, seq: &mut Sequence) -> Vec<Event> {
+        vec![
+            seq.event("response.created", json!({"response": self.response("in_progress", vec![])})),
+            seq.event("response.in_progress", json!({"response": self.response("in_progress", vec![])})),
+            seq.event(
+                "response.output_item.added",
+                json!({"output_index": 0, "item": self.message("in_progress", None)}),
+            ),
+            seq.event("response.content_part.added", self.at(json!({"part": self.part("")}))),
+        ]
+    }
+
+    /// One piece of the answer: an output text delta, or a refusal delta.
+    fn delta(&self, seq: &mut Sequence, text: &str) -> Event {
+        let mut fields = json!({"delta": text});
+        if self.refusal {
+            return seq.event("response.refusal.delta", self.at(fields));
+        }
+        fields["logprobs"] = json!([]);
+        seq.event("response.output_text.delta", self.at(fields))
+    }
+
+    /// The events after the answer's pieces: text, part and message done, then the completed
+    /// response (with any trace).
+    fn closing(&self, seq: &mut Sequence, outcome: &Outcome, options: &Options) -> Vec<Event> {
+        let answer = &outcome.response.answer;
+        let (done_event, done_field) = if self.refusal {
+            ("response.refusal.done", "refusal")
+        } else {
+            ("response.output_text.done", "text")
+        };
+        let mut done = json!({done_field: answer});
+        if !self.refusal {
+            done["logprobs"] = json!([]);
+        }
+        let mut events = vec![
+            seq.event(done_event, self.at(done)),
+            seq.event("response.content_part.done", self.at(json!({"part": self.part(answer)}))),
+            seq.event(
+                "response.output_item.done",
+                json!({"output_index": 0, "item": self.message("completed", Some(answer))}),
+            ),
+        ];
+        let mut completed = json!({"response": self.completed(outcome, options)});
+        if let Some(trace) = &outcome.trace {
+            // MLflow's streaming clients look for the trace on the final event itself.
+            completed["databricks_output"] = json!({"trace": trace});
+        }
+        events.push(seq.event("response.completed", completed));
+        events
+    }
+
+    /// `extra` with the answer's item, output and content indices.
+    fn at(&self, extra: Value) -> Value {
+        let mut v = json!({"item_id": self.item_id, "output_index": 0, "content_index": 0});
+        if let (Value::Object(v), Value::Object(extra)) = (&mut v, extra) {
+            v.extend(extra);
+        }
+        v
+    }
+
     /// The answer as an output message.
     fn message(&self, status: &str, text: Option<&str>) -> Value {
         json!({

@@ -11,6 +11,7 @@ use crate::{ApiError, AppState, input::Options};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use futures::future::BoxFuture;
 use futures::{StreamExt, stream};
 use serde_json::Value;
 use std::convert::Infallible;
@@ -44,6 +45,36 @@ pub(crate) struct Run {
     handle: JoinHandle<Outcome>,
     guard: DropGuard,
     ctx: RunContext,
+    /// The answer's pieces as an LLM writes them, once the run announced that its outcome is
+    /// settled (`RunEvent::Streaming`); closed when the run ends.
+    live: mpsc::UnboundedReceiver<String>,
+}
+
+/// How a streamed request is answered, once decided (see [`Run::decide_stream`]).
+pub(crate) enum Decided {
+    /// The run ended before its answer streamed: answer from its outcome, as [`Run::decide`].
+    Whole(Outcome),
+    /// The run succeeded and its answer is streaming now: send its pieces as they come.
+    Live(Live),
+}
+
+/// A run whose answer is streaming. Dropping it (the client left) cancels the run.
+pub(crate) struct Live {
+    first: Option<String>,
+    run: Run,
+}
+
+impl Live {
+    /// The next piece of the answer; `None` once the run has sent its last.
+    async fn next(&mut self) -> Option<String> {
+        if let Some(first) = self.first.take() {
+            return Some(first);
+        }
+        // Bounded like `Run::finish`: a run past its deadline ends with no more pieces, and
+        // finishing it then reports the timeout.
+        let budget = self.run.ctx.remaining() + DEADLINE_GRACE;
+        tokio::time::timeout(budget, self.run.live.recv()).await.ok().flatten()
+    }
 }
 
 /// The request context: the server's request id, the configured deadline and hop budget, and the
@@ -65,22 +96,50 @@ pub(crate) fn context(
 }
 
 /// Starts the run.
-pub(crate) fn start(state: &AppState, ctx: RunContext, mut request: RunRequest, options: &Options) -> Run {
+pub(crate) fn start(
+    state: &AppState,
+    mut ctx: RunContext,
+    mut request: RunRequest,
+    options: &Options,
+) -> Run {
     request.thread_id = options.thread.clone();
+    ctx.usage_context = options.usage_context.clone().map(std::sync::Arc::new);
     let guard = ctx.cancel.clone().drop_guard();
     let return_trace = options.return_trace;
+    let stream = options.stream;
     let (state_, ctx_) = (state.clone(), ctx.clone());
+    let (live_tx, live) = mpsc::unbounded_channel();
     let task = async move {
         let (state, ctx) = (state_, ctx_);
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let response = state.runtime.supervisor.run_with_events(&ctx, request, Some(&tx)).await;
-        drop(tx);
-        let mut deltas = Vec::new();
-        while let Some(event) = rx.recv().await {
-            if let RunEvent::Delta { text } = event {
-                deltas.push(text);
+        let run = async {
+            let tx = tx;
+            // Events only for a streamed answer: with none, the supervisor calls the model
+            // unstreamed, as a caller that waits for the whole answer needs nothing sooner.
+            state.runtime.supervisor.run_with_events(&ctx, request, stream.then_some(&tx)).await
+        };
+        // Events are read while the run goes, so live pieces reach the handler as they happen;
+        // every piece is also kept for a handler that answers from the whole outcome.
+        let forward = async {
+            let live_tx = live_tx;
+            let (mut deltas, mut streaming) = (Vec::new(), false);
+            while let Some(event) = rx.recv().await {
+                match event {
+                    RunEvent::Streaming => streaming = true,
+                    RunEvent::Delta { text } => {
+                        if streaming {
+                            // A failed send means nobody listens live: the handler answers
+                            // from the whole outcome (`deltas`), or the client left.
+                            let _ = live_tx.send(text.clone());
+                        }
+                        deltas.push(text);
+                    }
+                    _ => {}
+                }
             }
-        }
+            deltas
+        };
+        let (response, deltas) = tokio::join!(run, forward);
         state.metrics.run(&response);
         let trace = if return_trace {
             let spans = spans_of(&state, &response.request_id).await;
@@ -100,7 +159,7 @@ pub(crate) fn start(state: &AppState, ctx: RunContext, mut request: RunRequest, 
         Outcome { response, deltas, trace }
     };
     let handle = state.tasks.spawn(task.instrument(tracing::Span::current()));
-    Run { handle, guard, ctx }
+    Run { handle, guard, ctx, live }
 }
 
 /// The spans of a finished request, after flushing the telemetry queue; none if the store fails.
@@ -117,7 +176,7 @@ impl Run {
     /// Waits for the run, bounded by its deadline. The caller's cancellation stays armed while
     /// waiting, so dropping this future cancels the run.
     pub(crate) async fn finish(self) -> Result<Outcome, ApiError> {
-        let Run { handle, guard, ctx } = self;
+        let Run { handle, guard, ctx, .. } = self;
         let budget = ctx.remaining() + DEADLINE_GRACE;
         let result = match tokio::time::timeout(budget, handle).await {
             Ok(Ok(outcome)) => Ok(outcome),
@@ -147,6 +206,47 @@ impl Run {
             None => Ok(outcome),
         }
     }
+
+    /// Like [`decide`](Self::decide), for a streamed request whose answer may stream as an LLM
+    /// writes it: settled either when the run ends (its error status, or its whole outcome) or
+    /// when the run announces that it succeeded and its answer's first piece arrives — routing,
+    /// policy and every sub-agent call are over by then, so a denial is still a real 403.
+    pub(crate) async fn decide_stream(mut self, retry_after: Duration) -> Result<Decided, ApiError> {
+        let budget = self.ctx.remaining() + DEADLINE_GRACE;
+        if let Ok(Some(first)) = tokio::time::timeout(budget, self.live.recv()).await {
+            return Ok(Decided::Live(Live { first: Some(first), run: self }));
+        }
+        self.decide(retry_after).await.map(Decided::Whole)
+    }
+}
+
+/// The events of a live answer: `head`, then each piece as `delta` renders it (with `shape`, the
+/// state both renderers share, such as a sequence number), then what `tail` renders of the
+/// decided run — its closing events, or an error event should it fail after all (the status
+/// line is sent by then). Dropping the stream (the client left) cancels the run.
+pub(crate) fn live_sse<S: Send + 'static>(
+    head: Vec<Event>,
+    live: Live,
+    shape: S,
+    retry_after: Duration,
+    delta: fn(&mut S, &str) -> Event,
+    tail: impl FnOnce(S, Result<Outcome, ApiError>) -> BoxFuture<'static, Vec<Event>> + Send + 'static,
+) -> Response {
+    let body = stream::unfold(Some((live, shape, tail)), move |state| async move {
+        let (mut live, mut shape, tail) = state?;
+        match live.next().await {
+            Some(text) => {
+                let event = delta(&mut shape, &text);
+                Some((vec![event], Some((live, shape, tail))))
+            }
+            None => {
+                let outcome = live.run.decide(retry_after).await;
+                Some((tail(shape, outcome).await, None))
+            }
+        }
+    });
+    let events = stream::iter(head).chain(body.flat_map(stream::iter)).map(Ok::<_, Infallible>);
+    Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)).into_response()
 }
 
 /// An event-stream response of a decided run's `events`. Comment lines keep the connection alive

@@ -21,12 +21,14 @@ mod queue;
 mod schema;
 mod spill;
 mod sqlite;
+mod usage;
 
 pub use memory::MemorySink;
 pub use postgres::PostgresStore;
 pub use schema::SCHEMA_VERSION;
 pub use spill::{DEFAULT_SPILL_MAX_BYTES, SpillConfig};
 pub use sqlite::{QUEUE_CAPACITY, SqliteStore};
+pub use usage::{AUDIT_STATUSES, AuditFilter, UsageGroup, UsageRow, UsageTotal};
 
 use std::time::Duration;
 use switchboard_core::{AuditRecord, Error, Message, Result, SpanRecord, TelemetrySink};
@@ -77,6 +79,21 @@ pub trait Store: TelemetrySink + Send + Sync {
     /// The audit rows of one request, oldest first.
     async fn audit_for_request(&self, request_id: &str) -> Result<Vec<AuditRecord>>;
 
+    /// The newest audit rows matching `filter` (at most `filter.limit`), newest first. The filter
+    /// is checked first ([`AuditFilter::validate`]).
+    async fn query_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>>;
+
+    /// The usage rows of one request, oldest first.
+    async fn usage_for_request(&self, request_id: &str) -> Result<Vec<UsageRow>>;
+
+    /// Usage totals of the calls at or after `since_unix_ms`, one per group when `by` is set
+    /// (largest token count first), else one grand total (with `key` `None`).
+    async fn usage_totals(
+        &self,
+        since_unix_ms: Option<u64>,
+        by: Option<UsageGroup>,
+    ) -> Result<Vec<UsageTotal>>;
+
     /// Appends `message` as the next turn of `thread_id`, attributed to `request_id`.
     async fn append_turn(&self, thread_id: &str, request_id: &str, message: &Message) -> Result<()>;
 
@@ -109,6 +126,12 @@ pub trait Store: TelemetrySink + Send + Sync {
 
     /// A cheap liveness probe of the backend.
     async fn health(&self) -> Result<()>;
+
+    /// For a PostgreSQL store, the schema its tables live in (`current_schema()`), so SQL tools
+    /// pointed at the store can be confined to it; `None` for other backends.
+    async fn postgres_schema(&self) -> Result<Option<String>> {
+        Ok(None)
+    }
 
     /// Grants USE CONNECTION on `connection` to `principal`. `Ok(true)` when the grant is new,
     /// `Ok(false)` when it was already held (nothing changes then).

@@ -11,6 +11,7 @@ mod grants;
 
 use crate::queue::{Batches, Record, Unavailable, WriteQueue};
 use crate::spill::SpillConfig;
+use crate::usage::{AuditFilter, UsageGroup, UsageRow, UsageTotal, with_grand_total};
 use crate::{ConnectionGrant, QUEUE_CAPACITY, SCHEMA_VERSION, Store, StoredResponse, check_grant_names};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime as PoolRuntime};
 use serde::de::DeserializeOwned;
@@ -133,6 +134,26 @@ ALTER TABLE audit ADD COLUMN IF NOT EXISTS latency_ms BIGINT;
 CREATE UNIQUE INDEX IF NOT EXISTS audit_row_id ON audit (row_id);
 ";
 
+/// Schema version 5: the usage (chargeback) table, as in SQLite (see `schema.rs` there).
+const SCHEMA_V5: &str = "
+CREATE TABLE IF NOT EXISTS usage (
+    span_id TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    ts_unix_ms BIGINT NOT NULL,
+    caller_email TEXT NOT NULL,
+    caller_role TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    model TEXT NOT NULL,
+    prompt_tokens BIGINT NOT NULL,
+    completion_tokens BIGINT NOT NULL,
+    latency_ms BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    usage_context TEXT
+);
+CREATE INDEX IF NOT EXISTS usage_ts_unix_ms ON usage (ts_unix_ms);
+CREATE INDEX IF NOT EXISTS usage_request_id ON usage (request_id);
+";
+
 /// Schema version 3: stored Responses API responses, as in SQLite. The body and turns are TEXT,
 /// not JSONB: they are only ever read back whole, and TEXT keeps them byte-for-byte.
 const SCHEMA_V3: &str = "
@@ -168,6 +189,16 @@ const INSERT_AUDIT: &str = "INSERT INTO audit (request_id, span_id, ts_unix_ms, 
      WITH ORDINALITY AS u(c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16, \
      c17, ord) \
      ORDER BY ord ON CONFLICT (row_id) DO NOTHING";
+
+/// Usage rows derived from the batch's LLM spans; a span id seen before inserts nothing.
+const INSERT_USAGE: &str = "INSERT INTO usage (span_id, request_id, ts_unix_ms, caller_email, \
+     caller_role, agent, model, prompt_tokens, completion_tokens, latency_ms, status, usage_context) \
+     SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], \
+     $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], $12::text[]) \
+     ON CONFLICT (span_id) DO NOTHING";
+
+const USAGE_COLUMNS: &str = "span_id, request_id, ts_unix_ms, caller_email, caller_role, agent, \
+     model, prompt_tokens, completion_tokens, latency_ms, status, usage_context";
 
 const SELECT_SPANS: &str = "SELECT request_id, trace_id, span_id, parent_id, name, kind, agent, \
      start_unix_nano, end_unix_nano, status, status_message, attributes::text FROM spans \
@@ -348,6 +379,78 @@ impl Store for PostgresStore {
         let sql = format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE request_id = $1 ORDER BY ts_unix_ms, id");
         let rows = self.query(op, &sql, &[&request_id]).await?;
         rows.iter().map(|row| audit_from_row(row).map_err(|e| e.into_error(op))).collect()
+    }
+
+    async fn query_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>> {
+        filter.validate()?;
+        let op = "reading audit rows";
+        let since = filter.since_unix_ms.map(|t| i64::try_from(t).unwrap_or(i64::MAX));
+        let limit = i64::try_from(filter.limit).unwrap_or(i64::MAX);
+        // `status` is NULL on rows written before schema 4; their decision names the same
+        // outcome (`allowed` for success), so a filter matches either.
+        let sql = format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit WHERE ($1::bigint IS NULL OR ts_unix_ms >= $1) \
+             AND ($2::text IS NULL OR lower(caller_email) = lower($2)) \
+             AND ($3::text IS NULL OR COALESCE(status, CASE decision WHEN 'allowed' THEN 'success' \
+             ELSE decision END) = $3) AND ($4::text IS NULL OR agent = $4) \
+             AND ($5::text IS NULL OR request_id = $5) ORDER BY ts_unix_ms DESC, id DESC LIMIT $6"
+        );
+        let rows = self
+            .query(
+                op,
+                &sql,
+                &[&since, &filter.caller, &filter.status, &filter.agent, &filter.request_id, &limit],
+            )
+            .await?;
+        rows.iter().map(|row| audit_from_row(row).map_err(|e| e.into_error(op))).collect()
+    }
+
+    async fn usage_for_request(&self, request_id: &str) -> Result<Vec<UsageRow>> {
+        let op = "reading usage rows of a request";
+        let sql =
+            format!("SELECT {USAGE_COLUMNS} FROM usage WHERE request_id = $1 ORDER BY ts_unix_ms, span_id");
+        let rows = self.query(op, &sql, &[&request_id]).await?;
+        rows.iter().map(|row| usage_from_row(row).map_err(|e| e.into_error(op))).collect()
+    }
+
+    async fn usage_totals(
+        &self,
+        since_unix_ms: Option<u64>,
+        by: Option<UsageGroup>,
+    ) -> Result<Vec<UsageTotal>> {
+        let op = "reading usage totals";
+        let since = since_unix_ms.map(|t| i64::try_from(t).unwrap_or(i64::MAX));
+        // The grouping column comes from a fixed list, never from input.
+        let key = by.map_or("NULL::text", UsageGroup::column);
+        let sql = format!(
+            "SELECT {key}, COUNT(DISTINCT request_id), COUNT(*), COALESCE(SUM(prompt_tokens), 0)::bigint, \
+             COALESCE(SUM(completion_tokens), 0)::bigint, COALESCE(SUM(latency_ms), 0)::bigint FROM usage \
+             WHERE ($1::bigint IS NULL OR ts_unix_ms >= $1) GROUP BY 1 \
+             ORDER BY SUM(prompt_tokens) + SUM(completion_tokens) DESC, 1"
+        );
+        let rows = self.query(op, &sql, &[&since]).await?;
+        let totals = rows
+            .iter()
+            .map(|row| {
+                Ok(UsageTotal {
+                    key: opt_text(row, 0)?,
+                    requests: u64_col(row, 1)?,
+                    calls: u64_col(row, 2)?,
+                    prompt_tokens: u64_col(row, 3)?,
+                    completion_tokens: u64_col(row, 4)?,
+                    latency_ms: u64_col(row, 5)?,
+                })
+            })
+            .collect::<Result<Vec<_>, Undecodable>>()
+            .map_err(|e| e.into_error(op))?;
+        Ok(with_grand_total(totals, by))
+    }
+
+    async fn postgres_schema(&self) -> Result<Option<String>> {
+        let op = "reading the store's schema";
+        let rows = self.query(op, "SELECT current_schema()::text", &[]).await?;
+        let schema = rows.first().map(|row| opt_text(row, 0)).transpose().map_err(|e| e.into_error(op))?;
+        Ok(schema.flatten())
     }
 
     async fn append_turn(&self, thread_id: &str, request_id: &str, message: &Message) -> Result<()> {
@@ -689,6 +792,9 @@ async fn migrate_in(tx: &tokio_postgres::Transaction<'_>) -> Result<()> {
     if current < 4 {
         tx.batch_execute(SCHEMA_V4).await.map_err(on("adding the audit row id and status columns"))?;
     }
+    if current < 5 {
+        tx.batch_execute(SCHEMA_V5).await.map_err(on("adding the usage table"))?;
+    }
     tx.execute(
         "INSERT INTO switchboard_schema_version (singleton, version) VALUES (TRUE, $1) \
          ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version",
@@ -704,6 +810,7 @@ struct WriterConn {
     client: Client,
     insert_spans: Statement,
     insert_audit: Statement,
+    insert_usage: Statement,
 }
 
 /// The writer thread's state: its connection, re-established after a failure.
@@ -728,7 +835,8 @@ impl Writer {
                 });
                 let insert_spans = client.prepare(INSERT_SPANS).await?;
                 let insert_audit = client.prepare(INSERT_AUDIT).await?;
-                WriterConn { client, insert_spans, insert_audit }
+                let insert_usage = client.prepare(INSERT_USAGE).await?;
+                WriterConn { client, insert_spans, insert_audit, insert_usage }
             }
         };
         Ok(self.conn.insert(conn))
@@ -765,7 +873,8 @@ impl Writer {
         }
         let conn = self.connection().await?;
         let tx = conn.client.transaction().await?;
-        let inserted = insert_columns(&tx, &conn.insert_spans, &conn.insert_audit, &columns).await;
+        let inserted =
+            insert_columns(&tx, &conn.insert_spans, &conn.insert_audit, &conn.insert_usage, &columns).await;
         let mut skipped = columns.skipped;
         match inserted {
             Ok(spans) => skipped += columns.spans.len() - spans,
@@ -777,7 +886,15 @@ impl Writer {
                     one.push(record);
                     skipped += one.skipped;
                     let sp = tx.savepoint("row").await?;
-                    match insert_columns(&sp, &conn.insert_spans, &conn.insert_audit, &one).await {
+                    match insert_columns(
+                        &sp,
+                        &conn.insert_spans,
+                        &conn.insert_audit,
+                        &conn.insert_usage,
+                        &one,
+                    )
+                    .await
+                    {
                         Ok(spans) => {
                             skipped += one.spans.len() - spans;
                             sp.commit().await?;
@@ -805,6 +922,7 @@ async fn insert_columns(
     tx: &tokio_postgres::Transaction<'_>,
     insert_spans: &Statement,
     insert_audit: &Statement,
+    insert_usage: &Statement,
     c: &Columns,
 ) -> Result<usize, tokio_postgres::Error> {
     let mut spans = 0;
@@ -857,6 +975,27 @@ async fn insert_columns(
         )
         .await?;
     }
+    if !c.usage.span_id.is_empty() {
+        let u = &c.usage;
+        tx.execute(
+            insert_usage,
+            &[
+                &u.span_id,
+                &u.request_id,
+                &u.ts_unix_ms,
+                &u.caller_email,
+                &u.caller_role,
+                &u.agent,
+                &u.model,
+                &u.prompt_tokens,
+                &u.completion_tokens,
+                &u.latency_ms,
+                &u.status,
+                &u.usage_context,
+            ],
+        )
+        .await?;
+    }
     Ok(spans)
 }
 
@@ -865,6 +1004,7 @@ async fn insert_columns(
 struct Columns {
     spans: SpanColumns,
     audit: AuditColumns,
+    usage: UsageColumns,
     /// Rows that cannot be stored at all (a time beyond `i64::MAX`).
     skipped: usize,
 }
@@ -891,6 +1031,42 @@ impl SpanColumns {
     }
     fn is_empty(&self) -> bool {
         self.span_id.is_empty()
+    }
+}
+
+#[derive(Default)]
+struct UsageColumns {
+    span_id: Vec<String>,
+    request_id: Vec<String>,
+    ts_unix_ms: Vec<i64>,
+    caller_email: Vec<String>,
+    caller_role: Vec<String>,
+    agent: Vec<String>,
+    model: Vec<String>,
+    prompt_tokens: Vec<i64>,
+    completion_tokens: Vec<i64>,
+    latency_ms: Vec<i64>,
+    status: Vec<String>,
+    usage_context: Vec<Option<String>>,
+}
+
+impl UsageColumns {
+    /// Adds the usage row of an LLM span. Its numbers come from a span that was itself storable
+    /// (times within `i64`); token counts beyond `i64::MAX` are clamped rather than dropping the row.
+    fn push(&mut self, row: UsageRow) {
+        let big = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.span_id.push(owned(&row.span_id));
+        self.request_id.push(owned(&row.request_id));
+        self.ts_unix_ms.push(big(row.ts_unix_ms));
+        self.caller_email.push(owned(&row.caller_email));
+        self.caller_role.push(owned(&row.caller_role));
+        self.agent.push(owned(&row.agent));
+        self.model.push(owned(&row.model));
+        self.prompt_tokens.push(big(row.prompt_tokens));
+        self.completion_tokens.push(big(row.completion_tokens));
+        self.latency_ms.push(big(row.latency_ms));
+        self.status.push(row.status);
+        self.usage_context.push(row.usage_context.as_deref().map(owned));
     }
 }
 
@@ -949,6 +1125,9 @@ impl Columns {
         s.status.push(status_name(span.status));
         s.status_message.push(span.status_message.as_deref().map(owned));
         s.attributes.push(attributes_json(&span.attributes));
+        if let Some(row) = UsageRow::from_span(span) {
+            self.usage.push(row);
+        }
     }
 
     fn push_audit(&mut self, id: &str, row: &AuditRecord) {
@@ -1142,6 +1321,23 @@ fn audit_from_row(row: &Row) -> Result<AuditRecord, Undecodable> {
         reason: opt_text(row, 12)?,
         duration_ms: u64_col(row, 13)?,
         error_code: opt_text(row, 14)?,
+    })
+}
+
+fn usage_from_row(row: &Row) -> Result<UsageRow, Undecodable> {
+    Ok(UsageRow {
+        span_id: text(row, 0)?,
+        request_id: text(row, 1)?,
+        ts_unix_ms: u64_col(row, 2)?,
+        caller_email: text(row, 3)?,
+        caller_role: text(row, 4)?,
+        agent: text(row, 5)?,
+        model: text(row, 6)?,
+        prompt_tokens: u64_col(row, 7)?,
+        completion_tokens: u64_col(row, 8)?,
+        latency_ms: u64_col(row, 9)?,
+        status: text(row, 10)?,
+        usage_context: opt_text(row, 11)?,
     })
 }
 

@@ -9,7 +9,7 @@ use switchboard_core::{Error, Result};
 
 /// The schema version this build writes, stored in `PRAGMA user_version`. A database stamped
 /// with a newer version is refused rather than written with an outdated layout.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// Version 1: audit rows, spans and thread turns.
 const SCHEMA_V1: &str = "
@@ -113,6 +113,28 @@ ALTER TABLE audit ADD COLUMN latency_ms INTEGER;
 CREATE UNIQUE INDEX IF NOT EXISTS audit_row_id ON audit (row_id);
 ";
 
+/// Version 5: the usage (chargeback) table, one row per LLM call, derived from the LLM hop span
+/// as it is stored and keyed by its span id so a replayed span is not counted twice.
+/// `usage_context` is the caller's labels as JSON text.
+pub(crate) const SCHEMA_V5: &str = "
+CREATE TABLE IF NOT EXISTS usage (
+    span_id TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    ts_unix_ms INTEGER NOT NULL,
+    caller_email TEXT NOT NULL,
+    caller_role TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    model TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    latency_ms INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    usage_context TEXT
+);
+CREATE INDEX IF NOT EXISTS usage_ts_unix_ms ON usage (ts_unix_ms);
+CREATE INDEX IF NOT EXISTS usage_request_id ON usage (request_id);
+";
+
 /// Brings the database up to [`SCHEMA_VERSION`]. Runs in an IMMEDIATE transaction so two
 /// processes opening a fresh file at once serialise instead of interleaving DDL.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
@@ -140,6 +162,9 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
     if current < 4 {
         tx.execute_batch(SCHEMA_V4)
             .map_err(|e| db_error("adding the audit row id and status columns", &e))?;
+    }
+    if current < 5 {
+        tx.execute_batch(SCHEMA_V5).map_err(|e| db_error("adding the usage table", &e))?;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)
         .map_err(|e| db_error("stamping the schema version", &e))?;

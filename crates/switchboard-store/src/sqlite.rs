@@ -2,6 +2,7 @@
 
 use crate::queue::{Record, Unavailable, WriteQueue};
 use crate::spill::SpillConfig;
+use crate::usage::{AuditFilter, UsageGroup, UsageRow, UsageTotal};
 use crate::{ConnectionGrant, Store, StoredResponse, check_grant_names, schema};
 use rusqlite::{CachedStatement, Connection, Row, TransactionBehavior, params};
 use serde::de::DeserializeOwned;
@@ -36,6 +37,14 @@ const INSERT_AUDIT: &str = "INSERT INTO audit (request_id, span_id, ts_unix_ms, 
      caller_roles, acting_for, principal, credential_mode, agent, hop, target, decision, reason, \
      duration_ms, row_id, status, error_code, latency_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
      ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?14) ON CONFLICT (row_id) DO NOTHING";
+
+/// A usage row derived from an LLM span; its span id makes a replay insert nothing.
+const INSERT_USAGE: &str = "INSERT INTO usage (span_id, request_id, ts_unix_ms, caller_email, \
+     caller_role, agent, model, prompt_tokens, completion_tokens, latency_ms, status, usage_context) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT (span_id) DO NOTHING";
+
+const USAGE_COLUMNS: &str = "span_id, request_id, ts_unix_ms, caller_email, caller_role, agent, \
+     model, prompt_tokens, completion_tokens, latency_ms, status, usage_context";
 
 const SELECT_SPANS: &str = "SELECT request_id, trace_id, span_id, parent_id, name, kind, agent, \
      start_unix_nano, end_unix_nano, status, status_message, attributes FROM spans \
@@ -190,6 +199,77 @@ impl Store for SqliteStore {
             let mut stmt = conn.prepare_cached(&sql)?;
             let rows = stmt.query_map([request_id], audit_from_row)?;
             rows.collect()
+        })
+        .await
+    }
+
+    async fn query_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>> {
+        filter.validate()?;
+        let f = filter.clone();
+        let since =
+            f.since_unix_ms.map(to_i64).transpose().map_err(|e| db_error("reading audit rows", &e))?;
+        let limit = i64::try_from(f.limit).unwrap_or(i64::MAX);
+        self.with_conn("reading audit rows", move |conn| {
+            // `status` is NULL on rows written before schema 4; their decision names the same
+            // outcome (`allowed` for success), so a filter matches either.
+            let sql = format!(
+                "SELECT {AUDIT_COLUMNS} FROM audit WHERE (?1 IS NULL OR ts_unix_ms >= ?1) \
+                 AND (?2 IS NULL OR lower(caller_email) = lower(?2)) \
+                 AND (?3 IS NULL OR COALESCE(status, CASE decision WHEN 'allowed' THEN 'success' \
+                 ELSE decision END) = ?3) AND (?4 IS NULL OR agent = ?4) \
+                 AND (?5 IS NULL OR request_id = ?5) ORDER BY ts_unix_ms DESC, id DESC LIMIT ?6"
+            );
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(
+                params![since, f.caller, f.status, f.agent, f.request_id, limit],
+                audit_from_row,
+            )?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn usage_for_request(&self, request_id: &str) -> Result<Vec<UsageRow>> {
+        let request_id = request_id.to_owned();
+        self.with_conn("reading usage rows of a request", move |conn| {
+            let sql =
+                format!("SELECT {USAGE_COLUMNS} FROM usage WHERE request_id = ?1 ORDER BY ts_unix_ms, rowid");
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map([request_id], usage_from_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn usage_totals(
+        &self,
+        since_unix_ms: Option<u64>,
+        by: Option<UsageGroup>,
+    ) -> Result<Vec<UsageTotal>> {
+        let since =
+            since_unix_ms.map(to_i64).transpose().map_err(|e| db_error("reading usage totals", &e))?;
+        self.with_conn("reading usage totals", move |conn| {
+            // The grouping column comes from a fixed list, never from input.
+            let key = by.map_or("NULL", UsageGroup::column);
+            let sql = format!(
+                "SELECT {key}, COUNT(DISTINCT request_id), COUNT(*), COALESCE(SUM(prompt_tokens), 0), \
+                 COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(latency_ms), 0) FROM usage \
+                 WHERE (?1 IS NULL OR ts_unix_ms >= ?1) GROUP BY 1 \
+                 ORDER BY SUM(prompt_tokens) + SUM(completion_tokens) DESC, 1"
+            );
+            let mut stmt = conn.prepare(&sql)?;
+            let rows = stmt.query_map(params![since], |row| {
+                Ok(UsageTotal {
+                    key: row.get(0)?,
+                    requests: u64_col(row, 1)?,
+                    calls: u64_col(row, 2)?,
+                    prompt_tokens: u64_col(row, 3)?,
+                    completion_tokens: u64_col(row, 4)?,
+                    latency_ms: u64_col(row, 5)?,
+                })
+            })?;
+            let totals: Vec<UsageTotal> = rows.collect::<rusqlite::Result<_>>()?;
+            Ok(crate::usage::with_grand_total(totals, by))
         })
         .await
     }
@@ -478,9 +558,15 @@ fn write_batch(conn: &mut Connection, batch: &[Record]) -> rusqlite::Result<usiz
     {
         let mut spans = tx.prepare_cached(INSERT_SPAN)?;
         let mut audit = tx.prepare_cached(INSERT_AUDIT)?;
+        let mut usage = tx.prepare_cached(INSERT_USAGE)?;
         for record in batch {
             let inserted = match record {
-                Record::Span(span) => insert_span(&mut spans, span),
+                Record::Span(span) => {
+                    insert_span(&mut spans, span).and_then(|()| match UsageRow::from_span(span) {
+                        Some(row) => insert_usage(&mut usage, &row),
+                        None => Ok(()),
+                    })
+                }
                 Record::Audit { id, row } => insert_audit(&mut audit, id, row),
             };
             if let Err(e) = inserted {
@@ -537,6 +623,41 @@ fn insert_audit(stmt: &mut CachedStatement<'_>, id: &str, row: &AuditRecord) -> 
         row.error_code,
     ])
     .map(drop)
+}
+
+fn insert_usage(stmt: &mut CachedStatement<'_>, row: &UsageRow) -> rusqlite::Result<()> {
+    stmt.execute(params![
+        row.span_id,
+        row.request_id,
+        to_i64(row.ts_unix_ms)?,
+        row.caller_email,
+        row.caller_role,
+        row.agent,
+        row.model,
+        to_i64(row.prompt_tokens)?,
+        to_i64(row.completion_tokens)?,
+        to_i64(row.latency_ms)?,
+        row.status,
+        row.usage_context,
+    ])
+    .map(drop)
+}
+
+fn usage_from_row(row: &Row<'_>) -> rusqlite::Result<UsageRow> {
+    Ok(UsageRow {
+        span_id: row.get(0)?,
+        request_id: row.get(1)?,
+        ts_unix_ms: u64_col(row, 2)?,
+        caller_email: row.get(3)?,
+        caller_role: row.get(4)?,
+        agent: row.get(5)?,
+        model: row.get(6)?,
+        prompt_tokens: u64_col(row, 7)?,
+        completion_tokens: u64_col(row, 8)?,
+        latency_ms: u64_col(row, 9)?,
+        status: row.get(10)?,
+        usage_context: row.get(11)?,
+    })
 }
 
 fn span_from_row(row: &Row<'_>) -> rusqlite::Result<SpanRecord> {

@@ -522,3 +522,18 @@ async fn stored_responses_are_owned_expire_and_delete() {
     let store = db.store().await;
     common::responses::stored_responses_are_owned_expire_and_delete(&store).await;
 }
+
+#[tokio::test]
+async fn usage_rows_come_from_llm_spans_and_total_by_group() {
+    let db = TestSchema::new().await;
+    let store = db.store().await;
+    common::usage::usage_rows_and_totals(&store).await;
+    assert_eq!(db.count("usage").await, 3);
+}
+
+#[tokio::test]
+async fn audit_rows_are_filtered_by_the_store() {
+    let db = TestSchema::new().await;
+    let store = db.store().await;
+    common::usage::audit_filters(&store).await;
+}

@@ -132,3 +132,34 @@ async fn a_spill_file_locked_by_another_store_is_left_alone_and_adopted_later() 
         "the orphaned file was adopted and replayed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_rows_of_llm_spans_spilled_during_an_outage_are_replayed_exactly_once() {
+    let db = TestDatabase::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let spill = SpillConfig::new(dir.path().join("spill.jsonl"));
+    let store =
+        PostgresStore::connect_with(db.url(), switchboard_store::QUEUE_CAPACITY, &spill).await.unwrap();
+    let now = switchboard_core::unix_nanos_now() / 1_000_000;
+    let llm = |n: u64| {
+        common::usage::llm_span("during", &format!("llm-{n}"), ("a@x", "r"), "sales", "m", (10, 1), now)
+    };
+
+    db.set_available(false).await;
+    for n in 0..100 {
+        store.span(llm(n));
+    }
+    store.flush().await;
+    assert!(spilled_bytes(&spill.path) > 0, "the LLM spans went to the spill file");
+
+    db.set_available(true).await;
+    // The same spans once more, as a batch whose commit was in doubt would be sent again.
+    for n in 0..100 {
+        store.span(llm(n));
+    }
+    store.flush().await;
+    assert_eq!(spilled_bytes(&spill.path), 0, "the spill file is emptied once replayed");
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM usage").await, 100, "one usage row per LLM call");
+    let totals = store.usage_totals(None, None).await.unwrap();
+    assert_eq!((totals[0].calls, totals[0].prompt_tokens, totals[0].completion_tokens), (100, 1000, 100));
+}

@@ -408,3 +408,20 @@ async fn stored_responses_are_owned_expire_and_delete() {
     let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
     common::responses::stored_responses_are_owned_expire_and_delete(&store).await;
 }
+
+#[tokio::test]
+async fn usage_rows_come_from_llm_spans_and_total_by_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let store = SqliteStore::open(&path).unwrap();
+    common::usage::usage_rows_and_totals(&store).await;
+    // The table is an interface too (the audit agent and ad-hoc SQL read it).
+    assert_eq!(count(&path, "usage"), 3);
+}
+
+#[tokio::test]
+async fn audit_rows_are_filtered_by_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+    common::usage::audit_filters(&store).await;
+}

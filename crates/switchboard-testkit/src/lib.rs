@@ -7,9 +7,12 @@
 //!   the test ends, even by panicking, its output in a log file or handed over line by line;
 //! - [`Serve`], `switchboard serve` on a free port, ready once `/health` answers;
 //! - [`node`], [`node_package`], [`otlp_receiver`], [`everything_js`], [`everything_http`] and
-//!   [`inspector_js`] for the Node.js peers the tests talk to;
+//!   [`inspector_js`] for the Node.js peers the tests talk to, and [`inspector::inspect`], one run
+//!   of the MCP inspector's CLI;
 //! - [`python`], the venv interpreter, and [`mlflow_server`], a real MLflow tracking server;
 //! - [`genie::GenieServer`], a local Databricks Genie Conversation API;
+//! - [`flaky::FlakyUpstream`], an HTTP upstream answering a script of failures (with
+//!   `Retry-After`) before it recovers;
 //! - [`pg::TestSchema`], a PostgreSQL schema of its own for one test, and [`pg::TestDatabase`], a
 //!   database of its own that can be cut off and restored.
 //!
@@ -18,7 +21,9 @@
 //! only in the tests of the crate that builds it.
 
 mod child;
+pub mod flaky;
 pub mod genie;
+pub mod inspector;
 pub mod llm;
 pub mod pg;
 mod python;

@@ -34,6 +34,16 @@ enum Command {
         #[arg(long, value_name = "ID")]
         thread: Option<String>,
     },
+    /// Serve the supervisor as an MCP server over stdio (for Claude Desktop, Cursor, the inspector).
+    Mcp {
+        /// The identity to serve as (a development identity); otherwise the subject of the
+        /// bearer token in SWITCHBOARD_TOKEN.
+        #[arg(long = "as", value_name = "EMAIL")]
+        as_user: Option<String>,
+        /// switchboard.toml to use instead of the built-in demo.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Serve the chat endpoint.
     Serve {
         /// switchboard.toml to use instead of the built-in demo.
@@ -64,14 +74,41 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show recent audit rows.
+    /// Show recent audit rows, optionally filtered.
     Audit {
-        /// How many rows.
+        /// How many rows at most.
         #[arg(long, default_value_t = 20)]
         limit: usize,
         /// Only the rows of this request.
         #[arg(long, value_name = "REQUEST_ID")]
         request: Option<String>,
+        /// Only rows since a duration ago (`15m`, `2h`, `7d`) or a UTC time (`2026-12-01T09:00:00Z`).
+        #[arg(long, value_name = "DURATION|TIME")]
+        since: Option<String>,
+        /// Only this caller's rows (email, any case).
+        #[arg(long, value_name = "EMAIL")]
+        caller: Option<String>,
+        /// Only rows with this status: success, error, access_denied, rate_limited or blocked.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this agent's rows.
+        #[arg(long)]
+        agent: Option<String>,
+        /// switchboard.toml whose store to read.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// LLM usage totals (requests, calls, prompt and completion tokens), for chargeback.
+    Usage {
+        /// Only calls since a duration ago (`15m`, `2h`, `7d`) or a UTC time (`2026-12-01T09:00:00Z`).
+        #[arg(long, value_name = "DURATION|TIME")]
+        since: Option<String>,
+        /// Group the totals by `user`, `group`, `agent` or `model`.
+        #[arg(long)]
+        by: Option<String>,
         /// switchboard.toml whose store to read.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
@@ -186,6 +223,7 @@ fn main() -> ExitCode {
             Command::Chat { question, as_user, config, json, thread } => {
                 cli::chat::run(&question, as_user.as_deref(), config.as_deref(), json, thread).await
             }
+            Command::Mcp { as_user, config } => cli::mcp::run(as_user.as_deref(), config.as_deref()).await,
             Command::Serve { config, addr, dev_idp_on_public_address } => {
                 cli::serve::run(config.as_deref(), &addr, dev_idp_on_public_address).await
             }
@@ -193,8 +231,19 @@ fn main() -> ExitCode {
             Command::Trace { request_id, config, json } => {
                 cli::trace::run(&request_id, config.as_deref(), json).await
             }
-            Command::Audit { limit, request, config, json } => {
-                cli::audit::run(limit, request.as_deref(), config.as_deref(), json).await
+            Command::Audit { limit, request, since, caller, status, agent, config, json } => {
+                let args = cli::audit::AuditArgs {
+                    limit,
+                    request: request.as_deref(),
+                    since: since.as_deref(),
+                    caller: caller.as_deref(),
+                    status: status.as_deref(),
+                    agent: agent.as_deref(),
+                };
+                cli::audit::run(args, config.as_deref(), json).await
+            }
+            Command::Usage { since, by, config, json } => {
+                cli::usage::run(since.as_deref(), by.as_deref(), config.as_deref(), json).await
             }
             Command::Init { dir, postgres, schema } => {
                 cli::init::run(&dir, postgres.as_deref(), &schema).await

@@ -9,64 +9,21 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use std::process::Stdio;
+use std::ffi::OsString;
 use std::time::Duration;
-use switchboard_testkit::{find_node, inspector_js, node};
-use tokio::process::Command;
+use switchboard_testkit::inspector::{self, InspectorRun};
+use switchboard_testkit::{find_node, inspector_js};
 
-struct Run {
-    success: bool,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    /// The MCP result: `--format json` prints `{"result": …}`.
-    fn json(&self) -> Value {
-        let printed: Value = serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
-            panic!("the inspector printed no JSON ({e}):\n{}\nstderr: {}", self.stdout, self.stderr)
-        });
-        printed.get("result").cloned().unwrap_or_else(|| panic!("no `result` in {printed}"))
-    }
-}
-
-/// Runs `inspector --cli URL ARGS…` (with `--header Authorization: Bearer TOKEN` when given),
-/// keeping its state files out of the real home directory.
-async fn inspect(home: &std::path::Path, url: &str, token: Option<&str>, args: &[&str]) -> Run {
-    // A run to completion judged by its output, which `Command::output` collects: the testkit's
-    // `Child` is for peers that keep serving.
-    let mut command = Command::new(node());
-    command.arg(inspector_js()).args([
-        "--cli",
-        url,
-        "--transport",
-        "http",
-        "--stored-auth-only",
-        "--format",
-        "json",
-        "-q",
-    ]);
-    command.args(args);
+/// Runs `inspector --cli URL ARGS…` over streamable HTTP (with `--header Authorization: Bearer
+/// TOKEN` when given), keeping its state files out of the real home directory.
+async fn inspect(home: &std::path::Path, url: &str, token: Option<&str>, args: &[&str]) -> InspectorRun {
+    let mut all: Vec<OsString> = vec![url.into(), "--transport".into(), "http".into()];
+    all.extend(args.iter().map(OsString::from));
     if let Some(token) = token {
-        command.arg("--header").arg(format!("Authorization: Bearer {token}"));
+        all.push("--header".into());
+        all.push(format!("Authorization: Bearer {token}").into());
     }
-    command
-        .env("HOME", home)
-        .env("MCP_CATALOG_PATH", home.join("mcp.json"))
-        .env("MCP_CLIENT_CONFIG_PATH", home.join("client.json"))
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(Duration::from_secs(90), command.output())
-        .await
-        .expect("the inspector finished within 90 s")
-        .expect("node runs");
-    let run = Run {
-        success: output.status.success(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    };
-    eprintln!("inspector {args:?}: ok={} stdout={} stderr={}", run.success, run.stdout, run.stderr);
-    run
+    inspector::inspect(home, &all, Duration::from_secs(90)).await
 }
 
 fn text_of(result: &Value) -> String {

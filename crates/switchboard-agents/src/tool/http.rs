@@ -560,7 +560,7 @@ impl HttpToolAgent {
                 s.timeout.as_millis()
             ))
         };
-        let reply = tokio::time::timeout(s.timeout, self.send(request, &host))
+        let reply = tokio::time::timeout(s.timeout, self.send(grant, request, &host))
             .await
             .map_err(|_| timed_out())?
             .map_err(|e| if e.kind == ErrorKind::Timeout { timed_out() } else { e })?;
@@ -571,7 +571,7 @@ impl HttpToolAgent {
         self.render(args, &reply)
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder, host: &str) -> Result<Reply> {
+    async fn send(&self, grant: &HopGrant, request: reqwest::RequestBuilder, host: &str) -> Result<Reply> {
         let unreachable = |e: reqwest::Error| {
             if e.is_timeout() {
                 Error::timeout("timed out")
@@ -583,7 +583,14 @@ impl HttpToolAgent {
                 ))
             }
         };
-        let mut response = request.send().await.map_err(unreachable)?;
+        // Retries (idempotent methods only) and the connection's circuit breaker live in the grant.
+        let mut response = grant.send(request, false).await.map_err(|e| match e.kind {
+            ErrorKind::Upstream => Error::upstream(format!(
+                "the `{}` tool could not reach {host}: {}",
+                self.spec.name, e.message
+            )),
+            _ => e,
+        })?;
         let status = response.status();
         let retry_after = response
             .headers()

@@ -14,7 +14,7 @@ mod http;
 mod sql;
 
 pub use http::{Answer, HttpMethod, HttpSettings, HttpToolAgent};
-pub use sql::{ParamType, Parameter, SqlSettings, SqlToolAgent};
+pub use sql::{ParamType, Parameter, SqlSettings, SqlToolAgent, StoreTarget, resolve_store_engine};
 
 use std::path::Path;
 use std::sync::Arc;

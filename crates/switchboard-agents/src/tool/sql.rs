@@ -183,11 +183,57 @@ impl Parameter {
     }
 }
 
+/// Where the switchboard store lives, for SQL tools with `engine = "store"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreTarget {
+    /// The store's SQLite file.
+    Sqlite(PathBuf),
+    /// The store's PostgreSQL database: the URL as configured (`env:NAME` stays a reference, so
+    /// no password is copied into the agent's settings) and the schema its tables are in.
+    Postgres {
+        /// The connection string or `env:NAME`.
+        url: String,
+        /// The schema holding the store's tables.
+        schema: String,
+    },
+}
+
+/// `spec` pointed at the configured store when it is a SQL tool with `engine = "store"` (with
+/// `postgres_sql` as its statement on PostgreSQL); `None` for every other agent. This is what
+/// keeps the demo's `audit` agent reading the store in use rather than a stale SQLite file.
+pub fn resolve_store_engine(spec: &AgentSpec, store: &StoreTarget) -> Option<AgentSpec> {
+    let table = spec.settings.as_object()?;
+    if spec.kind != switchboard_core::AgentKind::Tool || table.get("engine")?.as_str()? != "store" {
+        return None;
+    }
+    let mut table = table.clone();
+    match store {
+        StoreTarget::Sqlite(path) => {
+            table.insert("engine".into(), json!("sqlite"));
+            table.insert("database".into(), json!(path));
+            table.remove("postgres_sql");
+        }
+        StoreTarget::Postgres { url, schema } => {
+            table.insert("engine".into(), json!("postgres"));
+            table.insert("url".into(), json!(url));
+            table.insert("schema".into(), json!(schema));
+            if let Some(sql) = table.remove("postgres_sql") {
+                table.insert("sql".into(), sql);
+            }
+        }
+    }
+    let mut resolved = spec.clone();
+    resolved.settings = Value::Object(table);
+    Some(resolved)
+}
+
 /// The `[tool]` table of a SQL tool.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SqlSettings {
-    /// `"sqlite"` (the default) or `"postgres"`.
+    /// `"sqlite"` (the default), `"postgres"`, or `"store"`: the switchboard store itself,
+    /// whichever backend is configured (the runtime points the tool at it with
+    /// [`resolve_store_engine`]).
     #[serde(default)]
     pub engine: Option<String>,
     /// The SQLite file; relative paths resolve against the config's base dir. SQLite only.
@@ -210,6 +256,10 @@ pub struct SqlSettings {
     pub pool_size: usize,
     /// One read-only statement with `:name` parameters.
     pub sql: String,
+    /// With `engine = "store"`: the statement to run instead of `sql` when the store is
+    /// PostgreSQL (`sql` is then SQLite's dialect; the two differ in date functions).
+    #[serde(default)]
+    pub postgres_sql: Option<String>,
     /// The parameters the statement uses.
     #[serde(default)]
     pub parameters: Vec<Parameter>,
@@ -253,6 +303,9 @@ impl SqlSettings {
     /// Reads and validates `spec.settings` (the `[tool]` table). Errors name the field.
     pub fn from_spec(spec: &AgentSpec, base_dir: &Path) -> Result<SqlSettings> {
         let mut s: SqlSettings = crate::kind_settings(spec)?;
+        if s.postgres_sql.is_some() && s.engine.as_deref() != Some("store") {
+            return Err(Error::config("tool.postgres_sql: is only for engine = \"store\""));
+        }
         match s.engine.as_deref() {
             Some("postgres") => {
                 if s.database.is_some() {
@@ -261,6 +314,17 @@ impl SqlSettings {
                     ));
                 }
                 s.postgres().check("tool")?;
+            }
+            Some("store") => {
+                if s.database.is_some() || s.url.is_some() || s.schema.is_some() || s.role.is_some() {
+                    return Err(Error::config(
+                        "tool.engine: \"store\" reads the configured store; leave out database, url, schema and role",
+                    ));
+                }
+                if let Some(pg) = &s.postgres_sql {
+                    parse_one(pg, Dialect::Postgres)
+                        .map_err(|e| Error::config(format!("tool.postgres_sql: {e}")))?;
+                }
             }
             None | Some("sqlite") => {
                 if s.url.is_some() || s.schema.is_some() || s.role.is_some() {
@@ -274,7 +338,7 @@ impl SqlSettings {
             }
             Some(other) => {
                 return Err(Error::config(format!(
-                    "tool.engine: `{other}` is not an engine (use \"sqlite\" or \"postgres\")"
+                    "tool.engine: `{other}` is not an engine (use \"sqlite\", \"postgres\" or \"store\")"
                 )));
             }
         }
@@ -382,6 +446,13 @@ impl SqlToolAgent {
                 )));
             }
         };
+        if settings.engine.as_deref() == Some("store") {
+            return Err(Error::config(format!(
+                "tool `{}`: engine = \"store\" must be resolved to the configured store first \
+                 (tool::resolve_store_engine)",
+                spec.name
+            )));
+        }
         let exposed = Exposed { views: settings.views.clone(), tables: settings.tables.clone() };
         let engine = if settings.engine.as_deref() == Some("postgres") {
             Engine::Postgres(settings.postgres().engine("tool", exposed, settings.max_rows)?)
@@ -763,7 +834,9 @@ mod tests {
             .unwrap();
         }
         drop(conn);
-        let spec = shipped_spec("audit.toml");
+        let shipped = shipped_spec("audit.toml");
+        assert!(SqlToolAgent::new(shipped.clone(), egress(shipped.clone()).0, dir.path(), None).is_err());
+        let spec = Arc::new(resolve_store_engine(&shipped, &StoreTarget::Sqlite(db.clone())).unwrap());
         let (egress, sink) = egress(spec.clone());
         let agent = SqlToolAgent::new(spec, egress, dir.path(), None).unwrap();
 
@@ -790,6 +863,40 @@ mod tests {
 
         let err = ask(&agent, "alice@example.com", "west_sales", "who did what?").await.unwrap_err();
         assert_eq!(err.kind, ErrorKind::Denied);
+    }
+
+    #[test]
+    fn the_store_engine_is_validated_and_resolved_per_backend() {
+        let dir = tempfile::tempdir().unwrap();
+        let mk = |settings: Value| spec("t", AgentKind::Tool, CredentialMode::Automatic, None, settings);
+        let base = json!({"engine": "store", "tables": ["audit"], "sql": "SELECT agent FROM audit",
+            "postgres_sql": "SELECT agent FROM audit LIMIT 1"});
+        assert!(SqlSettings::from_spec(&mk(base.clone()), dir.path()).is_ok());
+        let mut with_db = base.clone();
+        with_db["database"] = json!("x.db");
+        let e = SqlSettings::from_spec(&mk(with_db), dir.path()).unwrap_err();
+        assert!(e.message.starts_with("tool.engine: \"store\""), "{}", e.message);
+        let mut sqlite = base.clone();
+        sqlite["engine"] = json!("sqlite");
+        sqlite["database"] = json!("x.db");
+        let e = SqlSettings::from_spec(&mk(sqlite), dir.path()).unwrap_err();
+        assert!(e.message.starts_with("tool.postgres_sql:"), "{}", e.message);
+
+        let pg = StoreTarget::Postgres { url: "env:DATABASE_URL".into(), schema: "sb".into() };
+        let resolved = resolve_store_engine(&mk(base.clone()), &pg).unwrap();
+        assert_eq!(resolved.settings["engine"], "postgres");
+        assert_eq!(resolved.settings["url"], "env:DATABASE_URL", "the reference, never the secret");
+        assert_eq!(resolved.settings["schema"], "sb");
+        assert_eq!(resolved.settings["sql"], "SELECT agent FROM audit LIMIT 1");
+        let lite = StoreTarget::Sqlite(dir.path().join("s.db"));
+        let resolved = resolve_store_engine(&mk(base), &lite).unwrap();
+        assert_eq!(
+            (resolved.settings["engine"].as_str(), resolved.settings["sql"].as_str()),
+            (Some("sqlite"), Some("SELECT agent FROM audit"))
+        );
+        assert!(resolved.settings.get("postgres_sql").is_none());
+        let other = mk(json!({"database": "x.db", "tables": ["t"], "sql": "SELECT 1 FROM t"}));
+        assert!(resolve_store_engine(&other, &lite).is_none());
     }
 
     #[test]

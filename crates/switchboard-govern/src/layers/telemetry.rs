@@ -44,7 +44,14 @@ impl HopLayer for SpanLayer {
         attributes.insert("gen_ai.operation.name".into(), json!(operation));
         attributes.insert("gen_ai.agent.name".into(), json!(hop.agent.name));
         match hop.target.kind {
-            HopKind::Llm => attributes.insert("gen_ai.request.model".into(), json!(hop.target.name)),
+            HopKind::Llm => {
+                // The store derives its usage (chargeback) rows from LLM hop spans, so the
+                // caller's labels travel with them.
+                if let Some(usage) = &hop.ctx.usage_context {
+                    attributes.insert("switchboard.usage_context".into(), json!(usage.as_ref()));
+                }
+                attributes.insert("gen_ai.request.model".into(), json!(hop.target.name))
+            }
             HopKind::Agent => None,
             _ => attributes.insert("gen_ai.tool.name".into(), json!(hop.target.name)),
         };

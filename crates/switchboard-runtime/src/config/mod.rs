@@ -6,6 +6,7 @@ mod connections;
 mod files;
 mod limits;
 mod model;
+mod resilience;
 
 pub use files::{ConfigFile, ConfigSource};
 pub use limits::{DEFAULT_REDIS_PREFIX, rules as limit_rules};
@@ -13,6 +14,7 @@ pub use model::{
     AgentFile, Config, DemoConfig, DevClient, DevUser, EvalConfig, IdentityConfig, JudgeConfig, LimitsConfig,
     LlmConfig, ModelPrice, RouterConfig, RouterKind, ServerConfig, StoreConfig, StoreKind, SupervisorConfig,
 };
+pub use resilience::{LlmFallback, LlmSplit, ResilienceConfig};
 
 use std::fmt;
 use std::path::{Path, PathBuf};

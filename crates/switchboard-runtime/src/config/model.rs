@@ -38,6 +38,10 @@ pub struct Config {
     /// Rate limits.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// Retries and circuit breakers for every HTTP hop: on by default (three attempts, a breaker
+    /// after five failures in a row); `max_attempts = 1` and `breaker_failures = 0` turn them off.
+    #[serde(default)]
+    pub resilience: super::resilience::ResilienceConfig,
     /// The HTTP server.
     #[serde(default)]
     pub server: ServerConfig,
@@ -133,6 +137,14 @@ pub struct LlmConfig {
     /// How calls to it authenticate (`manual` with `secret = "env:OPENAI_API_KEY"` for a hosted API).
     #[serde(default)]
     pub credential: CredentialSpec,
+    /// Up to two alternates, tried in order when the primary answers 429 or 5xx, cannot be
+    /// reached, or its circuit is open.
+    #[serde(default)]
+    pub fallbacks: Vec<super::resilience::LlmFallback>,
+    /// An A/B split between models on the primary server by weight; each request id always
+    /// lands on the same model. Empty: every request uses `model`.
+    #[serde(default)]
+    pub split: Vec<super::resilience::LlmSplit>,
 }
 
 /// Store backends.
@@ -591,6 +603,7 @@ pub(super) fn check_cross(
 ) {
     super::connections::check_connections(config, files, problems);
     super::limits::check_limits(config, files, agents, problems);
+    super::resilience::check_resilience(config, files, problems);
     let file = files.main.label.as_str();
     let problem = |field: &str, message: &str| Problem {
         file: file.into(),

@@ -4,6 +4,7 @@
 
 pub mod grants;
 pub mod responses;
+pub mod usage;
 
 use switchboard_core::{AuditDecision, AuditRecord, HopKind, SpanKind, SpanRecord, SpanStatus};
 

@@ -54,6 +54,8 @@ impl ScriptedLlm {
             calls: AtomicU64::new(0),
             tokens: Default::default(),
             recorded: Some(Mutex::new(Vec::new())),
+            streams_finished: Default::default(),
+            stream_requested: Default::default(),
         });
         let (tx, rx) = oneshot::channel::<()>();
         let app = server::router(shared.clone());
@@ -82,6 +84,18 @@ impl ScriptedLlm {
     /// answers: what a client that adds up usage should arrive at.
     pub fn reported_tokens(&self) -> (u64, u64) {
         (self.shared.tokens[0].load(Ordering::Relaxed), self.shared.tokens[1].load(Ordering::Relaxed))
+    }
+
+    /// How many streamed answers this server has finished sending (their last frame handed to
+    /// the connection).
+    pub fn streams_finished(&self) -> u64 {
+        self.shared.streams_finished.load(Ordering::Relaxed)
+    }
+
+    /// When the most recent request for a streamed answer arrived (for time to first token
+    /// measured from the model's side).
+    pub fn last_stream_requested(&self) -> Option<std::time::Instant> {
+        self.shared.stream_requested.lock().ok().and_then(|at| *at)
     }
 
     /// The request bodies received so far, oldest first.
@@ -116,6 +130,8 @@ pub async fn serve(listener: TcpListener, script: Script) -> std::io::Result<()>
         calls: AtomicU64::new(0),
         tokens: Default::default(),
         recorded: None,
+        streams_finished: Default::default(),
+        stream_requested: Default::default(),
     });
     axum::serve(no_delay(listener), server::router(shared)).await
 }

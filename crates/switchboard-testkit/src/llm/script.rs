@@ -11,6 +11,7 @@
 //! status = 503
 //! first = 2                   # the first 2 calls fail …
 //! every = 5                   # … and every 5th call (5, 10, …)
+//! retry_after = 1             # optional: sent as `Retry-After: 1`
 //!
 //! [[rules]]                   # the first rule whose `when` holds answers
 //! when = { last_user = "(?i)revenue", tools = true }
@@ -85,6 +86,9 @@ pub(crate) struct Fault {
     /// The error message; a default names the status.
     #[serde(default)]
     pub message: Option<String>,
+    /// Seconds sent as `Retry-After` with the failure, to test clients that honour it.
+    #[serde(default)]
+    pub retry_after: Option<u64>,
 }
 
 impl Fault {
@@ -440,7 +444,7 @@ mod tests {
 
     #[test]
     fn faults_hit_the_first_calls_and_every_kth() {
-        let f = Fault { status: 500, first: 2, every: 5, message: None };
+        let f = Fault { status: 500, first: 2, every: 5, message: None, retry_after: None };
         let hit: Vec<u64> = (1..=11).filter(|c| f.hits(*c)).collect();
         assert_eq!(hit, [1, 2, 5, 10]);
     }

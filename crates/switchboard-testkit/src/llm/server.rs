@@ -24,6 +24,10 @@ pub(crate) struct Shared {
     pub tokens: [AtomicU64; 2],
     /// Request bodies in arrival order, when recording (tests read them; benchmarks don't pay).
     pub recorded: Option<Mutex<Vec<Value>>>,
+    /// Streamed answers whose last frame has been handed to the connection.
+    pub streams_finished: Arc<AtomicU64>,
+    /// When the most recent request for a streamed answer arrived.
+    pub stream_requested: Mutex<Option<std::time::Instant>>,
 }
 
 /// The routes: `POST /v1/chat/completions`, `POST /v1/responses`, `GET /v1/models`, and
@@ -65,9 +69,12 @@ fn error_response(status: u16, message: &str) -> Response {
 }
 
 /// An event stream of pre-rendered frames, `delay` apart; without a delay, one write.
-fn event_stream(frames: Vec<String>, delay: Duration) -> Response {
+/// Counts the stream in `shared` once it has ended (`ScriptedLlm::streams_finished`).
+fn event_stream(frames: Vec<String>, delay: Duration, shared: &Shared) -> Response {
     let headers = [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")];
+    let finished = shared.streams_finished.clone();
     if delay.is_zero() {
+        finished.fetch_add(1, Ordering::Relaxed);
         return (headers, frames.concat()).into_response();
     }
     let first = Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -80,7 +87,13 @@ fn event_stream(frames: Vec<String>, delay: Duration) -> Response {
             Ok::<_, Infallible>(Bytes::from(frame))
         }
     });
-    (headers, Body::from_stream(stream)).into_response()
+    // Counted once the last frame has gone to the connection, so a test can tell whether a
+    // client saw text while the model was still writing.
+    let end = futures::stream::once(async move {
+        finished.fetch_add(1, Ordering::Relaxed);
+        Ok::<_, Infallible>(Bytes::new())
+    });
+    (headers, Body::from_stream(stream.chain(end))).into_response()
 }
 
 fn unix_secs() -> u64 {
@@ -89,6 +102,7 @@ fn unix_secs() -> u64 {
 
 impl Shared {
     async fn handle(&self, api: Api, raw: &[u8]) -> Response {
+        let arrived = std::time::Instant::now();
         let call = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
         let body: Value = match serde_json::from_slice(raw) {
             Ok(v @ Value::Object(_)) => v,
@@ -112,9 +126,18 @@ impl Shared {
         }
         if let Some(fault) = self.script.faults.iter().find(|f| f.hits(call)) {
             let message = fault.message.clone().unwrap_or_else(|| format!("scripted failure of call {call}"));
-            return error_response(fault.status, &message);
+            let mut response = error_response(fault.status, &message);
+            if let Some(seconds) = fault.retry_after {
+                response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+            }
+            return response;
         }
         let view = View::read(api, &body);
+        if view.stream
+            && let Ok(mut at) = self.stream_requested.lock()
+        {
+            *at = Some(arrived);
+        }
         let answer = self.script.answer(&view);
         if let Answer::Error { status, message } = &answer {
             return error_response(*status, message);
@@ -131,7 +154,7 @@ impl Shared {
             }
             (Api::Chat, true) => {
                 let chunks = wire::chat_chunks(&ids, &answer, tokens, view.include_usage);
-                event_stream(chunks.into_iter().map(|d| format!("data: {d}\n\n")).collect(), delay)
+                event_stream(chunks.into_iter().map(|d| format!("data: {d}\n\n")).collect(), delay, self)
             }
             (Api::Responses, false) => {
                 json_response(StatusCode::OK, &wire::response(&ids, &body, Some(&answer), tokens))
@@ -141,6 +164,7 @@ impl Shared {
                 event_stream(
                     events.into_iter().map(|(e, d)| format!("event: {e}\ndata: {d}\n\n")).collect(),
                     delay,
+                    self,
                 )
             }
         }

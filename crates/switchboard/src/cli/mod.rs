@@ -6,9 +6,11 @@ pub mod eval;
 pub mod grants;
 pub mod init;
 pub mod logging;
+pub mod mcp;
 pub mod serve;
 pub mod token;
 pub mod trace;
+pub mod usage;
 pub mod validate;
 
 use std::path::Path;

@@ -1,0 +1,152 @@
+//! `[resilience]` (retries and circuit breakers for every HTTP hop) and the `[llm]` fallbacks and
+//! traffic split, with their validation.
+
+use super::Problem;
+use super::files::Files;
+use super::model::{Config, check_credential};
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::time::Duration;
+use switchboard_core::CredentialSpec;
+use switchboard_govern::retry::{BreakerPolicy, Resilience, RetryPolicy};
+
+/// The most attempts a request may be given; more only multiplies an outage's load.
+const MAX_ATTEMPTS: u32 = 10;
+/// The most fallbacks `[llm]` may list.
+const MAX_FALLBACKS: usize = switchboard_llm::MAX_FALLBACKS;
+
+/// `[resilience]`: retries with exponential backoff and full jitter, and a circuit breaker per
+/// upstream (connection, or URL origin for the LLM). On by default with the values of
+/// [`Default`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResilienceConfig {
+    /// Attempts in all, the first included (1-10); 1 turns retries off.
+    pub max_attempts: u32,
+    /// The backoff ceiling before the first retry, doubling per retry.
+    pub base_backoff_ms: u64,
+    /// The largest backoff, and the longest `Retry-After` honoured (longer ends the retries).
+    pub max_backoff_ms: u64,
+    /// Consecutive failures that open an upstream's circuit; 0 for no breaker.
+    pub breaker_failures: u32,
+    /// How long an open circuit fails fast before one probe is let through.
+    pub breaker_cool_down_ms: u64,
+}
+
+impl Default for ResilienceConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            base_backoff_ms: 100,
+            max_backoff_ms: 5_000,
+            breaker_failures: 5,
+            breaker_cool_down_ms: 30_000,
+        }
+    }
+}
+
+impl ResilienceConfig {
+    /// The policy the gateway runs.
+    pub fn build(&self) -> Resilience {
+        let retry = RetryPolicy {
+            max_attempts: self.max_attempts.max(1),
+            base_backoff: Duration::from_millis(self.base_backoff_ms),
+            max_backoff: Duration::from_millis(self.max_backoff_ms),
+        };
+        let breaker = (self.breaker_failures > 0).then(|| BreakerPolicy {
+            failures: self.breaker_failures,
+            cool_down: Duration::from_millis(self.breaker_cool_down_ms),
+        });
+        Resilience::new(retry, breaker)
+    }
+}
+
+/// One `[llm] fallbacks` entry: an alternate model or endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmFallback {
+    /// Server root including `/v1`; defaults to `[llm] base_url`.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// Model name.
+    pub model: String,
+    /// How calls to it authenticate; defaults to `[llm.credential]`.
+    #[serde(default)]
+    pub credential: Option<CredentialSpec>,
+}
+
+/// One `[llm] split` entry: a model on the primary server and its share of requests.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmSplit {
+    /// Model name.
+    pub model: String,
+    /// Relative weight (e.g. 80 and 20).
+    pub weight: u32,
+}
+
+pub(super) fn check_resilience(config: &Config, files: &Files, problems: &mut Vec<Problem>) {
+    let file = files.main.label.as_str();
+    let mut problem =
+        |field: String, message: String| problems.push(Problem { file: file.into(), field, message });
+    {
+        let r = &config.resilience;
+        if !(1..=MAX_ATTEMPTS).contains(&r.max_attempts) {
+            problem(
+                "resilience.max_attempts".into(),
+                format!("must be 1-{MAX_ATTEMPTS} (1 turns retries off), not {}", r.max_attempts),
+            );
+        }
+        if r.max_attempts > 1 && r.base_backoff_ms == 0 {
+            problem("resilience.base_backoff_ms".into(), "must be greater than 0 when retries are on".into());
+        }
+        if r.max_backoff_ms < r.base_backoff_ms {
+            problem(
+                "resilience.max_backoff_ms".into(),
+                format!("must be at least base_backoff_ms ({})", r.base_backoff_ms),
+            );
+        }
+        if r.breaker_failures > 0 && r.breaker_cool_down_ms == 0 {
+            problem(
+                "resilience.breaker_cool_down_ms".into(),
+                "must be greater than 0 when the breaker is on (breaker_failures > 0)".into(),
+            );
+        }
+    }
+    let Some(llm) = &config.llm else { return };
+    if llm.fallbacks.len() > MAX_FALLBACKS {
+        problem(
+            "llm.fallbacks".into(),
+            format!("at most {MAX_FALLBACKS} fallbacks, not {}", llm.fallbacks.len()),
+        );
+    }
+    for (i, f) in llm.fallbacks.iter().enumerate() {
+        if let Some(url) = &f.base_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            problem(format!("llm.fallbacks[{i}].base_url"), "must be an http:// or https:// URL".into());
+        }
+        if f.model.trim().is_empty() {
+            problem(format!("llm.fallbacks[{i}].model"), "must name a model".into());
+        }
+    }
+    let mut seen = HashSet::new();
+    for (i, s) in llm.split.iter().enumerate() {
+        if s.model.trim().is_empty() {
+            problem(format!("llm.split[{i}].model"), "must name a model".into());
+        } else if !seen.insert(s.model.as_str()) {
+            problem(format!("llm.split[{i}].model"), format!("`{}` is listed twice", s.model));
+        }
+        if s.weight == 0 {
+            problem(
+                format!("llm.split[{i}].weight"),
+                "must be greater than 0; remove the entry instead".into(),
+            );
+        }
+    }
+    for (i, f) in llm.fallbacks.iter().enumerate() {
+        if let Some(credential) = &f.credential {
+            check_credential(file, &format!("llm.fallbacks[{i}].credential"), credential, problems);
+        }
+    }
+}
