@@ -363,3 +363,74 @@ async fn a_huge_question_is_stored_cut_with_its_length_and_hash() {
     assert!(question.starts_with(stored.split('…').next().expect("prefix")), "a prefix is kept");
     assert!(stored.ends_with(&format!("…[truncated, {} bytes]", question.len())), "{stored}");
 }
+
+/// The README tour's access table: who sees which sales rows, real or masked margins, and who may
+/// use `deal_desk` and `audit`, per demo identity. (Tickets, the last column, are per user in
+/// `tests/cli.rs`.)
+const ACCESS_TABLE: [(&str, &[&str], bool, bool, bool); 6] = [
+    // email, sales regions, real margins, deal_desk, audit
+    ("alice@example.com", &["West"], false, true, false),
+    ("bob@example.com", &["East"], false, true, false),
+    ("carol@example.com", &["Central", "East", "West"], false, true, false),
+    ("dave@example.com", &["Central", "East", "West"], true, false, true),
+    ("erin@example.com", &["Central", "East", "West"], true, false, false),
+    ("frank@example.com", &["Central", "East", "West"], true, true, true),
+];
+
+/// The values of `column` in the only step's table.
+fn column_of(r: &switchboard::RunResponse, column: &str) -> Vec<serde_json::Value> {
+    let data =
+        r.steps[0].output.as_ref().and_then(|o| o.data.as_ref()).unwrap_or_else(|| panic!("{}", r.answer));
+    let at = data["columns"].as_array().and_then(|c| c.iter().position(|c| c == column));
+    let at = at.unwrap_or_else(|| panic!("no `{column}` column: {data}"));
+    data["rows"].as_array().into_iter().flatten().map(|row| row[at].clone()).collect()
+}
+
+#[tokio::test]
+async fn the_demo_access_table_holds_row_by_row_for_all_six_roles() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = demo_runtime(dir.path()).await;
+    for (email, regions, real_margins, deal_desk, audit) in ACCESS_TABLE {
+        let caller = rt.dev_caller(email).await.expect("a demo identity");
+        // A request (and request id) of its own per question, as over HTTP.
+        let run = |q: &'static str| {
+            let ctx = rt.context(caller.clone());
+            let rt = &rt;
+            async move { rt.supervisor.run(&ctx, ask(q)).await }
+        };
+
+        let r = run("total revenue by region").await;
+        let mut seen: Vec<String> =
+            column_of(&r, "region").iter().filter_map(|v| v.as_str().map(str::to_string)).collect();
+        seen.sort();
+        assert_eq!(seen, regions, "{email}: sales rows");
+
+        let r = run("average margin by region").await;
+        let margins = column_of(&r, "avg_margin");
+        assert!(!margins.is_empty(), "{email}: {}", r.answer);
+        assert_eq!(margins.iter().all(|m| m.is_number()), real_margins, "{email}: margins {margins:?}");
+        assert_eq!(
+            margins.iter().all(serde_json::Value::is_null),
+            !real_margins,
+            "{email}: margins {margins:?}"
+        );
+
+        let r = run("who must approve a 25% discount on a 40000 deal?").await;
+        let expected = if deal_desk { RunStatus::Ok } else { RunStatus::Denied };
+        assert_eq!(
+            (r.status, r.agents.len()),
+            (expected, usize::from(deal_desk)),
+            "{email}: deal_desk: {}",
+            r.answer
+        );
+
+        let r = run("show the audit log").await;
+        let expected = if audit { RunStatus::Ok } else { RunStatus::Denied };
+        assert_eq!(r.status, expected, "{email}: audit: {}", r.answer);
+        assert_eq!(
+            r.route.as_ref().map(|d| serde_json::to_value(d).unwrap()["calls"][0]["agent"].clone()),
+            Some("audit".into()),
+            "{email}"
+        );
+    }
+}
