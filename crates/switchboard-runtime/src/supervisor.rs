@@ -5,7 +5,7 @@ use crate::synthesis::{OutputFormat, Synthesizer};
 use serde::Serialize;
 use serde_json::{Map, json};
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use switchboard_core::{
     Agent, AgentInput, AgentOutput, AgentSpec, AuditDecision, AuditRecord, Caller, ErrorKind, HopKind,
     Message, Role, RouteDecision, RoutedCall, Router, RunContext, SpanKind, SpanRecord, SpanStatus,
@@ -163,8 +163,12 @@ pub struct Supervisor {
     store: Arc<dyn Store>,
     synthesizer: Option<Synthesizer>,
     /// Attributes client-sent history to agents. Lexical whatever the configured router: it is
-    /// deterministic and free, so the same history always gets the same owners.
-    attributor: LexicalRouter,
+    /// deterministic and free, so the same history always gets the same owners. Trained on first
+    /// use unless [`with_attributor`](Self::with_attributor) hands one over, so a supervisor
+    /// assembled with the configured router never trains a second one.
+    attributor: OnceLock<LexicalRouter>,
+    /// The agents' specs in configuration order, which training the attributor depends on.
+    ordered: Vec<Arc<AgentSpec>>,
     /// Endpoint-wide and per-agent guardrails.
     guards: Arc<RunGuards>,
 }
@@ -182,11 +186,11 @@ impl Supervisor {
         synthesizer: Option<Synthesizer>,
     ) -> Self {
         let ordered: Vec<Arc<AgentSpec>> = agents.iter().map(|a| Arc::new(a.spec().clone())).collect();
-        let attributor = LexicalRouter::new(&ordered, LexicalRouter::DEFAULT_THRESHOLD);
-        let specs = ordered.into_iter().map(|s| (s.name.clone(), s)).collect();
+        let specs = ordered.iter().map(|s| (s.name.clone(), s.clone())).collect();
         let agents = agents.into_iter().map(|a| (a.spec().name.clone(), a)).collect();
         let guards = Arc::new(RunGuards::default());
-        Self { spec, agents, specs, router, gateway, sink, store, synthesizer, attributor, guards }
+        let attributor = OnceLock::new();
+        Self { spec, agents, specs, router, gateway, sink, store, synthesizer, attributor, ordered, guards }
     }
 
     /// Applies `guards` to every run: the endpoint's to questions and answers, each agent's to
@@ -199,8 +203,12 @@ impl Supervisor {
     /// Attributes client-sent history with `router` instead of a default lexical router; pass
     /// the configured lexical router so history is attributed exactly as it routes.
     pub fn with_attributor(mut self, router: LexicalRouter) -> Self {
-        self.attributor = router;
+        self.attributor = OnceLock::from(router);
         self
+    }
+
+    fn attributor(&self) -> &LexicalRouter {
+        self.attributor.get_or_init(|| LexicalRouter::new(&self.ordered, LexicalRouter::DEFAULT_THRESHOLD))
     }
 
     /// The supervisor's name (the served model name).
@@ -236,7 +244,9 @@ impl Supervisor {
         // Open before any LLM call, so every call of this request is counted.
         let usage = self.synthesizer.as_ref().map(|s| s.usage_ledger().open(ctx.request_id.as_str()));
         let thread_key = request.thread_id.as_deref().map(|t| thread_key(&ctx.caller, t));
-        attribute(&self.attributor, &mut request.history);
+        if !request.history.is_empty() {
+            attribute(self.attributor(), &mut request.history);
+        }
         if let Some(thread) = &thread_key
             && request.history.is_empty()
         {
