@@ -54,6 +54,15 @@ async fn a_postgres_outage_under_load_loses_no_audit_row_and_stalls_no_request()
     assert!(not_ok.is_empty(), "every request succeeds (the store is not on the answer's path): {not_ok:?}");
     assert!(samples.iter().any(|s| s.phase == 1), "requests were made during the outage");
 
+    // The tally alone can look settled while a long replay is between two batches: wait for the
+    // spill file to be emptied first.
+    let spill = dir.path().join("postgres-spill.jsonl");
+    let replay = std::time::Instant::now();
+    while std::fs::metadata(&spill).map(|m| m.len()).unwrap_or(0) > 0 {
+        assert!(replay.elapsed() < Duration::from_secs(180), "the spill file was never replayed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!("the spill file was empty {:.1} s after the load stopped", replay.elapsed().as_secs_f64());
     let client = db.client().await;
     let tally = settled(&client, Duration::from_secs(90)).await;
     println!("after recovery: {tally:?}");

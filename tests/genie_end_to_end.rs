@@ -5,25 +5,12 @@
 
 use serde_json::{Value, json};
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
-use switchboard_testkit::Serve;
 use switchboard_testkit::genie::{GenieServer, Reply};
+use switchboard_testkit::{Serve, run_cli};
 
 fn cli(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(args)
-        .env_remove("SWITCHBOARD_HOME")
-        .env_remove("SWITCHBOARD_USER")
-        .output()
-        .expect("the CLI runs");
-    assert!(
-        out.status.success(),
-        "switchboard {args:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    run_cli(Path::new(env!("CARGO_BIN_EXE_switchboard")), args, &[])
 }
 
 const SALES_ON_GENIE: &str = r#"name = "sales"

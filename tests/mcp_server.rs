@@ -2,8 +2,10 @@
 //! (`@modelcontextprotocol/inspector`, installed by `scripts/mcp-peers`) against the real
 //! `switchboard` binary — `switchboard serve` at `/mcp` with a bearer token, and `switchboard mcp`
 //! over stdio. The tool list is per caller (frank, an admin, may use `audit`; alice may not), a
-//! call is a governed run with its audit rows, a denial is a tool error, and bad arguments are
-//! JSON-RPC invalid params.
+//! call is a governed run with its audit rows, a per-agent tool asks its agent directly (not the
+//! router), a denial is a tool error, arguments that do not fit a tool's input schema are a tool
+//! error too, and an unknown tool is JSON-RPC invalid params. The tool list follows grants and the
+//! roles the caller's token carries, with `notifications/tools/list_changed`.
 //!
 //! Without Node.js the test is skipped (loudly); with Node.js but without the inspector it fails.
 
@@ -172,6 +174,17 @@ impl RawSession {
         names
     }
 
+    /// The same session, its requests carrying `token` instead (a refreshed token, or someone
+    /// else's).
+    fn with_token(&self, token: &str) -> Self {
+        Self {
+            client: self.client.clone(),
+            url: self.url.clone(),
+            token: token.to_string(),
+            session: self.session.clone(),
+        }
+    }
+
     /// The session's standalone event stream, where the server's notifications arrive.
     async fn events(&self) -> reqwest::Response {
         let response = self
@@ -293,6 +306,37 @@ async fn the_inspector_lists_and_calls_the_supervisor_over_http_with_a_bearer_to
     let result = run.json();
     assert_eq!(result["isError"], Value::Bool(false), "{result}");
     assert_eq!(result["structuredContent"]["agents"], json!(["audit"]), "{result}");
+    // It asks `audit` directly: a question the router would send to `policies` still goes to
+    // `audit`, as a governed run whose hops are audited as frank. `audit` needs no question (its
+    // parameters all have defaults), so its schema requires none.
+    let frank_listed = listed(frank.clone()).await.json();
+    let audit_schema = frank_listed["tools"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|t| t["name"] == "audit")
+        .map(|t| t["inputSchema"].clone())
+        .unwrap_or_default();
+    assert_eq!(audit_schema["required"], json!([]), "{audit_schema}");
+    let hotel = ["--method", "tools/call", "--tool-name", "audit", "--tool-arg", question.as_str()];
+    let run = inspect(home, Target::Http { url: &url, token: Some(&frank) }, &hotel).await;
+    assert!(run.success, "audit as frank failed: {}", run.stderr);
+    let result = run.json();
+    assert_eq!(result["structuredContent"]["agents"], json!(["audit"]), "not routed: {result}");
+    let request_id = result["structuredContent"]["request_id"].as_str().expect("a request id");
+    let rows = audit_rows(home, request_id);
+    assert!(rows.iter().any(|r| r["agent"] == "audit" && r["caller_email"] == FRANK), "{rows:?}");
+    assert!(rows.iter().all(|r| r["agent"] != "policies"), "the router was asked: {rows:?}");
+    // Its trace still has the route span, saying the route was the tool's own.
+    let trace = std::process::Command::new(BIN)
+        .args(["trace", request_id, "--json"])
+        .env("SWITCHBOARD_HOME", home)
+        .output()
+        .expect("switchboard trace runs");
+    assert!(trace.status.success(), "switchboard trace failed: {}", String::from_utf8_lossy(&trace.stderr));
+    let spans: Value = serde_json::from_slice(&trace.stdout).expect("trace --json");
+    let compact = spans.to_string();
+    assert!(compact.contains(r#""switchboard.route.direct":true"#), "no direct route span: {compact}");
 
     // Alice cannot call a tool she was not given: the inspector refuses from her list, and the
     // server itself refuses it as an unknown tool. Bad arguments are JSON-RPC invalid params.
@@ -304,14 +348,19 @@ async fn the_inspector_lists_and_calls_the_supervisor_over_http_with_a_bearer_to
         .await;
     assert_eq!(said["error"]["code"], -32602, "{said}");
     assert!(said["error"]["message"].as_str().is_some_and(|m| m.contains("unknown tool `audit`")), "{said}");
-    for (arguments, why) in [
-        (json!({"thread": "7"}), "`question` is required"),
-        (json!({"question": 7}), "`question` must be a string"),
-        (json!({"question": "  "}), "`question` is empty"),
+    // Arguments that do not fit the input schema are a tool execution error (MCP 2025-11-25),
+    // so a model can read what to fix; no run starts.
+    for (tool, arguments, why) in [
+        ("ask", json!({"question": "hotels?", "thread": "7"}), "unknown argument `thread`"),
+        ("ask", json!({}), "`question` is required"),
+        ("ask", json!({"question": 7}), "`question` must be a string"),
+        ("ask", json!({"question": "  "}), "`question` is empty"),
+        ("policies", json!({"question": "hotels?", "thread_id": "7"}), "takes no `thread_id`"),
     ] {
-        let said = session.call(json!({"name": "ask", "arguments": arguments})).await;
-        assert_eq!(said["error"]["code"], -32602, "{said}");
-        assert!(said["error"]["message"].as_str().is_some_and(|m| m.contains(why)), "{said}");
+        let said = session.call(json!({"name": tool, "arguments": arguments})).await;
+        assert_eq!(said["result"]["isError"], true, "{said}");
+        let text = said["result"]["content"][0]["text"].as_str().unwrap_or_default();
+        assert!(text.contains(why) && text.contains(&format!("`{tool}`")), "{said}");
     }
     assert!(!server.log().contains(&alice), "a token reached the server log");
     server.stop();
@@ -399,5 +448,68 @@ async fn revoking_a_grant_changes_the_tool_list_and_notifies_open_sessions() {
     set_grant(&server, home, false).await;
     list_changed(&mut events).await;
     assert!(session.list().await.contains(&"tickets".to_string()), "the re-grant restores tickets");
+    server.stop();
+}
+
+/// Rewrites alice's development roles in the demo configuration at `config`.
+fn set_alice_roles(config: &Path, roles: &str) {
+    let text = std::fs::read_to_string(config).expect("the demo config");
+    let alice = "email = \"alice@example.com\"\nroles = ";
+    let at = text.find(alice).expect("alice in the demo config") + alice.len();
+    let end = at + text[at..].find('\n').expect("the end of alice's roles");
+    std::fs::write(config, format!("{}{roles}{}", &text[..at], &text[end..])).expect("write the config");
+}
+
+#[tokio::test]
+async fn a_token_with_other_roles_changes_the_tool_list_and_notifies_the_session() {
+    let scratch = tempfile::tempdir().expect("temp home");
+    let dir = scratch.path().join("demo");
+    let out = std::process::Command::new(BIN).arg("init").arg(&dir).output().expect("switchboard init runs");
+    assert!(out.status.success(), "switchboard init failed: {}", String::from_utf8_lossy(&out.stderr));
+    let config = dir.join("switchboard.toml");
+    let token_as = |user: &str| {
+        let out = std::process::Command::new(BIN)
+            .args(["token", "--as", user, "--config"])
+            .arg(&config)
+            .env_remove("SWITCHBOARD_HOME")
+            .output()
+            .expect("switchboard token runs");
+        assert!(out.status.success(), "switchboard token failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let mut server = Serve::start(Path::new(BIN), Some(&config), &[]).await;
+    let url = format!("{}/mcp", server.url());
+
+    // Alice's identity provider moves her into `admin` between two tokens: the server only ever
+    // sees the roles each token carries.
+    let sales = token_as(ALICE);
+    set_alice_roles(&config, r#"["west_sales", "admin"]"#);
+    let promoted = token_as(ALICE);
+    let session = RawSession::open(&url, &sales).await;
+    assert!(!session.list().await.contains(&"audit".to_string()), "west_sales may not use audit");
+    let mut events = session.events().await;
+
+    let names = session.with_token(&promoted).list().await;
+    assert!(names.contains(&"audit".to_string()), "admin may use audit: {names:?}");
+    list_changed(&mut events).await;
+    let said = session
+        .with_token(&promoted)
+        .call(json!({"name": "audit", "arguments": {"question": "recent access denied events"}}))
+        .await;
+    assert_eq!(said["result"]["structuredContent"]["agents"], json!(["audit"]), "{said}");
+
+    // Back to the old token: the list shrinks again, and the session hears of it.
+    assert!(!session.list().await.contains(&"audit".to_string()), "the old token's roles apply again");
+    list_changed(&mut events).await;
+
+    // A session belongs to the subject that opened it: bob's token cannot use alice's session.
+    let said = session
+        .with_token(&token_as("bob@example.com"))
+        .call(json!({"name": "ask", "arguments": {"question": "hotel limit?"}}))
+        .await;
+    assert!(
+        said["error"]["message"].as_str().is_some_and(|m| m.contains("belongs to another caller")),
+        "{said}"
+    );
     server.stop();
 }

@@ -8,9 +8,8 @@
 
 use serde_json::{Value, json};
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
-use switchboard_testkit::{Serve, free_port};
+use switchboard_testkit::{Serve, free_port, run_cli};
 
 /// The repository's demo configuration; the outer copies its `[identity]` section.
 const DEMO_CONFIG: &str = include_str!("../switchboard.toml");
@@ -18,19 +17,7 @@ const DEMO_CONFIG: &str = include_str!("../switchboard.toml");
 /// Runs the CLI and returns its trimmed stdout; `envs` adds variables, `SWITCHBOARD_HOME` is
 /// cleared unless given.
 fn cli(args: &[&str], envs: &[(&str, &Path)]) -> String {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
-    command.args(args).env_remove("SWITCHBOARD_HOME").env_remove("SWITCHBOARD_USER");
-    for (k, v) in envs {
-        command.env(k, v);
-    }
-    let out = command.output().expect("the CLI runs");
-    assert!(
-        out.status.success(),
-        "switchboard {args:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    run_cli(Path::new(env!("CARGO_BIN_EXE_switchboard")), args, envs)
 }
 
 fn path_str(p: &Path) -> &str {

@@ -1,61 +1,119 @@
-//! Load harness for the chat endpoint: sends a fixed number of chat completions at a fixed
-//! concurrency and reports throughput, latency percentiles and errors. Exits non-zero on any
-//! error (a transport failure or a non-200 answer) or if the run exceeds its time bound.
+//! Load harness for `switchboard serve`: chat completions at fixed concurrency, plain and
+//! streamed, reporting throughput, latency percentiles, time to first token and the server's
+//! peak RSS. Exits non-zero on any error (a transport failure, a non-200 answer, a stream without
+//! text) or when a run exceeds its time bound.
 //!
 //! ```text
-//! cargo bench -p switchboard --bench load                       # the demo, served in process
+//! cargo bench -p switchboard --bench load                  # the matrix below
 //! cargo bench -p switchboard --bench load -- --url http://127.0.0.1:8080 --requests 5000
 //! ```
 //!
-//! Options (or environment): `--url` (`SWITCHBOARD_LOAD_URL`; default: start the built-in demo on
-//! 127.0.0.1:0 in a temporary data dir), `--requests` (1000), `--concurrency` (50),
-//! `--max-secs` (120, the bound on the whole run). Against `--url`, every request carries the bearer
-//! token in `SWITCHBOARD_LOAD_TOKEN` (e.g. from `switchboard token --as carol@example.com`).
+//! Without `--url`: the comparison scenario of `benches/compare` (a request routed by the model
+//! to one of two agents, which has the model fill its tool's arguments, calls it and answers: two
+//! model calls). The scripted LLM (`benches/compare/scripted-llm.toml`) serves in this process;
+//! `switchboard serve` runs as a child process, started afresh for each level so its peak RSS is
+//! the level's own, and every request carries a bearer JWT from `switchboard token`. Levels:
+//! concurrency 1, 8, 32 and 256 (`--levels`), plain then streamed (`--modes plain,stream`),
+//! `--requests` each (2000).
+//!
+//! With `--url` (`SWITCHBOARD_LOAD_URL`): one run of `--requests` (1000) at `--concurrency` (50)
+//! against that server, with the bearer token in `SWITCHBOARD_LOAD_TOKEN` (e.g. from
+//! `switchboard token --as carol@example.com`), asking the demo's questions or each `--question`
+//! in turn; `--stream` streams. `--llm BASE` names the scripted LLM server the target calls: its
+//! counters are reset before the run and reported after. `--json` prints the run as one JSON line
+//! (what `scripts/compare-peers` reads). `--max-secs` (120) bounds each run.
 
-use serde_json::json;
-use std::collections::HashMap;
+mod client;
+mod measure;
+
+use client::{Ask, Run};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
-use switchboard_runtime::{Runtime, demo};
-use switchboard_server::AppState;
+use std::time::Duration;
 
-/// The questions asked, round-robin: one per demo agent, each answerable by its asker.
-const WORKLOAD: &[(&str, &str)] = &[
-    ("carol@example.com", "total revenue by region"),
-    ("alice@example.com", "revenue by rep"),
-    ("bob@example.com", "deal count by stage"),
-    ("dave@example.com", "show the margin on the top 5 deals"),
-    ("erin@example.com", "what is the hotel limit for travel"),
-    ("carol@example.com", "who must approve a 20% discount on a 100000 deal"),
-    ("frank@example.com", "who was denied access in the audit log"),
+/// The questions asked against `--url` by default: the demo's, one per agent.
+const DEMO_QUESTIONS: &[&str] = &[
+    "total revenue by region",
+    "revenue by rep",
+    "deal count by stage",
+    "show the margin on the top 5 deals",
+    "what is the hotel limit for travel",
+    "who must approve a 20% discount on a 100000 deal",
+    "who was denied access in the audit log",
 ];
+
+/// The comparison scenario's questions: one for each of its two agents.
+const SCENARIO_QUESTIONS: &[&str] = &[
+    "What was total revenue by region last quarter? Use SQL.",
+    "What does our travel policy say about hotel upgrades?",
+];
+
+/// The scenario's caller (a development identity of `benches/compare/switchboard.toml`).
+const SCENARIO_USER: &str = "ana@example.com";
+
+/// The port the scenario's checked-in configuration names for the scripted server.
+const SCENARIO_PORT: &str = "127.0.0.1:18931";
 
 struct Options {
     url: Option<String>,
-    requests: usize,
+    llm: Option<String>,
+    requests: Option<usize>,
     concurrency: usize,
+    levels: Vec<usize>,
+    modes: Vec<bool>,
+    stream: bool,
+    questions: Vec<String>,
+    json: bool,
     max: Duration,
 }
 
 fn options() -> Result<Options, String> {
     let mut o = Options {
         url: std::env::var("SWITCHBOARD_LOAD_URL").ok().filter(|u| !u.is_empty()),
-        requests: 1000,
+        llm: None,
+        requests: None,
         concurrency: 50,
+        levels: vec![1, 8, 32, 256],
+        modes: vec![false, true],
+        stream: false,
+        questions: Vec::new(),
+        json: false,
         max: Duration::from_secs(120),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
         let number =
-            |name: &str, v: String| v.parse::<usize>().map_err(|_| format!("{name}: not a number: {v}"));
+            |name: &str, v: &str| v.parse::<usize>().map_err(|_| format!("{name}: not a number: {v}"));
         match arg.as_str() {
             "--url" => o.url = Some(value("--url")?),
-            "--requests" => o.requests = number("--requests", value("--requests")?)?,
-            "--concurrency" => o.concurrency = number("--concurrency", value("--concurrency")?)?.max(1),
-            "--max-secs" => o.max = Duration::from_secs(number("--max-secs", value("--max-secs")?)? as u64),
+            "--llm" => o.llm = Some(value("--llm")?),
+            "--requests" => o.requests = Some(number("--requests", &value("--requests")?)?.max(1)),
+            "--concurrency" => o.concurrency = number("--concurrency", &value("--concurrency")?)?.max(1),
+            "--levels" => {
+                let v = value("--levels")?;
+                o.levels = v
+                    .split(',')
+                    .map(|l| number("--levels", l.trim()).map(|n| n.max(1)))
+                    .collect::<Result<_, _>>()?;
+            }
+            "--modes" => {
+                let v = value("--modes")?;
+                o.modes = v
+                    .split(',')
+                    .map(|m| match m.trim() {
+                        "plain" => Ok(false),
+                        "stream" => Ok(true),
+                        other => Err(format!("--modes: `{other}` is neither `plain` nor `stream`")),
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            "--stream" => o.stream = true,
+            "--question" => o.questions.push(value("--question")?),
+            "--json" => o.json = true,
+            "--max-secs" => o.max = Duration::from_secs(number("--max-secs", &value("--max-secs")?)? as u64),
             // `cargo bench` passes --bench; other libtest flags mean nothing here.
             _ if arg.starts_with("--") => {}
             other => return Err(format!("unexpected argument `{other}`")),
@@ -64,144 +122,178 @@ fn options() -> Result<Options, String> {
     Ok(o)
 }
 
-/// Bearer tokens by workload user.
-type Tokens = Arc<HashMap<&'static str, String>>;
-
-/// The demo served in process; returns its base URL, tokens for the workload's users from its
-/// development identity provider, and the handle that stops it.
-async fn start_demo(
-    dir: &std::path::Path,
-) -> Result<(String, Tokens, tokio::sync::oneshot::Sender<()>), String> {
-    demo::prepare(dir).map_err(|e| e.to_string())?;
-    let runtime = Arc::new(Runtime::load(&demo::source(dir)).await.map_err(|e| e.to_string())?);
-    let dev = runtime.identity.dev().ok_or("the demo has no development identity provider")?;
-    let mut tokens = HashMap::new();
-    for (user, _) in WORKLOAD {
-        let token = dev.token_for(user, None, Duration::from_secs(3600)).map_err(|e| e.to_string())?;
-        tokens.insert(*user, token.expose().to_string());
-    }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
-    let base = format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?);
-    let state = AppState::for_runtime(runtime);
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(switchboard_server::serve(listener, state, async {
-        let _ = rx.await;
-    }));
-    Ok((base, Arc::new(tokens), tx))
-}
-
-/// One request's result: its latency, or what went wrong.
-type Sample = Result<Duration, String>;
-
-async fn worker(
-    client: reqwest::Client,
-    url: String,
-    tokens: Tokens,
-    next: Arc<AtomicUsize>,
-    total: usize,
-) -> Vec<Sample> {
-    let mut samples = Vec::new();
-    loop {
-        let i = next.fetch_add(1, Ordering::Relaxed);
-        if i >= total {
-            return samples;
+/// The summary of one run: its level figures, its errors, and time to first token when streamed.
+fn summary(concurrency: usize, run: &Run, llm: &Value) -> (Value, Vec<String>) {
+    let ok: Vec<_> = run.samples.iter().filter_map(|s| s.as_ref().ok().copied()).collect();
+    let errors: Vec<String> = run.samples.iter().filter_map(|s| s.as_ref().err().cloned()).collect();
+    let mut level = measure::level_json(concurrency, ok.iter().map(|t| t.latency).collect(), run.wall, llm);
+    let mut ttft: Vec<Duration> = ok.iter().filter_map(|t| t.first_token).collect();
+    ttft.sort();
+    if let Some(map) = level.as_object_mut() {
+        map.insert("errors".into(), json!(errors.len()));
+        if !ttft.is_empty() {
+            map.insert("ttft_p50_ms".into(), json!(measure::ms(measure::percentile(&ttft, 50.0))));
+            map.insert("ttft_p95_ms".into(), json!(measure::ms(measure::percentile(&ttft, 95.0))));
         }
-        let (user, question) = WORKLOAD[i % WORKLOAD.len()];
-        let body = json!({"model": "switchboard", "messages": [{"role": "user", "content": question}]});
-        let started = Instant::now();
-        let token = tokens.get(user).map(String::as_str).unwrap_or_default();
-        let result = client.post(&url).bearer_auth(token).json(&body).send().await;
-        let sample = match result {
-            Ok(r) if r.status() == 200 => match r.bytes().await {
-                Ok(_) => Ok(started.elapsed()),
-                Err(e) => Err(format!("reading the body: {e}")),
-            },
-            Ok(r) => {
-                let status = r.status();
-                Err(format!("{status}: {}", r.text().await.unwrap_or_default()))
-            }
-            Err(e) => Err(format!("transport: {e}")),
-        };
-        samples.push(sample);
     }
+    (level, errors)
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
+fn num(v: &Value, key: &str) -> f64 {
+    v.get(key).and_then(Value::as_f64).unwrap_or(f64::NAN)
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-async fn run(o: Options) -> Result<bool, String> {
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let (base, tokens, stop) = match &o.url {
-        Some(url) => {
-            let token = std::env::var("SWITCHBOARD_LOAD_TOKEN")
-                .map_err(|_| "set SWITCHBOARD_LOAD_TOKEN to a bearer token the server accepts".to_string())?;
-            let tokens: HashMap<&'static str, String> =
-                WORKLOAD.iter().map(|(u, _)| (*u, token.clone())).collect();
-            (url.trim_end_matches('/').to_string(), Arc::new(tokens), None)
-        }
-        None => {
-            let (base, tokens, stop) = start_demo(dir.path()).await?;
-            (base, tokens, Some(stop))
-        }
+/// One run against a server that is already up.
+async fn against_url(o: &Options, url: &str) -> Result<bool, String> {
+    let token: Arc<str> = std::env::var("SWITCHBOARD_LOAD_TOKEN")
+        .map_err(|_| "set SWITCHBOARD_LOAD_TOKEN to a bearer token the server accepts".to_string())?
+        .into();
+    let questions: Vec<String> = if o.questions.is_empty() {
+        DEMO_QUESTIONS.iter().map(|q| q.to_string()).collect()
+    } else {
+        o.questions.clone()
     };
-    let url = format!("{base}/v1/chat/completions");
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .pool_max_idle_per_host(o.concurrency)
-        .build()
-        .map_err(|e| e.to_string())?;
-    println!(
-        "load: {} chat completions at concurrency {} against {url}{}",
-        o.requests,
-        o.concurrency,
-        if o.url.is_none() { " (demo, in process)" } else { "" }
-    );
-
-    let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let workers: Vec<_> = (0..o.concurrency)
-        .map(|_| tokio::spawn(worker(client.clone(), url.clone(), tokens.clone(), next.clone(), o.requests)))
-        .collect();
-    let joined = tokio::time::timeout(o.max, futures_join(workers)).await;
-    let elapsed = started.elapsed();
-    if let Some(stop) = stop {
-        let _ = stop.send(());
+    let asks: Vec<Ask> =
+        questions.iter().map(|q| Ask { token: token.clone(), question: q.as_str().into() }).collect();
+    let requests = o.requests.unwrap_or(1000);
+    let endpoint = format!("{}/v1/chat/completions", url.trim_end_matches('/'));
+    let client = client::client(o.concurrency)?;
+    if !o.json {
+        println!(
+            "load: {requests} chat completions{} at concurrency {} against {endpoint}",
+            if o.stream { " (streamed)" } else { "" },
+            o.concurrency
+        );
     }
-    let samples = joined.map_err(|_| format!("the run exceeded its bound of {} s", o.max.as_secs()))??;
-
-    let mut latencies: Vec<Duration> = samples.iter().filter_map(|s| s.as_ref().ok().copied()).collect();
-    latencies.sort();
-    let errors: Vec<&String> = samples.iter().filter_map(|s| s.as_ref().err()).collect();
-    println!("requests     {}", samples.len());
-    println!("errors       {}", errors.len());
-    println!("elapsed      {:.2} s", elapsed.as_secs_f64());
-    println!("throughput   {:.0} req/s", samples.len() as f64 / elapsed.as_secs_f64());
-    for (name, p) in [("p50", 50.0), ("p95", 95.0), ("p99", 99.0)] {
-        println!("{name}          {:.2} ms", ms(percentile(&latencies, p)));
+    if let Some(llm) = &o.llm {
+        measure::llm_reset(&client, llm).await?;
     }
-    println!("max          {:.2} ms", ms(latencies.last().copied().unwrap_or_default()));
+    let run = client::drive(&client, &endpoint, &asks, requests, o.concurrency, o.stream, o.max).await?;
+    let llm = match &o.llm {
+        Some(llm) => measure::llm_stats(&client, llm).await?,
+        None => Value::Null,
+    };
+    let (level, errors) = summary(o.concurrency, &run, &llm);
+    if o.json {
+        println!("{level}");
+    } else {
+        println!("requests     {}", run.samples.len());
+        println!("errors       {}", errors.len());
+        println!("elapsed      {:.2} s", run.wall.as_secs_f64());
+        println!("throughput   {:.0} req/s", num(&level, "runs_per_s"));
+        for p in ["p50", "p95", "p99"] {
+            println!("{p}          {:.2} ms", num(&level, &format!("{p}_ms")));
+        }
+        if o.stream {
+            println!("first token  {:.2} ms (p50)", num(&level, "ttft_p50_ms"));
+        }
+    }
     for e in errors.iter().take(5) {
-        println!("error: {e}");
+        eprintln!("error: {e}");
     }
-    Ok(errors.is_empty() && samples.len() == o.requests)
+    Ok(errors.is_empty() && run.samples.len() == requests)
 }
 
-/// Joins the workers; a panicked worker is an error, not a hang.
-async fn futures_join(workers: Vec<tokio::task::JoinHandle<Vec<Sample>>>) -> Result<Vec<Sample>, String> {
-    let mut all = Vec::new();
-    for w in workers {
-        all.extend(w.await.map_err(|e| format!("a worker failed: {e}"))?);
+/// Copies the scenario's configuration into `dir`, pointing it at the scripted server on `port`.
+fn scenario_config(dir: &Path, port: u16) -> Result<PathBuf, String> {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../benches/compare");
+    let io = |what: &Path, e: std::io::Error| format!("{}: {e}", what.display());
+    let port_of = |text: String| text.replace(SCENARIO_PORT, &format!("127.0.0.1:{port}"));
+    std::fs::create_dir_all(dir.join("agents")).map_err(|e| io(dir, e))?;
+    let agents = source.join("agents");
+    for entry in std::fs::read_dir(&agents).map_err(|e| io(&agents, e))? {
+        let path = entry.map_err(|e| io(&agents, e))?.path();
+        let text = std::fs::read_to_string(&path).map_err(|e| io(&path, e))?;
+        let name = path.file_name().ok_or_else(|| format!("{} has no file name", path.display()))?;
+        std::fs::write(dir.join("agents").join(name), port_of(text)).map_err(|e| io(dir, e))?;
     }
-    Ok(all)
+    let main = source.join("switchboard.toml");
+    let config = dir.join("switchboard.toml");
+    let text = std::fs::read_to_string(&main).map_err(|e| io(&main, e))?;
+    std::fs::write(&config, port_of(text)).map_err(|e| io(&config, e))?;
+    Ok(config)
+}
+
+/// A development token for the scenario's caller, from `switchboard token`.
+fn token(bin: &Path, config: &Path) -> Result<Arc<str>, String> {
+    let out = std::process::Command::new(bin)
+        .args(["token", "--as", SCENARIO_USER, "--ttl", "2h", "--config"])
+        .arg(config)
+        .output()
+        .map_err(|e| format!("{}: {e}", bin.display()))?;
+    if !out.status.success() {
+        return Err(format!("switchboard token failed: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().into())
+}
+
+/// Every level of the matrix against `switchboard serve` as a child process.
+async fn matrix(o: &Options) -> Result<bool, String> {
+    use switchboard_testkit::llm::{Script, serve};
+    let script_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../benches/compare/scripted-llm.toml");
+    let script = Script::load(&script_path)?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    tokio::spawn(serve(listener, script));
+    let llm = format!("http://127.0.0.1:{port}/v1");
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let config = scenario_config(dir.path(), port)?;
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_switchboard"));
+    let token = token(&bin, &config)?;
+    let asks: Vec<Ask> =
+        SCENARIO_QUESTIONS.iter().map(|q| Ask { token: token.clone(), question: (*q).into() }).collect();
+    let requests = o.requests.unwrap_or(2000);
+    println!(
+        "load: `switchboard serve` (child process, bearer JWT per request) against the scripted LLM in \
+         process; {requests} chat completions per level, 2 LLM calls each"
+    );
+    println!(
+        "| mode | concurrency | requests | errors | throughput | p50 | p95 | p99 | first token p50 | server peak RSS |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let mut clean = true;
+    for &stream in &o.modes {
+        for &concurrency in &o.levels {
+            let mut server = switchboard_testkit::Serve::start(&bin, Some(&config), &[]).await;
+            let endpoint = format!("{}/v1/chat/completions", server.url());
+            let client = client::client(concurrency)?;
+            // Warm-up: connections open, caches filled, before anything is counted.
+            let warm =
+                client::drive(&client, &endpoint, &asks, concurrency.max(16), concurrency, stream, o.max)
+                    .await?;
+            if let Some(Err(e)) = warm.samples.iter().find(|s| s.is_err()) {
+                return Err(format!("warm-up failed: {e}\n{}", server.log()));
+            }
+            measure::llm_reset(&client, &llm).await?;
+            let run = client::drive(&client, &endpoint, &asks, requests, concurrency, stream, o.max).await?;
+            let stats = measure::llm_stats(&client, &llm).await?;
+            let rss = measure::peak_rss_mb(&server.id().to_string());
+            server.stop();
+            let (level, errors) = summary(concurrency, &run, &stats);
+            let first = if stream { format!("{:.2} ms", num(&level, "ttft_p50_ms")) } else { "–".into() };
+            println!(
+                "| {} | {concurrency} | {} | {} | {:.0} req/s | {:.2} ms | {:.2} ms | {:.2} ms | {first} | {} |",
+                if stream { "streamed" } else { "plain" },
+                run.samples.len(),
+                errors.len(),
+                num(&level, "runs_per_s"),
+                num(&level, "p50_ms"),
+                num(&level, "p95_ms"),
+                num(&level, "p99_ms"),
+                rss.map_or("?".into(), |r| format!("{r:.0} MB")),
+            );
+            let calls = stats.get("calls").and_then(Value::as_u64).unwrap_or(0);
+            if calls != 2 * requests as u64 {
+                eprintln!("load: expected {} LLM calls, the scripted server saw {calls}", 2 * requests);
+                clean = false;
+            }
+            for e in errors.iter().take(5) {
+                eprintln!("error: {e}");
+            }
+            clean &= errors.is_empty();
+        }
+    }
+    Ok(clean)
 }
 
 fn main() -> ExitCode {
@@ -219,7 +311,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(o)) {
+    let result = rt.block_on(async {
+        match &o.url {
+            Some(url) => against_url(&o, url).await,
+            None => matrix(&o).await,
+        }
+    });
+    match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {
             eprintln!("load: FAILED (errors above)");

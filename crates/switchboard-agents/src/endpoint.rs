@@ -10,7 +10,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard_core::{
-    Agent, AgentInput, AgentOutput, AgentSpec, Error, ErrorKind, HopKind, Message, Result, Role, RunContext,
+    Agent, AgentInput, AgentOutput, AgentSpec, Error, ErrorKind, HopKind, Message, OnDelta, Result, Role,
+    RunContext,
 };
 use switchboard_govern::reqwest;
 use switchboard_govern::{Egress, HopTarget};
@@ -41,10 +42,19 @@ pub struct Settings {
     /// Largest response body accepted, in bytes.
     #[serde(default = "default_max_response_bytes")]
     pub max_response_bytes: usize,
+    /// Whether a streaming caller's request is sent on with `stream: true`, so the remote
+    /// agent's answer is passed on as it writes it (default). Turn it off for a remote that
+    /// refuses `stream`; one that ignores it and answers whole works either way.
+    #[serde(default = "default_stream")]
+    pub stream: bool,
 }
 
 fn default_max_response_bytes() -> usize {
     4 * 1024 * 1024
+}
+
+fn default_stream() -> bool {
+    true
 }
 
 impl Settings {
@@ -97,7 +107,7 @@ impl EndpointAgent {
         Ok(Self { spec, egress, settings, url, host })
     }
 
-    fn body(&self, input: &AgentInput) -> Value {
+    fn body(&self, input: &AgentInput, stream: bool) -> Value {
         let mut messages: Vec<Value> = input
             .history
             .iter()
@@ -105,7 +115,7 @@ impl EndpointAgent {
             .map(|m| json!({"role": role_name(m), "content": m.content}))
             .collect();
         messages.push(json!({"role": "user", "content": input.question}));
-        match self.settings.protocol {
+        let mut body = match self.settings.protocol {
             Protocol::ChatCompletions => {
                 let mut body = json!({"messages": messages});
                 if let Some(model) = &self.settings.model {
@@ -114,7 +124,82 @@ impl EndpointAgent {
                 body
             }
             Protocol::Responses => json!({"input": messages}),
+        };
+        if stream {
+            body["stream"] = json!(true);
         }
+        body
+    }
+
+    /// The call, as a governed `http` hop. With `on_delta`, the remote agent is asked to stream
+    /// and its text goes there as it arrives; a remote that answers whole instead is read whole.
+    async fn call(
+        &self,
+        ctx: &RunContext,
+        input: &AgentInput,
+        on_delta: Option<&OnDelta<'_>>,
+    ) -> Result<String> {
+        let on_delta = on_delta.filter(|_| self.settings.stream);
+        let body = self.body(input, on_delta.is_some());
+        self.egress
+            .hop(ctx, HopTarget::new(HopKind::Http, &self.host), |grant| {
+                let body = &body;
+                async move {
+                    // An invocation may act, so it is not retried; the circuit breaker applies.
+                    let request = grant.request(reqwest::Method::POST, self.url.as_str())?.json(body);
+                    let response = grant.send(request, false).await.map_err(|e| match e.kind {
+                        ErrorKind::Upstream => {
+                            Error::upstream(format!("the remote agent is unreachable: {}", e.message))
+                        }
+                        _ => e,
+                    })?;
+                    let status = response.status();
+                    if response
+                        .content_length()
+                        .is_some_and(|n| n as usize > self.settings.max_response_bytes)
+                    {
+                        return Err(Error::upstream(
+                            "the remote agent's reply is larger than max_response_bytes",
+                        ));
+                    }
+                    let streamed = response
+                        .headers()
+                        .get(reqwest::header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .is_some_and(|t| t.starts_with("text/event-stream"));
+                    if let Some(on_delta) = on_delta.filter(|_| streamed && status.is_success()) {
+                        grant.record("http.response.status_code", status.as_u16());
+                        let limit = self.settings.max_response_bytes;
+                        return crate::remote_stream::read(response, self.settings.protocol, limit, on_delta)
+                            .await;
+                    }
+                    let bytes = response.bytes().await.map_err(|e| {
+                        Error::upstream(format!(
+                            "the remote agent's reply could not be read: {}",
+                            e.without_url()
+                        ))
+                    })?;
+                    if bytes.len() > self.settings.max_response_bytes {
+                        return Err(Error::upstream(
+                            "the remote agent's reply is larger than max_response_bytes",
+                        ));
+                    }
+                    let text = String::from_utf8_lossy(&bytes);
+                    if !status.is_success() {
+                        return Err(remote_error(status, &text));
+                    }
+                    let json: Value = serde_json::from_str(&text)
+                        .map_err(|e| Error::upstream(format!("the remote agent's reply is not JSON: {e}")))?;
+                    grant.record("http.response.status_code", status.as_u16());
+                    let text = parse_reply(self.settings.protocol, &json)?;
+                    // Answered whole although asked to stream: it still reaches the caller.
+                    if let Some(on_delta) = on_delta {
+                        on_delta(&text);
+                    }
+                    Ok(text)
+                }
+            })
+            .await
     }
 }
 
@@ -173,51 +258,19 @@ impl Agent for EndpointAgent {
     }
 
     async fn invoke(&self, ctx: &RunContext, input: &AgentInput) -> Result<AgentOutput> {
-        let body = self.body(input);
-        let text = self
-            .egress
-            .hop(ctx, HopTarget::new(HopKind::Http, &self.host), |grant| {
-                let body = &body;
-                async move {
-                    // An invocation may act, so it is not retried; the circuit breaker applies.
-                    let request = grant.request(reqwest::Method::POST, self.url.as_str())?.json(body);
-                    let response = grant.send(request, false).await.map_err(|e| match e.kind {
-                        ErrorKind::Upstream => {
-                            Error::upstream(format!("the remote agent is unreachable: {}", e.message))
-                        }
-                        _ => e,
-                    })?;
-                    let status = response.status();
-                    if response
-                        .content_length()
-                        .is_some_and(|n| n as usize > self.settings.max_response_bytes)
-                    {
-                        return Err(Error::upstream(
-                            "the remote agent's reply is larger than max_response_bytes",
-                        ));
-                    }
-                    let bytes = response.bytes().await.map_err(|e| {
-                        Error::upstream(format!(
-                            "the remote agent's reply could not be read: {}",
-                            e.without_url()
-                        ))
-                    })?;
-                    if bytes.len() > self.settings.max_response_bytes {
-                        return Err(Error::upstream(
-                            "the remote agent's reply is larger than max_response_bytes",
-                        ));
-                    }
-                    let text = String::from_utf8_lossy(&bytes);
-                    if !status.is_success() {
-                        return Err(remote_error(status, &text));
-                    }
-                    let json: Value = serde_json::from_str(&text)
-                        .map_err(|e| Error::upstream(format!("the remote agent's reply is not JSON: {e}")))?;
-                    grant.record("http.response.status_code", status.as_u16());
-                    parse_reply(self.settings.protocol, &json)
-                }
-            })
-            .await?;
+        let text = self.call(ctx, input, None).await?;
+        Ok(AgentOutput { text, ..Default::default() })
+    }
+
+    /// The remote agent is asked to stream (unless `stream = false`), and its text is passed on
+    /// as it arrives.
+    async fn invoke_streaming(
+        &self,
+        ctx: &RunContext,
+        input: &AgentInput,
+        on_delta: &OnDelta<'_>,
+    ) -> Result<AgentOutput> {
+        let text = self.call(ctx, input, Some(on_delta)).await?;
         Ok(AgentOutput { text, ..Default::default() })
     }
 

@@ -6,6 +6,7 @@ pub mod endpoint;
 pub mod genie;
 pub mod knowledge;
 pub mod mcp;
+mod remote_stream;
 pub mod sql;
 pub mod tool;
 

@@ -1,5 +1,6 @@
 //! An HTTP tool through a connection, with `[resilience]` on, against a flaky partner API on a
-//! real socket: a GET is retried until it succeeds, a POST is sent once.
+//! real socket: a GET is retried until it succeeds, a POST is sent once unless the table declares
+//! it idempotent.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -35,8 +36,13 @@ fn gateway(upstream: &FlakyUpstream) -> (Arc<Gateway>, Arc<MemorySink>) {
 }
 
 fn tool_agent(gw: &Arc<Gateway>, method: &str) -> Arc<dyn Agent> {
+    tool_agent_with(gw, method, "")
+}
+
+/// A `ping` tool whose `[http]` table has `extra` lines.
+fn tool_agent_with(gw: &Arc<Gateway>, method: &str, extra: &str) -> Arc<dyn Agent> {
     let table: toml::Table =
-        toml::from_str(&format!("[http]\nmethod = \"{method}\"\npath = \"/ping\"\n")).expect("toml");
+        toml::from_str(&format!("[http]\nmethod = \"{method}\"\npath = \"/ping\"\n{extra}")).expect("toml");
     let spec = Arc::new(AgentSpec {
         name: "ping".into(),
         kind: AgentKind::Tool,
@@ -81,4 +87,14 @@ async fn a_post_tool_is_sent_once() {
     let e = tool_agent(&gw, "POST").invoke(&ctx(), &ping()).await.expect_err("the 503 is reported");
     assert_eq!(e.kind, ErrorKind::Upstream, "{e}");
     assert_eq!(upstream.calls(), 1, "a POST may have acted: not retried");
+}
+
+#[tokio::test]
+async fn a_post_tool_declared_idempotent_is_retried() {
+    let upstream = FlakyUpstream::start(vec![Reply::status(503)]).await;
+    let (gw, _) = gateway(&upstream);
+    let agent = tool_agent_with(&gw, "POST", "idempotent = true\n");
+    let out = agent.invoke(&ctx(), &ping()).await.expect("the second attempt succeeds");
+    assert!(out.text.contains("true"), "{}", out.text);
+    assert_eq!(upstream.calls(), 2, "the API de-duplicates POSTs, so one may be sent again");
 }

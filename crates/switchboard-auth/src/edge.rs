@@ -46,6 +46,7 @@ impl fmt::Debug for EdgeAuth {
             .field("required", &self.config.required)
             .field("issuers", &self.config.issuers.iter().map(|i| i.issuer.as_str()).collect::<Vec<_>>())
             .field("trusted_proxies", &self.proxies)
+            .field("cached_tokens", &self.verifier.remembered())
             .field("cached_federations", &self.federations.len())
             .finish()
     }

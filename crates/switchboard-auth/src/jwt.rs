@@ -1,6 +1,8 @@
 //! JWT verification against configured issuers, with JWKS fetching and caching.
 
 use crate::config::{IssuerConfig, StaticKey};
+use crate::oauth::token_digest;
+use crate::verified::VerifiedTokens;
 use jsonwebtoken::errors::ErrorKind as JwtErrorKind;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
@@ -138,6 +140,8 @@ pub(crate) struct Verifier {
     issuers: Vec<IssuerState>,
     by_name: HashMap<String, usize>,
     http: reqwest::Client,
+    /// Tokens that verified, reused until they expire (see [`VerifiedTokens`]).
+    verified: VerifiedTokens,
 }
 
 impl Verifier {
@@ -220,7 +224,7 @@ impl Verifier {
             let algorithms = config.algorithms.iter().map(|a| a.to_jwt()).collect();
             issuers.push(IssuerState { config: config.clone(), algorithms, keys });
         }
-        Ok(Self { issuers, by_name, http })
+        Ok(Self { issuers, by_name, http, verified: VerifiedTokens::default() })
     }
 
     /// Whether any issuer is configured.
@@ -228,13 +232,34 @@ impl Verifier {
         self.issuers.is_empty()
     }
 
-    /// Verifies signature, `iss`, `aud`, `exp` and `nbf`, and returns the claims.
+    /// How many verified tokens are remembered.
+    pub fn remembered(&self) -> usize {
+        self.verified.len()
+    }
+
+    /// Verifies signature, `iss`, `aud`, `exp` and `nbf`, and returns the claims. A token that
+    /// verified before is answered from memory while its `exp` and `nbf` still allow it.
     pub async fn verify(&self, token: &str) -> Result<Verified<'_>> {
+        let key = token_digest(token);
+        if let Some((i, claims)) = self.verified.get(&key)
+            && let Some(issuer) = self.issuers.get(i)
+        {
+            return Ok(Verified { issuer, claims });
+        }
+        let (i, claims) = self.verify_signature(token).await?;
+        let issuer = &self.issuers[i];
+        self.verified.insert(key, i, &claims, issuer.config.leeway_secs);
+        Ok(Verified { issuer, claims })
+    }
+
+    /// The full check, no memory: the issuer's index and the claims.
+    async fn verify_signature(&self, token: &str) -> Result<(usize, Map<String, Value>)> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| malformed())?;
         let unverified: Map<String, Value> =
             jsonwebtoken::dangerous::insecure_decode_claims(token).map_err(|_| malformed())?;
         let iss = unverified.get("iss").and_then(Value::as_str).ok_or_else(issuer_not_accepted)?;
-        let issuer = self.by_name.get(iss).map(|&i| &self.issuers[i]).ok_or_else(issuer_not_accepted)?;
+        let index = *self.by_name.get(iss).ok_or_else(issuer_not_accepted)?;
+        let issuer = &self.issuers[index];
         if !issuer.algorithms.contains(&header.alg) {
             return Err(unauthenticated("token algorithm is not accepted"));
         }
@@ -252,7 +277,7 @@ impl Verifier {
         let mut last = None;
         for entry in candidates.iter() {
             match jsonwebtoken::decode::<Map<String, Value>>(token, &entry.key, &validation) {
-                Ok(data) => return Ok(Verified { issuer, claims: data.claims }),
+                Ok(data) => return Ok((index, data.claims)),
                 // With no kid several keys may be candidates; only the right one verifies.
                 Err(e) if matches!(e.kind(), JwtErrorKind::InvalidSignature) => last = Some(e),
                 Err(e) => return Err(map_jwt_error(e.kind())),

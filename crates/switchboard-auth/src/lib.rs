@@ -6,6 +6,8 @@
 //!   external IdP's token federated (RFC 8693) into a role principal that acts for the human.
 //! - [`ClientCredentials`] is the runtime service principal's token source for `automatic` hops.
 //! - [`Rfc8693Exchanger`] downscopes the caller's token per `obo` hop.
+//! - [`PerUserOAuth`] is a per-user OAuth connection's client: consent with PKCE, sealed refresh
+//!   tokens, and each user's own access token.
 //! - [`DevIdentityProvider`] is a local ES256 issuer with a JWKS and token endpoint, for the demo
 //!   and tests.
 //!
@@ -21,9 +23,12 @@ mod edge;
 mod exchange;
 mod jwt;
 mod oauth;
+mod per_user;
+mod verified;
 
 pub use client_credentials::{ClientCredentials, ClientCredentialsConfig};
 pub use config::{AuthConfig, FederationConfig, IssuerConfig, JwtAlgorithm, StaticKey};
 pub use dev_idp::{DEV_IDP_KEY_FILE, DevClients, DevIdentityProvider, routes};
 pub use edge::{EdgeAuth, www_authenticate};
 pub use exchange::{Rfc8693Exchanger, TokenExchangeConfig};
+pub use per_user::{CALLBACK_PATH, CallbackParams, PerUserConfig, PerUserOAuth, UserTokenVault};

@@ -54,6 +54,8 @@ pub(crate) struct TokenResponse {
     pub token_type: Option<String>,
     pub expires_in: Duration,
     pub scope: Option<String>,
+    /// Issued by the authorization-code and refresh grants when offline access was granted.
+    pub refresh_token: Option<Secret>,
 }
 
 /// A failed token request: the status, the OAuth `error` code if any, and a redacted message.
@@ -79,6 +81,8 @@ struct RawTokenResponse {
     expires_in: Option<serde_json::Value>,
     #[serde(default)]
     scope: Option<String>,
+    #[serde(default)]
+    refresh_token: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -172,6 +176,7 @@ pub(crate) async fn post_token(
         token_type: raw.token_type,
         expires_in: Duration::from_secs(expires_in),
         scope: raw.scope,
+        refresh_token: raw.refresh_token.filter(|t| !t.is_empty()).map(Secret::new),
     })
 }
 

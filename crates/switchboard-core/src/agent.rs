@@ -121,6 +121,9 @@ pub struct AgentOutput {
     pub data: Option<serde_json::Value>,
 }
 
+/// Where the pieces of a streamed answer go, in order, as they are produced.
+pub type OnDelta<'a> = dyn Fn(&str) + Send + Sync + 'a;
+
 /// A sub-agent. Implementations make every outbound call through the hop pipeline they were
 /// built with; they never construct their own authenticated clients.
 #[async_trait]
@@ -129,6 +132,21 @@ pub trait Agent: Send + Sync {
     fn spec(&self) -> &AgentSpec;
     /// Answers `input` for the caller in `ctx`. `ctx.trace.parent_span_id` is the agent's span.
     async fn invoke(&self, ctx: &RunContext, input: &AgentInput) -> Result<AgentOutput>;
+
+    /// Like [`invoke`](Self::invoke) for a caller who streams: pieces of the answer's text go to
+    /// `on_delta` as they are produced (as an LLM or a remote agent writes them), in order. The
+    /// returned text starts with the pieces concatenated; anything after them (a sources footer)
+    /// is for the caller to send once the call returns. An agent whose answer is not produced
+    /// piece by piece keeps this default, which sends nothing and returns the whole answer.
+    async fn invoke_streaming(
+        &self,
+        ctx: &RunContext,
+        input: &AgentInput,
+        on_delta: &OnDelta<'_>,
+    ) -> Result<AgentOutput> {
+        let _ = on_delta;
+        self.invoke(ctx, input).await
+    }
 
     /// Whether the agent can serve requests (its index, database or endpoint is reachable), for
     /// `GET /health`. Called without a caller, so it must not touch caller data.

@@ -13,6 +13,9 @@ pub enum ConnectionAuth {
     Bearer,
     /// OAuth2 client credentials (`token_url`, `client_id`, `client_secret`), cached and refreshed.
     OauthM2m,
+    /// Each user's own token, from the OAuth2 authorization-code flow with PKCE: the user consents
+    /// once (`/oauth/connect/{connection}`), and their refresh token is kept encrypted in the store.
+    OauthPerUser,
     /// Nothing: the far side is open.
     None,
 }
@@ -24,6 +27,7 @@ impl ConnectionAuth {
             Self::Caller => "caller",
             Self::Bearer => "bearer",
             Self::OauthM2m => "oauth_m2m",
+            Self::OauthPerUser => "oauth_per_user",
             Self::None => "none",
         }
     }
@@ -53,18 +57,29 @@ pub struct ConnectionSpec {
     /// The bearer secret, for `auth = "bearer"`.
     #[serde(default)]
     pub secret: Option<SecretRef>,
-    /// The token endpoint, for `auth = "oauth_m2m"`.
+    /// The token endpoint, for `auth = "oauth_m2m"` and `"oauth_per_user"`.
     #[serde(default)]
     pub token_url: Option<String>,
-    /// The client id, for `auth = "oauth_m2m"`.
+    /// The client id, for `auth = "oauth_m2m"` and `"oauth_per_user"`.
     #[serde(default)]
     pub client_id: Option<String>,
-    /// The client secret, for `auth = "oauth_m2m"`.
+    /// The client secret, for `auth = "oauth_m2m"` and `"oauth_per_user"`.
     #[serde(default)]
     pub client_secret: Option<SecretRef>,
-    /// Scopes requested with client credentials.
+    /// Scopes requested (with client credentials, or at each user's consent).
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// The provider's authorization endpoint users consent at, for `auth = "oauth_per_user"`.
+    #[serde(default)]
+    pub authorize_url: Option<String>,
+    /// Where the provider sends users back: this server's `/oauth/callback` as the provider
+    /// knows it (registered with the client), for `auth = "oauth_per_user"`.
+    #[serde(default)]
+    pub redirect_url: Option<String>,
+    /// The 256-bit key (64 hex digits or base64) sealing users' refresh tokens at rest, for
+    /// `auth = "oauth_per_user"`.
+    #[serde(default)]
+    pub encryption_key: Option<SecretRef>,
     /// The owner (a user's email, a group or a service principal); always holds USE CONNECTION
     /// and may grant it.
     #[serde(default)]
@@ -92,6 +107,9 @@ impl ConnectionSpec {
             client_id: None,
             client_secret: None,
             scopes: Vec::new(),
+            authorize_url: None,
+            redirect_url: None,
+            encryption_key: None,
             owner: None,
             grants: Vec::new(),
             allow_insecure_loopback: false,

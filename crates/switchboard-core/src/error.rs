@@ -72,6 +72,10 @@ impl ErrorKind {
     }
 }
 
+/// The code (and message prefix) of a hop refused until its user consents to a per-user OAuth
+/// connection.
+pub const CONSENT_REQUIRED: &str = "consent_required";
+
 /// The error type of every Switchboard operation. Messages are written for the caller and must
 /// never contain a secret: secrets are [`crate::Secret`]s and redact themselves.
 #[derive(Debug, Clone, thiserror::Error, Serialize)]
@@ -131,8 +135,36 @@ impl Error {
     pub fn unavailable(message: impl Into<String>, retry_after: Duration) -> Self {
         Self { retry_after: Some(retry_after), ..Self::new(ErrorKind::Unavailable, message) }
     }
+    /// 403 for a hop through a per-user OAuth connection the caller has not consented to yet.
+    /// The message carries the consent link, which [`Error::consent_link`] finds again, so the
+    /// link survives being joined into a run's answer.
+    pub fn consent_required(connection: &str, link: &str) -> Self {
+        Self::denied(format!(
+            "{CONSENT_REQUIRED}: connect your account to `{connection}` at {link} and ask again"
+        ))
+    }
+    /// The consent link of a [`Error::consent_required`] message (also inside a longer message).
+    pub fn consent_link(message: &str) -> Option<&str> {
+        let rest = &message[message.find(CONSENT_REQUIRED)?..];
+        let link = rest.split(" at ").nth(1)?.split_whitespace().next()?;
+        (link.starts_with('/') || link.starts_with("http")).then_some(link)
+    }
     /// 429 with a `Retry-After`.
     pub fn rate_limited(message: impl Into<String>, retry_after: Duration) -> Self {
         Self { retry_after: Some(retry_after), ..Self::new(ErrorKind::RateLimited, message) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_consent_link_is_found_again_inside_a_joined_answer() {
+        let e = Error::consent_required("drive", "https://sb.example.com/oauth/connect/drive");
+        assert_eq!(e.kind, ErrorKind::Denied);
+        let joined = format!("agent `files`: {}; agent `tickets`: ok", e.message);
+        assert_eq!(Error::consent_link(&joined), Some("https://sb.example.com/oauth/connect/drive"));
+        assert_eq!(Error::consent_link("access denied: no grant at /x"), None);
     }
 }

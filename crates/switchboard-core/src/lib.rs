@@ -17,12 +17,12 @@ mod router;
 mod secret;
 mod telemetry;
 
-pub use agent::{Agent, AgentInput, AgentKind, AgentOutput, AgentSpec, Citation, MAX_AGENTS};
+pub use agent::{Agent, AgentInput, AgentKind, AgentOutput, AgentSpec, Citation, MAX_AGENTS, OnDelta};
 pub use caller::{AuthMethod, Caller};
 pub use connection::{ConnectionAuth, ConnectionSpec};
 pub use context::{RequestId, RunContext, TraceContext};
 pub use credential::{Credential, CredentialMode, CredentialSpec, Principal, PrincipalKind, SecretRef};
-pub use error::{Error, ErrorKind};
+pub use error::{CONSENT_REQUIRED, Error, ErrorKind};
 pub use guardrail::{GuardrailConfig, PiiAction, PiiConfig, PiiKind, TopicConfig};
 pub use message::{Message, Role};
 pub use router::{RouteDecision, RoutedCall, Router};

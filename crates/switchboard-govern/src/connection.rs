@@ -5,7 +5,7 @@
 //! listed hosts, no redirects elsewhere, and no name that resolves to a loopback or private
 //! address, unless `allow_insecure_loopback` says this is a development connection.
 
-use crate::layers::{TokenSource, read_secret};
+use crate::layers::{TokenSource, UserTokenSource, read_secret};
 use reqwest::Url;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use std::collections::HashMap;
@@ -20,6 +20,7 @@ pub struct Connection {
     base: Option<Url>,
     http: reqwest::Client,
     token_source: Option<Arc<dyn TokenSource>>,
+    user_tokens: Option<Arc<dyn UserTokenSource>>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -68,7 +69,13 @@ impl Connection {
             .map_err(|e| {
                 Error::internal(format!("connection `{}`: cannot build its client: {e}", spec.name))
             })?;
-        Ok(Self { spec, base, http, token_source })
+        Ok(Self { spec, base, http, token_source, user_tokens: None })
+    }
+
+    /// Where an `auth = "oauth_per_user"` connection gets each user's own token.
+    pub fn with_user_tokens(mut self, source: Arc<dyn UserTokenSource>) -> Self {
+        self.user_tokens = Some(source);
+        self
     }
 
     /// The declaration.
@@ -124,8 +131,9 @@ impl Connection {
         Rules::new(&self.spec, self.base.as_ref()).check(url)
     }
 
-    /// The token the far side sees, given the hop's own resolved token.
-    pub async fn far_side_token(&self, hop_token: Option<&Secret>) -> Result<Option<Secret>> {
+    /// The token the far side sees, given the hop's own resolved token and the subject of the
+    /// request's caller (whose own token an `oauth_per_user` connection sends).
+    pub async fn far_side_token(&self, hop_token: Option<&Secret>, user: &str) -> Result<Option<Secret>> {
         match self.spec.auth {
             ConnectionAuth::Caller => Ok(hop_token.cloned()),
             ConnectionAuth::None => Ok(None),
@@ -142,6 +150,13 @@ impl Connection {
                 Some(source) => source.token().await.map(Some),
                 None => Err(Error::config(format!(
                     "connection `{}` uses oauth_m2m but has no token source",
+                    self.spec.name
+                ))),
+            },
+            ConnectionAuth::OauthPerUser => match &self.user_tokens {
+                Some(source) => source.user_token(user).await.map(Some),
+                None => Err(Error::config(format!(
+                    "connection `{}` uses oauth_per_user but has no user token source",
                     self.spec.name
                 ))),
             },

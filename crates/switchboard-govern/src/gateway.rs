@@ -1,6 +1,7 @@
 use crate::connection::{Connection, Connections};
 use crate::layers;
 use crate::retry::Resilience;
+use crate::transport::Transport;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use opentelemetry::trace::SpanId;
@@ -66,6 +67,8 @@ pub struct HopGrant {
     resilience: Resilience,
     /// When the hop's time is up (agent timeout or request deadline); retries never wait past it.
     deadline: std::time::Instant,
+    /// Answers requests in process instead of the network, when the gateway has one.
+    transport: Option<Arc<dyn Transport>>,
 }
 
 impl HopGrant {
@@ -84,6 +87,11 @@ impl HopGrant {
     /// The connection this hop goes through, if the agent names one.
     pub fn connection(&self) -> Option<&Arc<Connection>> {
         self.connection.as_ref()
+    }
+    /// When the hop's time is up (its agent's timeout or the request's deadline); transports
+    /// that retry on their own (MCP) wait no longer than this.
+    pub fn deadline(&self) -> std::time::Instant {
+        self.deadline
     }
     /// A request carrying this hop's bearer token, `traceparent` and `x-request-id`. Through a
     /// connection, the URL must pass the connection's egress rules (the error names the
@@ -117,6 +125,13 @@ impl HopGrant {
         request: reqwest::RequestBuilder,
         post_is_safe: bool,
     ) -> Result<reqwest::Response> {
+        if let Some(transport) = &self.transport {
+            let request = request.build().map_err(|e| {
+                Error::invalid(format!("the request could not be built: {}", e.without_url()))
+            })?;
+            self.record("switchboard.http.attempts", 1u32);
+            return transport.send(request).await;
+        }
         let upstream = match &self.connection {
             Some(connection) => connection.name().to_string(),
             None => request
@@ -143,6 +158,7 @@ pub struct Next<'a> {
     call: &'a (dyn Fn(HopGrant) -> BoxFuture<'a, Result<()>> + Send + Sync),
     http: &'a reqwest::Client,
     resilience: &'a Resilience,
+    transport: Option<&'a Arc<dyn Transport>>,
 }
 
 impl Next<'_> {
@@ -150,8 +166,13 @@ impl Next<'_> {
     pub async fn run(self, hop: &mut HopCall) -> Result<()> {
         match self.layers.split_first() {
             Some((layer, rest)) => {
-                let next =
-                    Next { layers: rest, call: self.call, http: self.http, resilience: self.resilience };
+                let next = Next {
+                    layers: rest,
+                    call: self.call,
+                    http: self.http,
+                    resilience: self.resilience,
+                    transport: self.transport,
+                };
                 layer.handle(hop, next).await
             }
             None => {
@@ -166,6 +187,7 @@ impl Next<'_> {
                     connection: hop.connection.clone(),
                     attributes: hop.attributes.clone(),
                     resilience: self.resilience.clone(),
+                    transport: self.transport.cloned(),
                     // What the timeout layer allows, give or take the time the layers took.
                     deadline: std::time::Instant::now()
                         + hop
@@ -194,6 +216,7 @@ pub struct Gateway {
     http: reqwest::Client,
     connections: Connections,
     resilience: Resilience,
+    transport: Option<Arc<dyn Transport>>,
 }
 
 impl Gateway {
@@ -211,6 +234,7 @@ impl Gateway {
             http: None,
             connections: None,
             resilience: Resilience::default(),
+            transport: None,
         }
     }
 
@@ -258,9 +282,15 @@ impl Gateway {
             })?;
             hop.connection = Some(connection.clone());
         }
-        Next { layers: &self.layers, call: &terminal, http: &self.http, resilience: &self.resilience }
-            .run(&mut hop)
-            .await?;
+        Next {
+            layers: &self.layers,
+            call: &terminal,
+            http: &self.http,
+            resilience: &self.resilience,
+            transport: self.transport.as_ref(),
+        }
+        .run(&mut hop)
+        .await?;
         slot.into_inner()
             .ok()
             .flatten()
@@ -294,6 +324,7 @@ pub struct GatewayBuilder {
     http: Option<reqwest::Client>,
     connections: Option<(Connections, Arc<dyn layers::ConnectionGrants>, String)>,
     resilience: Resilience,
+    transport: Option<Arc<dyn Transport>>,
 }
 
 impl GatewayBuilder {
@@ -317,6 +348,12 @@ impl GatewayBuilder {
     /// Adds a layer just before the call (inside the limit and timeout), e.g. a guardrail.
     pub fn layer(mut self, layer: Arc<dyn HopLayer>) -> Self {
         self.extra.push(layer);
+        self
+    }
+    /// Answers the requests hops send in process with `transport` instead of the network (see
+    /// [`Transport`]).
+    pub fn transport(mut self, transport: Arc<dyn Transport>) -> Self {
+        self.transport = Some(transport);
         self
     }
     /// Uses this HTTP client (one pool for the process) instead of a default one.
@@ -361,7 +398,13 @@ impl GatewayBuilder {
         }
         layers.push(Arc::new(layers::Timeout));
         layers.extend(self.extra);
-        Gateway { layers, http: self.http.unwrap_or_default(), connections, resilience: self.resilience }
+        Gateway {
+            layers,
+            http: self.http.unwrap_or_default(),
+            connections,
+            resilience: self.resilience,
+            transport: self.transport,
+        }
     }
 }
 
@@ -381,6 +424,11 @@ impl Egress {
     /// The agent's named connection, if it has one (and it is declared).
     pub fn connection(&self) -> Option<&Arc<Connection>> {
         self.connection.as_ref()
+    }
+    /// The gateway's retries and circuit breakers, for transports that send requests their own
+    /// way (MCP over streamable HTTP) rather than with [`HopGrant::send`].
+    pub fn resilience(&self) -> &Resilience {
+        self.gateway.resilience()
     }
     /// Makes a governed call; see [`Gateway::hop`].
     pub async fn hop<T, F, Fut>(&self, ctx: &RunContext, target: HopTarget, call: F) -> Result<T>

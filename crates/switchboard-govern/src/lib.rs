@@ -22,8 +22,10 @@ pub mod guardrails;
 pub mod layers;
 pub mod limits;
 pub mod retry;
+mod transport;
 
 pub use connection::{Connection, Connections};
 pub use gateway::{Egress, Gateway, GatewayBuilder, HopCall, HopGrant, HopLayer, HopTarget, Next};
 /// The HTTP types a [`HopGrant`] hands out, so sub-agents need no HTTP client crate of their own.
 pub use reqwest;
+pub use transport::Transport;

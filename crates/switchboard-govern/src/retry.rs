@@ -11,6 +11,8 @@
 
 use dashmap::DashMap;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use std::collections::HashMap;
+use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -100,11 +102,21 @@ struct Circuit {
     probe_since: Option<Instant>,
 }
 
+/// The retry and breaker policy of one upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamPolicy {
+    /// How its requests are retried.
+    pub retry: RetryPolicy,
+    /// Its circuit breaker, if any.
+    pub breaker: Option<BreakerPolicy>,
+}
+
 /// Retries and circuit breakers, shared by every hop of a gateway. Cheap to clone.
 #[derive(Clone)]
 pub struct Resilience {
-    retry: RetryPolicy,
-    breaker: Option<BreakerPolicy>,
+    default: UpstreamPolicy,
+    /// Policies of named upstreams (connections) that differ from the default.
+    overrides: Arc<HashMap<String, UpstreamPolicy>>,
     circuits: Arc<DashMap<String, Arc<Mutex<Circuit>>>>,
 }
 
@@ -124,15 +136,62 @@ pub struct Sent {
     pub attempts: u32,
 }
 
+/// How one attempt went, as the retry loop needs to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Judged {
+    /// It counts against the upstream's circuit (a 5xx or a connection error).
+    pub failed: bool,
+    /// Worth another attempt: `Some(None)` after a backoff, `Some(Some(wait))` after the wait
+    /// the upstream asked for (`Retry-After`); `None` ends the retries.
+    pub retry: Option<Option<Duration>>,
+}
+
+impl Judged {
+    /// An HTTP answer with `status` and the `Retry-After` it carried.
+    pub fn status(status: StatusCode, retry_after: Option<Duration>) -> Self {
+        Self { failed: is_failure(status), retry: retryable_status(status).then_some(retry_after) }
+    }
+
+    /// A request that got no answer: a connection error or a timeout is retried.
+    pub fn no_answer(connect_or_timeout: bool) -> Self {
+        Self { failed: true, retry: connect_or_timeout.then_some(None) }
+    }
+}
+
+/// What [`Resilience::run`] did.
+#[derive(Debug)]
+pub struct Tried<O> {
+    /// The last attempt's outcome, or why there was none to give (an open circuit, a
+    /// cancelled wait, an attempt that failed before sending).
+    pub result: Result<O>,
+    /// Attempts made, the first included (0 when the circuit refused the first).
+    pub attempts: u32,
+}
+
 impl Resilience {
     /// Retries by `retry`, and a circuit per upstream when `breaker` is given.
     pub fn new(retry: RetryPolicy, breaker: Option<BreakerPolicy>) -> Self {
-        Self { retry, breaker, circuits: Arc::default() }
+        Self {
+            default: UpstreamPolicy { retry, breaker },
+            overrides: Arc::default(),
+            circuits: Arc::default(),
+        }
     }
 
-    /// The retry policy.
+    /// Gives `upstream` (a connection's name) a policy of its own instead of the default.
+    pub fn with_override(mut self, upstream: impl Into<String>, policy: UpstreamPolicy) -> Self {
+        Arc::make_mut(&mut self.overrides).insert(upstream.into(), policy);
+        self
+    }
+
+    /// The default retry policy.
     pub fn retry_policy(&self) -> &RetryPolicy {
-        &self.retry
+        &self.default.retry
+    }
+
+    /// The policy `upstream` runs under: its override, or the default.
+    pub fn policy(&self, upstream: &str) -> &UpstreamPolicy {
+        self.overrides.get(upstream).unwrap_or(&self.default)
     }
 
     /// Sends `request` to `upstream` (the circuit's key), retrying as the policy allows.
@@ -148,60 +207,99 @@ impl Resilience {
         request: RequestBuilder,
         post_is_safe: bool,
     ) -> Sent {
-        let retryable_method = request
+        // A streamed body cannot be copied, so such a request gets one attempt.
+        let retryable = request
             .try_clone()
             .and_then(|r| r.build().ok())
             .map(|r| is_idempotent(r.method()) || post_is_safe)
             .unwrap_or(false);
         let mut pending = Some(request);
-        let mut attempt = 0u32;
-        loop {
-            if let Err(e) = self.admit(upstream) {
-                return Sent { result: Err(e), attempts: attempt };
+        let attempt = |again: bool| {
+            let current = pending.take();
+            if again {
+                pending = current.as_ref().and_then(RequestBuilder::try_clone);
             }
-            attempt += 1;
-            let Some(current) = pending.take() else {
-                let e = Error::internal(format!("no request left to send to {upstream}"));
-                return Sent { result: Err(e), attempts: attempt - 1 };
-            };
-            // Keep a copy for the next attempt; a streamed body cannot be copied, so it gets one.
-            let can_retry = retryable_method && attempt < self.retry.max_attempts;
-            pending = if can_retry { current.try_clone() } else { None };
-            let outcome = current.send().await;
-            let (failed, wait) = match &outcome {
-                Ok(response) => {
-                    let status = response.status();
-                    (is_failure(status), retryable_status(status).then(|| retry_after(response)))
+            async move {
+                match current {
+                    Some(request) => Ok(request.send().await),
+                    None => Err(Error::internal(format!("no request left to send to {upstream}"))),
                 }
-                Err(e) => (true, (e.is_connect() || e.is_timeout()).then_some(None)),
+            }
+        };
+        let judge = |outcome: &reqwest::Result<Response>| match outcome {
+            Ok(response) => Judged::status(response.status(), retry_after(response)),
+            Err(e) => Judged::no_answer(e.is_connect() || e.is_timeout()),
+        };
+        let tried = self.run(ctx, deadline, upstream, retryable, attempt, judge).await;
+        let attempts = tried.attempts;
+        let result = match tried.result {
+            Ok(outcome) => finish(outcome, attempts, upstream),
+            Err(e) => Err(e),
+        };
+        Sent { result, attempts }
+    }
+
+    /// The retry loop under [`send`](Self::send), for transports that send requests their own
+    /// way (MCP over streamable HTTP): `attempt(again)` makes one attempt (`again` says whether
+    /// another may follow, so it keeps what it needs for it), `judge` says how it went. Only a
+    /// `retryable` request is attempted more than once; every attempt passes `upstream`'s
+    /// circuit and settles it. The last attempt's outcome is returned as it is, for the caller
+    /// to report; an `Err` from `attempt` ends the loop at once.
+    pub async fn run<O, F, Fut>(
+        &self,
+        ctx: &RunContext,
+        deadline: Instant,
+        upstream: &str,
+        retryable: bool,
+        mut attempt: F,
+        judge: impl Fn(&O) -> Judged,
+    ) -> Tried<O>
+    where
+        F: FnMut(bool) -> Fut,
+        Fut: Future<Output = Result<O>>,
+    {
+        let policy = self.policy(upstream);
+        let mut attempts = 0u32;
+        loop {
+            if let Err(e) = self.admit(upstream, policy.breaker.as_ref()) {
+                return Tried { result: Err(e), attempts };
+            }
+            attempts += 1;
+            let again = retryable && attempts < policy.retry.max_attempts;
+            let outcome = match attempt(again).await {
+                Ok(outcome) => outcome,
+                Err(e) => return Tried { result: Err(e), attempts },
             };
-            self.settle(upstream, failed);
-            let Some(hint) = wait.filter(|_| pending.is_some()) else {
-                return finish(outcome, attempt, upstream);
+            let judged = judge(&outcome);
+            self.settle(upstream, policy.breaker.as_ref(), judged.failed);
+            let Some(hint) = judged.retry.filter(|_| again) else {
+                return Tried { result: Ok(outcome), attempts };
             };
             let delay = match hint {
-                Some(after) if after > self.retry.max_backoff => return finish(outcome, attempt, upstream),
+                Some(after) if after > policy.retry.max_backoff => {
+                    return Tried { result: Ok(outcome), attempts };
+                }
                 Some(after) => after,
-                None => self.retry.backoff(attempt),
+                None => policy.retry.backoff(attempts),
             };
             if Instant::now() + delay >= deadline {
-                return finish(outcome, attempt, upstream);
+                return Tried { result: Ok(outcome), attempts };
             }
-            tracing::debug!(upstream, attempt, delay_ms = delay.as_millis() as u64, "retrying an HTTP hop");
+            tracing::debug!(upstream, attempts, delay_ms = delay.as_millis() as u64, "retrying an HTTP hop");
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
-                () = ctx.cancel.cancelled() => return Sent { result: Err(Error::cancelled()), attempts: attempt },
+                () = ctx.cancel.cancelled() => return Tried { result: Err(Error::cancelled()), attempts },
             }
         }
     }
 
     /// The state of every upstream's circuit seen so far, by name.
     pub fn circuits(&self) -> Vec<CircuitStatus> {
-        let Some(policy) = &self.breaker else { return Vec::new() };
         let mut all: Vec<CircuitStatus> = self
             .circuits
             .iter()
             .filter_map(|entry| {
+                let policy = self.policy(entry.key()).breaker.as_ref()?;
                 let circuit = entry.value().lock().ok()?;
                 let (state, retry_in) = state_of(&circuit, policy);
                 Some(CircuitStatus {
@@ -217,8 +315,8 @@ impl Resilience {
     }
 
     /// Fails fast while `upstream`'s circuit is open; lets one probe through once it half-opens.
-    fn admit(&self, upstream: &str) -> Result<()> {
-        let Some(policy) = &self.breaker else { return Ok(()) };
+    fn admit(&self, upstream: &str, breaker: Option<&BreakerPolicy>) -> Result<()> {
+        let Some(policy) = breaker else { return Ok(()) };
         let circuit = self.circuits.entry(upstream.to_string()).or_default().clone();
         let Ok(mut circuit) = circuit.lock() else { return Ok(()) };
         match state_of(&circuit, policy) {
@@ -244,8 +342,8 @@ impl Resilience {
     }
 
     /// Records an attempt's outcome on `upstream`'s circuit.
-    fn settle(&self, upstream: &str, failed: bool) {
-        let Some(policy) = &self.breaker else { return };
+    fn settle(&self, upstream: &str, breaker: Option<&BreakerPolicy>, failed: bool) {
+        let Some(policy) = breaker else { return };
         let Some(circuit) = self.circuits.get(upstream).map(|c| c.clone()) else { return };
         let Ok(mut circuit) = circuit.lock() else { return };
         let was_probe = circuit.probe_since.take().is_some();
@@ -280,16 +378,15 @@ fn state_of(circuit: &Circuit, policy: &BreakerPolicy) -> (CircuitState, Option<
     }
 }
 
-fn finish(outcome: reqwest::Result<Response>, attempts: u32, upstream: &str) -> Sent {
-    let result = outcome.map_err(|e| {
+fn finish(outcome: reqwest::Result<Response>, attempts: u32, upstream: &str) -> Result<Response> {
+    outcome.map_err(|e| {
         let timed_out = e.is_timeout();
         let message = format!(
             "request to `{upstream}` failed after {attempts} attempt(s): {}",
             error_chain(&e.without_url())
         );
         if timed_out { Error::timeout(message) } else { Error::upstream(message) }
-    });
-    Sent { result, attempts }
+    })
 }
 
 /// An error and its sources, so "connection refused" is not hidden behind "error sending request".
@@ -405,29 +502,31 @@ mod tests {
     #[test]
     fn a_circuit_opens_fails_fast_half_opens_and_closes() {
         let cool_down = Duration::from_secs(60);
-        let r = Resilience::new(RetryPolicy::off(), Some(BreakerPolicy { failures: 2, cool_down }));
-        r.admit("u").expect("closed");
-        r.settle("u", true);
-        r.admit("u").expect("one failure is not enough");
-        r.settle("u", true);
-        let e = r.admit("u").expect_err("open");
+        let breaker = BreakerPolicy { failures: 2, cool_down };
+        let r = Resilience::new(RetryPolicy::off(), Some(breaker.clone()));
+        let b = Some(&breaker);
+        r.admit("u", b).expect("closed");
+        r.settle("u", b, true);
+        r.admit("u", b).expect("one failure is not enough");
+        r.settle("u", b, true);
+        let e = r.admit("u", b).expect_err("open");
         assert_eq!(e.kind, switchboard_core::ErrorKind::Unavailable);
         assert!(e.message.contains("`u`") && e.message.contains("retrying in"), "{}", e.message);
         assert_eq!(r.circuits()[0].state, CircuitState::Open);
 
         backdate(&r, "u", cool_down);
         assert_eq!(r.circuits()[0].state, CircuitState::HalfOpen);
-        r.admit("u").expect("the probe");
-        r.admit("u").expect_err("only one probe at a time");
+        r.admit("u", b).expect("the probe");
+        r.admit("u", b).expect_err("only one probe at a time");
         // A probe that never settles (its caller went away) does not keep the circuit shut.
         backdate(&r, "u", cool_down);
-        r.admit("u").expect("a new probe after another cool-down");
-        r.settle("u", true);
+        r.admit("u", b).expect("a new probe after another cool-down");
+        r.settle("u", b, true);
         assert_eq!(r.circuits()[0].state, CircuitState::Open, "a failed probe opens it again");
 
         backdate(&r, "u", cool_down);
-        r.admit("u").expect("the next probe");
-        r.settle("u", false);
+        r.admit("u", b).expect("the next probe");
+        r.settle("u", b, false);
         assert_eq!(r.circuits()[0].state, CircuitState::Closed);
         assert_eq!(r.circuits()[0].failures, 0);
     }

@@ -5,10 +5,12 @@
 //! like any other call.
 
 mod ledger;
+mod sse;
 mod tokens;
 
 pub use ledger::{UsageLedger, UsageScope};
-pub use tokens::count_tokens;
+pub use sse::SseLines;
+pub use tokens::{count_prompt_tokens, count_tokens, count_tokens_for, encoding_for};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -245,15 +247,13 @@ impl LlmClient {
             }
         };
         let sink: Option<&(dyn Fn(&str) + Send + Sync)> = on_delta.map(|_| &forward as _);
-        let prompt_text: String =
-            request.messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n");
         let model = pick_split(&self.split, ctx.request_id.as_str()).unwrap_or(&self.model);
         let primary = Target { egress: self.egress.clone(), url: self.url.clone(), model: model.to_string() };
         let mut last = None;
         for (i, target) in std::iter::once(&primary).chain(&self.fallbacks).enumerate() {
             body["model"] = json!(target.model);
             let status = std::sync::atomic::AtomicU16::new(0);
-            match self.complete_on(ctx, target, request, &body, &prompt_text, i, &status, sink).await {
+            match self.complete_on(ctx, target, request, &body, i, &status, sink).await {
                 Ok(response) => return Ok(response),
                 Err(e) => {
                     let status = status.load(std::sync::atomic::Ordering::Relaxed);
@@ -281,7 +281,6 @@ impl LlmClient {
         target: &Target,
         request: &ChatRequest,
         body: &Value,
-        prompt_text: &str,
         fallback: usize,
         last_status: &std::sync::atomic::AtomicU16,
         on_delta: Option<&(dyn Fn(&str) + Send + Sync)>,
@@ -326,15 +325,12 @@ impl LlmClient {
                             parse_response(&text)?
                         }
                     };
-                    let usage = if parsed.usage == Usage::default() {
-                        Usage {
-                            prompt_tokens: count_tokens(prompt_text),
-                            completion_tokens: count_tokens(&parsed.content),
-                            ..Usage::default()
-                        }
-                    } else {
-                        parsed.usage
-                    };
+                    // What the server left out is counted here, in the model's encoding, so the
+                    // span, the usage table and the tokens-per-minute limits always see figures.
+                    let (usage, counted) = tokens::complete_usage(&target.model, body, &parsed);
+                    if let Some(encoding) = counted {
+                        grant.record("switchboard.llm.tokens_counted", format!("tiktoken {encoding}"));
+                    }
                     grant.record("gen_ai.usage.input_tokens", usage.prompt_tokens);
                     grant.record("gen_ai.usage.output_tokens", usage.completion_tokens);
                     if usage.cached_tokens > 0 {
@@ -417,8 +413,7 @@ async fn read_stream(
 /// Incremental parser of a chat completion event stream.
 #[derive(Default)]
 struct StreamParser {
-    /// Bytes of an event not yet complete (a chunk can end anywhere, even inside a character).
-    pending: Vec<u8>,
+    lines: SseLines,
     content: String,
     usage: Usage,
 }
@@ -426,35 +421,43 @@ struct StreamParser {
 impl StreamParser {
     /// Takes the next bytes; passes every complete event's text on. True once `[DONE]` arrived.
     fn feed(&mut self, bytes: &[u8], on_delta: &(dyn Fn(&str) + Send + Sync)) -> Result<bool> {
-        self.pending.extend_from_slice(bytes);
-        while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.pending.drain(..=end).collect();
-            let line = String::from_utf8_lossy(&line);
-            let Some(data) = line.trim_end_matches(['\r', '\n']).strip_prefix("data:") else {
-                continue;
-            };
-            let data = data.trim_start();
+        let (content, usage) = (&mut self.content, &mut self.usage);
+        self.lines.feed(bytes, |data| {
             if data == "[DONE]" {
                 return Ok(true);
             }
-            let chunk: WireChunk = serde_json::from_str(data).map_err(|e| {
-                Error::upstream(format!("the LLM's stream sent an event that is not a chunk: {e}"))
-            })?;
-            if let Some(error) = chunk.error {
-                return Err(Error::upstream(format!("the LLM's stream failed: {error}")));
+            let chunk = parse_chunk(data)?;
+            if let Some(u) = chunk.usage {
+                *usage = u;
             }
-            if let Some(usage) = chunk.usage {
-                self.usage = usage.into();
+            if !chunk.text.is_empty() {
+                on_delta(&chunk.text);
+                content.push_str(&chunk.text);
             }
-            for choice in chunk.choices {
-                if let Some(text) = choice.delta.content.filter(|t| !t.is_empty()) {
-                    on_delta(&text);
-                    self.content.push_str(&text);
-                }
-            }
-        }
-        Ok(false)
+            Ok(false)
+        })
     }
+}
+
+/// One `chat.completion.chunk` of a streamed completion: its text and the usage it reports.
+#[derive(Debug, Default, PartialEq)]
+pub struct Chunk {
+    /// The text of its choices' deltas (empty for a role or usage chunk).
+    pub text: String,
+    /// The usage, on the final chunk when `stream_options.include_usage` was asked for.
+    pub usage: Option<Usage>,
+}
+
+/// Parses one event's data of a streamed chat completion; an error object in the stream (as
+/// OpenAI reports a failure mid-stream) is an upstream error.
+pub fn parse_chunk(data: &str) -> Result<Chunk> {
+    let chunk: WireChunk = serde_json::from_str(data)
+        .map_err(|e| Error::upstream(format!("the stream sent an event that is not a chunk: {e}")))?;
+    if let Some(error) = chunk.error {
+        return Err(Error::upstream(format!("the stream failed: {error}")));
+    }
+    let text = chunk.choices.into_iter().filter_map(|c| c.delta.content).collect();
+    Ok(Chunk { text, usage: chunk.usage.map(Usage::from) })
 }
 
 #[derive(Deserialize)]

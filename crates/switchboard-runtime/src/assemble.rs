@@ -17,7 +17,7 @@ use switchboard_core::{
     RunContext, TelemetrySink,
 };
 use switchboard_govern::layers::TokenSource;
-use switchboard_govern::{Connection, Gateway, layers, reqwest};
+use switchboard_govern::{Connection, Gateway, Transport, layers, reqwest};
 use switchboard_llm::LlmClient;
 use switchboard_otel::OtlpSink;
 use switchboard_router::{LexicalRouter, LlmRouter};
@@ -40,6 +40,8 @@ pub struct Runtime {
     pub identity: Identity,
     /// `USE CONNECTION` grants on the declared connections.
     pub grants: Arc<Grants>,
+    /// The clients of the per-user OAuth connections, by name (`/oauth/…` routes use them).
+    pub user_oauth: crate::user_oauth::UserOAuth,
     /// Retries and circuit breakers of every HTTP hop (`/health` shows the circuits).
     pub resilience: switchboard_govern::retry::Resilience,
     /// The OTLP exporter, when the environment configures one.
@@ -105,7 +107,18 @@ impl Runtime {
     }
 
     /// Builds the supervisor from a validated configuration.
-    pub async fn build(mut loaded: LoadedConfig) -> Result<Self> {
+    pub async fn build(loaded: LoadedConfig) -> Result<Self> {
+        Self::build_with(loaded, None).await
+    }
+
+    /// [`build`](Self::build), with the HTTP requests hops send (the LLM's, HTTP tools',
+    /// endpoint agents') answered in process by `transport` instead of the network: for
+    /// benchmarks and embedders that serve a backend themselves.
+    pub async fn build_in_process(loaded: LoadedConfig, transport: Arc<dyn Transport>) -> Result<Self> {
+        Self::build_with(loaded, Some(transport)).await
+    }
+
+    async fn build_with(mut loaded: LoadedConfig, transport: Option<Arc<dyn Transport>>) -> Result<Self> {
         let store = Self::open_store(&loaded).await?;
         point_tools_at_store(&mut loaded, store.as_ref()).await?;
         // One HTTP connection pool for the process: every hop and every token request shares it
@@ -125,10 +138,17 @@ impl Runtime {
         };
 
         let grants = Grants::start(store.clone(), sink.clone(), &cfg.connections).await?;
+        let user_oauth = crate::user_oauth::build(&cfg.connections, &store, &http)?;
         let connections = cfg
             .connections
             .iter()
-            .map(|spec| build_connection(spec, &http).map(Arc::new))
+            .map(|spec| {
+                let connection = build_connection(spec, &http)?;
+                Ok(Arc::new(match user_oauth.get(&spec.name) {
+                    Some(client) => connection.with_user_tokens(client.clone()),
+                    None => connection,
+                }))
+            })
             .collect::<Result<Vec<_>>>()?;
         let mut gateway = Gateway::builder(sink.clone(), identity.credentials())
             .http_client(http)
@@ -137,6 +157,9 @@ impl Runtime {
             gateway = gateway.rate_limit(limit);
         }
         gateway = gateway.resilience(cfg.resilience.build());
+        if let Some(transport) = transport {
+            gateway = gateway.transport(transport);
+        }
         let gateway = Arc::new(gateway.build());
         let resilience = gateway.resilience().clone();
 
@@ -207,7 +230,17 @@ impl Runtime {
                 .with_attributor(lexical)
                 .with_guardrails(guards),
         );
-        Ok(Self { supervisor, store, config: loaded, identity, grants, resilience, otlp, _tickets: tickets })
+        Ok(Self {
+            supervisor,
+            store,
+            config: loaded,
+            identity,
+            grants,
+            user_oauth,
+            resilience,
+            otlp,
+            _tickets: tickets,
+        })
     }
 
     /// A development caller for `email` from `[identity] dev_users`: a token is minted by the

@@ -45,6 +45,12 @@ impl RunGuards {
         self.endpoint.as_ref().is_some_and(|g| g.checks(Direction::Output))
     }
 
+    /// Whether `agent`'s own guardrails check its answers: then its answer is checked whole
+    /// before it goes anywhere, so it cannot stream as its model writes it.
+    pub fn checks_agent_answers(&self, agent: &str) -> bool {
+        self.agents.get(agent).is_some_and(|g| g.checks(Direction::Output))
+    }
+
     /// The endpoint's check of the answer about to reach the caller.
     pub fn answer(&self, text: &str) -> Verdict {
         check(self.endpoint.as_ref(), Direction::Output, text)

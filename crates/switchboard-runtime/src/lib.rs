@@ -9,9 +9,11 @@ pub mod demo;
 pub mod grants;
 mod guard;
 pub mod identity;
+mod live;
 mod routing;
 mod supervisor;
 mod synthesis;
+pub mod user_oauth;
 
 pub use assemble::Runtime;
 pub use grants::{Actor, Grants};

@@ -1,14 +1,17 @@
 //! The supervisor: route, fan out through the hop pipeline, join, answer.
 
 use crate::guard::{self, RunGuards};
+use crate::live::{self, LiveAnswer};
 use crate::synthesis::{OutputFormat, Synthesizer};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use serde::Serialize;
 use serde_json::{Map, json};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 use switchboard_core::{
     Agent, AgentInput, AgentOutput, AgentSpec, AuditDecision, AuditRecord, Caller, ErrorKind, HopKind,
-    Message, Role, RouteDecision, RoutedCall, Router, RunContext, SpanKind, SpanRecord, SpanStatus,
+    Message, OnDelta, Role, RouteDecision, RoutedCall, Router, RunContext, SpanKind, SpanRecord, SpanStatus,
     TelemetrySink, TraceContext, cap_attributes, cap_text, question_attributes, span_inputs, span_outputs,
     unix_nanos_now,
 };
@@ -43,6 +46,10 @@ pub struct RunRequest {
     /// Structured output: the answer is formatted as JSON for this schema by the LLM and
     /// validated. Needs an `[llm]`; without one the run ends with an error saying so.
     pub format: Option<OutputFormat>,
+    /// Ask this sub-agent directly instead of the router (the MCP server's per-agent tools): the
+    /// route is this one call with the whole question, marked `switchboard.route.direct` on the
+    /// route span. The call still goes through the hop pipeline, so policy decides it as usual.
+    pub agent: Option<String>,
 }
 
 /// Progress of a run, for streaming clients. The final [`RunResponse`] is returned by the run.
@@ -64,10 +71,13 @@ pub enum RunEvent {
         /// Its step.
         step: Step,
     },
-    /// The run's outcome is settled as a success (`ok`) and its answer is about to stream as an
-    /// LLM writes it: every [`Delta`](Self::Delta) that follows is live. Sent at most once, and
-    /// only when nothing after it can change the answer (no structured output, no endpoint
-    /// output guardrail); a run without it sends its deltas once the answer is whole.
+    /// The run's answer is about to stream as it is produced: every [`Delta`](Self::Delta) that
+    /// follows is live. Sent at most once, with the first piece, and only when nothing after it
+    /// can change what was sent (no structured output, no output guardrail on the answer); a
+    /// run without it sends its deltas once the answer is whole. The outcome is settled as a
+    /// success (`ok`) by then, except when a single routed agent streams its own answer and
+    /// then fails (its model's stream breaks, the deadline passes): the run then ends `error`
+    /// after its pieces, and the answer says where it broke off.
     Streaming,
     /// A piece of the answer, in order; the pieces concatenate to the answer.
     Delta {
@@ -279,8 +289,16 @@ impl Supervisor {
             }
             None => &request.history,
         };
-        let route = self.router.route(&run_ctx.child(route_span.id), &request.question, history).await;
+        let route = match &request.agent {
+            Some(agent) => Ok(RouteDecision::Agents {
+                calls: vec![RoutedCall { agent: agent.clone(), input: request.question.clone(), score: 1.0 }],
+            }),
+            None => self.router.route(&run_ctx.child(route_span.id), &request.question, history).await,
+        };
         let mut route_attrs = Map::new();
+        if request.agent.is_some() {
+            route_attrs.insert("switchboard.route.direct".into(), json!(true));
+        }
         extend(&mut route_attrs, span_inputs(json!({"question": request.question}), Some(&request.question)));
         if let Ok(decision) = &route {
             route_attrs.insert("switchboard.route".into(), json!(decision));
@@ -307,6 +325,19 @@ impl Supervisor {
             Err(e) => {
                 response.status = RunStatus::Error;
                 response.answer = format!("routing failed: {}", e.message);
+                // The router's failure is reported as a step of its own, so the caller is
+                // answered with its status (429 and the wait when the router's model call hit a
+                // tokens-per-minute limit, 504 for a timeout) rather than a generic 502.
+                response.steps.push(Step {
+                    agent: "router".into(),
+                    input: request.question.clone(),
+                    status: "error",
+                    error: Some(response.answer.clone()),
+                    error_status: Some(e.kind.http_status()),
+                    retry_after_ms: e.retry_after.map(|d| d.as_millis() as u64),
+                    output: None,
+                    duration_ms: 0,
+                });
             }
             Ok(RouteDecision::Clarify { question, .. }) => {
                 response.status = RunStatus::Clarify;
@@ -314,15 +345,16 @@ impl Supervisor {
             }
             Ok(RouteDecision::Agents { calls }) => {
                 let calls = dedupe(calls);
-                let steps = self.fan_out(&run_ctx, calls, &request.history, events).await;
+                // Live deltas only when nothing after them rewrites the answer (structured
+                // output, the endpoint's output guardrail), so the pieces still concatenate to the
+                // answer the caller finally gets.
+                let live =
+                    (request.format.is_none() && !self.guards.checks_answers()).then_some(events).flatten();
+                let (steps, fanned) = self.fan_out(&run_ctx, calls, &request.history, events, live).await;
                 response.agents =
                     steps.iter().filter(|s| s.status == "ok").map(|s| s.agent.clone()).collect();
                 response.status = overall_status(&steps);
-                // Live deltas only when nothing after synthesis rewrites the answer, so the pieces
-                // still concatenate to the answer the caller finally gets.
-                let live =
-                    (request.format.is_none() && !self.guards.checks_answers()).then_some(events).flatten();
-                let (answer, sent) = self.answer(&run_ctx, &request, &steps, live).await;
+                let (answer, sent) = self.answer(&run_ctx, &request, &steps, fanned, live).await;
                 response.answer = answer;
                 streamed = sent;
                 response.steps = steps;
@@ -392,40 +424,58 @@ impl Supervisor {
 
     /// Runs each call as its own task, so branches use every core and start together; one slow
     /// or failed branch degrades the answer without holding the others. Dropping the run aborts
-    /// every branch still going.
+    /// every branch still going. Returns the steps in the router's order, and what streamed live
+    /// to `live` while they ran: a single agent's answer as it writes it, or, when the answer
+    /// will be the agents' parts joined (no synthesizer), each part as its branch finishes.
     async fn fan_out(
         &self,
         ctx: &RunContext,
         calls: Vec<RoutedCall>,
         history: &[Message],
         events: Option<&UnboundedSender<RunEvent>>,
-    ) -> Vec<Step> {
+        live: Option<&UnboundedSender<RunEvent>>,
+    ) -> (Vec<Step>, String) {
         // Every branch's span starts now, when the supervisor hands it out, whichever worker
         // picks it up first.
         let mut ctx = ctx.clone();
         ctx.dispatched_unix_nano = Some(unix_nanos_now());
         let ctx = &ctx;
-        let branches: Vec<(String, AbortOnDropHandle<Step>)> = calls
+        // An agent's own output guardrail sees its whole answer before anyone does.
+        let single = match calls.as_slice() {
+            [only] if !self.guards.checks_agent_answers(&only.agent) => live,
+            _ => None,
+        }
+        .map(|tx| Arc::new(LiveAnswer::new(tx.clone())));
+        let parts = live
+            .filter(|_| calls.len() > 1 && self.synthesizer.is_none())
+            .map(|tx| LiveAnswer::new(tx.clone()));
+        let mut branches: FuturesUnordered<_> = calls
             .into_iter()
-            .map(|call| {
+            .enumerate()
+            .map(|(i, call)| {
                 let resolved =
                     self.agents.get(&call.agent).cloned().zip(self.specs.get(&call.agent).cloned());
                 let history = agent_history(history, &call.agent);
                 let (gateway, ctx, events) = (self.gateway.clone(), ctx.clone(), events.cloned());
                 let guards = self.guards.clone();
                 let agent = call.agent.clone();
+                let single = single.clone();
                 let task = tokio::spawn(async move {
                     emit(events.as_ref(), RunEvent::AgentStarted { agent: call.agent.clone() });
-                    let step = call_agent(&gateway, &guards, resolved, &ctx, call, history).await;
+                    let on_delta = single.as_ref().map(|l| move |piece: &str| l.send(piece));
+                    let on_delta = on_delta.as_ref().map(|f| f as &OnDelta<'_>);
+                    let step = call_agent(&gateway, &guards, resolved, &ctx, call, history, on_delta).await;
                     emit(events.as_ref(), RunEvent::AgentFinished { step: step.clone() });
                     step
                 });
-                (agent, AbortOnDropHandle::new(task))
+                let task = AbortOnDropHandle::new(task);
+                async move { (i, agent, task.await) }
             })
             .collect();
-        let mut steps = Vec::with_capacity(branches.len());
-        for (agent, handle) in branches {
-            steps.push(handle.await.unwrap_or_else(|e| Step {
+        let mut steps: Vec<Option<Step>> = vec![None; branches.len()];
+        let mut finished = Vec::with_capacity(steps.len());
+        while let Some((i, agent, joined)) = branches.next().await {
+            let step = joined.unwrap_or_else(|e| Step {
                 agent,
                 input: String::new(),
                 status: "error",
@@ -434,9 +484,25 @@ impl Supervisor {
                 retry_after_ms: None,
                 output: None,
                 duration_ms: 0,
-            }));
+            });
+            if let Some(parts) = &parts {
+                let streaming = !parts.sent().is_empty();
+                if streaming {
+                    parts.send_part(&step);
+                } else if step.status == "ok" {
+                    // The first answer settles the run as `ok`: the parts that failed before it
+                    // go out with it, in the order they finished.
+                    for earlier in finished.iter().filter_map(|&j: &usize| steps[j].as_ref()) {
+                        parts.send_part(earlier);
+                    }
+                    parts.send_part(&step);
+                }
+            }
+            finished.push(i);
+            steps[i] = Some(step);
         }
-        steps
+        let sent = single.map(|l| l.sent()).or_else(|| parts.map(|l| l.sent())).unwrap_or_default();
+        (steps.into_iter().flatten().collect(), sent)
     }
 
     /// Replaces the answer with its JSON for `format`; a failure to format fails the run,
@@ -466,15 +532,20 @@ impl Supervisor {
         }
     }
 
-    /// The run's answer, and the part of it already sent as live deltas to `live` (empty when
-    /// nothing streamed). The answer always starts with what was streamed.
+    /// The run's answer, and the part of it already sent as live deltas (`fanned`, what streamed
+    /// while the agents ran, or what synthesis streams to `live`; empty when nothing streamed).
+    /// The answer always starts with what was streamed.
     async fn answer(
         &self,
         ctx: &RunContext,
         request: &RunRequest,
         steps: &[Step],
+        fanned: String,
         live: Option<&UnboundedSender<RunEvent>>,
     ) -> (String, String) {
+        if !fanned.is_empty() {
+            return (streamed_answer(steps, &fanned), fanned);
+        }
         let question = request.question.as_str();
         let ok: Vec<&Step> = steps.iter().filter(|s| s.output.is_some()).collect();
         // A single answer is forwarded verbatim: a synthesis call would only add latency and risk.
@@ -486,19 +557,12 @@ impl Supervisor {
         {
             // Only `ok` runs reach here (two answers at least), so announcing the stream on the
             // first piece cannot contradict the run's final status.
-            let sent = std::sync::Mutex::new(String::new());
-            let on_delta = |piece: &str| {
-                let Ok(mut sent) = sent.lock() else { return };
-                if sent.is_empty() {
-                    emit(live, RunEvent::Streaming);
-                }
-                sent.push_str(piece);
-                emit(live, RunEvent::Delta { text: piece.to_string() });
-            };
-            let on_delta: Option<&(dyn Fn(&str) + Send + Sync)> = live.map(|_| &on_delta as _);
+            let live = live.map(|tx| LiveAnswer::new(tx.clone()));
+            let on_delta = live.as_ref().map(|l| move |piece: &str| l.send(piece));
+            let on_delta = on_delta.as_ref().map(|f| f as &OnDelta<'_>);
             let combined =
                 synth.combine(ctx, question, request.instructions.as_deref(), steps, on_delta).await;
-            let sent = sent.into_inner().unwrap_or_default();
+            let sent = live.map(|l| l.sent()).unwrap_or_default();
             match combined {
                 Ok(text) => return (text, sent),
                 Err(e) if sent.is_empty() => {
@@ -636,7 +700,8 @@ fn emit(events: Option<&UnboundedSender<RunEvent>>, event: RunEvent) {
     }
 }
 
-/// One governed call to a sub-agent, as a step of the run.
+/// One governed call to a sub-agent, as a step of the run; with `on_delta`, the agent streams its
+/// answer there as it produces it.
 async fn call_agent(
     gateway: &Gateway,
     guards: &RunGuards,
@@ -644,6 +709,7 @@ async fn call_agent(
     ctx: &RunContext,
     call: RoutedCall,
     history: Vec<Message>,
+    on_delta: Option<&OnDelta<'_>>,
 ) -> Step {
     let started = std::time::Instant::now();
     let mut step = Step {
@@ -672,7 +738,10 @@ async fn call_agent(
                 for (key, value) in span_inputs(json!({"question": input.question}), Some(&input.question)) {
                     grant.record(key, value);
                 }
-                let mut output = agent.invoke(grant.ctx(), input).await?;
+                let mut output = match on_delta {
+                    Some(on_delta) => agent.invoke_streaming(grant.ctx(), input, on_delta).await?,
+                    None => agent.invoke(grant.ctx(), input).await?,
+                };
                 guard_output(guards, name, &mut output, &grant);
                 for (key, value) in span_outputs(json!({"answer": output.text}), Some(&output.text)) {
                     grant.record(key, value);
@@ -806,15 +875,23 @@ fn join_answers(steps: &[Step]) -> String {
     if let [only] = steps {
         return only.error.clone().unwrap_or_default();
     }
-    steps
-        .iter()
-        .map(|s| match (&s.output, &s.error) {
-            (Some(o), _) => format!("**{}**\n{}", s.agent, o.text),
-            (None, Some(e)) => format!("**{}**\n({}: {e})", s.agent, s.status),
-            (None, None) => format!("**{}**\n(no answer)", s.agent),
-        })
-        .collect::<Vec<_>>()
-        .join("\n\n")
+    steps.iter().map(live::part).collect::<Vec<_>>().join("\n\n")
+}
+
+/// The answer of a run part of which streamed while its agents ran (`sent`): the joined parts as
+/// they were sent, or the single agent's answer, which starts with what it streamed. A single
+/// agent that failed after streaming (or changed what it streamed) has what it sent kept, and
+/// then says why the rest is missing.
+fn streamed_answer(steps: &[Step], sent: &str) -> String {
+    let [only] = steps else { return sent.to_string() };
+    match (&only.output, &only.error) {
+        (Some(output), _) if output.text.starts_with(sent) => output.text.clone(),
+        (Some(output), _) => format!("{sent}\n\n{}", output.text),
+        (None, error) => {
+            let why = error.as_deref().unwrap_or(only.status);
+            format!("{sent}\n\n(The answer broke off: {why}.)")
+        }
+    }
 }
 
 #[cfg(test)]

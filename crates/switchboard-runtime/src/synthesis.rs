@@ -5,7 +5,7 @@
 use crate::supervisor::Step;
 use minijinja::Environment;
 use serde_json::{Value, json};
-use switchboard_core::{Error, Message, Result, RunContext};
+use switchboard_core::{Error, Message, OnDelta, Result, RunContext};
 use switchboard_llm::{ChatRequest, LlmClient, UsageLedger};
 
 /// The built-in synthesis prompt, used when `prompts/synthesis.j2` is absent.
@@ -130,7 +130,7 @@ impl Synthesizer {
         question: &str,
         instructions: Option<&str>,
         steps: &[Step],
-        on_delta: Option<&(dyn Fn(&str) + Send + Sync)>,
+        on_delta: Option<&OnDelta<'_>>,
     ) -> Result<String> {
         let steps: Vec<_> = steps
             .iter()

@@ -307,6 +307,29 @@ fn limits_and_the_spill_file_are_validated_with_file_and_field() {
 }
 
 #[test]
+fn the_payload_log_is_off_by_default_and_validated_with_file_and_field() {
+    let f = Fixture::new("data_dir = \".\"\n");
+    f.knowledge_agent("handbook");
+    let log = f.validate().expect("valid").config.payload_log;
+    assert!(!log.enabled, "off by default");
+    assert_eq!(log.max_bytes, 65536);
+
+    for max_bytes in ["0", "16777217"] {
+        let f = Fixture::new(&format!(
+            "data_dir = \".\"\n[payload_log]\nenabled = true\nmax_bytes = {max_bytes}\n"
+        ));
+        f.knowledge_agent("handbook");
+        let problems = f.problems();
+        let file = label(f.dir.path(), "switchboard.toml");
+        let field = format!("{file}: payload_log.max_bytes: must be between 1 and 16777216");
+        assert!(problems.iter().any(|p| p.contains(&field)), "{problems:#?}");
+    }
+    let f = Fixture::new("data_dir = \".\"\n[payload_log]\nenabled = true\nmax_byte = 10\n");
+    f.knowledge_agent("handbook");
+    assert!(f.problems().iter().any(|p| p.contains("unknown field `max_byte`")), "a typo is refused");
+}
+
+#[test]
 fn guardrails_and_tool_roles_are_validated_with_file_and_field() {
     let f = Fixture::new(
         "data_dir = \".\"\n[guardrails]\npii = { input = \"block\", output = \"scrub\" }\n\
@@ -395,4 +418,93 @@ fn a_resilience_section_loads_with_its_defaults() {
     assert_eq!((r.max_attempts, r.base_backoff_ms, r.breaker_failures), (4, 100, 5));
     let llm = loaded.config.llm.as_ref().expect("llm");
     assert_eq!((llm.fallbacks.len(), llm.split.len()), (1, 2));
+}
+
+#[test]
+fn per_connection_resilience_overrides_are_validated_with_file_and_field() {
+    let connection =
+        "[[connections]]\nname = \"partner\"\nbase_url = \"https://api.example.com\"\nauth = \"none\"\n";
+    let f = Fixture::new(&format!(
+        "data_dir = \".\"\n{connection}\
+         [resilience]\nmax_attempts = 3\nbase_backoff_ms = 200\n\
+         [resilience.connections.partner]\nmax_attempts = 11\nmax_backoff_ms = 100\n\
+         [resilience.connections.nowhere]\nmax_attempts = 2\n"
+    ));
+    f.knowledge_agent("handbook");
+    let problems = f.problems();
+    let file = label(f.dir.path(), "switchboard.toml");
+    let has = |needle: &str| problems.iter().any(|p| p.starts_with(&file) && p.contains(needle));
+    for needle in [
+        "resilience.connections.partner.max_attempts: must be 1-10",
+        // The override's ceiling is checked against the global floor it inherits.
+        "resilience.connections.partner.max_backoff_ms: must be at least base_backoff_ms (200)",
+        "resilience.connections.nowhere: names connection `nowhere`, which is not declared",
+    ] {
+        assert!(has(needle), "{needle}: {problems:#?}");
+    }
+    let f = Fixture::new(&format!(
+        "data_dir = \".\"\n{connection}[resilience.connections.partner]\nmax_attempts = 5\nbreaker_failures = 0\nretries = 2\n"
+    ));
+    f.knowledge_agent("handbook");
+    let problems = f.problems();
+    assert!(problems.iter().any(|p| p.contains("retries")), "unknown fields are refused: {problems:#?}");
+
+    let f = Fixture::new(&format!(
+        "data_dir = \".\"\n{connection}[resilience.connections.partner]\nmax_attempts = 5\nbreaker_failures = 0\n"
+    ));
+    f.knowledge_agent("handbook");
+    let loaded = f.validate().expect("valid");
+    let built = loaded.config.resilience.build();
+    assert_eq!(built.policy("partner").retry.max_attempts, 5);
+    assert!(built.policy("partner").breaker.is_none(), "the partner's breaker is off");
+    assert_eq!(built.policy("other").retry.max_attempts, 3, "other upstreams keep the global policy");
+    assert!(built.policy("other").breaker.is_some());
+}
+
+#[test]
+fn per_user_oauth_connections_name_each_missing_or_wrong_setting() {
+    let main = r#"data_dir = "."
+
+[[connections]]
+name = "drive"
+base_url = "https://files.example.com"
+auth = "oauth_per_user"
+authorize_url = "http://idp.example.com/authorize"
+redirect_url = "https://sb.example.com/oauth/done"
+client_id = "sb"
+
+[[connections]]
+name = "wiki"
+base_url = "https://wiki.example.com"
+auth = "bearer"
+secret = "env:WIKI"
+encryption_key = "env:KEY"
+"#;
+    let f = Fixture::new(main);
+    f.knowledge_agent("docs");
+    let main_label = label(f.dir.path(), "switchboard.toml");
+    let problems = f.problems();
+    let expect = |needle: &str| {
+        assert!(
+            problems.iter().any(|p| p.contains(needle)),
+            "no problem containing {needle:?} in {problems:#?}"
+        );
+    };
+    expect(&format!("{main_label}: connections[0].token_url: auth = \"oauth_per_user\" needs `token_url`"));
+    expect(&format!(
+        "{main_label}: connections[0].client_secret: auth = \"oauth_per_user\" needs `client_secret`"
+    ));
+    expect(&format!(
+        "{main_label}: connections[0].encryption_key: auth = \"oauth_per_user\" needs `encryption_key`"
+    ));
+    expect(&format!(
+        "{main_label}: connections[0].authorize_url: `http://idp.example.com/authorize` is not https"
+    ));
+    expect(&format!(
+        "{main_label}: connections[0].redirect_url: `https://sb.example.com/oauth/done` must end in /oauth/callback"
+    ));
+    expect("(line 8)");
+    expect(&format!(
+        "{main_label}: connections[1].encryption_key: `encryption_key` is only used with auth = \"oauth_per_user\""
+    ));
 }

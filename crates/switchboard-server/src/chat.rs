@@ -39,6 +39,7 @@ pub(crate) async fn accept(
     parse: impl FnOnce(&Object) -> Result<RunRequest, ApiError>,
 ) -> Result<Accepted, ApiError> {
     let caller = state.auth.authenticate(headers, peer).await?;
+    crate::payload_log::note_caller(&caller);
     let body = input::read_json(headers, body, state.body_limit()).await?;
     let options = Options::parse(&body)?;
     check_model(state, options.model.as_deref())?;
@@ -84,7 +85,24 @@ pub(crate) fn custom_outputs(outcome: &Outcome, options: &Options) -> Value {
         "status": r.status,
         "agents": r.agents,
         "thread_id": options.thread,
+        "citations": citations(r),
     })
+}
+
+/// The passages the answer cites, numbered per agent as its `[n]` markers are, so a client can
+/// link each marker to its source. Document and section only: a snippet's text is not passed
+/// through the guardrails that checked the answer, so it stays out.
+fn citations(r: &switchboard_runtime::RunResponse) -> Vec<Value> {
+    let cited = r.steps.iter().filter_map(|s| s.output.as_ref().map(|o| (s, o)));
+    cited
+        .flat_map(|(step, output)| {
+            output
+                .citations
+                .iter()
+                .enumerate()
+                .map(move |(i, c)| json!({"agent": step.agent, "n": i + 1, "id": c.id, "title": c.title}))
+        })
+        .collect()
 }
 
 /// `POST /v1/chat/completions`.

@@ -5,7 +5,7 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use switchboard_core::{Error, ErrorKind};
+use switchboard_core::{CONSENT_REQUIRED, Error, ErrorKind};
 
 /// An error answered as `{"error": {"message", "type", "param", "code"}}` with the status of its
 /// kind (`ErrorKind::http_status`), `retry-after` for rate limits and `WWW-Authenticate` for 401.
@@ -22,7 +22,9 @@ pub struct ApiError {
 impl ApiError {
     /// An error with no field or code of its own.
     pub fn new(error: Error) -> Self {
-        Self { error, param: None, code: None }
+        // A hop refused until its user consents keeps its code, so clients can offer the link.
+        let consent = error.kind == ErrorKind::Denied && Error::consent_link(&error.message).is_some();
+        Self { error, param: None, code: consent.then_some(CONSENT_REQUIRED) }
     }
 
     /// A 400 naming the field at fault (its path is also the `param`).
@@ -58,6 +60,11 @@ impl ApiError {
             "code": self.code.unwrap_or(self.error.kind.as_str()),
         }});
         // The same wait as the `retry-after` header, unrounded.
+        if self.code == Some(CONSENT_REQUIRED)
+            && let Some(link) = Error::consent_link(&self.error.message)
+        {
+            body["error"]["consent_url"] = json!(link);
+        }
         if let Some(wait) = self.error.retry_after {
             body["error"]["retry_after_ms"] = json!(wait.as_millis() as u64);
         }

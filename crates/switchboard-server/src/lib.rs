@@ -11,22 +11,30 @@
 //! | `GET /health` | the store, the LLM (when configured) and every sub-agent; 503 if any is down |
 //! | `GET /metrics` | Prometheus metrics |
 //! | `/api/2.0/connections…` | the connections admin API (see `connections`) |
+//! | `/oauth/…` | per-user OAuth connections: connect, callback, status, disconnect (see `oauth`) |
 //! | `/mcp` | the supervisor as an MCP server, streamable HTTP (see `mcp`) |
+//! | `GET /api/2.0/audit?request_id=ID` | a request's audit rows the caller may read (see `audit`) |
+//! | `GET /`, `/playground/…` | the web playground (see `playground`) |
 //!
 //! Every response carries `x-request-id`; every error is OpenAI's error object. Callers are
 //! identified by the [`Authenticator`] in [`AppState`], the one seam for edge identity.
 
+mod audit;
 mod chat;
 mod connections;
 mod error;
+mod fdlimit;
 mod health;
 mod identity;
 mod input;
 mod listener;
 mod mcp;
 mod metrics;
+mod oauth;
 mod observe;
 mod params;
+mod payload_log;
+mod playground;
 mod probe;
 mod responses;
 mod run;
@@ -34,6 +42,7 @@ mod stored;
 mod trace;
 
 pub use error::ApiError;
+pub use fdlimit::raise_fd_limit;
 pub use identity::{Authenticator, EdgeAuthenticator};
 pub use mcp::{MCP_PATH, SupervisorMcp, caller_for_token, serve_stdio};
 pub use metrics::Metrics;
@@ -112,6 +121,8 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     // The development identity provider's JWKS and token endpoint, served only when it is on.
     let identity_provider = state.runtime.identity.dev().map(|dev| dev.routes()).unwrap_or_default();
+    // The payload log's tap (see `payload_log`), on the run endpoints.
+    let tap = || axum::middleware::from_fn_with_state(state.clone(), payload_log::tap);
     Router::new()
         .route(
             "/health",
@@ -125,18 +136,24 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/models", get(chat::models))
         .route("/v1/models/{model}", get(chat::model))
-        .route("/v1/chat/completions", post(chat::completions))
-        .route("/v1/responses", post(responses::create))
+        .route("/v1/chat/completions", post(chat::completions).route_layer(tap()))
+        .route("/v1/responses", post(responses::create).route_layer(tap()))
         .route("/v1/responses/{id}", get(stored::get).delete(stored::delete))
-        .route("/invocations", post(responses::invocations))
-        .route("/serving-endpoints/{name}/invocations", post(responses::serving_endpoint))
+        .route("/invocations", post(responses::invocations).route_layer(tap()))
+        .route("/serving-endpoints/{name}/invocations", post(responses::serving_endpoint).route_layer(tap()))
         .route("/v1/traces/{id}", get(trace::get))
         .route("/api/2.0/connections", get(connections::list))
         .route("/api/2.0/connections/{name}/grants", get(connections::grants).post(connections::grant))
         .route("/api/2.0/connections/{name}/grants/{principal}", delete(connections::revoke))
+        .route("/oauth/connect/{connection}", get(oauth::connect))
+        .route("/oauth/callback", get(oauth::callback))
+        .route("/oauth/connections", get(oauth::list))
+        .route("/oauth/connections/{connection}", delete(oauth::disconnect))
+        .route("/api/2.0/audit", get(audit::for_request))
         .fallback(observe::not_found)
         .with_state(state.clone())
         .merge(mcp::router(state.clone()))
+        .merge(playground::router(state.clone()))
         .merge(identity_provider)
         .layer(axum::middleware::from_fn_with_state(state, observe::observe))
 }

@@ -6,12 +6,15 @@
 //! ordinary governed run of the supervisor, so it leaves the same spans and audit rows as a chat
 //! request. Sub-agent tools are listed by the agents' role allow-lists (`role_allows`) and, for
 //! agents behind a connection, the caller's `USE CONNECTION` grant, so the tool list is per
-//! caller; policy still decides every hop of the run itself. Each session watches the grants and
-//! sends `notifications/tools/list_changed` when its caller's list changes.
+//! caller; policy still decides every hop of the run itself. Each session watches the grants,
+//! and the roles and groups its caller's tokens carry, and sends
+//! `notifications/tools/list_changed` when its caller's list changes. A session belongs to the
+//! subject that opened it.
 //!
-//! A sub-agent tool asks the supervisor with the agent named in the question: the supervisor has
-//! no route override, and adding one would bypass the router the audit trail explains. The
-//! result says which agents actually answered.
+//! A sub-agent tool asks that agent directly ([`RunRequest::agent`]): the router is skipped, and
+//! the run is otherwise the same governed run, with the same spans and audit rows. Arguments that
+//! do not fit a tool's input schema are a tool execution error (`isError: true`, as MCP
+//! 2025-11-25 asks, so a model can correct itself); an unknown tool is JSON-RPC invalid params.
 
 use crate::AppState;
 use axum::extract::{ConnectInfo, Request, State};
@@ -28,7 +31,8 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use switchboard_core::AgentKind;
 use switchboard_core::{AgentSpec, Caller, CredentialMode};
 use switchboard_govern::layers::role_allows;
 use switchboard_runtime::{RunRequest, RunResponse, RunStatus, Runtime};
@@ -48,30 +52,82 @@ pub struct SupervisorMcp {
     /// The server's state when served over HTTP: its metrics count MCP runs like chat runs, and
     /// its task tracker lets shutdown wait for them to unwind before the store is flushed.
     server: Option<AppState>,
+    /// Who the session's requests come from (rmcp builds one handler per HTTP session).
+    session: Arc<Session>,
+}
+
+/// The caller behind one MCP session, as its latest request presented it.
+struct Session {
+    /// The latest caller; once set, every request must come from the same subject.
+    caller: Mutex<Option<Caller>>,
+    /// Bumped when a request shows the caller with other roles or groups (a fresh token after a
+    /// membership change), which can change the tool list.
+    roles_changed: tokio::sync::watch::Sender<u64>,
+}
+
+impl Session {
+    fn new(caller: Option<Caller>) -> Arc<Self> {
+        Arc::new(Self { caller: Mutex::new(caller), roles_changed: tokio::sync::watch::Sender::new(0) })
+    }
+
+    /// Records the caller of a request: the first one owns the session; a later one must be the
+    /// same subject, and its roles and groups replace the earlier ones.
+    fn observe(&self, caller: &Caller) -> Result<(), ErrorData> {
+        let mut current = self.caller.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let regrouped = match current.as_ref() {
+            Some(owner) if owner.subject() != caller.subject() => {
+                return Err(ErrorData::invalid_request(
+                    "this MCP session belongs to another caller; initialize a session of your own",
+                    None,
+                ));
+            }
+            Some(owner) => owner.groups() != caller.groups(),
+            None => false,
+        };
+        *current = Some(caller.clone());
+        drop(current);
+        if regrouped {
+            self.roles_changed.send_modify(|n| *n += 1);
+        }
+        Ok(())
+    }
+
+    /// The session's latest caller.
+    fn caller(&self) -> Option<Caller> {
+        self.caller.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
 }
 
 impl SupervisorMcp {
     /// A handler whose caller is fixed (stdio: one process, one identity).
     pub fn for_caller(runtime: Arc<Runtime>, caller: Caller) -> Self {
-        Self { runtime, caller: Some(caller), server: None }
+        Self { runtime, session: Session::new(Some(caller.clone())), caller: Some(caller), server: None }
     }
 
     /// A handler that takes the caller from each HTTP request, as verified by [`authenticate`].
     fn per_request(state: AppState) -> Self {
-        Self { runtime: state.runtime.clone(), caller: None, server: Some(state) }
+        Self {
+            runtime: state.runtime.clone(),
+            caller: None,
+            server: Some(state),
+            session: Session::new(None),
+        }
     }
 
     /// The caller of this request. Over HTTP it is the one the authentication middleware
-    /// attached to the request that carried the message, never whoever opened the session.
+    /// attached to the request that carried the message (with that request's token), and it
+    /// must be the subject the session belongs to.
     fn caller(&self, extensions: &rmcp::model::Extensions) -> Result<Caller, ErrorData> {
         if let Some(caller) = &self.caller {
             return Ok(caller.clone());
         }
-        extensions
+        let caller = extensions
             .get::<Parts>()
             .and_then(|parts| parts.extensions.get::<Caller>())
             .cloned()
-            .ok_or_else(|| ErrorData::internal_error("the request carries no verified caller", None))
+            .ok_or_else(|| ErrorData::internal_error("the request carries no verified caller", None))?;
+        self.session.observe(&caller)?;
+        Ok(caller)
     }
 
     /// Whether `caller` may use `agent` right now: its role allow-list, and, for an agent behind a
@@ -105,7 +161,7 @@ impl SupervisorMcp {
                      use and answers with citations; every call is governed and audited.",
                 self.runtime.supervisor.name()
             ),
-            schema(true),
+            schema(true, true),
         )];
         for spec in self.runtime.supervisor.agent_specs() {
             if spec.name == ASK || !self.may_use(spec, caller) {
@@ -114,7 +170,7 @@ impl SupervisorMcp {
             tools.push(Tool::new(
                 spec.name.clone(),
                 format!("Ask the `{}` sub-agent: {}", spec.name, spec.description),
-                schema(false),
+                schema(false, needs_question(spec)),
             ));
         }
         let output = Arc::new(output_schema());
@@ -157,8 +213,24 @@ impl SupervisorMcp {
     }
 }
 
-/// The input schema: `{question}`, and for `ask` an optional `thread_id`.
-fn schema(with_thread: bool) -> JsonObject {
+/// Whether `agent` must be asked something: every agent but a SQL tool whose parameters all have
+/// defaults or are optional, which runs with its defaults when asked nothing.
+fn needs_question(agent: &AgentSpec) -> bool {
+    let settings = &agent.settings;
+    if agent.kind != AgentKind::Tool || settings.get("http").is_some() || settings.get("sql").is_none() {
+        return true;
+    }
+    let parameters = settings.get("parameters").and_then(Value::as_array);
+    // As the SQL tool reads them: required unless said otherwise or given a default.
+    parameters
+        .into_iter()
+        .flatten()
+        .any(|p| p.get("required").and_then(Value::as_bool).unwrap_or_else(|| p.get("default").is_none()))
+}
+
+/// The input schema: `{question}` (required unless `question_required` is false), and for `ask`
+/// an optional `thread_id`.
+fn schema(with_thread: bool, question_required: bool) -> JsonObject {
     let mut properties = json!({
         "question": {"type": "string", "description": "The question, in plain language."}
     });
@@ -168,7 +240,8 @@ fn schema(with_thread: bool) -> JsonObject {
             "description": "A conversation to continue; its earlier turns are the context, and this turn is saved to it."
         });
     }
-    let value = json!({"type": "object", "properties": properties, "required": ["question"]});
+    let required: &[&str] = if question_required { &["question"] } else { &[] };
+    let value = json!({"type": "object", "properties": properties, "required": required});
     match value {
         Value::Object(map) => map,
         _ => JsonObject::new(),
@@ -194,28 +267,38 @@ fn output_schema() -> JsonObject {
     }
 }
 
-/// The arguments of a tool call, or JSON-RPC invalid params.
-fn arguments(args: Option<&JsonObject>, with_thread: bool) -> Result<(String, Option<String>), ErrorData> {
-    let args =
-        args.ok_or_else(|| ErrorData::invalid_params("missing arguments: `question` is required", None))?;
+/// The arguments of a tool call, or why they do not fit its input schema. A tool that needs no
+/// question is asked the empty one when given none.
+fn arguments(
+    args: Option<&JsonObject>,
+    with_thread: bool,
+    question_required: bool,
+) -> Result<(String, Option<String>), String> {
+    let empty = JsonObject::new();
+    let args = args.unwrap_or(&empty);
     let question = match args.get("question") {
         Some(Value::String(q)) if !q.trim().is_empty() => q.clone(),
-        Some(Value::String(_)) => return Err(ErrorData::invalid_params("`question` is empty", None)),
-        Some(_) => return Err(ErrorData::invalid_params("`question` must be a string", None)),
-        None => return Err(ErrorData::invalid_params("`question` is required", None)),
+        Some(Value::String(_)) if question_required => return Err("`question` is empty".into()),
+        Some(Value::String(_)) | None if !question_required => String::new(),
+        Some(Value::String(_)) | None => return Err("`question` is required".into()),
+        Some(_) => return Err("`question` must be a string".into()),
     };
     let thread = match args.get("thread_id") {
         None | Some(Value::Null) => None,
         Some(Value::String(t)) if with_thread => Some(t.clone()),
-        Some(_) if with_thread => {
-            return Err(ErrorData::invalid_params("`thread_id` must be a string", None));
-        }
-        Some(_) => return Err(ErrorData::invalid_params("this tool takes no `thread_id`; use `ask`", None)),
+        Some(_) if with_thread => return Err("`thread_id` must be a string".into()),
+        Some(_) => return Err("this tool takes no `thread_id`; use `ask`".into()),
     };
     if let Some(unknown) = args.keys().find(|k| *k != "question" && *k != "thread_id") {
-        return Err(ErrorData::invalid_params(format!("unknown argument `{unknown}`"), None));
+        return Err(format!("unknown argument `{unknown}`"));
     }
     Ok((question, thread))
+}
+
+/// The tool execution error for arguments that do not fit the tool's input schema: no run
+/// starts, and the message says what to change.
+fn invalid_arguments(tool: &str, why: &str) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(format!("invalid arguments for `{tool}`: {why}"))])
 }
 
 /// The tool result of a run: the answer text with its citations and request id, and the same as
@@ -273,20 +356,27 @@ impl ServerHandler for SupervisorMcp {
             )
     }
 
-    /// Watches the caller's tool list for the life of the session: when a grant or revoke
-    /// changes which tools it has, the client is sent `notifications/tools/list_changed`.
+    /// Watches the caller's tool list for the life of the session: when a grant or revoke, or a
+    /// request showing the caller with other roles or groups, changes which tools it has, the
+    /// client is sent `notifications/tools/list_changed`.
     async fn on_initialized(&self, ctx: NotificationContext<RoleServer>) {
         let Ok(caller) = self.caller(&ctx.extensions) else { return };
         let (server, peer) = (self.clone(), ctx.peer);
-        let mut changed = self.runtime.grants.subscribe();
+        let mut grants = self.runtime.grants.subscribe();
+        let mut roles = self.session.roles_changed.subscribe();
         let names = move |server: &Self| -> Vec<String> {
+            let caller = server.session.caller().unwrap_or_else(|| caller.clone());
             server.tools(&caller).into_iter().map(|t| t.name.into_owned()).collect()
         };
         let mut listed = names(&server);
         tokio::spawn(async move {
             // Ends with the session (the send fails once its transport is gone) or the runtime.
-            while changed.changed().await.is_ok() {
-                if peer.is_transport_closed() {
+            loop {
+                let changed = tokio::select! {
+                    changed = grants.changed() => changed,
+                    changed = roles.changed() => changed,
+                };
+                if changed.is_err() || peer.is_transport_closed() {
                     return;
                 }
                 let now = names(&server);
@@ -316,9 +406,12 @@ impl ServerHandler for SupervisorMcp {
     ) -> Result<CallToolResponse, ErrorData> {
         let caller = self.caller(&ctx.extensions)?;
         let name = request.name.as_ref();
+        let args = request.arguments.as_ref();
         let run = if name == ASK {
-            let (question, thread_id) = arguments(request.arguments.as_ref(), true)?;
-            RunRequest { question, thread_id, ..Default::default() }
+            match arguments(args, true, true) {
+                Ok((question, thread_id)) => RunRequest { question, thread_id, ..Default::default() },
+                Err(why) => return Ok(invalid_arguments(name, &why).into()),
+            }
         } else {
             // Only the caller's own tools: an agent it may not use is as unknown as a made-up name.
             let Some(spec) =
@@ -326,8 +419,12 @@ impl ServerHandler for SupervisorMcp {
             else {
                 return Err(ErrorData::invalid_params(format!("unknown tool `{name}`"), None));
             };
-            let (question, _) = arguments(request.arguments.as_ref(), false)?;
-            RunRequest { question: format!("{} {question}", spec.name), ..Default::default() }
+            match arguments(args, false, needs_question(spec)) {
+                Ok((question, _)) => {
+                    RunRequest { question, agent: Some(spec.name.clone()), ..Default::default() }
+                }
+                Err(why) => return Ok(invalid_arguments(name, &why).into()),
+            }
         };
         let response = self.run(caller, run, &ctx).await;
         Ok(result(&response).into())
@@ -395,4 +492,67 @@ pub async fn caller_for_token(runtime: &Runtime, token: &str) -> switchboard_cor
     })?;
     headers.insert(axum::http::header::AUTHORIZATION, value);
     runtime.identity.authenticate(&headers, std::net::IpAddr::from([127, 0, 0, 1])).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_core::AuthMethod;
+
+    fn sql_tool(parameters: Value) -> AgentSpec {
+        AgentSpec {
+            settings: json!({"database": "x.db", "sql": "SELECT 1", "parameters": parameters}),
+            ..AgentSpec::new("t", AgentKind::Tool, "a tool")
+        }
+    }
+
+    #[test]
+    fn only_a_sql_tool_with_nothing_required_needs_no_question() {
+        assert!(!needs_question(&sql_tool(json!([]))));
+        assert!(!needs_question(&sql_tool(json!([{"name": "n", "type": "integer", "default": 20}]))));
+        assert!(!needs_question(&sql_tool(json!([{"name": "e", "type": "email", "required": false}]))));
+        assert!(needs_question(&sql_tool(json!([{"name": "p", "type": "percent"}]))));
+        let http = AgentSpec {
+            settings: json!({"http": {"method": "GET", "path": "/x"}}),
+            ..AgentSpec::new("h", AgentKind::Tool, "an HTTP tool")
+        };
+        assert!(needs_question(&http));
+        assert!(needs_question(&AgentSpec::new("k", AgentKind::Knowledge, "documents")));
+    }
+
+    #[test]
+    fn arguments_fit_the_schema_or_say_why_not() {
+        let args = |v: Value| match v {
+            Value::Object(map) => map,
+            _ => JsonObject::new(),
+        };
+        let asked = arguments(Some(&args(json!({"question": "hi", "thread_id": "t"}))), true, true);
+        assert_eq!(asked, Ok(("hi".to_string(), Some("t".to_string()))));
+        assert_eq!(arguments(None, false, false), Ok((String::new(), None)));
+        assert_eq!(arguments(None, true, true), Err("`question` is required".to_string()));
+        let blank = arguments(Some(&args(json!({"question": " "}))), false, true);
+        assert_eq!(blank, Err("`question` is empty".to_string()));
+        let extra = arguments(Some(&args(json!({"question": "hi", "x": 1}))), true, true);
+        assert_eq!(extra, Err("unknown argument `x`".to_string()));
+        let thread = arguments(Some(&args(json!({"question": "hi", "thread_id": "t"}))), false, true);
+        assert!(thread.is_err_and(|why| why.contains("use `ask`")));
+    }
+
+    #[test]
+    fn a_session_follows_its_subjects_roles_and_refuses_other_subjects() {
+        let caller = |subject: &str, groups: &[&str]| {
+            let groups = groups.iter().map(|g| g.to_string()).collect();
+            Caller::new(subject, format!("{subject}@example.com"), groups, AuthMethod::Development)
+        };
+        let session = Session::new(None);
+        let changed = session.roles_changed.subscribe();
+        assert!(session.observe(&caller("alice", &["west_sales"])).is_ok());
+        assert!(session.observe(&caller("alice", &["west_sales"])).is_ok());
+        assert!(!changed.has_changed().unwrap_or(true), "the same roles are no change");
+        assert!(session.observe(&caller("alice", &["west_sales", "admin"])).is_ok());
+        assert!(changed.has_changed().unwrap_or(false), "new roles wake the watcher");
+        assert_eq!(session.caller().map(|c| c.groups().len()), Some(2));
+        assert!(session.observe(&caller("bob", &["admin"])).is_err());
+        assert_eq!(session.caller().map(|c| c.subject().to_string()), Some("alice".to_string()));
+    }
 }

@@ -104,12 +104,14 @@ pub(crate) async fn observe(State(state): State<AppState>, mut request: Request,
 /// status and headers (e.g. `allow` on a 405).
 fn shape_error(response: Response, state: &AppState, method: &Method) -> Response {
     let status = response.status();
-    let is_json = response
+    // JSON errors are ours already; HTML error pages are made on purpose, for a browser (the
+    // OAuth callback's).
+    let deliberate = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
+    if !(status.is_client_error() || status.is_server_error()) || deliberate {
         return response;
     }
     let (kind, message) = match status {

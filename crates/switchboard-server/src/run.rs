@@ -207,10 +207,12 @@ impl Run {
         }
     }
 
-    /// Like [`decide`](Self::decide), for a streamed request whose answer may stream as an LLM
-    /// writes it: settled either when the run ends (its error status, or its whole outcome) or
-    /// when the run announces that it succeeded and its answer's first piece arrives — routing,
-    /// policy and every sub-agent call are over by then, so a denial is still a real 403.
+    /// Like [`decide`](Self::decide), for a streamed request whose answer may stream as it is
+    /// produced: settled either when the run ends (its error status, or its whole outcome) or
+    /// when the run announces its stream and the answer's first piece arrives. Routing and policy
+    /// are decided by then, so a denial is still a real 403; a single agent streaming its own
+    /// answer may still fail after its first piece, which [`live_sse`]'s tail then reports as an
+    /// error event.
     pub(crate) async fn decide_stream(mut self, retry_after: Duration) -> Result<Decided, ApiError> {
         let budget = self.ctx.remaining() + DEADLINE_GRACE;
         if let Ok(Some(first)) = tokio::time::timeout(budget, self.live.recv()).await {
@@ -259,7 +261,8 @@ pub(crate) fn sse(events: Vec<Event>) -> Response {
 /// The error a run's outcome is answered with, if it is not a success. `ok` and `clarify` (the
 /// answer is the clarifying question) succeed; `denied` is 403 with the denial; `error` is the
 /// status its failed calls map to (504 for a timeout, 429 with `retry-after` when every failure
-/// was a rate limit, 502 for upstream failures).
+/// was a rate limit, 503 with `retry-after` when every call met an open circuit, 502 for upstream
+/// failures).
 pub(crate) fn outcome_error(response: &RunResponse, retry_after: Duration) -> Option<ApiError> {
     let failures = || {
         let failed: Vec<_> = response.steps.iter().filter(|s| s.status != "ok").collect();
@@ -282,6 +285,9 @@ pub(crate) fn outcome_error(response: &RunResponse, retry_after: Duration) -> Op
             let statuses: Vec<u16> = response.steps.iter().filter_map(|s| s.error_status).collect();
             let kind = if !statuses.is_empty() && statuses.iter().all(|s| *s == 429) {
                 ErrorKind::RateLimited
+            } else if !statuses.is_empty() && statuses.iter().all(|s| *s == 503) {
+                // Every call failed fast on an open circuit: 503 with its wait, as for one call.
+                ErrorKind::Unavailable
             } else if statuses.contains(&504) {
                 ErrorKind::Timeout
             } else if statuses.contains(&499) {
@@ -292,6 +298,10 @@ pub(crate) fn outcome_error(response: &RunResponse, retry_after: Duration) -> Op
                 ErrorKind::Upstream
             };
             let mut error = Error::new(kind, failures());
+            if kind == ErrorKind::Unavailable {
+                let wait = response.steps.iter().filter_map(|s| s.retry_after_ms).max();
+                error.retry_after = wait.map(Duration::from_millis);
+            }
             if kind == ErrorKind::RateLimited {
                 // The longest wait of the limits that tripped, each derived from its window; the
                 // configured rate is the fallback for a refusal that named none (an upstream 429).
@@ -348,6 +358,7 @@ mod tests {
             ErrorKind::Timeout
         );
         assert_eq!(kind_of(vec![step("a", "error", Some(429))]), ErrorKind::RateLimited);
+        assert_eq!(kind_of(vec![step("a", "error", Some(503))]), ErrorKind::Unavailable, "an open circuit");
         assert_eq!(
             kind_of(vec![step("a", "error", Some(429)), step("b", "error", Some(502))]),
             ErrorKind::Upstream

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use switchboard_runtime::config::RouterKind;
 use switchboard_testkit::llm::{Script, ScriptedLlm};
+use switchboard_testkit::sse::SseReader;
 
 const CAROL: Option<&str> = Some("carol@example.com");
 
@@ -66,31 +67,25 @@ struct Seen {
 
 /// Reads an event stream as it arrives, taking text pieces with `piece`.
 async fn read(
-    mut response: reqwest::Response,
+    response: reqwest::Response,
     llm: &ScriptedLlm,
     piece: impl Fn(&Value) -> Option<String>,
 ) -> Seen {
     let mut seen = Seen { deltas: vec![], before_model_finished: 0, first_at: None, events: vec![] };
-    let mut buffer = String::new();
-    while let Some(chunk) = response.chunk().await.unwrap() {
-        buffer.push_str(std::str::from_utf8(&chunk).unwrap());
-        while let Some(end) = buffer.find("\n\n") {
-            let block: String = buffer.drain(..end + 2).collect();
-            for data in block.lines().filter_map(|l| l.strip_prefix("data: ")) {
-                if data == "[DONE]" {
-                    continue;
-                }
-                let event: Value = serde_json::from_str(data).unwrap();
-                if let Some(text) = piece(&event) {
-                    seen.first_at.get_or_insert_with(Instant::now);
-                    if llm.streams_finished() == 0 {
-                        seen.before_model_finished += 1;
-                    }
-                    seen.deltas.push(text);
-                }
-                seen.events.push(event);
-            }
+    let mut reader = SseReader::new(response);
+    while let Some(data) = reader.next().await {
+        if data == "[DONE]" {
+            continue;
         }
+        let event: Value = serde_json::from_str(&data).unwrap();
+        if let Some(text) = piece(&event) {
+            seen.first_at.get_or_insert_with(Instant::now);
+            if llm.streams_finished() == 0 {
+                seen.before_model_finished += 1;
+            }
+            seen.deltas.push(text);
+        }
+        seen.events.push(event);
     }
     seen
 }

@@ -8,6 +8,9 @@
 //! enqueue, and a single writer thread batches the queue into transactions. Recording never waits
 //! for the store: while it is unavailable, rows spill to a local append-only file ([`SpillConfig`])
 //! and are replayed in order, exactly once, when it is back, or at the next start after a crash.
+//! Payload log rows, thread turns and stored responses take the same queue; the last two are
+//! served from memory until they are committed, so neither writing nor reading back what was just
+//! written waits for the store.
 //! [`Store::flush`] is the synchronisation point for callers that need the rows on disk (CLI
 //! exit, graceful shutdown, tests).
 //!
@@ -15,7 +18,9 @@
 //! written synchronously, because a revoke that is merely queued is not a revoke. Every change
 //! bumps a version counter kept in the database, so any process sharing the store can notice it.
 
+mod behind;
 pub mod memory;
+mod payload;
 mod postgres;
 mod queue;
 mod schema;
@@ -23,7 +28,9 @@ mod spill;
 mod sqlite;
 mod usage;
 
+pub use behind::DEFAULT_PENDING_CAPACITY;
 pub use memory::MemorySink;
+pub use payload::{MAX_PAYLOAD_ROWS, PayloadFilter, PayloadRow, TRUNCATION_MARKER, cap as cap_payload};
 pub use postgres::PostgresStore;
 pub use schema::SCHEMA_VERSION;
 pub use spill::{DEFAULT_SPILL_MAX_BYTES, SpillConfig};
@@ -48,7 +55,7 @@ pub struct ConnectionGrant {
 
 /// One stored Responses API response: what `GET /v1/responses/{id}` returns, and the conversation
 /// a later `previous_response_id` continues.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StoredResponse {
     /// The response id (`resp_…`).
     pub id: String,
@@ -94,13 +101,19 @@ pub trait Store: TelemetrySink + Send + Sync {
         by: Option<UsageGroup>,
     ) -> Result<Vec<UsageTotal>>;
 
-    /// Appends `message` as the next turn of `thread_id`, attributed to `request_id`.
+    /// Appends `message` as the next turn of `thread_id`, attributed to `request_id`. Written
+    /// behind, like telemetry: this never waits for the store, the turn is read back from memory
+    /// until it is committed (or, in an outage, spilled and replayed), and turns keep the order
+    /// they were appended in. Fails (503) only when too many writes already wait for the store
+    /// ([`DEFAULT_PENDING_CAPACITY`]).
     async fn append_turn(&self, thread_id: &str, request_id: &str, message: &Message) -> Result<()>;
 
     /// The turns of a thread, oldest first; empty for an unknown thread.
     async fn thread(&self, thread_id: &str) -> Result<Vec<Message>>;
 
-    /// Stores `response`, replacing one with the same id. Durable when this returns.
+    /// Stores `response`, replacing one with the same id. Written behind as
+    /// [`Self::append_turn`] is: readable at once, committed (or spilled to local disk) soon after,
+    /// and never waiting for the store.
     async fn put_response(&self, response: &StoredResponse) -> Result<()>;
 
     /// The response `id` if `owner` stored it at or after `not_before_unix_ms` (older ones are
@@ -118,6 +131,13 @@ pub trait Store: TelemetrySink + Send + Sync {
 
     /// Deletes every response stored before `before_unix_ms`; returns how many.
     async fn purge_responses(&self, before_unix_ms: u64) -> Result<u64>;
+
+    /// Queues a payload log row (see [`PayloadRow`]); like telemetry, never waits for the store.
+    fn log_payload(&self, row: PayloadRow);
+
+    /// The newest payload rows matching `filter`, newest first. The filter is checked first
+    /// ([`PayloadFilter::validate`]).
+    async fn payloads(&self, filter: &PayloadFilter) -> Result<Vec<PayloadRow>>;
 
     /// Returns once every span and audit row enqueued before the call has been written to the
     /// store or, while the store is unavailable, durably spilled to local disk, so it never hangs
@@ -168,6 +188,31 @@ pub trait Store: TelemetrySink + Send + Sync {
     /// PostgreSQL wakes it through LISTEN/NOTIFY (falling back to sleeping while the listening
     /// connection is being re-established); SQLite has no notifications and simply sleeps.
     async fn wait_grants_changed(&self, max_wait: Duration);
+
+    /// Stores `sealed`, a user's refresh token for a per-user OAuth connection already encrypted
+    /// by the caller (the store never sees it in the clear), replacing the one held before.
+    /// Durable when this returns.
+    async fn put_user_token(&self, connection: &str, subject: &str, sealed: &[u8]) -> Result<()> {
+        let _ = (connection, subject, sealed);
+        Err(no_user_tokens())
+    }
+
+    /// The sealed refresh token `subject` holds for `connection`, if any.
+    async fn user_token(&self, connection: &str, subject: &str) -> Result<Option<Vec<u8>>> {
+        let _ = (connection, subject);
+        Err(no_user_tokens())
+    }
+
+    /// Forgets it (the user disconnected). `Ok(true)` when there was one.
+    async fn delete_user_token(&self, connection: &str, subject: &str) -> Result<bool> {
+        let _ = (connection, subject);
+        Err(no_user_tokens())
+    }
+}
+
+/// What a store without a user token table answers.
+fn no_user_tokens() -> switchboard_core::Error {
+    switchboard_core::Error::config("this store keeps no per-user OAuth tokens")
 }
 
 /// Checks the names a grant operation takes. The values are left out of the messages: they may

@@ -9,6 +9,8 @@
 
 mod grants;
 
+use crate::behind::{merge_turns, pending_response};
+use crate::payload::{PayloadFilter, PayloadRow};
 use crate::queue::{Batches, Record, Unavailable, WriteQueue};
 use crate::spill::SpillConfig;
 use crate::usage::{AuditFilter, UsageGroup, UsageRow, UsageTotal, with_grand_total};
@@ -23,7 +25,6 @@ use switchboard_core::{
 };
 use tokio::sync::oneshot;
 use tokio_postgres::config::{Host, SslMode};
-use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 
@@ -40,11 +41,6 @@ const POOL_WAIT: Duration = Duration::from_secs(30);
 /// The longest the writer waits to (re)connect. Short, because while it waits the queue fills
 /// and rows overflow to the spill file; the replay retries soon enough.
 const WRITER_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// How often `append_turn` retries after losing a race for a sequence number. The advisory lock
-/// makes such races impossible between Switchboard processes; the retry only guards against a
-/// writer that appends without taking the lock.
-const TURN_ATTEMPTS: u32 = 5;
 
 /// The first key of the advisory lock that serialises schema creation; the second is a hash of the
 /// schema name, so replicas using different schemas of one database do not wait for each other.
@@ -154,6 +150,37 @@ CREATE INDEX IF NOT EXISTS usage_ts_unix_ms ON usage (ts_unix_ms);
 CREATE INDEX IF NOT EXISTS usage_request_id ON usage (request_id);
 ";
 
+/// Schema version 6: the payload log, as in SQLite (see `schema.rs` there).
+const SCHEMA_V6: &str = "
+CREATE TABLE IF NOT EXISTS payloads (
+    row_id TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    ts_unix_ms BIGINT NOT NULL,
+    caller_email TEXT NOT NULL,
+    caller_subject TEXT,
+    endpoint TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    duration_ms BIGINT NOT NULL,
+    request_body TEXT NOT NULL,
+    response_body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS payloads_ts_unix_ms ON payloads (ts_unix_ms);
+CREATE INDEX IF NOT EXISTS payloads_request_id ON payloads (request_id);
+ALTER TABLE thread_turns ADD COLUMN IF NOT EXISTS turn_id TEXT;
+CREATE UNIQUE INDEX IF NOT EXISTS thread_turns_turn_id ON thread_turns (turn_id);
+";
+
+/// Schema version 7: users' sealed refresh tokens, as in SQLite (see `schema.rs` there).
+const SCHEMA_V7: &str = "
+CREATE TABLE IF NOT EXISTS user_tokens (
+    connection TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    sealed BYTEA NOT NULL,
+    updated_unix_ms BIGINT NOT NULL,
+    PRIMARY KEY (connection, subject)
+);
+";
+
 /// Schema version 3: stored Responses API responses, as in SQLite. The body and turns are TEXT,
 /// not JSONB: they are only ever read back whole, and TEXT keeps them byte-for-byte.
 const SCHEMA_V3: &str = "
@@ -197,6 +224,22 @@ const INSERT_USAGE: &str = "INSERT INTO usage (span_id, request_id, ts_unix_ms, 
      $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], $12::text[]) \
      ON CONFLICT (span_id) DO NOTHING";
 
+/// Payload log rows; a row id seen before (a replayed batch) inserts nothing.
+const INSERT_PAYLOADS: &str = "INSERT INTO payloads (row_id, request_id, ts_unix_ms, caller_email, \
+     caller_subject, endpoint, status, duration_ms, request_body, response_body) \
+     SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], \
+     $7::int[], $8::bigint[], $9::text[], $10::text[]) ON CONFLICT (row_id) DO NOTHING";
+
+const PAYLOAD_COLUMNS: &str = "request_id, ts_unix_ms, caller_email, caller_subject, endpoint, \
+     status, duration_ms, request_body, response_body";
+
+const PUT_RESPONSE: &str = "INSERT INTO responses (id, owner, previous_id, turns, body, created_unix_ms) \
+     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE SET owner = EXCLUDED.owner, \
+     previous_id = EXCLUDED.previous_id, turns = EXCLUDED.turns, body = EXCLUDED.body, \
+     created_unix_ms = EXCLUDED.created_unix_ms";
+
+const DELETE_RESPONSE: &str = "DELETE FROM responses WHERE id = $1 AND owner = $2";
+
 const USAGE_COLUMNS: &str = "span_id, request_id, ts_unix_ms, caller_email, caller_role, agent, \
      model, prompt_tokens, completion_tokens, latency_ms, status, usage_context";
 
@@ -212,9 +255,12 @@ const AUDIT_COLUMNS: &str = "request_id, span_id, ts_unix_ms, caller_email, call
 /// deployments sharing a database do not contend; the lock ends with the transaction.
 const LOCK_THREAD: &str = "SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || '/' || $1, 0))";
 
+/// The next turn of a thread, under [`LOCK_THREAD`]; a turn id seen before (a replayed batch)
+/// inserts nothing.
 const APPEND_TURN: &str = "INSERT INTO thread_turns (thread_id, seq, request_id, role, content, agent, \
-     created_unix_ms) SELECT $1::text, COALESCE(MAX(seq) + 1, 0), $2::text, $3::text, $4::text, \
-     $5::text, $6::bigint FROM thread_turns WHERE thread_id = $1::text";
+     created_unix_ms, turn_id) SELECT $1::text, COALESCE(MAX(seq) + 1, 0), $2::text, $3::text, $4::text, \
+     $5::text, $6::bigint, $7::text FROM thread_turns WHERE thread_id = $1::text \
+     ON CONFLICT (turn_id) DO NOTHING";
 
 /// PostgreSQL-backed [`Store`]: several replicas may share one database (and schema).
 ///
@@ -237,6 +283,8 @@ const APPEND_TURN: &str = "INSERT INTO thread_turns (thread_id, seq, request_id,
 pub struct PostgresStore {
     target: String,
     pool: Pool,
+    /// Fails reads fast for a while after a connection attempt failed (see [`Breaker`]).
+    down: Breaker,
     /// Spans and audit rows on their way to the writer thread; dropping it drains the queue.
     writes: WriteQueue,
     grants: grants::GrantsListener,
@@ -315,7 +363,7 @@ impl PostgresStore {
         // Last, so that a failed connect leaves no listener task behind.
         let grants = grants::GrantsListener::start(config).await;
 
-        Ok(Self { target, pool, writes, grants })
+        Ok(Self { target, pool, down: Breaker::default(), writes, grants })
     }
 
     /// Where the store is connected, as `postgres://user@host:port/dbname`: never the password.
@@ -332,13 +380,35 @@ impl PostgresStore {
     }
 
     async fn client(&self, op: &str) -> Result<deadpool_postgres::Object> {
-        self.pool.get().await.map_err(|e| {
-            Error::upstream(format!(
-                "store: {op} failed: no connection to {}: {}",
-                self.target,
-                describe_pool(&e)
-            ))
-        })
+        if let Some(wait) = self.down.open_for() {
+            return Err(Error::unavailable(
+                format!(
+                    "store: {op} failed: {} is unavailable (the last connection attempt failed; \
+                     the next is made in {} ms)",
+                    self.target,
+                    wait.as_millis()
+                ),
+                wait,
+            ));
+        }
+        match self.pool.get().await {
+            Ok(client) => {
+                self.down.succeeded();
+                Ok(client)
+            }
+            Err(e) => {
+                // Only a failed connection attempt says the server is away; a wait for a busy
+                // pool's free connection says nothing about it.
+                if !matches!(e, PoolError::Timeout(deadpool_postgres::TimeoutType::Wait)) {
+                    self.down.failed();
+                }
+                Err(Error::upstream(format!(
+                    "store: {op} failed: no connection to {}: {}",
+                    self.target,
+                    describe_pool(&e)
+                )))
+            }
+        }
     }
 
     async fn query(&self, op: &str, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
@@ -454,69 +524,34 @@ impl Store for PostgresStore {
     }
 
     async fn append_turn(&self, thread_id: &str, request_id: &str, message: &Message) -> Result<()> {
-        let op = "appending a thread turn";
-        let created_unix_ms = now_unix_ms();
-        let turn = Turn {
-            thread_id: clean(thread_id),
-            request_id: clean(request_id),
-            role: role_name(message.role),
-            content: clean(&message.content),
-            agent: message.agent.as_deref().map(clean),
-            created_unix_ms,
-        };
-        let mut client = self.client(op).await?;
-        let mut attempt = 1;
-        loop {
-            match turn.append(&mut client).await {
-                Ok(()) => return Ok(()),
-                Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) && attempt < TURN_ATTEMPTS => {
-                    attempt += 1;
-                }
-                Err(e) => return Err(pg_error(op, &e)),
-            }
-        }
+        self.writes.append_turn(thread_id, request_id, message)
     }
 
     async fn thread(&self, thread_id: &str) -> Result<Vec<Message>> {
         let op = "reading a thread";
+        // Pending turns first: see `WriteBehind::turns`.
+        let pending = self.writes.behind().turns(thread_id);
         let rows = self
             .query(
                 op,
-                "SELECT role, content, agent FROM thread_turns WHERE thread_id = $1 ORDER BY seq",
+                "SELECT role, content, agent, turn_id FROM thread_turns WHERE thread_id = $1 ORDER BY seq",
                 &[&thread_id],
             )
             .await?;
-        rows.iter()
+        let stored = rows
+            .iter()
             .map(|row| {
-                Ok(Message { role: enum_col(row, 0)?, content: text(row, 1)?, agent: opt_text(row, 2)? })
+                let message =
+                    Message { role: enum_col(row, 0)?, content: text(row, 1)?, agent: opt_text(row, 2)? };
+                Ok((opt_text(row, 3)?, message))
             })
             .collect::<Result<_, Undecodable>>()
-            .map_err(|e| e.into_error(op))
+            .map_err(|e| e.into_error(op))?;
+        Ok(merge_turns(stored, pending))
     }
 
     async fn put_response(&self, response: &StoredResponse) -> Result<()> {
-        let op = "storing a response";
-        let turns = serde_json::to_string(&response.turns)
-            .map_err(|e| Error::internal(format!("store: encoding a response's turns failed: {e}")))?;
-        let created = i64::try_from(response.created_unix_ms).unwrap_or(i64::MAX);
-        // JSON text escapes NUL, so only the plain columns need cleaning.
-        self.query(
-            op,
-            "INSERT INTO responses (id, owner, previous_id, turns, body, created_unix_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE SET owner = EXCLUDED.owner, \
-             previous_id = EXCLUDED.previous_id, turns = EXCLUDED.turns, body = EXCLUDED.body, \
-             created_unix_ms = EXCLUDED.created_unix_ms",
-            &[
-                &clean(&response.id),
-                &clean(&response.owner),
-                &response.previous_id.as_deref().map(clean),
-                &turns,
-                &response.body.to_string(),
-                &created,
-            ],
-        )
-        .await
-        .map(drop)
+        self.writes.put_response(response)
     }
 
     async fn response(
@@ -525,6 +560,9 @@ impl Store for PostgresStore {
         id: &str,
         not_before_unix_ms: u64,
     ) -> Result<Option<StoredResponse>> {
+        if let Some(pending) = self.writes.behind().response(owner, id) {
+            return Ok(pending_response(pending, not_before_unix_ms));
+        }
         let op = "reading a response";
         let not_before = i64::try_from(not_before_unix_ms).unwrap_or(i64::MAX);
         let rows = self
@@ -550,16 +588,21 @@ impl Store for PostgresStore {
     }
 
     async fn delete_response(&self, owner: &str, id: &str) -> Result<bool> {
+        if let Some(deleted) = self.writes.delete_pending_response(owner, id) {
+            return Ok(deleted);
+        }
         let op = "deleting a response";
         let client = self.client(op).await?;
         client
-            .execute("DELETE FROM responses WHERE id = $1 AND owner = $2", &[&clean(id), &clean(owner)])
+            .execute(DELETE_RESPONSE, &[&clean(id), &clean(owner)])
             .await
             .map(|n| n > 0)
             .map_err(|e| pg_error(op, &e))
     }
 
     async fn purge_responses(&self, before_unix_ms: u64) -> Result<u64> {
+        // Responses still written behind are committed (or spilled) first, so none escapes the purge.
+        self.writes.flush().await;
         let op = "purging expired responses";
         let before = i64::try_from(before_unix_ms).unwrap_or(i64::MAX);
         let client = self.client(op).await?;
@@ -567,6 +610,24 @@ impl Store for PostgresStore {
             .execute("DELETE FROM responses WHERE created_unix_ms < $1", &[&before])
             .await
             .map_err(|e| pg_error(op, &e))
+    }
+
+    fn log_payload(&self, row: PayloadRow) {
+        self.writes.payload(row);
+    }
+
+    async fn payloads(&self, filter: &PayloadFilter) -> Result<Vec<PayloadRow>> {
+        filter.validate()?;
+        let op = "reading payload rows";
+        let since = filter.since_unix_ms.map(|t| i64::try_from(t).unwrap_or(i64::MAX));
+        let limit = i64::try_from(filter.limit).unwrap_or(i64::MAX);
+        let request_id = filter.request_id.as_deref().map(clean);
+        let sql = format!(
+            "SELECT {PAYLOAD_COLUMNS} FROM payloads WHERE ($1::bigint IS NULL OR ts_unix_ms >= $1) \
+             AND ($2::text IS NULL OR request_id = $2) ORDER BY ts_unix_ms DESC, row_id DESC LIMIT $3"
+        );
+        let rows = self.query(op, &sql, &[&since, &request_id, &limit]).await?;
+        rows.iter().map(|row| payload_from_row(row).map_err(|e| e.into_error(op))).collect()
     }
 
     async fn flush(&self) {
@@ -636,42 +697,95 @@ impl Store for PostgresStore {
     async fn wait_grants_changed(&self, max_wait: Duration) {
         self.grants.wait(max_wait).await;
     }
+
+    async fn put_user_token(&self, connection: &str, subject: &str, sealed: &[u8]) -> Result<()> {
+        check_grant_names(connection, &[subject], "user token")?;
+        self.query(
+            "storing a user token",
+            "INSERT INTO user_tokens (connection, subject, sealed, updated_unix_ms) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (connection, subject) DO UPDATE SET sealed = EXCLUDED.sealed, \
+             updated_unix_ms = EXCLUDED.updated_unix_ms",
+            &[&connection, &subject, &sealed, &now_unix_ms()],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn user_token(&self, connection: &str, subject: &str) -> Result<Option<Vec<u8>>> {
+        let op = "reading a user token";
+        let rows = self
+            .query(
+                op,
+                "SELECT sealed FROM user_tokens WHERE connection = $1 AND subject = $2",
+                &[&clean(connection), &clean(subject)],
+            )
+            .await?;
+        rows.first().map(|row| row.try_get::<_, Vec<u8>>(0).map_err(|e| pg_error(op, &e))).transpose()
+    }
+
+    async fn delete_user_token(&self, connection: &str, subject: &str) -> Result<bool> {
+        let op = "deleting a user token";
+        let client = self.client(op).await?;
+        client
+            .execute(
+                "DELETE FROM user_tokens WHERE connection = $1 AND subject = $2",
+                &[&clean(connection), &clean(subject)],
+            )
+            .await
+            .map(|n| n > 0)
+            .map_err(|e| pg_error(op, &e))
+    }
 }
 
 fn now_unix_ms() -> i64 {
     i64::try_from(unix_nanos_now() / 1_000_000).unwrap_or(i64::MAX)
 }
 
-/// One thread turn, cleaned for PostgreSQL, ready to be (re)tried.
-struct Turn<'a> {
-    thread_id: Cow<'a, str>,
-    request_id: Cow<'a, str>,
-    role: &'static str,
-    content: Cow<'a, str>,
-    agent: Option<Cow<'a, str>>,
-    created_unix_ms: i64,
+/// The shortest and longest time reads fail fast after a failed connection attempt.
+const BREAKER_MIN: Duration = Duration::from_millis(250);
+const BREAKER_MAX: Duration = Duration::from_secs(5);
+
+/// A circuit breaker on the read pool. While PostgreSQL is unavailable every read would otherwise
+/// make a connection attempt of its own (each one a server process forked only to be refused, or
+/// a wait for the connect timeout when the host is unreachable): polls of the grants version,
+/// thread and stored-response reads, health probes. After a failed attempt, reads fail at once
+/// (503 with `Retry-After`) for a back-off that doubles from [`BREAKER_MIN`] to [`BREAKER_MAX`];
+/// the first read after it tries again, and a success closes the breaker.
+#[derive(Default)]
+struct Breaker {
+    state: std::sync::Mutex<BreakerState>,
 }
 
-impl Turn<'_> {
-    async fn append(&self, client: &mut deadpool_postgres::Object) -> Result<(), tokio_postgres::Error> {
-        let tx = client.transaction().await?;
-        let lock = tx.prepare_cached(LOCK_THREAD).await?;
-        tx.execute(&lock, &[&self.thread_id.as_ref()]).await?;
-        let insert = tx.prepare_cached(APPEND_TURN).await?;
-        let agent = self.agent.as_deref();
-        tx.execute(
-            &insert,
-            &[
-                &self.thread_id.as_ref(),
-                &self.request_id.as_ref(),
-                &self.role,
-                &self.content.as_ref(),
-                &agent,
-                &self.created_unix_ms,
-            ],
-        )
-        .await?;
-        tx.commit().await
+#[derive(Default)]
+struct BreakerState {
+    open_until: Option<std::time::Instant>,
+    backoff: Option<Duration>,
+}
+
+impl Breaker {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BreakerState> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// How long reads still fail fast; `None` when a connection may be tried.
+    fn open_for(&self) -> Option<Duration> {
+        let until = self.lock().open_until?;
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        (!left.is_zero()).then_some(left)
+    }
+
+    fn failed(&self) {
+        let mut state = self.lock();
+        let backoff = state.backoff.map_or(BREAKER_MIN, |b| (b * 2).min(BREAKER_MAX));
+        state.backoff = Some(backoff);
+        state.open_until = Some(std::time::Instant::now() + backoff);
+    }
+
+    fn succeeded(&self) {
+        let mut state = self.lock();
+        if state.backoff.is_some() {
+            *state = BreakerState::default();
+        }
     }
 }
 
@@ -795,6 +909,12 @@ async fn migrate_in(tx: &tokio_postgres::Transaction<'_>) -> Result<()> {
     if current < 5 {
         tx.batch_execute(SCHEMA_V5).await.map_err(on("adding the usage table"))?;
     }
+    if current < 6 {
+        tx.batch_execute(SCHEMA_V6).await.map_err(on("adding the payload log table and thread turn ids"))?;
+    }
+    if current < 7 {
+        tx.batch_execute(SCHEMA_V7).await.map_err(on("adding the user token table"))?;
+    }
     tx.execute(
         "INSERT INTO switchboard_schema_version (singleton, version) VALUES (TRUE, $1) \
          ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version",
@@ -808,9 +928,34 @@ async fn migrate_in(tx: &tokio_postgres::Transaction<'_>) -> Result<()> {
 /// The writer's connection and its prepared inserts.
 struct WriterConn {
     client: Client,
+    stmts: Statements,
+}
+
+/// The writer's prepared statements.
+struct Statements {
     insert_spans: Statement,
     insert_audit: Statement,
     insert_usage: Statement,
+    insert_payloads: Statement,
+    lock_thread: Statement,
+    append_turn: Statement,
+    put_response: Statement,
+    delete_response: Statement,
+}
+
+impl Statements {
+    async fn prepare(client: &Client) -> Result<Self, tokio_postgres::Error> {
+        Ok(Self {
+            insert_spans: client.prepare(INSERT_SPANS).await?,
+            insert_audit: client.prepare(INSERT_AUDIT).await?,
+            insert_usage: client.prepare(INSERT_USAGE).await?,
+            insert_payloads: client.prepare(INSERT_PAYLOADS).await?,
+            lock_thread: client.prepare(LOCK_THREAD).await?,
+            append_turn: client.prepare(APPEND_TURN).await?,
+            put_response: client.prepare(PUT_RESPONSE).await?,
+            delete_response: client.prepare(DELETE_RESPONSE).await?,
+        })
+    }
 }
 
 /// The writer thread's state: its connection, re-established after a failure.
@@ -833,10 +978,8 @@ impl Writer {
                         tracing::debug!(error = %describe(&e), "store: the writer's connection closed");
                     }
                 });
-                let insert_spans = client.prepare(INSERT_SPANS).await?;
-                let insert_audit = client.prepare(INSERT_AUDIT).await?;
-                let insert_usage = client.prepare(INSERT_USAGE).await?;
-                WriterConn { client, insert_spans, insert_audit, insert_usage }
+                let stmts = Statements::prepare(&client).await?;
+                WriterConn { client, stmts }
             }
         };
         Ok(self.conn.insert(conn))
@@ -873,8 +1016,15 @@ impl Writer {
         }
         let conn = self.connection().await?;
         let tx = conn.client.transaction().await?;
-        let inserted =
-            insert_columns(&tx, &conn.insert_spans, &conn.insert_audit, &conn.insert_usage, &columns).await;
+        let mut inserted = insert_columns(&tx, &conn.stmts, &columns).await;
+        if inserted.is_ok() {
+            for record in batch {
+                if let Err(e) = apply_ordered(&tx, &conn.stmts, record).await {
+                    inserted = Err(e);
+                    break;
+                }
+            }
+        }
         let mut skipped = columns.skipped;
         match inserted {
             Ok(spans) => skipped += columns.spans.len() - spans,
@@ -886,15 +1036,11 @@ impl Writer {
                     one.push(record);
                     skipped += one.skipped;
                     let sp = tx.savepoint("row").await?;
-                    match insert_columns(
-                        &sp,
-                        &conn.insert_spans,
-                        &conn.insert_audit,
-                        &conn.insert_usage,
-                        &one,
-                    )
-                    .await
-                    {
+                    let applied = match insert_columns(&sp, &conn.stmts, &one).await {
+                        Ok(spans) => apply_ordered(&sp, &conn.stmts, record).await.map(|()| spans),
+                        Err(e) => Err(e),
+                    };
+                    match applied {
                         Ok(spans) => {
                             skipped += one.spans.len() - spans;
                             sp.commit().await?;
@@ -917,14 +1063,66 @@ impl Writer {
     }
 }
 
-/// Inserts the span and audit columns; returns how many spans were new.
+/// Writes `record` if it is one of those that must keep queue order (thread turns, stored
+/// responses and their deletes); the columnar rows are [`insert_columns`]'s.
+async fn apply_ordered(
+    tx: &tokio_postgres::Transaction<'_>,
+    st: &Statements,
+    record: &Record,
+) -> Result<(), tokio_postgres::Error> {
+    match record {
+        Record::Span(_) | Record::Audit { .. } | Record::Payload { .. } => Ok(()),
+        Record::Turn { id, thread_id, request_id, message, created_unix_ms } => {
+            let thread_id = clean(thread_id);
+            tx.execute(&st.lock_thread, &[&thread_id.as_ref()]).await?;
+            let created = i64::try_from(*created_unix_ms).unwrap_or(i64::MAX);
+            tx.execute(
+                &st.append_turn,
+                &[
+                    &thread_id.as_ref(),
+                    &clean(request_id).as_ref(),
+                    &role_name(message.role),
+                    &clean(&message.content).as_ref(),
+                    &message.agent.as_deref().map(clean),
+                    &created,
+                    &id.as_str(),
+                ],
+            )
+            .await
+            .map(drop)
+        }
+        Record::Response { response, .. } => {
+            // Encoding a Vec<Message> cannot fail; an empty list is the harmless fallback.
+            let turns = serde_json::to_string(&response.turns).unwrap_or_else(|_| "[]".into());
+            let created = i64::try_from(response.created_unix_ms).unwrap_or(i64::MAX);
+            // JSON text escapes NUL, so only the plain columns need cleaning.
+            tx.execute(
+                &st.put_response,
+                &[
+                    &clean(&response.id),
+                    &clean(&response.owner),
+                    &response.previous_id.as_deref().map(clean),
+                    &turns,
+                    &response.body.to_string(),
+                    &created,
+                ],
+            )
+            .await
+            .map(drop)
+        }
+        Record::DeleteResponse { owner, response_id, .. } => {
+            tx.execute(&st.delete_response, &[&clean(response_id), &clean(owner)]).await.map(drop)
+        }
+    }
+}
+
+/// Inserts the span, audit, usage and payload columns; returns how many spans were new.
 async fn insert_columns(
     tx: &tokio_postgres::Transaction<'_>,
-    insert_spans: &Statement,
-    insert_audit: &Statement,
-    insert_usage: &Statement,
+    st: &Statements,
     c: &Columns,
 ) -> Result<usize, tokio_postgres::Error> {
+    let (insert_spans, insert_audit, insert_usage) = (&st.insert_spans, &st.insert_audit, &st.insert_usage);
     let mut spans = 0;
     if !c.spans.is_empty() {
         let s = &c.spans;
@@ -996,6 +1194,25 @@ async fn insert_columns(
         )
         .await?;
     }
+    if !c.payloads.row_id.is_empty() {
+        let p = &c.payloads;
+        tx.execute(
+            &st.insert_payloads,
+            &[
+                &p.row_id,
+                &p.request_id,
+                &p.ts_unix_ms,
+                &p.caller_email,
+                &p.caller_subject,
+                &p.endpoint,
+                &p.status,
+                &p.duration_ms,
+                &p.request_body,
+                &p.response_body,
+            ],
+        )
+        .await?;
+    }
     Ok(spans)
 }
 
@@ -1005,6 +1222,7 @@ struct Columns {
     spans: SpanColumns,
     audit: AuditColumns,
     usage: UsageColumns,
+    payloads: PayloadColumns,
     /// Rows that cannot be stored at all (a time beyond `i64::MAX`).
     skipped: usize,
 }
@@ -1097,11 +1315,44 @@ impl AuditColumns {
     }
 }
 
+#[derive(Default)]
+struct PayloadColumns {
+    row_id: Vec<String>,
+    request_id: Vec<String>,
+    ts_unix_ms: Vec<i64>,
+    caller_email: Vec<String>,
+    caller_subject: Vec<Option<String>>,
+    endpoint: Vec<String>,
+    status: Vec<i32>,
+    duration_ms: Vec<i64>,
+    request_body: Vec<String>,
+    response_body: Vec<String>,
+}
+
+impl PayloadColumns {
+    fn push(&mut self, id: &str, row: &PayloadRow) {
+        let big = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.row_id.push(owned(id));
+        self.request_id.push(owned(&row.request_id));
+        self.ts_unix_ms.push(big(row.ts_unix_ms));
+        self.caller_email.push(owned(&row.caller_email));
+        self.caller_subject.push(row.caller_subject.as_deref().map(owned));
+        self.endpoint.push(owned(&row.endpoint));
+        self.status.push(i32::from(row.status));
+        self.duration_ms.push(big(row.duration_ms));
+        self.request_body.push(owned(&row.request_body));
+        self.response_body.push(owned(&row.response_body));
+    }
+}
+
 impl Columns {
     fn push(&mut self, record: &Record) {
         match record {
             Record::Span(span) => self.push_span(span),
             Record::Audit { id, row } => self.push_audit(id, row),
+            Record::Payload { id, row } => self.payloads.push(id, row),
+            // Written one by one, in order, by `apply_ordered`.
+            Record::Turn { .. } | Record::Response { .. } | Record::DeleteResponse { .. } => {}
         }
     }
 
@@ -1324,6 +1575,21 @@ fn audit_from_row(row: &Row) -> Result<AuditRecord, Undecodable> {
     })
 }
 
+fn payload_from_row(row: &Row) -> Result<PayloadRow, Undecodable> {
+    let status: i32 = row.try_get(5).map_err(|_| Undecodable(5))?;
+    Ok(PayloadRow {
+        request_id: text(row, 0)?,
+        ts_unix_ms: u64_col(row, 1)?,
+        caller_email: text(row, 2)?,
+        caller_subject: opt_text(row, 3)?,
+        endpoint: text(row, 4)?,
+        status: u16::try_from(status).map_err(|_| Undecodable(5))?,
+        duration_ms: u64_col(row, 6)?,
+        request_body: text(row, 7)?,
+        response_body: text(row, 8)?,
+    })
+}
+
 fn usage_from_row(row: &Row) -> Result<UsageRow, Undecodable> {
     Ok(UsageRow {
         span_id: text(row, 0)?,
@@ -1360,6 +1626,19 @@ fn status_name(status: SpanStatus) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_breaker_opens_with_a_growing_back_off_and_a_success_closes_it() {
+        let breaker = Breaker::default();
+        assert_eq!(breaker.open_for(), None, "closed at first");
+        breaker.failed();
+        let first = breaker.open_for().expect("open after a failure");
+        assert!(first <= BREAKER_MIN);
+        breaker.failed();
+        assert!(breaker.open_for().expect("still open") > BREAKER_MIN, "the back-off doubles");
+        breaker.succeeded();
+        assert_eq!(breaker.open_for(), None, "a success closes it");
+    }
 
     #[test]
     fn targets_never_show_the_password() {

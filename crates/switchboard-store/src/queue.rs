@@ -5,8 +5,13 @@
 //! batch) instead of waiting, and keeps spilling, so rows stay in order, until a replay of the file
 //! into the store succeeds; it retries with backoff. If the queue itself is full (the writer is
 //! stuck in a slow connection attempt), the recording call appends its row to the spill file
-//! directly rather than blocking; such a row may overtake rows still queued, which the replay
-//! does not reorder. Every row carries an id the stores insert idempotently (audit rows their row
+//! directly rather than blocking (a `write`, never an fsync: the writer's next batch syncs it);
+//! such a row may overtake rows still queued, which the replay does not reorder. The writer
+//! fsyncs outside the spill file's lock, and while it replays a long outage's file it keeps
+//! moving newly queued rows to the file behind it, so the queue does not fill meanwhile.
+//!
+//! Besides telemetry, the queue carries payload log rows, thread turns and stored responses (and
+//! their deletes); the last three are served from memory until committed (see `behind`). Every row carries an id the stores insert idempotently (audit rows their row
 //! id, spans their span id), so a batch whose commit was in doubt, or a file replayed again after
 //! a crash, is never doubled.
 //!
@@ -15,13 +20,16 @@
 //! left (spilling it if need be) and waits for it; what is still spilled then is replayed by the
 //! next process to open the same spill file.
 
+use crate::StoredResponse;
+use crate::behind::WriteBehind;
+use crate::payload::PayloadRow;
 use crate::spill::{Spill, SpillConfig};
 use serde::{Deserialize, Serialize};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use switchboard_core::{AuditRecord, Error, Result, SpanRecord, TelemetrySink};
+use switchboard_core::{AuditRecord, Error, Message, Result, SpanRecord, TelemetrySink};
 use tokio::sync::oneshot;
 
 /// Rows written in one transaction at most.
@@ -47,6 +55,43 @@ pub(crate) enum Record {
         /// The row.
         row: Box<AuditRecord>,
     },
+    /// A payload log row and its id (`payloads.row_id`), assigned when it is queued.
+    Payload {
+        /// The row id.
+        id: String,
+        /// The row.
+        row: Box<PayloadRow>,
+    },
+    /// A thread turn; its turn id (`thread_turns.turn_id`) makes the append idempotent. Its
+    /// sequence number is assigned when it is written, so turns keep queue order.
+    Turn {
+        /// The turn id.
+        id: String,
+        /// The thread it extends.
+        thread_id: String,
+        /// The request that produced it.
+        request_id: String,
+        /// The turn.
+        message: Box<Message>,
+        /// When it was accepted, in milliseconds since the epoch.
+        created_unix_ms: u64,
+    },
+    /// A stored response (an upsert by response id, so writing it again changes nothing).
+    Response {
+        /// The write id, which tells the write-behind which of several writes settled.
+        id: String,
+        /// The response.
+        response: Box<StoredResponse>,
+    },
+    /// Deletes a stored response of `owner`.
+    DeleteResponse {
+        /// The write id.
+        id: String,
+        /// The owner whose response it is.
+        owner: String,
+        /// The response id.
+        response_id: String,
+    },
 }
 
 /// What travels on the queue.
@@ -66,6 +111,7 @@ pub(crate) struct Unavailable(pub(crate) String);
 pub(crate) struct Batches {
     rx: Receiver<Command>,
     spill: Arc<Mutex<Spill>>,
+    behind: Arc<WriteBehind>,
 }
 
 impl Batches {
@@ -111,7 +157,7 @@ impl Batches {
             }
             // A flush or the shutdown drain tries the replay at once rather than after the backoff.
             if lock(&self.spill).pending() && (retry.due() || !acks.is_empty() || closed) {
-                self.replay(&mut write, &mut retry);
+                self.replay(&mut write, &mut retry, &mut acks);
             }
             for ack in acks.drain(..) {
                 // The flusher may have been cancelled; nobody left to tell.
@@ -135,9 +181,11 @@ impl Batches {
     ) {
         if !lock(&self.spill).pending() {
             match write(batch) {
-                Ok(0) => return,
                 Ok(skipped) => {
-                    tracing::warn!(skipped, "store: skipped telemetry rows that could not be inserted");
+                    if skipped > 0 {
+                        tracing::warn!(skipped, "store: skipped telemetry rows that could not be inserted");
+                    }
+                    self.behind.settle(batch);
                     return;
                 }
                 Err(Unavailable(why)) => {
@@ -147,9 +195,46 @@ impl Batches {
                 }
             }
         }
-        let mut spill = lock(&self.spill);
-        spill.append(batch);
-        spill.sync();
+        self.spill_and_sync(batch);
+    }
+
+    /// Appends `records` to the spill file and fsyncs it, holding the lock only for the append.
+    fn spill_and_sync(&self, records: &[Record]) {
+        let handle = {
+            let mut spill = lock(&self.spill);
+            spill.append(records);
+            spill.sync_handle()
+        };
+        if let Some(file) = handle
+            && let Err(e) = file.sync_data()
+        {
+            tracing::error!(error = %e, "store: fsync of the spill file failed");
+        }
+    }
+
+    /// While a long replay runs, moves what was queued meanwhile to the spill file (behind the rows
+    /// being replayed, so order is kept), so the queue never fills and recording calls never
+    /// overflow onto the request path. Flushes are collected into `acks`, to be acknowledged once
+    /// the replay is over (their rows are then committed, or spilled because the store failed).
+    /// Returns whether the queue closed.
+    fn absorb_queue(&self, acks: &mut Vec<oneshot::Sender<()>>) -> bool {
+        let mut records = Vec::new();
+        let mut closed = false;
+        while records.len() < MAX_BATCH {
+            match self.rx.try_recv() {
+                Ok(Command::Record(record)) => records.push(record),
+                Ok(Command::Flush(ack)) => acks.push(ack),
+                Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        if !records.is_empty() {
+            self.spill_and_sync(&records);
+        }
+        closed
     }
 
     /// Replays the spill file into the store a batch at a time, until it is empty or the store
@@ -158,6 +243,7 @@ impl Batches {
         &self,
         write: &mut impl FnMut(&[Record]) -> std::result::Result<usize, Unavailable>,
         retry: &mut Retry,
+        acks: &mut Vec<oneshot::Sender<()>>,
     ) {
         let mut replayed = 0usize;
         loop {
@@ -182,6 +268,7 @@ impl Batches {
                             );
                         }
                         replayed += records.len();
+                        self.behind.settle(&records);
                     }
                     Err(Unavailable(why)) => {
                         tracing::debug!(error = %why, "store: still unavailable; the spill file waits");
@@ -189,6 +276,10 @@ impl Batches {
                         return;
                     }
                 }
+            }
+            // A replay of a long outage's file takes a while; keep the queue moving meanwhile.
+            if self.absorb_queue(acks) {
+                tracing::debug!("store: the queue closed during a replay; it drains next");
             }
             let mut spill = lock(&self.spill);
             spill.replayed_to(offset);
@@ -241,6 +332,8 @@ pub(crate) struct WriteQueue {
     /// `None` only while dropping, so the writer sees the queue close before it is joined.
     queue: Option<SyncSender<Command>>,
     spill: Arc<Mutex<Spill>>,
+    /// Responses and turns queued but not yet committed, served from memory meanwhile.
+    behind: Arc<WriteBehind>,
     writer: Option<JoinHandle<()>>,
     name: &'static str,
 }
@@ -256,13 +349,14 @@ impl WriteQueue {
         writer: impl FnOnce(Batches) + Send + 'static,
     ) -> Result<Self> {
         let spill = Arc::new(Mutex::new(Spill::open(spill)?));
+        let behind = Arc::new(WriteBehind::new(crate::behind::DEFAULT_PENDING_CAPACITY));
         let (queue, rx) = mpsc::sync_channel(capacity);
-        let batches = Batches { rx, spill: spill.clone() };
+        let batches = Batches { rx, spill: spill.clone(), behind: behind.clone() };
         let writer = std::thread::Builder::new()
             .name(name.into())
             .spawn(move || writer(batches))
             .map_err(|e| Error::internal(format!("store: cannot start the writer thread: {e}")))?;
-        Ok(Self { queue: Some(queue), spill, writer: Some(writer), name })
+        Ok(Self { queue: Some(queue), spill, behind, writer: Some(writer), name })
     }
 
     /// Queues a row without ever waiting for the store: a full queue sends it to the spill file.
@@ -271,14 +365,49 @@ impl WriteQueue {
         match queue.try_send(Command::Record(record)) {
             Ok(()) => {}
             Err(TrySendError::Full(Command::Record(record))) => {
+                // Appended, not fsync'd: the request path waits for a `write`, never for the disk.
+                // The writer's next batch fsyncs the file, this row with it; until then the row
+                // is in the page cache, which survives the process (not the machine) crashing.
                 tracing::debug!("store: telemetry queue full; spilling the row to local disk");
-                let mut spill = lock(&self.spill);
-                spill.append(std::slice::from_ref(&record));
-                spill.sync();
+                lock(&self.spill).append(std::slice::from_ref(&record));
             }
             Err(TrySendError::Full(Command::Flush(_))) => {}
             Err(TrySendError::Disconnected(_)) => self.writer_gone(),
         }
+    }
+
+    /// Queues a payload log row.
+    pub(crate) fn payload(&self, row: PayloadRow) {
+        self.enqueue(Record::Payload { id: uuid::Uuid::new_v4().simple().to_string(), row: Box::new(row) });
+    }
+
+    /// Queues `response` and serves it from memory until it is committed.
+    pub(crate) fn put_response(&self, response: &StoredResponse) -> Result<()> {
+        let record = self.behind.put_response(response)?;
+        self.enqueue(record);
+        Ok(())
+    }
+
+    /// Queues a thread turn and serves it from memory until it is committed.
+    pub(crate) fn append_turn(&self, thread_id: &str, request_id: &str, message: &Message) -> Result<()> {
+        let record = self.behind.append_turn(thread_id, request_id, message)?;
+        self.enqueue(record);
+        Ok(())
+    }
+
+    /// Deletes response `id` of `owner` if it is still pending (queueing the delete);
+    /// `None` when it is not, and the store must be asked.
+    pub(crate) fn delete_pending_response(&self, owner: &str, id: &str) -> Option<bool> {
+        let (deleted, record) = self.behind.delete_response(owner, id)?;
+        if let Some(record) = record {
+            self.enqueue(record);
+        }
+        Some(deleted)
+    }
+
+    /// The writes not yet committed.
+    pub(crate) fn behind(&self) -> &WriteBehind {
+        &self.behind
     }
 
     /// Returns once every row queued before the call is committed, or spilled while the store is

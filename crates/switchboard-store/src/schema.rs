@@ -9,7 +9,7 @@ use switchboard_core::{Error, Result};
 
 /// The schema version this build writes, stored in `PRAGMA user_version`. A database stamped
 /// with a newer version is refused rather than written with an outdated layout.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 7;
 
 /// Version 1: audit rows, spans and thread turns.
 const SCHEMA_V1: &str = "
@@ -135,6 +135,43 @@ CREATE INDEX IF NOT EXISTS usage_ts_unix_ms ON usage (ts_unix_ms);
 CREATE INDEX IF NOT EXISTS usage_request_id ON usage (request_id);
 ";
 
+/// Version 6: the payload log (the "inference table"), one row per logged request when
+/// `[payload_log]` is enabled. The bodies are stored already masked and capped; `row_id` is
+/// assigned when the row is queued, so a replayed spill or batch inserts nothing twice.
+/// Thread turns gain the same kind of id, because they too are now written behind the request
+/// (through the telemetry queue and its spill file); turns written before version 6 have none.
+pub(crate) const SCHEMA_V6: &str = "
+CREATE TABLE IF NOT EXISTS payloads (
+    row_id TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    ts_unix_ms INTEGER NOT NULL,
+    caller_email TEXT NOT NULL,
+    caller_subject TEXT,
+    endpoint TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    request_body TEXT NOT NULL,
+    response_body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS payloads_ts_unix_ms ON payloads (ts_unix_ms);
+CREATE INDEX IF NOT EXISTS payloads_request_id ON payloads (request_id);
+ALTER TABLE thread_turns ADD COLUMN turn_id TEXT;
+CREATE UNIQUE INDEX IF NOT EXISTS thread_turns_turn_id ON thread_turns (turn_id);
+";
+
+/// Version 7: users' refresh tokens for per-user OAuth connections, one per (connection,
+/// subject). `sealed` is AES-256-GCM ciphertext made by the runtime; the store never sees the
+/// token in the clear.
+pub(crate) const SCHEMA_V7: &str = "
+CREATE TABLE IF NOT EXISTS user_tokens (
+    connection TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    sealed BLOB NOT NULL,
+    updated_unix_ms INTEGER NOT NULL,
+    PRIMARY KEY (connection, subject)
+);
+";
+
 /// Brings the database up to [`SCHEMA_VERSION`]. Runs in an IMMEDIATE transaction so two
 /// processes opening a fresh file at once serialise instead of interleaving DDL.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
@@ -165,6 +202,13 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
     }
     if current < 5 {
         tx.execute_batch(SCHEMA_V5).map_err(|e| db_error("adding the usage table", &e))?;
+    }
+    if current < 6 {
+        tx.execute_batch(SCHEMA_V6)
+            .map_err(|e| db_error("adding the payload log table and thread turn ids", &e))?;
+    }
+    if current < 7 {
+        tx.execute_batch(SCHEMA_V7).map_err(|e| db_error("adding the user token table", &e))?;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)
         .map_err(|e| db_error("stamping the schema version", &e))?;

@@ -153,6 +153,26 @@ impl Spill {
         }
     }
 
+    /// A handle to fsync what was appended, outside the lock (`None` when nothing is unsynced):
+    /// whoever needs the lock meanwhile, a request overflowing a full queue among them, then
+    /// waits for a `write`, never for the disk.
+    pub(crate) fn sync_handle(&mut self) -> Option<File> {
+        if !self.dirty {
+            return None;
+        }
+        match self.file.try_clone() {
+            Ok(file) => {
+                self.dirty = false;
+                Some(file)
+            }
+            // Without a second handle, sync under the lock: slower for others, never less durable.
+            Err(_) => {
+                self.sync();
+                None
+            }
+        }
+    }
+
     /// Up to `max` pending records, in order, and the offset just past them (to pass to
     /// [`Self::replayed_to`] once they are committed). Undecodable lines are skipped with a warning.
     pub(crate) fn next_chunk(&mut self, max: usize) -> Result<(Vec<Record>, u64)> {
@@ -324,7 +344,11 @@ mod tests {
             .iter()
             .map(|r| match r {
                 Record::Span(s) => s.span_id.clone(),
-                Record::Audit { id, .. } => id.clone(),
+                Record::Audit { id, .. }
+                | Record::Payload { id, .. }
+                | Record::Turn { id, .. }
+                | Record::Response { id, .. }
+                | Record::DeleteResponse { id, .. } => id.clone(),
             })
             .collect()
     }

@@ -1,5 +1,7 @@
 //! The embedded SQLite backend.
 
+use crate::behind::{merge_turns, pending_response};
+use crate::payload::{PayloadFilter, PayloadRow};
 use crate::queue::{Record, Unavailable, WriteQueue};
 use crate::spill::SpillConfig;
 use crate::usage::{AuditFilter, UsageGroup, UsageRow, UsageTotal};
@@ -42,6 +44,26 @@ const INSERT_AUDIT: &str = "INSERT INTO audit (request_id, span_id, ts_unix_ms, 
 const INSERT_USAGE: &str = "INSERT INTO usage (span_id, request_id, ts_unix_ms, caller_email, \
      caller_role, agent, model, prompt_tokens, completion_tokens, latency_ms, status, usage_context) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT (span_id) DO NOTHING";
+
+/// A payload log row; its row id makes a replay insert nothing.
+const INSERT_PAYLOAD: &str = "INSERT INTO payloads (row_id, request_id, ts_unix_ms, caller_email, \
+     caller_subject, endpoint, status, duration_ms, request_body, response_body) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (row_id) DO NOTHING";
+
+const PAYLOAD_COLUMNS: &str = "request_id, ts_unix_ms, caller_email, caller_subject, endpoint, \
+     status, duration_ms, request_body, response_body";
+
+/// The next turn of a thread. The writer's transaction is IMMEDIATE, so no other process can
+/// pick the same sequence number between the MAX and the insert; a turn id seen before (a
+/// replayed batch) inserts nothing.
+const APPEND_TURN: &str = "INSERT INTO thread_turns (thread_id, seq, request_id, role, content, \
+     agent, created_unix_ms, turn_id) SELECT ?1, COALESCE(MAX(seq) + 1, 0), ?2, ?3, ?4, ?5, ?6, ?7 \
+     FROM thread_turns WHERE thread_id = ?1 ON CONFLICT (turn_id) DO NOTHING";
+
+const PUT_RESPONSE: &str = "INSERT OR REPLACE INTO responses (id, owner, previous_id, turns, body, \
+     created_unix_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+const DELETE_RESPONSE: &str = "DELETE FROM responses WHERE id = ?1 AND owner = ?2";
 
 const USAGE_COLUMNS: &str = "span_id, request_id, ts_unix_ms, caller_email, caller_role, agent, \
      model, prompt_tokens, completion_tokens, latency_ms, status, usage_context";
@@ -275,71 +297,30 @@ impl Store for SqliteStore {
     }
 
     async fn append_turn(&self, thread_id: &str, request_id: &str, message: &Message) -> Result<()> {
-        let thread_id = thread_id.to_owned();
-        let request_id = request_id.to_owned();
-        let message = message.clone();
-        let created_unix_ms = now_unix_ms();
-        self.with_conn("appending a thread turn", move |conn| {
-            // IMMEDIATE takes the write lock before reading MAX(seq), so two processes appending
-            // to one thread cannot pick the same sequence number.
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let seq: i64 = tx.query_row(
-                "SELECT COALESCE(MAX(seq) + 1, 0) FROM thread_turns WHERE thread_id = ?1",
-                [&thread_id],
-                |row| row.get(0),
-            )?;
-            tx.execute(
-                "INSERT INTO thread_turns (thread_id, seq, request_id, role, content, agent, \
-                 created_unix_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    thread_id,
-                    seq,
-                    request_id,
-                    role_name(message.role),
-                    message.content,
-                    message.agent,
-                    to_i64(created_unix_ms)?,
-                ],
-            )?;
-            tx.commit()
-        })
-        .await
+        self.writes.append_turn(thread_id, request_id, message)
     }
 
     async fn thread(&self, thread_id: &str) -> Result<Vec<Message>> {
+        // Pending turns first: see `WriteBehind::turns`.
+        let pending = self.writes.behind().turns(thread_id);
         let thread_id = thread_id.to_owned();
-        self.with_conn("reading a thread", move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT role, content, agent FROM thread_turns WHERE thread_id = ?1 ORDER BY seq",
-            )?;
-            let rows = stmt.query_map([thread_id], |row| {
-                Ok(Message { role: enum_col(row, 0)?, content: row.get(1)?, agent: row.get(2)? })
-            })?;
-            rows.collect()
-        })
-        .await
+        let stored = self
+            .with_conn("reading a thread", move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT role, content, agent, turn_id FROM thread_turns WHERE thread_id = ?1 ORDER BY seq",
+                )?;
+                let rows = stmt.query_map([thread_id], |row| {
+                    let message = Message { role: enum_col(row, 0)?, content: row.get(1)?, agent: row.get(2)? };
+                    Ok((row.get(3)?, message))
+                })?;
+                rows.collect()
+            })
+            .await?;
+        Ok(merge_turns(stored, pending))
     }
 
     async fn put_response(&self, response: &StoredResponse) -> Result<()> {
-        let r = response.clone();
-        let turns = serde_json::to_string(&r.turns)
-            .map_err(|e| Error::internal(format!("store: encoding a response's turns failed: {e}")))?;
-        self.with_conn("storing a response", move |conn| {
-            conn.prepare_cached(
-                "INSERT OR REPLACE INTO responses (id, owner, previous_id, turns, body, created_unix_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?
-            .execute(params![
-                r.id,
-                r.owner,
-                r.previous_id,
-                turns,
-                r.body.to_string(),
-                to_i64(r.created_unix_ms)?
-            ])
-            .map(drop)
-        })
-        .await
+        self.writes.put_response(response)
     }
 
     async fn response(
@@ -348,6 +329,9 @@ impl Store for SqliteStore {
         id: &str,
         not_before_unix_ms: u64,
     ) -> Result<Option<StoredResponse>> {
+        if let Some(pending) = self.writes.behind().response(owner, id) {
+            return Ok(pending_response(pending, not_before_unix_ms));
+        }
         let (owner, id) = (owner.to_owned(), id.to_owned());
         self.with_conn("reading a response", move |conn| {
             let mut stmt = conn.prepare_cached(
@@ -371,20 +355,45 @@ impl Store for SqliteStore {
     }
 
     async fn delete_response(&self, owner: &str, id: &str) -> Result<bool> {
+        if let Some(deleted) = self.writes.delete_pending_response(owner, id) {
+            return Ok(deleted);
+        }
         let (owner, id) = (owner.to_owned(), id.to_owned());
         self.with_conn("deleting a response", move |conn| {
-            conn.prepare_cached("DELETE FROM responses WHERE id = ?1 AND owner = ?2")?
-                .execute(params![id, owner])
-                .map(|n| n > 0)
+            conn.prepare_cached(DELETE_RESPONSE)?.execute(params![id, owner]).map(|n| n > 0)
         })
         .await
     }
 
     async fn purge_responses(&self, before_unix_ms: u64) -> Result<u64> {
+        // Responses still written behind are committed (or spilled) first, so none escapes the purge.
+        self.writes.flush().await;
         self.with_conn("purging expired responses", move |conn| {
             conn.prepare_cached("DELETE FROM responses WHERE created_unix_ms < ?1")?
                 .execute([to_i64(before_unix_ms)?])
                 .map(|n| n as u64)
+        })
+        .await
+    }
+
+    fn log_payload(&self, row: PayloadRow) {
+        self.writes.payload(row);
+    }
+
+    async fn payloads(&self, filter: &PayloadFilter) -> Result<Vec<PayloadRow>> {
+        filter.validate()?;
+        let f = filter.clone();
+        let since =
+            f.since_unix_ms.map(to_i64).transpose().map_err(|e| db_error("reading payload rows", &e))?;
+        let limit = i64::try_from(f.limit).unwrap_or(i64::MAX);
+        self.with_conn("reading payload rows", move |conn| {
+            let sql = format!(
+                "SELECT {PAYLOAD_COLUMNS} FROM payloads WHERE (?1 IS NULL OR ts_unix_ms >= ?1) \
+                 AND (?2 IS NULL OR request_id = ?2) ORDER BY ts_unix_ms DESC, rowid DESC LIMIT ?3"
+            );
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params![since, f.request_id, limit], payload_from_row)?;
+            rows.collect()
         })
         .await
     }
@@ -497,6 +506,44 @@ impl Store for SqliteStore {
         // SQLite cannot notify other processes; callers poll `grants_version` after each wait.
         tokio::time::sleep(max_wait).await;
     }
+
+    async fn put_user_token(&self, connection: &str, subject: &str, sealed: &[u8]) -> Result<()> {
+        check_grant_names(connection, &[subject], "user token")?;
+        let (connection, subject, sealed) = (connection.to_owned(), subject.to_owned(), sealed.to_vec());
+        self.with_conn("storing a user token", move |conn| {
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO user_tokens (connection, subject, sealed, updated_unix_ms) \
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![connection, subject, sealed, to_i64(now_unix_ms())?])
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn user_token(&self, connection: &str, subject: &str) -> Result<Option<Vec<u8>>> {
+        let (connection, subject) = (connection.to_owned(), subject.to_owned());
+        self.with_conn("reading a user token", move |conn| {
+            let mut stmt =
+                conn.prepare_cached("SELECT sealed FROM user_tokens WHERE connection = ?1 AND subject = ?2")?;
+            let mut rows = stmt.query(params![connection, subject])?;
+            match rows.next()? {
+                Some(row) => Ok(Some(row.get(0)?)),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn delete_user_token(&self, connection: &str, subject: &str) -> Result<bool> {
+        let (connection, subject) = (connection.to_owned(), subject.to_owned());
+        self.with_conn("deleting a user token", move |conn| {
+            conn.prepare_cached("DELETE FROM user_tokens WHERE connection = ?1 AND subject = ?2")?
+                .execute(params![connection, subject])
+                .map(|n| n > 0)
+        })
+        .await
+    }
 }
 
 fn now_unix_ms() -> u64 {
@@ -559,6 +606,7 @@ fn write_batch(conn: &mut Connection, batch: &[Record]) -> rusqlite::Result<usiz
         let mut spans = tx.prepare_cached(INSERT_SPAN)?;
         let mut audit = tx.prepare_cached(INSERT_AUDIT)?;
         let mut usage = tx.prepare_cached(INSERT_USAGE)?;
+        let mut payloads = tx.prepare_cached(INSERT_PAYLOAD)?;
         for record in batch {
             let inserted = match record {
                 Record::Span(span) => {
@@ -568,6 +616,26 @@ fn write_batch(conn: &mut Connection, batch: &[Record]) -> rusqlite::Result<usiz
                     })
                 }
                 Record::Audit { id, row } => insert_audit(&mut audit, id, row),
+                Record::Payload { id, row } => insert_payload(&mut payloads, id, row),
+                Record::Turn { id, thread_id, request_id, message, created_unix_ms } => {
+                    to_i64(*created_unix_ms).and_then(|created| {
+                        tx.prepare_cached(APPEND_TURN)?
+                            .execute(params![
+                                thread_id,
+                                request_id,
+                                role_name(message.role),
+                                message.content,
+                                message.agent,
+                                created,
+                                id,
+                            ])
+                            .map(drop)
+                    })
+                }
+                Record::Response { response: r, .. } => put_response(&tx, r),
+                Record::DeleteResponse { owner, response_id, .. } => {
+                    tx.prepare_cached(DELETE_RESPONSE)?.execute(params![response_id, owner]).map(drop)
+                }
             };
             if let Err(e) = inserted {
                 if tx.is_autocommit() {
@@ -623,6 +691,44 @@ fn insert_audit(stmt: &mut CachedStatement<'_>, id: &str, row: &AuditRecord) -> 
         row.error_code,
     ])
     .map(drop)
+}
+
+fn put_response(tx: &rusqlite::Transaction<'_>, r: &StoredResponse) -> rusqlite::Result<()> {
+    let turns =
+        serde_json::to_string(&r.turns).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    tx.prepare_cached(PUT_RESPONSE)?
+        .execute(params![r.id, r.owner, r.previous_id, turns, r.body.to_string(), to_i64(r.created_unix_ms)?])
+        .map(drop)
+}
+
+fn insert_payload(stmt: &mut CachedStatement<'_>, id: &str, row: &PayloadRow) -> rusqlite::Result<()> {
+    stmt.execute(params![
+        id,
+        row.request_id,
+        to_i64(row.ts_unix_ms)?,
+        row.caller_email,
+        row.caller_subject,
+        row.endpoint,
+        row.status,
+        to_i64(row.duration_ms)?,
+        row.request_body,
+        row.response_body,
+    ])
+    .map(drop)
+}
+
+fn payload_from_row(row: &Row<'_>) -> rusqlite::Result<PayloadRow> {
+    Ok(PayloadRow {
+        request_id: row.get(0)?,
+        ts_unix_ms: u64_col(row, 1)?,
+        caller_email: row.get(2)?,
+        caller_subject: row.get(3)?,
+        endpoint: row.get(4)?,
+        status: row.get(5)?,
+        duration_ms: u64_col(row, 6)?,
+        request_body: row.get(7)?,
+        response_body: row.get(8)?,
+    })
 }
 
 fn insert_usage(stmt: &mut CachedStatement<'_>, row: &UsageRow) -> rusqlite::Result<()> {

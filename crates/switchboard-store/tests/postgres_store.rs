@@ -81,6 +81,8 @@ async fn spans_audit_and_turns_round_trip() {
     assert_eq!(turns, vec![Message::user("hello"), Message::assistant("hi", Some("sales".into()))]);
     assert_eq!(turns[1].role, Role::Assistant);
     assert!(store.thread("unknown").await.unwrap().is_empty());
+    // Turns are written behind; the thread above was partly read from memory.
+    store.flush().await;
     let seqs: Vec<i64> = db
         .admin()
         .query("SELECT seq FROM thread_turns WHERE thread_id = 't1' ORDER BY seq", &[])
@@ -178,6 +180,9 @@ async fn two_replicas_share_rows_and_append_to_one_thread_without_seq_collisions
     for task in tasks {
         task.await.unwrap().unwrap();
     }
+    // Turns are written behind the request; flushing commits them.
+    a.flush().await;
+    b.flush().await;
 
     let seqs: Vec<i64> = db
         .admin()
@@ -514,6 +519,14 @@ async fn assert_waits_under(store: &PostgresStore, bound: Duration) {
     store.wait_grants_changed(Duration::from_secs(10)).await;
     let waited = started.elapsed();
     assert!(waited < bound, "waited {waited:?}");
+}
+
+#[tokio::test]
+async fn payload_rows_round_trip_and_filter() {
+    let db = TestSchema::new().await;
+    let store = db.store().await;
+    common::payloads::payload_rows_round_trip_and_filter(&store).await;
+    assert_eq!(db.count("payloads").await, 3);
 }
 
 #[tokio::test]

@@ -385,7 +385,9 @@ async fn a_version_1_file_gains_the_grant_tables() {
         "DROP TABLE connection_grants; DROP TABLE connection_grants_version; DROP TABLE responses; \
          DROP INDEX audit_row_id; ALTER TABLE audit DROP COLUMN row_id; \
          ALTER TABLE audit DROP COLUMN status; ALTER TABLE audit DROP COLUMN error_code; \
-         ALTER TABLE audit DROP COLUMN latency_ms; PRAGMA user_version = 1;",
+         ALTER TABLE audit DROP COLUMN latency_ms; DROP TABLE payloads; \
+         DROP INDEX thread_turns_turn_id; ALTER TABLE thread_turns DROP COLUMN turn_id; \
+         PRAGMA user_version = 1;",
     )
     .unwrap();
     drop(conn);
@@ -400,6 +402,13 @@ async fn a_version_1_file_gains_the_grant_tables() {
     let version: u32 =
         Connection::open(&path).unwrap().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
     assert_eq!(version, SCHEMA_VERSION);
+}
+
+#[tokio::test]
+async fn payload_rows_round_trip_and_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+    common::payloads::payload_rows_round_trip_and_filter(&store).await;
 }
 
 #[tokio::test]

@@ -1,6 +1,6 @@
 //! A flaky HTTP upstream for fault tests: it answers every request (any method, any path) with the
-//! next reply of a script, then `200 {"ok": true}` once the script runs out, and records when each
-//! request arrived.
+//! next reply of a script (a status, or a JSON body), then `200 {"ok": true}` once the script runs
+//! out, and records when each request arrived.
 
 use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -18,16 +18,22 @@ pub struct Reply {
     pub status: u16,
     /// `Retry-After` in seconds, if sent.
     pub retry_after: Option<u64>,
+    /// A JSON body to answer with instead of `scripted STATUS` text.
+    pub json: Option<&'static str>,
 }
 
 impl Reply {
     /// `status` with no `Retry-After`.
     pub fn status(status: u16) -> Self {
-        Self { status, retry_after: None }
+        Self { status, retry_after: None, json: None }
     }
     /// `status` with `Retry-After: seconds`.
     pub fn retry_after(status: u16, seconds: u64) -> Self {
-        Self { status, retry_after: Some(seconds) }
+        Self { status, retry_after: Some(seconds), json: None }
+    }
+    /// `200` with `body` as JSON, e.g. a chat completion without `usage`, as some servers send.
+    pub fn json(body: &'static str) -> Self {
+        Self { status: 200, retry_after: None, json: Some(body) }
     }
 }
 
@@ -109,7 +115,10 @@ fn answer(state: &State) -> Response {
             .into_response();
     };
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = (status, format!("scripted {}", reply.status)).into_response();
+    let mut response = match reply.json {
+        Some(body) => (status, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        None => (status, format!("scripted {}", reply.status)).into_response(),
+    };
     if let Some(seconds) = reply.retry_after {
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }

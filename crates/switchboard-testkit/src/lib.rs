@@ -5,14 +5,22 @@
 //!   [`wait_for_port`], which panic with the process's log when it never comes up;
 //! - [`Child`], a spawned process that is stopped (SIGTERM, a bounded wait, then SIGKILL) when
 //!   the test ends, even by panicking, its output in a log file or handed over line by line;
-//! - [`Serve`], `switchboard serve` on a free port, ready once `/health` answers;
+//! - [`Serve`], `switchboard serve` on a free port, ready once `/health` answers, and
+//!   [`run_cli`], one run of the binary's other commands;
 //! - [`node`], [`node_package`], [`otlp_receiver`], [`everything_js`], [`everything_http`] and
 //!   [`inspector_js`] for the Node.js peers the tests talk to, and [`inspector::inspect`], one run
 //!   of the MCP inspector's CLI;
+//! - [`conformance::run_server_suite`], the official MCP conformance suite against a server;
 //! - [`python`], the venv interpreter, and [`mlflow_server`], a real MLflow tracking server;
+//! - [`browser::chromium`] and [`browser::run_node`], a real browser driven by a Node.js script, for
+//!   the web playground;
 //! - [`genie::GenieServer`], a local Databricks Genie Conversation API;
+//! - [`oauth::OAuthProvider`], a local OAuth provider (consent page, PKCE token endpoint, a
+//!   far-side API answering only the token owner's data);
 //! - [`flaky::FlakyUpstream`], an HTTP upstream answering a script of failures (with
 //!   `Retry-After`) before it recovers;
+//! - [`fault_proxy::FaultProxy`], a proxy in front of a real server that fails chosen JSON-RPC
+//!   methods with chosen statuses and counts each method's requests;
 //! - [`pg::TestSchema`], a PostgreSQL schema of its own for one test, and [`pg::TestDatabase`], a
 //!   database of its own that can be cut off and restored.
 //!
@@ -20,18 +28,23 @@
 //! `switchboard` binary is passed in by the caller: `env!("CARGO_BIN_EXE_switchboard")` exists
 //! only in the tests of the crate that builds it.
 
+pub mod browser;
 mod child;
+pub mod conformance;
+pub mod fault_proxy;
 pub mod flaky;
 pub mod genie;
 pub mod inspector;
 pub mod llm;
+pub mod oauth;
 pub mod pg;
 mod python;
 mod serve;
+pub mod sse;
 
 pub use child::Child;
 pub use python::{PytestRun, mlflow_server, pytest, python};
-pub use serve::Serve;
+pub use serve::{Serve, run_cli};
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -81,14 +94,17 @@ pub fn find_node() -> Option<PathBuf> {
     std::env::split_paths(&path).map(|dir| dir.join("node")).find(|candidate| candidate.is_file())
 }
 
-/// Where the test Node.js packages are installed: the MCP peers (by `scripts/mcp-peers`) and the
-/// OTLP receiver (by `scripts/otlp-receiver`), both pinned by a lock file next to them.
-const NODE_MODULES: [&str; 2] = ["tests/mcp-peers/node_modules", "tests/otlp/node_modules"];
+/// Where the test Node.js packages are installed: the MCP peers (by `scripts/mcp-peers`), the
+/// OTLP receiver (by `scripts/otlp-receiver`) and the MCP conformance suite (by
+/// `scripts/mcp-conformance`), each pinned by a lock file next to them.
+const NODE_MODULES: [&str; 3] =
+    ["tests/mcp-peers/node_modules", "tests/otlp/node_modules", "tests/mcp-conformance/node_modules"];
 
 /// The installed file or directory `relative` (e.g.
 /// `@modelcontextprotocol/server-everything/dist/index.js`) under the first `node_modules` that
 /// has it: `$SWITCHBOARD_MCP_PEERS/node_modules` when that variable names a folder (MCP peers
-/// installed elsewhere), then `tests/mcp-peers/node_modules`, then `tests/otlp/node_modules`.
+/// installed elsewhere), then `tests/mcp-peers/node_modules`, `tests/otlp/node_modules` and
+/// `tests/mcp-conformance/node_modules`.
 /// Panics with the script that installs it when none has it.
 pub fn node_package(relative: &str) -> PathBuf {
     let root = repo_root();
@@ -100,7 +116,8 @@ pub fn node_package(relative: &str) -> PathBuf {
         let searched: Vec<String> = dirs.iter().map(|dir| dir.display().to_string()).collect();
         panic!(
             "the Node.js package file {relative} is not installed in {}: run scripts/mcp-peers (or \
-             scripts/test); the OTLP receiver comes from scripts/otlp-receiver",
+             scripts/test); the OTLP receiver comes from scripts/otlp-receiver, the MCP conformance \
+             suite from scripts/mcp-conformance",
             searched.join(" or ")
         )
     })

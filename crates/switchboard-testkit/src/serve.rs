@@ -110,3 +110,22 @@ impl Drop for Serve {
         }
     }
 }
+
+/// Runs the `switchboard` binary `bin` with `args` (and `envs`, without `SWITCHBOARD_HOME` and
+/// `SWITCHBOARD_USER` from the test's environment) and returns its trimmed stdout. Panics with
+/// both outputs when it fails.
+pub fn run_cli(bin: &Path, args: &[&str], envs: &[(&str, &Path)]) -> String {
+    let mut command = Command::new(bin);
+    command.args(args).env_remove("SWITCHBOARD_HOME").env_remove("SWITCHBOARD_USER");
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    let out = command.output().expect("the switchboard binary runs");
+    assert!(
+        out.status.success(),
+        "switchboard {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}

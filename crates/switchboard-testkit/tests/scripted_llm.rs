@@ -310,3 +310,61 @@ async fn canned_scripts_answer_a_message_or_fail() {
     assert_eq!(status, 503);
     assert!(text.contains("down for maintenance"), "{text}");
 }
+
+/// A chat tool definition with one string parameter, or none.
+fn tool(name: &str, param: Option<&str>) -> Value {
+    let properties = match param {
+        Some(p) => json!({p: {"type": "string"}}),
+        None => json!({}),
+    };
+    json!({"type": "function", "function": {"name": name, "parameters": {"type": "object", "properties": properties}}})
+}
+
+#[tokio::test]
+async fn the_comparison_script_plays_a_handoff_and_the_counters_reset() {
+    let path = switchboard_testkit::repo_root().join("benches/compare/scripted-llm.toml");
+    let llm = ScriptedLlm::start(Script::load(&path).expect("the comparison script loads")).await;
+    let url = format!("{}/chat/completions", llm.base_url());
+    let root = llm.base_url().trim_end_matches("/v1").to_string();
+    let question = "What was total revenue by region last quarter? Use SQL.";
+    let call = |reply: &Value| reply["choices"][0]["message"]["tool_calls"][0]["function"].clone();
+
+    // The supervisor routes by handoff, to the agent the question is about.
+    let handoffs = json!([tool("transfer_to_rag_agent", None), tool("transfer_to_sql_agent", None)]);
+    let routed = post_json(&url, json!({"messages": user(question), "tools": handoffs})).await;
+    assert_eq!(call(&routed)["name"], "transfer_to_sql_agent");
+    // The sub-agent, handed the conversation, calls its own tool with the question…
+    let mut messages = user(question);
+    let items = messages.as_array_mut().expect("an array");
+    items.push(json!({"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function",
+        "function": {"name": "transfer_to_sql_agent", "arguments": "{}"}}]}));
+    items.push(json!({"role": "tool", "tool_call_id": "c1", "content": "Transferred"}));
+    let body = json!({"messages": messages.clone(), "tools": [tool("run_sql", Some("query"))]});
+    let acted = post_json(&url, body).await;
+    assert_eq!(call(&acted)["name"], "run_sql");
+    assert_eq!(call(&acted)["arguments"], json!({"query": question}).to_string());
+    // … and after its result, answers with text.
+    let items = messages.as_array_mut().expect("an array");
+    items.push(json!({"role": "assistant", "content": null, "tool_calls": [{"id": "c2", "type": "function",
+        "function": {"name": "run_sql", "arguments": "{}"}}]}));
+    items.push(json!({"role": "tool", "tool_call_id": "c2", "content": "rows"}));
+    let answered =
+        post_json(&url, json!({"messages": messages, "tools": [tool("run_sql", Some("query"))]})).await;
+    assert_eq!(answered["choices"][0]["message"]["content"], "EMEA leads with 42 (from the warehouse).");
+
+    let stats: Value = reqwest::get(format!("{root}/stats")).await.unwrap().json().await.unwrap();
+    assert_eq!(stats["calls"], 3);
+    let prompts = stats["prompts"].as_array().expect("each call's prompt tokens");
+    assert_eq!(prompts.len(), 3);
+    assert!(prompts[0].as_u64().unwrap() > 10 && prompts[2].as_u64() > prompts[1].as_u64(), "{stats}");
+    assert!(stats["server_time_s"].as_f64().unwrap() > 0.0, "{stats}");
+    let (status, _) = post(&format!("{root}/reset"), json!({})).await;
+    assert_eq!(status, 200);
+    let stats: Value = reqwest::get(format!("{root}/stats")).await.unwrap().json().await.unwrap();
+    assert_eq!((stats["calls"].clone(), stats["prompts"].clone()), (json!(0), json!([])));
+    assert_eq!(stats["server_time_s"], 0.0);
+
+    let echoed: Value =
+        reqwest::get(format!("{root}/echo?query=SELECT%201")).await.unwrap().json().await.unwrap();
+    assert_eq!(echoed, json!({"query": {"query": "SELECT 1"}, "body": null}));
+}

@@ -2,6 +2,12 @@
 
 mod cli;
 
+/// mimalloc rather than the system allocator, with `--features mimalloc`: a served run allocates
+/// and frees many small objects across threads, where glibc malloc shows up in profiles.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -109,6 +115,24 @@ enum Command {
         /// Group the totals by `user`, `group`, `agent` or `model`.
         #[arg(long)]
         by: Option<String>,
+        /// switchboard.toml whose store to read.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the payload log (`[payload_log]`): requests and responses, masked and capped.
+    Payloads {
+        /// Only requests since a duration ago (`15m`, `2h`, `7d`) or a UTC time (`2026-12-01T09:00:00Z`).
+        #[arg(long, value_name = "DURATION|TIME")]
+        since: Option<String>,
+        /// Only this request.
+        #[arg(long, value_name = "REQUEST_ID")]
+        request: Option<String>,
+        /// How many rows at most.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
         /// switchboard.toml whose store to read.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
@@ -244,6 +268,9 @@ fn main() -> ExitCode {
             }
             Command::Usage { since, by, config, json } => {
                 cli::usage::run(since.as_deref(), by.as_deref(), config.as_deref(), json).await
+            }
+            Command::Payloads { since, request, limit, config, json } => {
+                cli::payloads::run(since.as_deref(), request.as_deref(), limit, config.as_deref(), json).await
             }
             Command::Init { dir, postgres, schema } => {
                 cli::init::run(&dir, postgres.as_deref(), &schema).await

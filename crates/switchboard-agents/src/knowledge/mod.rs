@@ -19,6 +19,7 @@ mod docs;
 mod index;
 #[cfg(test)]
 mod tests;
+mod trim;
 
 pub use index::IndexInfo;
 
@@ -29,8 +30,8 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use switchboard_core::{
-    Agent, AgentInput, AgentOutput, AgentSpec, Citation, Error, ErrorKind, HopKind, Message, Result, Role,
-    RunContext, span_inputs, span_outputs,
+    Agent, AgentInput, AgentOutput, AgentSpec, Citation, Error, ErrorKind, HopKind, Message, OnDelta, Result,
+    Role, RunContext, span_inputs, span_outputs,
 };
 use switchboard_govern::{Egress, HopTarget};
 use switchboard_llm::{ChatRequest, LlmClient};
@@ -192,12 +193,15 @@ impl KnowledgeAgent {
             .await
     }
 
+    /// The model's answer from the passages, trimmed. With `on_delta`, the model streams and its
+    /// pieces go there (trimmed too) as it writes them.
     async fn synthesize(
         &self,
         llm: &LlmClient,
         ctx: &RunContext,
         input: &AgentInput,
         result: &SearchResult,
+        on_delta: Option<&OnDelta<'_>>,
     ) -> Result<String> {
         let mut messages =
             vec![Message::system(answer::system_prompt(&self.spec.name, &self.spec.description))];
@@ -207,18 +211,23 @@ impl KnowledgeAgent {
         messages.extend(history.into_iter().skip(skip).cloned());
         messages.push(Message::user(answer::user_prompt(&result.hits, &input.question)));
         let request = ChatRequest { messages, tools: Vec::new(), temperature: Some(0.0) };
-        let response = llm.chat(ctx, &request).await?;
+        let response = match on_delta {
+            Some(on_delta) => {
+                let trimmed = trim::Trimmed::new(on_delta);
+                llm.chat_stream(ctx, &request, &|piece: &str| trimmed.push(piece)).await?
+            }
+            None => llm.chat(ctx, &request).await?,
+        };
         Ok(response.content.trim().to_string())
     }
-}
 
-#[async_trait]
-impl Agent for KnowledgeAgent {
-    fn spec(&self) -> &AgentSpec {
-        &self.spec
-    }
-
-    async fn invoke(&self, ctx: &RunContext, input: &AgentInput) -> Result<AgentOutput> {
+    /// The answer with its citations; see [`Agent::invoke_streaming`] for `on_delta`.
+    async fn answer(
+        &self,
+        ctx: &RunContext,
+        input: &AgentInput,
+        on_delta: Option<&OnDelta<'_>>,
+    ) -> Result<AgentOutput> {
         let question = input.question.trim();
         if question.is_empty() {
             return Err(Error::invalid(format!("agent `{}` needs a question", self.spec.name)));
@@ -233,25 +242,69 @@ impl Agent for KnowledgeAgent {
         let analyze = |s: &str| self.index.analyze(s);
         let citations: Vec<Citation> = answer::citations(&result.hits, &result.terms, &analyze);
         let extractive = || answer::extractive(&result.hits, &result.terms, &analyze);
+        // What of the model's answer already reached a streaming caller: it cannot be taken back.
+        let sent = std::sync::Mutex::new(String::new());
+        let record = |piece: &str| {
+            if let Ok(mut sent) = sent.lock() {
+                sent.push_str(piece);
+            }
+            if let Some(f) = on_delta {
+                f(piece);
+            }
+        };
+        let on_delta = on_delta.map(|_| &record as &OnDelta<'_>);
         let text = match &self.llm {
             None => extractive(),
-            Some(llm) => match self.synthesize(llm, ctx, input, &result).await {
-                Ok(text) if !text.is_empty() => {
-                    format!("{text}\n\n{}", answer::sources_footer(&result.hits))
+            Some(llm) => {
+                let synthesized = self.synthesize(llm, ctx, input, &result, on_delta).await;
+                let sent = sent.lock().map(|s| s.clone()).unwrap_or_default();
+                match synthesized {
+                    Ok(text) if !text.is_empty() => {
+                        format!("{text}\n\n{}", answer::sources_footer(&result.hits))
+                    }
+                    // The passages are still good: a model that fails or says nothing degrades the
+                    // answer to the extractive one rather than sinking it.
+                    Ok(_) => {
+                        tracing::warn!(agent = %self.spec.name, "LLM gave an empty answer; answering extractively");
+                        extractive()
+                    }
+                    Err(e) if e.kind == ErrorKind::Upstream && sent.is_empty() => {
+                        tracing::warn!(agent = %self.spec.name, error = %e, "LLM failed; answering extractively");
+                        extractive()
+                    }
+                    Err(e) if e.kind == ErrorKind::Upstream => {
+                        tracing::warn!(agent = %self.spec.name, error = %e, "LLM broke off mid-answer; adding the extractive answer");
+                        format!(
+                            "{sent}\n\n(The answer broke off: {}. From the documents:)\n\n{}",
+                            e.message,
+                            extractive()
+                        )
+                    }
+                    Err(e) => return Err(e),
                 }
-                // The passages are still good: a model that fails or says nothing degrades the
-                // answer to the extractive one rather than sinking it.
-                Ok(_) => {
-                    tracing::warn!(agent = %self.spec.name, "LLM gave an empty answer; answering extractively");
-                    extractive()
-                }
-                Err(e) if e.kind == ErrorKind::Upstream => {
-                    tracing::warn!(agent = %self.spec.name, error = %e, "LLM failed; answering extractively");
-                    extractive()
-                }
-                Err(e) => return Err(e),
-            },
+            }
         };
         Ok(AgentOutput { text, citations, data: None })
+    }
+}
+
+#[async_trait]
+impl Agent for KnowledgeAgent {
+    fn spec(&self) -> &AgentSpec {
+        &self.spec
+    }
+
+    async fn invoke(&self, ctx: &RunContext, input: &AgentInput) -> Result<AgentOutput> {
+        self.answer(ctx, input, None).await
+    }
+
+    /// With an LLM, the model's answer streams as it writes it; the sources footer follows.
+    async fn invoke_streaming(
+        &self,
+        ctx: &RunContext,
+        input: &AgentInput,
+        on_delta: &OnDelta<'_>,
+    ) -> Result<AgentOutput> {
+        self.answer(ctx, input, Some(on_delta)).await
     }
 }

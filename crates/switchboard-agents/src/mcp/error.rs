@@ -8,6 +8,7 @@ use rmcp::transport::streamable_http_client::StreamableHttpError;
 use std::error::Error as StdError;
 use switchboard_core::{Error, Secret};
 use switchboard_govern::reqwest;
+use switchboard_govern::retry::parse_retry_after;
 
 type HttpError = StreamableHttpError<reqwest::Error>;
 
@@ -61,8 +62,14 @@ fn transport(server: &str, e: &(dyn StdError + 'static)) -> Error {
             )),
             StreamableHttpError::HttpStatus(s) if s.status == 429 => Error::rate_limited(
                 format!("the MCP server {server} is rate limiting"),
-                std::time::Duration::from_secs(1),
+                s.retry_after
+                    .as_deref()
+                    .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()))
+                    .unwrap_or(std::time::Duration::from_secs(1)),
             ),
+            StreamableHttpError::HttpStatus(s) => {
+                Error::upstream(format!("the MCP server {server} answered HTTP {}", s.status))
+            }
             StreamableHttpError::ResponseBodyTooLarge { max_size } => {
                 Error::upstream(format!("the MCP server {server} sent a reply larger than {max_size} bytes"))
             }

@@ -111,7 +111,11 @@ impl McpAgent {
                         })
                         .unwrap_or_default()
                 );
-                (Target::Http { url, http: connection.http().clone() }, label)
+                let governance = transport::Governance {
+                    resilience: egress.resilience().clone(),
+                    upstream: connection.name().to_string(),
+                };
+                (Target::Http { url, http: connection.http().clone(), governance }, label)
             }
             Transport::Stdio { command, args, env, cwd } => (
                 Target::Stdio(stdio::StdioCommand {
@@ -217,9 +221,10 @@ impl McpAgent {
         }
         let arguments = &arguments;
         let max = self.settings.max_result_bytes;
+        let idempotent = entry.idempotent;
         self.egress
             .hop(ctx, HopTarget::new(HopKind::Mcp, name), |grant| async move {
-                let hop = self.session.hops().enter(HopAuth::of(&grant));
+                let hop = self.session.hops().enter(HopAuth::of(&grant).idempotent_call(idempotent));
                 grant.record("mcp.method.name", "tools/call");
                 let (result, reconnected) = self.session.call(&hop, name, arguments).await?;
                 if reconnected {

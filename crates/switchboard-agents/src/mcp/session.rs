@@ -6,7 +6,7 @@
 use super::error;
 use super::stdio::{self, StdioCommand};
 use super::tools::{self, ToolCache, ToolSet};
-use super::transport::{GovernedHttp, HopEntry, HopTable};
+use super::transport::{Governance, GovernedHttp, HopEntry, HopTable};
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientCapabilities, Implementation, InitializeRequestParams,
     PaginatedRequestParams, ProtocolVersion, RequestMetaObject, Tool,
@@ -27,8 +27,9 @@ const MAX_LIST_PAGES: usize = 100;
 
 /// Where the server is.
 pub(crate) enum Target {
-    /// Streamable HTTP at `url`, sent with the connection's client.
-    Http { url: reqwest::Url, http: reqwest::Client },
+    /// Streamable HTTP at `url`, sent with the connection's client under the gateway's retries
+    /// and the connection's circuit breaker.
+    Http { url: reqwest::Url, http: reqwest::Client, governance: Governance },
     /// A child process.
     Stdio(StdioCommand),
 }
@@ -283,8 +284,13 @@ impl Session {
     ) -> Result<(RunningService<RoleClient, Handler>, Option<u32>)> {
         let token = hop.auth().token.as_ref();
         match &self.target {
-            Target::Http { url, http } => {
-                let client = GovernedHttp::new(http.clone(), self.hops.clone(), hop.auth().clone());
+            Target::Http { url, http, governance } => {
+                let client = GovernedHttp::new(
+                    http.clone(),
+                    self.hops.clone(),
+                    hop.auth().clone(),
+                    governance.clone(),
+                );
                 let config = StreamableHttpClientTransportConfig::with_uri(url.as_str())
                     // Reconnecting is ours: a new session is opened inside the hop that found the
                     // old one gone, so `initialize` carries that caller's credential.
@@ -293,8 +299,10 @@ impl Session {
                     .max_json_response_size(self.wire_limit)
                     .max_sse_event_size(self.wire_limit);
                 let transport = StreamableHttpClientTransport::with_client(client, config);
-                let service =
-                    handler.serve(transport).await.map_err(|e| error::initialize(&self.server, e, token))?;
+                let service = handler
+                    .serve(transport)
+                    .await
+                    .map_err(|e| hop.auth().explain(error::initialize(&self.server, e, token)))?;
                 Ok((service, None))
             }
             Target::Stdio(cmd) => {
@@ -329,10 +337,10 @@ impl Session {
                 let live = self.reopen(&live, hop).await?;
                 match self.bounded(what, request(live)).await? {
                     Ok(value) => Ok((value, true)),
-                    Err(e) => Err(error::service(&self.server, what, e, token)),
+                    Err(e) => Err(hop.auth().explain(error::service(&self.server, what, e, token))),
                 }
             }
-            Err(e) => Err(error::service(&self.server, what, e, token)),
+            Err(e) => Err(hop.auth().explain(error::service(&self.server, what, e, token))),
         }
     }
 

@@ -29,6 +29,9 @@ pub struct McpTool {
 pub(crate) struct Entry {
     pub tool: McpTool,
     pub validator: Result<ArgsValidator, Error>,
+    /// The server annotates it `readOnlyHint` or `idempotentHint`: calling it twice does what
+    /// calling it once does, so a failed call may be retried.
+    pub idempotent: bool,
 }
 
 /// One `tools/list`, filtered by the agent's allow-list.
@@ -66,7 +69,11 @@ impl ToolSet {
             };
             let validator = ArgsValidator::new(&tool.name, &tool.input_schema)
                 .map_err(|e| Error::upstream(format!("the MCP server lists {}", e.message)));
-            allowed.push(Entry { tool, validator });
+            let idempotent = t
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.read_only_hint == Some(true) || a.idempotent_hint == Some(true));
+            allowed.push(Entry { tool, validator, idempotent });
         }
         Self { allowed, hidden, unoffered }
     }

@@ -12,6 +12,13 @@
 //! standing `GET` stream for server notifications and the closing `DELETE` — go out with the
 //! credential of the hop that opened the session (its *opener*): the far side sees them as that
 //! caller's, exactly like the `initialize` request the opener made.
+//!
+//! Each `POST` goes through the gateway's retries and the connection's circuit breaker
+//! ([`switchboard_govern::retry`]), like every other HTTP hop: a 429, 5xx or connection error is
+//! retried with backoff (honouring `Retry-After`, never past the hop's deadline) only when the
+//! message is idempotent — `initialize`, `ping`, the lists and reads — and a `tools/call` only
+//! when the hop calls a tool the server annotates `readOnlyHint` or `idempotentHint`. Anything
+//! else gets one attempt, so a tool with side effects never runs twice because of us.
 
 use rmcp::model::ClientJsonRpcMessage;
 use rmcp::transport::common::client_side_sse::BoxedSseResponse;
@@ -19,11 +26,14 @@ use rmcp::transport::streamable_http_client::{
     StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse, StreamableHttpResponseLimits,
 };
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use switchboard_core::{RequestId, Secret, TraceContext};
+use std::time::{Instant, SystemTime};
+use switchboard_core::{Error, RequestId, RunContext, Secret, TraceContext};
 use switchboard_govern::HopGrant;
 use switchboard_govern::reqwest;
 use switchboard_govern::reqwest::header::{HeaderName, HeaderValue};
+use switchboard_govern::retry::{Judged, Resilience, parse_retry_after};
 
 type Headers = HashMap<HeaderName, HeaderValue>;
 
@@ -36,6 +46,23 @@ pub(crate) struct HopAuth {
     pub request_id: RequestId,
     /// `traceparent` naming the hop's span as the parent of the server's work.
     pub traceparent: String,
+    /// The hop, for its cancellation, its deadline and its span; none for detached work.
+    grant: Option<HopGrant>,
+    /// Whether the tool this hop calls may be called twice (annotated read-only or idempotent).
+    idempotent_call: bool,
+    /// What the hop's requests went through: retries and refusals.
+    outcome: Arc<HopOutcome>,
+}
+
+/// What the transport learnt while sending a hop's messages, for its span and its error.
+#[derive(Default)]
+struct HopOutcome {
+    /// Attempts beyond the first, over all the hop's messages.
+    retries: AtomicU32,
+    /// Why a message was never sent (an open circuit): reported instead of rmcp's wrapping.
+    refusal: Mutex<Option<Error>>,
+    /// A failed `tools/call` that was not retried because its tool is not idempotent.
+    not_retried: Mutex<Option<String>>,
 }
 
 impl HopAuth {
@@ -46,7 +73,17 @@ impl HopAuth {
             token: grant.credential().token.clone(),
             request_id: ctx.request_id.clone(),
             traceparent: ctx.trace.traceparent(ctx.trace.parent_span_id),
+            grant: Some(grant.clone()),
+            idempotent_call: false,
+            outcome: Arc::default(),
         }
+    }
+
+    /// Lets this hop's `tools/call` be retried: only for a tool the server annotates as
+    /// read-only or idempotent.
+    pub fn idempotent_call(mut self, idempotent: bool) -> Self {
+        self.idempotent_call = idempotent;
+        self
     }
 
     /// No credential and a fresh trace: for work no caller asked for (a health check of a stdio
@@ -57,7 +94,29 @@ impl HopAuth {
             token: None,
             request_id: RequestId::new(),
             traceparent: trace.traceparent(TraceContext::new_span_id()),
+            grant: None,
+            idempotent_call: false,
+            outcome: Arc::default(),
         }
+    }
+
+    /// The error to report instead of `mapped` (rmcp's account of a failure): the circuit
+    /// breaker's refusal when there was one, or `mapped` with a note when a message that failed
+    /// was not retried because sending it twice could repeat a side effect.
+    pub fn explain(&self, mut mapped: Error) -> Error {
+        if let Some(refusal) = self.outcome.refusal.lock().ok().and_then(|mut r| r.take()) {
+            return refusal;
+        }
+        if let Some(what) = self.outcome.not_retried.lock().ok().and_then(|mut n| n.take()) {
+            mapped.message.push_str(&format!(
+                "; {what} was not retried: the tool is not annotated readOnlyHint or idempotentHint"
+            ));
+        }
+        mapped
+    }
+
+    fn context(&self) -> Option<(&RunContext, Instant)> {
+        self.grant.as_ref().map(|g| (g.ctx(), g.deadline()))
     }
 
     fn headers(&self, mut headers: Headers) -> Headers {
@@ -129,9 +188,46 @@ impl Drop for HopEntry {
 }
 
 /// The `traceparent` in a message's `params._meta`, if it has one.
-fn traceparent_of(message: &ClientJsonRpcMessage) -> Option<String> {
-    let value = serde_json::to_value(message).ok()?;
-    value.pointer("/params/_meta/traceparent")?.as_str().map(str::to_string)
+fn traceparent_of(message: &serde_json::Value) -> Option<String> {
+    message.pointer("/params/_meta/traceparent")?.as_str().map(str::to_string)
+}
+
+/// Whether sending `message` twice has the effect of sending it once: the handshake, `ping`,
+/// lists and reads, and a `tools/call` when `idempotent_call` (the tool's annotations say so).
+/// Everything else — a tool with side effects, `sampling`, `logging/setLevel` — is sent once.
+fn idempotent(message: &serde_json::Value, idempotent_call: bool) -> bool {
+    match message.get("method").and_then(serde_json::Value::as_str) {
+        Some(
+            "initialize"
+            | "notifications/initialized"
+            | "ping"
+            | "tools/list"
+            | "resources/list"
+            | "resources/templates/list"
+            | "resources/read"
+            | "prompts/list"
+            | "prompts/get"
+            | "completion/complete",
+        ) => true,
+        Some("tools/call") => idempotent_call,
+        _ => false,
+    }
+}
+
+/// How one `POST` of a message went, as the retry loop judges it.
+fn judge(outcome: &Result<StreamableHttpPostResponse, StreamableHttpError<reqwest::Error>>) -> Judged {
+    match outcome {
+        Ok(_) => Judged { failed: false, retry: None },
+        Err(StreamableHttpError::HttpStatus(s)) => {
+            let status =
+                reqwest::StatusCode::from_u16(s.status).unwrap_or(reqwest::StatusCode::INTERNAL_SERVER_ERROR);
+            let after = s.retry_after.as_deref().and_then(|v| parse_retry_after(v, SystemTime::now()));
+            Judged::status(status, after)
+        }
+        Err(StreamableHttpError::Client(e)) => Judged::no_answer(e.is_connect() || e.is_timeout()),
+        // The server answered, if not as expected: nothing a second attempt would change.
+        Err(_) => Judged { failed: false, retry: None },
+    }
 }
 
 /// Whether a JSON-RPC error answering a request sent with a session id means the server no
@@ -148,21 +244,33 @@ fn is_unknown_session(message: &rmcp::model::ServerJsonRpcMessage) -> bool {
     }
 }
 
+/// The gateway's retries and circuit breakers, and the upstream (the connection) they key on.
+#[derive(Clone)]
+pub(crate) struct Governance {
+    /// The gateway's policy.
+    pub resilience: Resilience,
+    /// The circuit's key: the connection's name, so `/health` shows the MCP server's circuit
+    /// under it and `[connections.resilience]` applies.
+    pub upstream: String,
+}
+
 /// rmcp's streamable HTTP client over the connection's client, presenting each message's hop.
 #[derive(Clone)]
 pub(crate) struct GovernedHttp {
     http: reqwest::Client,
     hops: Arc<HopTable>,
     opener: Arc<HopAuth>,
+    governance: Governance,
 }
 
 impl GovernedHttp {
-    /// Sends through `http`, finding hops in `hops`; `opener` is the hop opening the session.
-    pub fn new(http: reqwest::Client, hops: Arc<HopTable>, opener: HopAuth) -> Self {
-        Self { http, hops, opener: Arc::new(opener) }
+    /// Sends through `http` under `governance`, finding hops in `hops`; `opener` is the hop
+    /// opening the session.
+    pub fn new(http: reqwest::Client, hops: Arc<HopTable>, opener: HopAuth, governance: Governance) -> Self {
+        Self { http, hops, opener: Arc::new(opener), governance }
     }
 
-    fn auth_for(&self, message: &ClientJsonRpcMessage) -> HopAuth {
+    fn auth_for(&self, message: &serde_json::Value) -> HopAuth {
         traceparent_of(message).and_then(|tp| self.hops.lookup(&tp)).unwrap_or_else(|| (*self.opener).clone())
     }
 }
@@ -198,19 +306,57 @@ impl StreamableHttpClient for GovernedHttp {
         custom_headers: Headers,
         limits: StreamableHttpResponseLimits,
     ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
-        let auth = self.auth_for(&message);
+        let value = serde_json::to_value(&message).unwrap_or_default();
+        let auth = self.auth_for(&value);
         let had_session = session_id.is_some();
-        let response = self
-            .http
-            .post_message_with_response_limits(
-                uri,
-                message,
-                session_id,
+        let post = || {
+            self.http.post_message_with_response_limits(
+                uri.clone(),
+                message.clone(),
+                session_id.clone(),
                 auth.bearer(),
-                auth.headers(custom_headers),
+                auth.headers(custom_headers.clone()),
                 limits,
             )
-            .await?;
+        };
+        let response = match auth.context() {
+            // Detached work (no caller, no deadline) is not retried.
+            None => post().await?,
+            Some((ctx, deadline)) => {
+                let retryable = idempotent(&value, auth.idempotent_call);
+                let Governance { resilience, upstream } = &self.governance;
+                let tried = resilience
+                    .run(ctx, deadline, upstream, retryable, |_| async { Ok(post().await) }, judge)
+                    .await;
+                let retries = tried.attempts.saturating_sub(1);
+                if retries > 0
+                    && let Some(grant) = &auth.grant
+                {
+                    let total = auth.outcome.retries.fetch_add(retries, Ordering::Relaxed) + retries;
+                    grant.record("switchboard.http.retries", total);
+                }
+                match tried.result {
+                    Ok(outcome) => {
+                        let method = value.get("method").and_then(serde_json::Value::as_str);
+                        if !retryable
+                            && method == Some("tools/call")
+                            && judge(&outcome).retry.is_some()
+                            && let Ok(mut note) = auth.outcome.not_retried.lock()
+                        {
+                            *note = Some("`tools/call`".to_string());
+                        }
+                        outcome?
+                    }
+                    Err(refused) => {
+                        let message = refused.message.clone();
+                        if let Ok(mut slot) = auth.outcome.refusal.lock() {
+                            *slot = Some(refused);
+                        }
+                        return Err(StreamableHttpError::UnexpectedServerResponse(message.into()));
+                    }
+                }
+            }
+        };
         match response {
             StreamableHttpPostResponse::Json(ref m, _) if had_session && is_unknown_session(m) => {
                 Err(StreamableHttpError::SessionExpired)
@@ -294,10 +440,15 @@ mod tests {
     #[test]
     fn each_message_finds_its_hop_and_others_use_the_opener() {
         let table = Arc::new(HopTable::default());
-        let client = GovernedHttp::new(reqwest::Client::new(), table.clone(), auth("opener-token"));
+        let governance = Governance { resilience: Resilience::default(), upstream: "u".into() };
+        let client =
+            GovernedHttp::new(reqwest::Client::new(), table.clone(), auth("opener-token"), governance);
         let a = table.enter(auth("token-a"));
         let b = table.enter(auth("token-b"));
-        let found = |tp: Option<&str>| client.auth_for(&call_with(tp)).bearer().unwrap_or_default();
+        let found = |tp: Option<&str>| {
+            let message = serde_json::to_value(call_with(tp)).expect("a message");
+            client.auth_for(&message).bearer().unwrap_or_default()
+        };
         assert_eq!(found(Some(&a.auth().traceparent)), "token-a");
         assert_eq!(found(Some(&b.auth().traceparent)), "token-b");
         assert_eq!(found(None), "opener-token", "no traceparent: the session's opener");
@@ -311,6 +462,19 @@ mod tests {
         assert_eq!(table.len(), 1, "the same hop entered twice stays until both leave");
         drop(again);
         assert_eq!(table.len(), 0);
+    }
+
+    #[test]
+    fn only_idempotent_messages_are_retried() {
+        let of = |method: &str| serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method});
+        for method in ["initialize", "ping", "tools/list", "resources/read", "prompts/get"] {
+            assert!(idempotent(&of(method), false), "{method}");
+        }
+        for method in ["sampling/createMessage", "logging/setLevel", "notifications/cancelled"] {
+            assert!(!idempotent(&of(method), true), "{method}");
+        }
+        assert!(!idempotent(&of("tools/call"), false), "a tool with side effects is sent once");
+        assert!(idempotent(&of("tools/call"), true), "an annotated idempotent tool may be retried");
     }
 
     #[test]

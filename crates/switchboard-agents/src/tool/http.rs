@@ -8,6 +8,7 @@
 //! path = "/repos/{owner}/{repo}/issues"   # joined onto the connection's base URL
 //! query = ["state"]                        # the rest go to the query (GET/DELETE) or a JSON body
 //! answer_pointer = "/0/title"              # or answer = "Created {/id}: {title}"
+//! idempotent = false                       # true lets a POST/PATCH be retried (the API de-duplicates)
 //! schema = '''{"type": "object", "required": ["owner", "repo"], "properties": {
 //!   "owner": {"type": "string"}, "repo": {"type": "string"},
 //!   "state": {"type": "string", "enum": ["open", "closed"], "default": "open"}}}'''
@@ -120,6 +121,10 @@ pub struct HttpSettings {
     pub timeout: Duration,
     /// The most response bytes read; the rest is cut and the answer says "(truncated)".
     pub max_response_bytes: usize,
+    /// `idempotent = true`: the partner API makes a repeated `POST`/`PATCH` harmless (it
+    /// de-duplicates them), so they may be retried like a `GET`. Off by default: a `POST` that
+    /// failed may still have acted, so it is sent once.
+    pub idempotent: bool,
 }
 
 /// The table as written.
@@ -144,6 +149,8 @@ struct Raw {
     timeout_ms: u64,
     #[serde(default = "default_max_response_bytes")]
     max_response_bytes: usize,
+    #[serde(default)]
+    idempotent: bool,
 }
 
 fn default_timeout_ms() -> u64 {
@@ -314,6 +321,7 @@ impl HttpSettings {
             answer,
             timeout: Duration::from_millis(raw.timeout_ms),
             max_response_bytes: raw.max_response_bytes,
+            idempotent: raw.idempotent,
         })
     }
 }
@@ -583,8 +591,9 @@ impl HttpToolAgent {
                 ))
             }
         };
-        // Retries (idempotent methods only) and the connection's circuit breaker live in the grant.
-        let mut response = grant.send(request, false).await.map_err(|e| match e.kind {
+        // Retries (idempotent methods, or a POST the table declares idempotent) and the
+        // connection's circuit breaker live in the grant.
+        let mut response = grant.send(request, self.settings.idempotent).await.map_err(|e| match e.kind {
             ErrorKind::Upstream => Error::upstream(format!(
                 "the `{}` tool could not reach {host}: {}",
                 self.spec.name, e.message

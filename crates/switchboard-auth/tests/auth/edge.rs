@@ -178,6 +178,41 @@ async fn rejections_are_401_with_precise_messages() {
 }
 
 #[tokio::test]
+async fn a_verified_token_is_reused_only_until_it_expires() {
+    let key = TestKey::ec("k1");
+    let mut config = AuthConfig::default();
+    let mut issuer = IssuerConfig::new(ISS, AUD);
+    issuer.keys = vec![StaticKey::Jwk(Box::new(serde_json::from_value(key.jwk.clone()).unwrap()))];
+    issuer.leeway_secs = 0;
+    config.issuers = vec![issuer];
+    let edge = EdgeAuth::new(config, reqwest::Client::new()).unwrap();
+
+    let mut short = claims(ISS, AUD, "a@x");
+    short["exp"] = json!(now() + 2);
+    let token = key.sign(&short);
+    for _ in 0..3 {
+        let caller = edge.authenticate(&bearer(&token), LOCALHOST).await.unwrap();
+        assert_eq!(caller.email(), "a@x");
+    }
+    let debug = format!("{edge:?}");
+    assert!(debug.contains("cached_tokens: 1"), "remembered once: {debug}");
+    assert!(!debug.contains(&token), "the token itself is never kept in view: {debug}");
+
+    // Once its expiry has passed, the remembered verification no longer counts.
+    tokio::time::sleep(std::time::Duration::from_millis(3_200)).await;
+    expect_rejected(&edge, &bearer(&token), "token expired").await;
+
+    // A token not yet valid is refused every time, not remembered.
+    let mut future = claims(ISS, AUD, "a@x");
+    future["nbf"] = json!(now() + 300);
+    let future = key.sign(&future);
+    for _ in 0..2 {
+        expect_rejected(&edge, &bearer(&future), "token is not yet valid").await;
+    }
+    assert!(format!("{edge:?}").contains("cached_tokens: 0"), "{edge:?}");
+}
+
+#[tokio::test]
 async fn static_pem_and_jwk_keys_need_no_http() {
     let rsa = TestKey::rsa("any-kid");
     let ec = TestKey::ec("ec-static");

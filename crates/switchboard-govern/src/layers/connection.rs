@@ -110,8 +110,10 @@ impl HopLayer for ConnectionGrant {
 }
 
 /// Layer that puts the connection's own authentication on the hop, once the agent's credential
-/// is resolved: the hop's token for `caller`, the connection's secret or client-credentials
-/// token otherwise. The principal (who the hop acts as) stays the agent's.
+/// is resolved: the hop's token for `caller`, the caller's own token for `oauth_per_user`, the
+/// connection's secret or client-credentials token otherwise. The principal (who the hop acts
+/// as) stays the agent's. It runs after [`ConnectionGrant`], so a revoked grant blocks a user
+/// who has consented.
 pub struct ConnectionAuthLayer;
 
 #[async_trait]
@@ -122,7 +124,8 @@ impl HopLayer for ConnectionAuthLayer {
             && hop.target.kind != HopKind::Agent
             && let Some(credential) = hop.credential.as_mut()
         {
-            credential.token = connection.far_side_token(credential.token.as_ref()).await?;
+            let user = hop.ctx.caller.subject();
+            credential.token = connection.far_side_token(credential.token.as_ref(), user).await?;
         }
         next.run(hop).await
     }

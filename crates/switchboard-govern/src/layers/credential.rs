@@ -19,6 +19,14 @@ pub trait TokenSource: Send + Sync {
     async fn token(&self) -> Result<Secret>;
 }
 
+/// Supplies each user's own token for a per-user OAuth connection (`auth = "oauth_per_user"`).
+#[async_trait]
+pub trait UserTokenSource: Send + Sync {
+    /// A currently valid token of the user `subject`, refreshed when it is close to expiry;
+    /// [`Error::consent_required`] when the user has not connected (or must connect again).
+    async fn user_token(&self, subject: &str) -> Result<Secret>;
+}
+
 /// Reads a secret reference at use time, so rotation needs no restart. The error names the
 /// reference, never a value.
 pub fn read_secret(reference: &SecretRef) -> Result<Secret> {

@@ -12,7 +12,8 @@ pub use authorize::{Authorize, Policy, RolePolicy, role_allows};
 pub use budget::HopBudget;
 pub use connection::{ConnectionAuthLayer, ConnectionGrant, ConnectionGrants, StaticGrants};
 pub use credential::{
-    CredentialLayer, CredentialProvider, StandardCredentials, TokenExchanger, TokenSource, read_secret,
+    CredentialLayer, CredentialProvider, StandardCredentials, TokenExchanger, TokenSource, UserTokenSource,
+    read_secret,
 };
 pub use limit::RateLimit;
 pub use telemetry::{AuditLayer, SpanLayer};

@@ -108,7 +108,11 @@ impl HopLayer for AuditLayer {
         let started = Instant::now();
         let result = next.run(hop).await;
         let caller = &hop.ctx.caller;
+        // A call that succeeded but whose answer its agent's output guardrail withheld is
+        // audited as blocked, naming the category: the caller got a refusal, not the answer.
+        let withheld = result.as_ref().ok().and_then(|()| output_block(hop));
         let decision = match &result {
+            Ok(()) if withheld.is_some() => AuditDecision::Blocked,
             Ok(()) => AuditDecision::Allowed,
             Err(e) if e.kind == ErrorKind::Denied => AuditDecision::AccessDenied,
             Err(e) if e.kind == ErrorKind::RateLimited => AuditDecision::RateLimited,
@@ -128,10 +132,34 @@ impl HopLayer for AuditLayer {
             hop: hop.target.kind,
             target: hop.target.name.clone(),
             decision,
-            reason: result.as_ref().err().map(|e| e.message.clone()),
+            error_code: match &result {
+                Err(e) => Some(e.kind.as_str().to_string()),
+                Ok(()) => withheld.is_some().then(|| ErrorKind::Blocked.as_str().to_string()),
+            },
+            reason: match result.as_ref() {
+                Err(e) => Some(e.message.clone()),
+                Ok(()) => withheld,
+            },
             duration_ms: started.elapsed().as_millis() as u64,
-            error_code: result.as_ref().err().map(|e| e.kind.as_str().to_string()),
         });
         result
     }
+}
+
+/// Why the hop's answer was withheld, when its output guardrail blocked it: the category and
+/// the kinds found (`pii: card_number`), as the guardrail recorded them on the span; the
+/// matched text is never recorded, so it cannot reach the audit row.
+fn output_block(hop: &HopCall) -> Option<String> {
+    let attrs = hop.attributes.lock().ok()?;
+    let verdict = attrs.get("switchboard.guardrail.output")?;
+    if verdict.get("verdict")?.as_str()? != "blocked" {
+        return None;
+    }
+    let category = verdict.get("category").and_then(|c| c.as_str()).unwrap_or("guardrail");
+    let found: Vec<&str> = verdict
+        .get("found")
+        .and_then(|f| f.as_array())
+        .map(|f| f.iter().filter_map(|k| k.as_str()).collect())
+        .unwrap_or_default();
+    Some(format!("the answer was withheld by an output guardrail: {category} ({})", found.join(", ")))
 }

@@ -114,7 +114,41 @@ pub(super) fn check_connections(config: &Config, files: &Files, problems: &mut V
                 needs("client_id", c.client_id.is_some(), problems);
                 needs("client_secret", c.client_secret.is_some(), problems);
             }
+            ConnectionAuth::OauthPerUser => {
+                for (field, value) in [
+                    ("authorize_url", &c.authorize_url),
+                    ("token_url", &c.token_url),
+                    ("redirect_url", &c.redirect_url),
+                ] {
+                    needs(field, value.is_some(), problems);
+                    if let Some(message) =
+                        value.as_deref().and_then(|raw| per_user_url_problem(c, field, raw))
+                    {
+                        problem(problems, field, message);
+                    }
+                }
+                needs("client_id", c.client_id.is_some(), problems);
+                needs("client_secret", c.client_secret.is_some(), problems);
+                needs("encryption_key", c.encryption_key.is_some(), problems);
+            }
             ConnectionAuth::Caller | ConnectionAuth::None => {}
+        }
+        if c.auth != ConnectionAuth::OauthPerUser {
+            let stray = [
+                ("authorize_url", c.authorize_url.is_some()),
+                ("redirect_url", c.redirect_url.is_some()),
+                ("encryption_key", c.encryption_key.is_some()),
+            ];
+            for (field, _) in stray.iter().filter(|(_, present)| *present) {
+                problem(
+                    problems,
+                    field,
+                    format!(
+                        "`{field}` is only used with auth = \"oauth_per_user\", not \"{}\"",
+                        c.auth.as_str()
+                    ),
+                );
+            }
         }
         if c.secret.is_some() && c.auth != ConnectionAuth::Bearer {
             problem(
@@ -136,6 +170,26 @@ pub(super) fn check_connections(config: &Config, files: &Files, problems: &mut V
             message: format!("names connection `{name}`, which is not declared in [[connections]]"),
         });
     }
+}
+
+/// What is wrong with a per-user connection's URL `field`, if anything: not a URL, not https
+/// (outside development), or a redirect URL that does not end at this server's callback.
+fn per_user_url_problem(c: &ConnectionSpec, field: &str, raw: &str) -> Option<String> {
+    let url = match switchboard_govern::reqwest::Url::parse(raw) {
+        Ok(url) => url,
+        Err(e) => return Some(format!("`{raw}` is not a URL: {e}")),
+    };
+    if url.scheme() != "https" && !(c.allow_insecure_loopback && url.scheme() == "http") {
+        return Some(format!(
+            "`{raw}` is not https; only https is allowed (set allow_insecure_loopback = true for development)"
+        ));
+    }
+    let callback = switchboard_auth::CALLBACK_PATH;
+    (field == "redirect_url" && !url.path().ends_with(callback)).then(|| {
+        format!(
+            "`{raw}` must end in {callback}: the provider sends users back to this server's callback there"
+        )
+    })
 }
 
 /// The agent's `connection`: declared, and present where the kind needs one.

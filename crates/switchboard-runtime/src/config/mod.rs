@@ -12,9 +12,10 @@ pub use files::{ConfigFile, ConfigSource};
 pub use limits::{DEFAULT_REDIS_PREFIX, rules as limit_rules};
 pub use model::{
     AgentFile, Config, DemoConfig, DevClient, DevUser, EvalConfig, IdentityConfig, JudgeConfig, LimitsConfig,
-    LlmConfig, ModelPrice, RouterConfig, RouterKind, ServerConfig, StoreConfig, StoreKind, SupervisorConfig,
+    LlmConfig, MAX_PAYLOAD_LOG_BYTES, ModelPrice, PayloadLogConfig, RouterConfig, RouterKind, ServerConfig,
+    StoreConfig, StoreKind, SupervisorConfig,
 };
-pub use resilience::{LlmFallback, LlmSplit, ResilienceConfig};
+pub use resilience::{LlmFallback, LlmSplit, ResilienceConfig, ResilienceOverride};
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -28,6 +28,9 @@ pub struct Config {
     /// Where audit rows, spans and threads are kept.
     #[serde(default)]
     pub store: StoreConfig,
+    /// The payload log ("inference table"): off by default.
+    #[serde(default)]
+    pub payload_log: PayloadLogConfig,
     /// The runtime's service principal and the development identities.
     #[serde(default)]
     pub identity: IdentityConfig,
@@ -191,6 +194,30 @@ impl Default for StoreConfig {
             spill_path: None,
             spill_max_bytes: switchboard_store::DEFAULT_SPILL_MAX_BYTES,
         }
+    }
+}
+
+/// The largest `payload_log.max_bytes` accepted: 16 MiB per body.
+pub const MAX_PAYLOAD_LOG_BYTES: usize = 16 * 1024 * 1024;
+
+/// `[payload_log]`: per request to `/v1/chat/completions` and `/v1/responses`, the request and
+/// response bodies, status, duration and requester, kept in the configured store's `payloads`
+/// table. Personal data is masked (payment card numbers, US social security numbers, email
+/// addresses and phone numbers, whatever the guardrails are configured to do) and each body is
+/// capped, so the table is safe to keep and bounded in size.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PayloadLogConfig {
+    /// Whether payloads are logged at all (default false).
+    pub enabled: bool,
+    /// The most bytes kept of each body (default 65536); longer ones are cut and marked
+    /// `…[truncated N bytes]`.
+    pub max_bytes: usize,
+}
+
+impl Default for PayloadLogConfig {
+    fn default() -> Self {
+        Self { enabled: false, max_bytes: 64 * 1024 }
     }
 }
 
@@ -689,6 +716,12 @@ pub(super) fn check_cross(
     }
     if config.server.body_limit_bytes == 0 {
         problems.push(problem("server.body_limit_bytes", "must be greater than 0"));
+    }
+    if !(1..=MAX_PAYLOAD_LOG_BYTES).contains(&config.payload_log.max_bytes) {
+        problems.push(problem(
+            "payload_log.max_bytes",
+            &format!("must be between 1 and {MAX_PAYLOAD_LOG_BYTES} (16 MiB)"),
+        ));
     }
     if let Some(auth) = &config.auth {
         if !config.identity.dev_users.is_empty() {

@@ -5,10 +5,10 @@ use super::Problem;
 use super::files::Files;
 use super::model::{Config, check_credential};
 use serde::Deserialize;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 use switchboard_core::CredentialSpec;
-use switchboard_govern::retry::{BreakerPolicy, Resilience, RetryPolicy};
+use switchboard_govern::retry::{BreakerPolicy, Resilience, RetryPolicy, UpstreamPolicy};
 
 /// The most attempts a request may be given; more only multiplies an outage's load.
 const MAX_ATTEMPTS: u32 = 10;
@@ -31,6 +31,27 @@ pub struct ResilienceConfig {
     pub breaker_failures: u32,
     /// How long an open circuit fails fast before one probe is let through.
     pub breaker_cool_down_ms: u64,
+    /// `[resilience.connections.NAME]`: a declared connection's own settings, each field
+    /// falling back to the ones above (a partner API that must not be hammered, an MCP server
+    /// that deserves more patience).
+    pub connections: BTreeMap<String, ResilienceOverride>,
+}
+
+/// `[resilience.connections.NAME]`: what one connection changes of `[resilience]`; a field left
+/// out keeps the global value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResilienceOverride {
+    /// Attempts in all, the first included (1-10); 1 turns retries off.
+    pub max_attempts: Option<u32>,
+    /// The backoff ceiling before the first retry, doubling per retry.
+    pub base_backoff_ms: Option<u64>,
+    /// The largest backoff, and the longest `Retry-After` honoured.
+    pub max_backoff_ms: Option<u64>,
+    /// Consecutive failures that open the connection's circuit; 0 for no breaker.
+    pub breaker_failures: Option<u32>,
+    /// How long its open circuit fails fast before one probe is let through.
+    pub breaker_cool_down_ms: Option<u64>,
 }
 
 impl Default for ResilienceConfig {
@@ -41,13 +62,35 @@ impl Default for ResilienceConfig {
             max_backoff_ms: 5_000,
             breaker_failures: 5,
             breaker_cool_down_ms: 30_000,
+            connections: BTreeMap::new(),
         }
     }
 }
 
 impl ResilienceConfig {
-    /// The policy the gateway runs.
+    /// The policy the gateway runs: the global one, and each connection's override.
     pub fn build(&self) -> Resilience {
+        let global = self.policy();
+        let mut resilience = Resilience::new(global.retry, global.breaker);
+        for (name, o) in &self.connections {
+            resilience = resilience.with_override(name.clone(), self.with(o).policy());
+        }
+        resilience
+    }
+
+    /// These settings with `o`'s fields in place of the global ones.
+    pub fn with(&self, o: &ResilienceOverride) -> Self {
+        Self {
+            max_attempts: o.max_attempts.unwrap_or(self.max_attempts),
+            base_backoff_ms: o.base_backoff_ms.unwrap_or(self.base_backoff_ms),
+            max_backoff_ms: o.max_backoff_ms.unwrap_or(self.max_backoff_ms),
+            breaker_failures: o.breaker_failures.unwrap_or(self.breaker_failures),
+            breaker_cool_down_ms: o.breaker_cool_down_ms.unwrap_or(self.breaker_cool_down_ms),
+            connections: BTreeMap::new(),
+        }
+    }
+
+    fn policy(&self) -> UpstreamPolicy {
         let retry = RetryPolicy {
             max_attempts: self.max_attempts.max(1),
             base_backoff: Duration::from_millis(self.base_backoff_ms),
@@ -57,7 +100,33 @@ impl ResilienceConfig {
             failures: self.breaker_failures,
             cool_down: Duration::from_millis(self.breaker_cool_down_ms),
         });
-        Resilience::new(retry, breaker)
+        UpstreamPolicy { retry, breaker }
+    }
+}
+
+/// Checks one set of settings (the global `[resilience]`, or a connection's with the global
+/// values filled in), naming fields under `prefix`.
+fn check_policy(prefix: &str, r: &ResilienceConfig, problem: &mut impl FnMut(String, String)) {
+    if !(1..=MAX_ATTEMPTS).contains(&r.max_attempts) {
+        problem(
+            format!("{prefix}.max_attempts"),
+            format!("must be 1-{MAX_ATTEMPTS} (1 turns retries off), not {}", r.max_attempts),
+        );
+    }
+    if r.max_attempts > 1 && r.base_backoff_ms == 0 {
+        problem(format!("{prefix}.base_backoff_ms"), "must be greater than 0 when retries are on".into());
+    }
+    if r.max_backoff_ms < r.base_backoff_ms {
+        problem(
+            format!("{prefix}.max_backoff_ms"),
+            format!("must be at least base_backoff_ms ({})", r.base_backoff_ms),
+        );
+    }
+    if r.breaker_failures > 0 && r.breaker_cool_down_ms == 0 {
+        problem(
+            format!("{prefix}.breaker_cool_down_ms"),
+            "must be greater than 0 when the breaker is on (breaker_failures > 0)".into(),
+        );
     }
 }
 
@@ -89,29 +158,16 @@ pub(super) fn check_resilience(config: &Config, files: &Files, problems: &mut Ve
     let file = files.main.label.as_str();
     let mut problem =
         |field: String, message: String| problems.push(Problem { file: file.into(), field, message });
-    {
-        let r = &config.resilience;
-        if !(1..=MAX_ATTEMPTS).contains(&r.max_attempts) {
+    check_policy("resilience", &config.resilience, &mut problem);
+    for (name, o) in &config.resilience.connections {
+        let prefix = format!("resilience.connections.{name}");
+        if !config.connections.iter().any(|c| &c.name == name) {
             problem(
-                "resilience.max_attempts".into(),
-                format!("must be 1-{MAX_ATTEMPTS} (1 turns retries off), not {}", r.max_attempts),
+                prefix.clone(),
+                format!("names connection `{name}`, which is not declared in [[connections]]"),
             );
         }
-        if r.max_attempts > 1 && r.base_backoff_ms == 0 {
-            problem("resilience.base_backoff_ms".into(), "must be greater than 0 when retries are on".into());
-        }
-        if r.max_backoff_ms < r.base_backoff_ms {
-            problem(
-                "resilience.max_backoff_ms".into(),
-                format!("must be at least base_backoff_ms ({})", r.base_backoff_ms),
-            );
-        }
-        if r.breaker_failures > 0 && r.breaker_cool_down_ms == 0 {
-            problem(
-                "resilience.breaker_cool_down_ms".into(),
-                "must be greater than 0 when the breaker is on (breaker_failures > 0)".into(),
-            );
-        }
+        check_policy(&prefix, &config.resilience.with(o), &mut problem);
     }
     let Some(llm) = &config.llm else { return };
     if llm.fallbacks.len() > MAX_FALLBACKS {

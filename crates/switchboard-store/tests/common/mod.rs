@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod grants;
+pub mod payloads;
 pub mod responses;
 pub mod usage;
 

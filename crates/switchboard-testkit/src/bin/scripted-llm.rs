@@ -7,6 +7,10 @@
 //!
 //! Prints `{"event":"listening","url":"http://HOST:PORT/v1"}` once it accepts connections. Without
 //! `--script` every request gets the last user message back.
+//!
+//! For benchmarks: `GET /stats` gives the calls, the seconds spent inside completion handlers and
+//! each call's prompt tokens; `POST /reset` zeroes them; `GET /echo?…` answers with what it was
+//! sent, a tool endpoint that costs next to nothing.
 
 use std::process::ExitCode;
 use switchboard_testkit::llm::{Script, serve};

@@ -69,6 +69,7 @@ impl When {
             && self.response_format.is_none_or(|f| f == v.schema.is_some())
             && self.api.as_deref().is_none_or(|a| a == v.api.name())
             && self.last_role.as_deref().is_none_or(|r| r == v.last_role)
+            && self.answers_tool.as_ref().is_none_or(|r| v.answered_tool.is_some_and(|t| r.is_match(t)))
     }
 }
 

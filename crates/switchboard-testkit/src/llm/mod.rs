@@ -49,14 +49,7 @@ impl ScriptedLlm {
     /// Serves `script` on `listener` (e.g. a port chosen in advance), recording request bodies.
     pub async fn start_on(listener: TcpListener, script: Script) -> Self {
         let addr = listener.local_addr().expect("the scripted LLM's address");
-        let shared = Arc::new(server::Shared {
-            script,
-            calls: AtomicU64::new(0),
-            tokens: Default::default(),
-            recorded: Some(Mutex::new(Vec::new())),
-            streams_finished: Default::default(),
-            stream_requested: Default::default(),
-        });
+        let shared = shared(script, true);
         let (tx, rx) = oneshot::channel::<()>();
         let app = server::router(shared.clone());
         let task = tokio::spawn(async move {
@@ -125,15 +118,26 @@ impl Drop for ScriptedLlm {
 /// Serves `script` on `listener` until the process ends, without recording requests: what the
 /// `scripted-llm` binary runs.
 pub async fn serve(listener: TcpListener, script: Script) -> std::io::Result<()> {
-    let shared = Arc::new(server::Shared {
+    axum::serve(no_delay(listener), server::router(shared(script, false))).await
+}
+
+/// The scripted server's routes, to be called in process with no socket at all (e.g. by a
+/// `switchboard_govern::Transport` in a benchmark). Requests are not recorded.
+pub fn router(script: Script) -> axum::Router {
+    server::router(shared(script, false))
+}
+
+/// What every request of one server shares; request bodies are kept only when `record`.
+fn shared(script: Script, record: bool) -> Arc<server::Shared> {
+    Arc::new(server::Shared {
         script,
         calls: AtomicU64::new(0),
         tokens: Default::default(),
-        recorded: None,
+        recorded: record.then(|| Mutex::new(Vec::new())),
         streams_finished: Default::default(),
         stream_requested: Default::default(),
-    });
-    axum::serve(no_delay(listener), server::router(shared)).await
+        measured: Default::default(),
+    })
 }
 
 /// `listener` with Nagle's algorithm off on every connection: stream chunks are small writes, and

@@ -38,6 +38,8 @@ pub(crate) struct View<'a> {
     pub system: String,
     /// The role of the last message or input item.
     pub last_role: &'a str,
+    /// When the last message is a tool result: the name of the tool call it answers.
+    pub answered_tool: Option<&'a str>,
     pub tools: Vec<Tool<'a>>,
     /// The requested JSON schema, or `{}` for a plain JSON object; `None` for text.
     pub schema: Option<&'a Value>,
@@ -60,6 +62,26 @@ fn text_of(content: Option<&Value>) -> String {
     }
 }
 
+/// Adds the tool calls `item` makes to `calls` as (id, name): a chat assistant message's
+/// `tool_calls`, or a Responses `function_call` item.
+fn note_calls<'a>(item: &'a Value, calls: &mut Vec<(&'a str, &'a str)>) {
+    if let Some(Value::Array(tool_calls)) = item.get("tool_calls") {
+        for call in tool_calls {
+            let id = call.get("id").and_then(Value::as_str);
+            let name = call.pointer("/function/name").and_then(Value::as_str);
+            if let (Some(id), Some(name)) = (id, name) {
+                calls.push((id, name));
+            }
+        }
+    }
+    if item.get("type").and_then(Value::as_str) == Some("function_call") {
+        let id = item.get("call_id").and_then(Value::as_str);
+        if let (Some(id), Some(name)) = (id, item.get("name").and_then(Value::as_str)) {
+            calls.push((id, name));
+        }
+    }
+}
+
 impl<'a> View<'a> {
     /// Reads `body` as `api` sends it; fields of the wrong type count as absent.
     pub(crate) fn read(api: Api, body: &'a Value) -> Self {
@@ -74,6 +96,7 @@ impl<'a> View<'a> {
             last_user: String::new(),
             system: String::new(),
             last_role: "user",
+            answered_tool: None,
             tools: Vec::new(),
             schema: None,
             prompt_text: String::new(),
@@ -93,7 +116,10 @@ impl<'a> View<'a> {
                 view.prompt_text.push_str(s);
             }
             Some(Value::Array(items)) => {
+                // Tool call ids to names, so a tool result can be traced to the call it answers.
+                let mut calls: Vec<(&str, &str)> = Vec::new();
                 for item in items {
+                    note_calls(item, &mut calls);
                     let role = item.get("role").and_then(Value::as_str).unwrap_or_else(|| {
                         // Responses items without a role: tool calls and their outputs.
                         match item.get("type").and_then(Value::as_str) {
@@ -103,6 +129,13 @@ impl<'a> View<'a> {
                         }
                     });
                     view.last_role = role;
+                    view.answered_tool = if role == "tool" {
+                        let id =
+                            item.get("tool_call_id").or_else(|| item.get("call_id")).and_then(Value::as_str);
+                        id.and_then(|id| calls.iter().rev().find(|(c, _)| *c == id).map(|(_, name)| *name))
+                    } else {
+                        None
+                    };
                     let mut text = text_of(item.get("content"));
                     if let Some(output) = item.get("output").and_then(Value::as_str) {
                         text.push_str(output);

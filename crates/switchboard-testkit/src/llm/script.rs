@@ -29,7 +29,9 @@
 //! expressions over the last user message and the system/developer messages or `instructions`),
 //! `tools` (whether tools were offered), `tool` (a regular expression some offered tool's name
 //! matches), `response_format` (whether a JSON schema or JSON object was requested), `api`
-//! (`chat` or `responses`) and `last_role` (the role of the last message, e.g. `tool`).
+//! (`chat` or `responses`), `last_role` (the role of the last message, e.g. `tool`) and
+//! `answers_tool` (a regular expression the name of the tool call that the last message, a tool
+//! result, answers must match: what a sub-agent handed control by `transfer_to_x` sees).
 //!
 //! Replies: `{ text = "…" }`, `{ json = {…} }` (the value as the message text),
 //! `"from_schema"`, `{ tool_call = { tool = "regex", arguments = {…} } }`: a call to the first
@@ -115,6 +117,7 @@ pub(crate) struct When {
     pub response_format: Option<bool>,
     pub api: Option<String>,
     pub last_role: Option<String>,
+    pub answers_tool: Option<Regex>,
 }
 
 /// What the model answers.
@@ -170,6 +173,7 @@ struct RawWhen {
     response_format: Option<bool>,
     api: Option<String>,
     last_role: Option<String>,
+    answers_tool: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -329,6 +333,7 @@ impl Script {
                 response_format: w.response_format,
                 api: w.api,
                 last_role: w.last_role,
+                answers_tool: compile("answers_tool", w.answers_tool)?,
             };
             rules.push(Rule { when, reply: compile_reply(&format!("{at}.reply"), rule.reply)? });
         }

@@ -28,25 +28,56 @@ pub(crate) struct Shared {
     pub streams_finished: Arc<AtomicU64>,
     /// When the most recent request for a streamed answer arrived.
     pub stream_requested: Mutex<Option<std::time::Instant>>,
+    /// Time spent inside completion handlers, in nanoseconds, and the prompt tokens of each call
+    /// (the first [`PROMPTS_KEPT`]) since start or the last `POST /reset`.
+    pub measured: Measured,
 }
 
-/// The routes: `POST /v1/chat/completions`, `POST /v1/responses`, `GET /v1/models`, and
-/// `GET /stats` (`{"calls": N}`).
+/// How many calls' prompt token counts `GET /stats` lists.
+const PROMPTS_KEPT: usize = 1024;
+
+/// What `GET /stats` reports beyond the call counter: enough for a benchmark to subtract the time
+/// the model took from its wall time, and to read what a routing prompt cost.
+#[derive(Default)]
+pub(crate) struct Measured {
+    handler_ns: AtomicU64,
+    prompts: Mutex<Vec<u64>>,
+}
+
+/// The routes: `POST /v1/chat/completions`, `POST /v1/responses`, `GET /v1/models`;
+/// `GET /stats` (`{"calls", "server_time_s", "prompt_tokens", "completion_tokens", "prompts"}`:
+/// calls, seconds spent inside completion handlers, tokens reported in `usage`, and each call's
+/// prompt tokens in arrival order), `POST /reset` (zeroes them), and `GET`/`POST /echo`, a tool
+/// endpoint for benchmarks that answers `{"query": {…}, "body": …}` with what it was sent.
 pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
     axum::Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/v1/responses", post(responses))
         .route("/v1/models", get(models))
         .route("/stats", get(stats))
+        .route("/reset", post(reset))
+        .route("/echo", get(echo).post(echo))
         .with_state(shared)
 }
 
 async fn chat(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
-    s.handle(Api::Chat, &body).await
+    s.timed(Api::Chat, &body).await
 }
 
 async fn responses(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
-    s.handle(Api::Responses, &body).await
+    s.timed(Api::Responses, &body).await
+}
+
+async fn echo(
+    axum::extract::Query(query): axum::extract::Query<std::collections::BTreeMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    let body: Value = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&body).unwrap_or_else(|_| json!(String::from_utf8_lossy(&body)))
+    };
+    json_response(StatusCode::OK, &json!({"query": query, "body": body}))
 }
 
 async fn models(State(s): State<Arc<Shared>>) -> Response {
@@ -55,7 +86,27 @@ async fn models(State(s): State<Arc<Shared>>) -> Response {
 }
 
 async fn stats(State(s): State<Arc<Shared>>) -> Response {
-    json_response(StatusCode::OK, &json!({"calls": s.calls.load(Ordering::Relaxed)}))
+    let prompts = s.measured.prompts.lock().map(|p| p.clone()).unwrap_or_default();
+    let stats = json!({
+        "calls": s.calls.load(Ordering::Relaxed),
+        "server_time_s": s.measured.handler_ns.load(Ordering::Relaxed) as f64 / 1e9,
+        "prompt_tokens": s.tokens[0].load(Ordering::Relaxed),
+        "completion_tokens": s.tokens[1].load(Ordering::Relaxed),
+        "prompts": prompts,
+    });
+    json_response(StatusCode::OK, &stats)
+}
+
+/// Zeroes the counters `GET /stats` reports (the call counter too, so `first`/`every` faults
+/// count again from the next call).
+async fn reset(State(s): State<Arc<Shared>>) -> Response {
+    s.calls.store(0, Ordering::Relaxed);
+    s.tokens.iter().for_each(|t| t.store(0, Ordering::Relaxed));
+    s.measured.handler_ns.store(0, Ordering::Relaxed);
+    if let Ok(mut prompts) = s.measured.prompts.lock() {
+        prompts.clear();
+    }
+    json_response(StatusCode::OK, &json!({"ok": true}))
 }
 
 fn json_response(status: StatusCode, value: &Value) -> Response {
@@ -101,6 +152,16 @@ fn unix_secs() -> u64 {
 }
 
 impl Shared {
+    /// [`Self::handle`], adding its time to the handler total (configured latency included: it
+    /// stands for the model's own time).
+    async fn timed(&self, api: Api, raw: &[u8]) -> Response {
+        let started = std::time::Instant::now();
+        let response = self.handle(api, raw).await;
+        let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.measured.handler_ns.fetch_add(ns, Ordering::Relaxed);
+        response
+    }
+
     async fn handle(&self, api: Api, raw: &[u8]) -> Response {
         let arrived = std::time::Instant::now();
         let call = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
@@ -146,6 +207,11 @@ impl Shared {
             Tokens { prompt: count(&view.prompt_text), completion: count(&answer.completion_text()) };
         self.tokens[0].fetch_add(tokens.prompt, Ordering::Relaxed);
         self.tokens[1].fetch_add(tokens.completion, Ordering::Relaxed);
+        if let Ok(mut prompts) = self.measured.prompts.lock()
+            && prompts.len() < PROMPTS_KEPT
+        {
+            prompts.push(tokens.prompt);
+        }
         let ids = Ids { call, model: view.model.unwrap_or(&self.script.model), created: unix_secs() };
         let delay = Duration::from_millis(self.script.token_delay_ms);
         match (api, view.stream) {

@@ -7,6 +7,7 @@ pub mod grants;
 pub mod init;
 pub mod logging;
 pub mod mcp;
+pub mod payloads;
 pub mod serve;
 pub mod token;
 pub mod trace;

@@ -10,6 +10,12 @@ use switchboard_server::AppState;
 /// With the development identity provider on, refuses a non-loopback address unless
 /// `dev_idp_on_public_address`.
 pub async fn run(config: Option<&Path>, addr: &str, dev_idp_on_public_address: bool) -> Result<ExitCode> {
+    // Each open connection holds a descriptor; the default soft limit (often 1,024) would refuse
+    // connections long before `[server] max_connections`.
+    match switchboard_server::raise_fd_limit() {
+        Ok(limit) => tracing::debug!(limit = ?limit, "file-descriptor limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the file-descriptor limit"),
+    }
     let runtime = Arc::new(super::runtime(config).await?);
     let listener = tokio::net::TcpListener::bind(addr)
         .await

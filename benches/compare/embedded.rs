@@ -1,0 +1,162 @@
+//! Switchboard embedded, for `scripts/compare-peers`: the comparison scenario run in process
+//! through the library (`Runtime::load`, `supervisor.run`), as the Python peers run theirs,
+//! against the scripted LLM server named in the configuration. Prints one JSON line in the shape
+//! the peer scripts print.
+//!
+//! ```text
+//! cargo bench -p switchboard --bench compare_embedded -- --config DIR/switchboard.toml \
+//!     --llm http://127.0.0.1:PORT/v1 [--runs 200] [--concurrency 1,32] [--routing-only]
+//! ```
+//!
+//! `--routing-only`: one run, reporting the prompt tokens of its first model call (the routing
+//! call), for configurations with more agents.
+
+#[path = "../load/measure.rs"]
+mod measure;
+
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use switchboard::config::ConfigSource;
+use switchboard::{RunRequest, RunStatus, Runtime};
+
+/// The scenario's questions, alternating: one per agent.
+const QUESTIONS: &[&str] = &[
+    "What was total revenue by region last quarter? Use SQL.",
+    "What does our travel policy say about hotel upgrades?",
+];
+
+/// The scenario's caller.
+const USER: &str = "ana@example.com";
+
+struct Options {
+    config: PathBuf,
+    llm: String,
+    runs: usize,
+    levels: Vec<usize>,
+    routing_only: bool,
+}
+
+fn options() -> Result<Options, String> {
+    let (mut config, mut llm) = (None, None);
+    let mut o = Options {
+        config: PathBuf::new(),
+        llm: String::new(),
+        runs: 200,
+        levels: vec![1, 32],
+        routing_only: false,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
+        let number =
+            |name: &str, v: &str| v.parse::<usize>().map_err(|_| format!("{name}: not a number: {v}"));
+        match arg.as_str() {
+            "--config" => config = Some(PathBuf::from(value("--config")?)),
+            "--llm" => llm = Some(value("--llm")?),
+            "--runs" => o.runs = number("--runs", &value("--runs")?)?.max(1),
+            "--concurrency" => {
+                let v = value("--concurrency")?;
+                o.levels = v
+                    .split(',')
+                    .map(|l| number("--concurrency", l.trim()).map(|n| n.max(1)))
+                    .collect::<Result<_, _>>()?;
+            }
+            "--routing-only" => o.routing_only = true,
+            _ if arg.starts_with("--") => {}
+            other => return Err(format!("unexpected argument `{other}`")),
+        }
+    }
+    o.config = config.ok_or("--config is required")?;
+    o.llm = llm.ok_or("--llm is required (the scripted server's API root)")?;
+    Ok(o)
+}
+
+/// One run of `question`; an error unless it answered.
+async fn ask(rt: &Runtime, caller: &switchboard::Caller, question: &str) -> Result<Duration, String> {
+    let started = Instant::now();
+    let ctx = rt.context(caller.clone());
+    let response =
+        rt.supervisor.run(&ctx, RunRequest { question: question.into(), ..Default::default() }).await;
+    if response.status != RunStatus::Ok || response.answer.is_empty() {
+        return Err(format!("the run ended {:?}: {}", response.status, response.answer));
+    }
+    Ok(started.elapsed())
+}
+
+async fn run(o: Options) -> Result<Value, String> {
+    let rt = Arc::new(Runtime::load(&ConfigSource::File(o.config.clone())).await.map_err(|e| e.to_string())?);
+    let caller = rt.dev_caller(USER).await.map_err(|e| e.to_string())?;
+    let http = reqwest::Client::new();
+    if o.routing_only {
+        measure::llm_reset(&http, &o.llm).await?;
+        ask(&rt, &caller, QUESTIONS[0]).await?;
+        let stats = measure::llm_stats(&http, &o.llm).await?;
+        let first = stats.pointer("/prompts/0").cloned().unwrap_or(Value::Null);
+        return Ok(json!({"runtime": "switchboard-embedded", "levels": [], "routing_prompt_tokens": first,
+            "peak_rss_mb": measure::peak_rss_mb("self")}));
+    }
+    for i in 0..4 {
+        ask(&rt, &caller, QUESTIONS[i % 2]).await?;
+    }
+    let mut levels = Vec::new();
+    for &concurrency in &o.levels {
+        measure::llm_reset(&http, &o.llm).await?;
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let started = Instant::now();
+        let workers: Vec<_> = (0..concurrency)
+            .map(|_| {
+                let (rt, caller, next, runs) = (rt.clone(), caller.clone(), next.clone(), o.runs);
+                tokio::spawn(async move {
+                    let mut latencies = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if i >= runs {
+                            return Ok::<_, String>(latencies);
+                        }
+                        latencies.push(ask(&rt, &caller, QUESTIONS[i % 2]).await?);
+                    }
+                })
+            })
+            .collect();
+        let mut latencies = Vec::with_capacity(o.runs);
+        for w in workers {
+            latencies.extend(w.await.map_err(|e| format!("a worker failed: {e}"))??);
+        }
+        let wall = started.elapsed();
+        let stats = measure::llm_stats(&http, &o.llm).await?;
+        levels.push(measure::level_json(concurrency, latencies, wall, &stats));
+    }
+    rt.shutdown().await;
+    Ok(json!({"runtime": "switchboard-embedded", "levels": levels, "routing_prompt_tokens": null,
+        "peak_rss_mb": measure::peak_rss_mb("self")}))
+}
+
+fn main() -> ExitCode {
+    let o = match options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("compare_embedded: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("compare_embedded: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(o)) {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("compare_embedded: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! Figures shared by the load harness and the embedded comparison bench: latency percentiles,
+//! one concurrency level's summary as a JSON line, the scripted LLM server's counters, and a
+//! process's peak RSS.
+
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// The `p`-th percentile (nearest rank) of `sorted`.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Milliseconds, as a float.
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The mean of `samples` (zero when empty).
+pub fn mean(samples: &[Duration]) -> Duration {
+    if samples.is_empty() {
+        return Duration::ZERO;
+    }
+    samples.iter().sum::<Duration>() / samples.len() as u32
+}
+
+/// One concurrency level: runs, wall time, latency figures and the scripted server's counters
+/// over the level, in the shape the comparison script reads from every runtime.
+pub fn level_json(concurrency: usize, mut latencies: Vec<Duration>, wall: Duration, llm: &Value) -> Value {
+    latencies.sort();
+    let runs = latencies.len();
+    json!({
+        "concurrency": concurrency,
+        "runs": runs,
+        "wall_s": wall.as_secs_f64(),
+        "runs_per_s": runs as f64 / wall.as_secs_f64().max(1e-9),
+        "mean_ms": ms(mean(&latencies)),
+        "p50_ms": ms(percentile(&latencies, 50.0)),
+        "p95_ms": ms(percentile(&latencies, 95.0)),
+        "p99_ms": ms(percentile(&latencies, 99.0)),
+        "llm_calls": llm.get("calls").cloned().unwrap_or(Value::Null),
+        "llm_time_s": llm.get("server_time_s").cloned().unwrap_or(Value::Null),
+    })
+}
+
+/// The scripted LLM server's root (`http://HOST:PORT`) from its API root (`…/v1`).
+fn root(base: &str) -> &str {
+    base.trim_end_matches('/').trim_end_matches("/v1")
+}
+
+/// `GET /stats` of the scripted server at `base`: calls, seconds inside its handlers, and each
+/// call's prompt tokens.
+pub async fn llm_stats(client: &reqwest::Client, base: &str) -> Result<Value, String> {
+    let url = format!("{}/stats", root(base));
+    let r = client.get(&url).send().await.map_err(|e| format!("{url}: {e}"))?;
+    r.json().await.map_err(|e| format!("{url}: {e}"))
+}
+
+/// `POST /reset` of the scripted server at `base`: its counters start again from zero.
+pub async fn llm_reset(client: &reqwest::Client, base: &str) -> Result<(), String> {
+    let url = format!("{}/reset", root(base));
+    client.post(&url).send().await.and_then(|r| r.error_for_status()).map_err(|e| format!("{url}: {e}"))?;
+    Ok(())
+}
+
+/// The peak resident set size of process `pid` so far (`VmHWM`), in MB; `self` for this one.
+pub fn peak_rss_mb(pid: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}

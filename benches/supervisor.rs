@@ -1,0 +1,151 @@
+//! A whole supervisor run in process, per route shape, with the scripted LLM answering in the same
+//! process and no socket between them: the model's routes are called through a
+//! [`Transport`] that hands each request straight to its router.
+//!
+//! The demo configuration with an `[llm]` and the LLM router, as carol (a manager) unless noted:
+//! - `one_agent`: routed to `deal_desk`, which asks the model for its arguments and runs its SQL
+//!   function (2 model calls);
+//! - `fan_out_two`: `deal_desk` and `policies` (a knowledge answer the model writes), then a
+//!   synthesis of both (4 model calls);
+//! - `clarify`: the model calls no agent, so the answer is a clarifying question (1 call);
+//! - `denied`: erin (finance) routed to `deal_desk`, which policy refuses her (1 call).
+//!
+//! Each shape is checked once before it is timed, so a run that stopped taking that route fails
+//! instead of being measured. `cargo bench -p switchboard --bench supervisor`.
+
+use async_trait::async_trait;
+use criterion::{Criterion, criterion_group, criterion_main};
+use serde_json::json;
+use std::sync::Arc;
+use switchboard::core::Result;
+use switchboard::govern::{Transport, reqwest};
+use switchboard::{Error, RunRequest, RunStatus, Runtime, demo};
+use switchboard_runtime::config::RouterKind;
+use switchboard_testkit::llm::{self, Script};
+use tower::ServiceExt;
+
+/// The model's answers. The router's system prompt says it routes, which tells its calls apart
+/// from the deal desk's argument extraction.
+const SCRIPT: &str = r#"
+[[rules]]
+when = { system = "(?i)routes each request", last_user = "(?i)^what do you think" }
+reply = { text = "Do you mean a discount approval, or a company policy?" }
+
+[[rules]]
+when = { system = "(?i)routes each request", last_user = "(?i)hotel" }
+reply = { tool_calls = [
+    { name = "deal_desk", arguments = { question = "who must approve a 25% discount on a 40000 deal" } },
+    { name = "policies", arguments = { question = "what is the hotel limit for travel" } },
+] }
+
+[[rules]]
+when = { system = "(?i)routes each request" }
+reply = { tool_call = { tool = "^deal_desk$", arguments = { question = "{{last_user}}" } } }
+
+[[rules]]
+when = { tool = "^deal_desk$" }
+reply = { tool_call = { tool = "^deal_desk$", arguments = { discount_pct = 25, amount = 40000 } } }
+
+[default]
+text = "Hotels are capped at $250 per night [1]."
+"#;
+
+/// The scripted model's routes, called in process.
+struct InProcess(axum::Router);
+
+#[async_trait]
+impl Transport for InProcess {
+    async fn send(&self, request: reqwest::Request) -> Result<reqwest::Response> {
+        let mut builder =
+            axum::http::Request::builder().method(request.method().clone()).uri(request.url().as_str());
+        for (name, value) in request.headers() {
+            builder = builder.header(name, value);
+        }
+        let body = request.body().and_then(|b| b.as_bytes()).map(<[u8]>::to_vec).unwrap_or_default();
+        let request = builder
+            .body(axum::body::Body::from(body))
+            .map_err(|e| Error::invalid(format!("not an HTTP request: {e}")))?;
+        let Ok(response) = self.0.clone().oneshot(request).await;
+        let (parts, body) = response.into_parts();
+        let body = reqwest::Body::wrap_stream(body.into_data_stream());
+        Ok(reqwest::Response::from(axum::http::Response::from_parts(parts, body)))
+    }
+}
+
+struct Shape {
+    name: &'static str,
+    user: &'static str,
+    question: &'static str,
+    status: RunStatus,
+    agents: &'static [&'static str],
+}
+
+const SHAPES: &[Shape] = &[
+    Shape {
+        name: "one_agent",
+        user: "carol@example.com",
+        question: "who must approve a 25% discount on a 40000 deal",
+        status: RunStatus::Ok,
+        agents: &["deal_desk"],
+    },
+    Shape {
+        name: "fan_out_two",
+        user: "carol@example.com",
+        question: "who approves a 25% discount on a 40000 deal, and what is the hotel limit for travel",
+        status: RunStatus::Ok,
+        agents: &["deal_desk", "policies"],
+    },
+    Shape {
+        name: "clarify",
+        user: "carol@example.com",
+        question: "what do you think",
+        status: RunStatus::Clarify,
+        agents: &[],
+    },
+    Shape {
+        name: "denied",
+        user: "erin@example.com",
+        question: "who must approve a 25% discount on a 40000 deal",
+        status: RunStatus::Denied,
+        agents: &[],
+    },
+];
+
+async fn runtime(dir: &std::path::Path) -> Runtime {
+    demo::prepare(dir).expect("the demo's data");
+    let mut loaded = Runtime::validate(&demo::source(dir)).expect("the demo configuration");
+    // The host is never resolved: the transport answers before any connection is made.
+    let llm = json!({"base_url": "http://scripted-llm.invalid/v1", "model": "scripted"});
+    loaded.config.llm = Some(serde_json::from_value(llm).expect("an [llm] table"));
+    loaded.config.router.kind = RouterKind::Llm;
+    // The tickets MCP server would listen on loopback; no shape here reaches it.
+    loaded.config.demo.tickets_connection = None;
+    let script = Script::from_toml(SCRIPT).expect("the bench's script");
+    Runtime::build_in_process(loaded, Arc::new(InProcess(llm::router(script))))
+        .await
+        .expect("the demo builds")
+}
+
+fn supervisor(c: &mut Criterion) {
+    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a Tokio runtime");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let rt = tokio.block_on(runtime(dir.path()));
+    let mut group = c.benchmark_group("supervisor_run");
+    for shape in SHAPES {
+        let caller = tokio.block_on(rt.dev_caller(shape.user)).expect("a demo identity");
+        let ask = || RunRequest { question: shape.question.into(), ..Default::default() };
+        let first = tokio.block_on(rt.supervisor.run(&rt.context(caller.clone()), ask()));
+        assert_eq!(first.status, shape.status, "{}: {}", shape.name, first.answer);
+        let mut agents = first.agents.clone();
+        agents.sort();
+        assert_eq!(agents, shape.agents, "{}: {}", shape.name, first.answer);
+        group.bench_function(shape.name, |b| {
+            b.to_async(&tokio).iter(|| async { rt.supervisor.run(&rt.context(caller.clone()), ask()).await })
+        });
+    }
+    group.finish();
+    tokio.block_on(rt.shutdown());
+}
+
+criterion_group!(benches, supervisor);
+criterion_main!(benches);
