@@ -354,7 +354,8 @@ async fn each_user_reaches_the_far_side_with_their_own_token() {
 /// The whole flow through the playground in a real headless Chromium (Debian's `chromium`, driven
 /// by playwright-core from `tests/playground/oauth_consent.mjs`): alice asks and is shown the
 /// consent link; Connect opens the provider's page in a new tab, she logs in and allows, the
-/// callback says connected; the same question now brings her own files; Disconnect forgets her.
+/// callback says connected; the same question now brings her own files, and again after her
+/// access token expired (refreshed); Disconnect forgets her. Then bob, who sees only his.
 /// Screenshots are kept in `target/oauth-screenshots/`. Skipped, loudly, where Node.js or
 /// playwright-core is missing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -371,29 +372,46 @@ async fn connect_ask_and_disconnect_through_the_playground_in_chromium() {
     let url = server.url().to_string();
     let shots = repo_root().join("target/oauth-screenshots");
     let script = repo_root().join("tests/playground/oauth_consent.mjs");
-    let args: Vec<OsString> = vec![
-        url.clone().into(),
-        "alice@example.com".into(),
-        "alice".into(),
-        QUESTION.into(),
-        shots.clone().into(),
-    ];
-    let run = run_node(&script, &args, &[("CHROMIUM", chromium().into())], Duration::from_secs(180)).await;
-    assert!(run.success, "the browser run failed:\n{}\n{}", run.stdout, run.stderr);
-    let seen: Value =
-        serde_json::from_str(run.stdout.lines().last().unwrap_or_default()).expect("one JSON line");
-    assert_eq!(seen["heading"], "Connected", "{seen}");
-    assert!(
-        seen["answer"].as_str().unwrap_or_default().contains("files of alice: q3-plan.docx, alice-notes.txt"),
-        "{seen}"
-    );
-    for shot in ["callback-connected.png", "playground-connected.png", "playground-answer.png"] {
-        assert!(
-            std::fs::metadata(shots.join(shot)).map(|m| m.len() > 0).unwrap_or(false),
-            "{shot} was saved"
-        );
+    // One person's whole flow in the browser, asking again `reask_after` later when given.
+    let browse = |email: &str, login: &str, reask_after: Duration| {
+        let args: Vec<OsString> = vec![
+            url.clone().into(),
+            email.into(),
+            login.into(),
+            QUESTION.into(),
+            shots.clone().into(),
+            reask_after.as_millis().to_string().into(),
+        ];
+        let script = script.clone();
+        async move {
+            let run =
+                run_node(&script, &args, &[("CHROMIUM", chromium().into())], Duration::from_secs(180)).await;
+            assert!(run.success, "the browser run failed:\n{}\n{}", run.stdout, run.stderr);
+            let seen: Value =
+                serde_json::from_str(run.stdout.lines().last().unwrap_or_default()).expect("one JSON line");
+            assert_eq!(seen["heading"], "Connected", "{seen}");
+            seen
+        }
+    };
+
+    // alice: consent, her own files, and again once her access token expired (one refresh).
+    let seen = browse("alice@example.com", "alice", ACCESS_TTL + Duration::from_millis(500)).await;
+    let alice_files = "files of alice: q3-plan.docx, alice-notes.txt";
+    assert!(seen["answer"].as_str().unwrap_or_default().contains(alice_files), "{seen}");
+    assert!(seen["reanswer"].as_str().unwrap_or_default().contains(alice_files), "{seen}");
+    // At least once: on a slow machine the first ask may already come after half the token's life.
+    assert!(provider.refresh_grants() >= 1, "the expired access token was refreshed");
+    // bob, a second user in his own browser session, sees only his own files.
+    let seen = browse("bob@example.com", "bob", Duration::ZERO).await;
+    assert!(seen["answer"].as_str().unwrap_or_default().contains("files of bob: bob-budget.xlsx"), "{seen}");
+    assert!(!seen["answer"].as_str().unwrap_or_default().contains("alice"), "{seen}");
+    for login in ["alice", "bob"] {
+        for shot in ["callback-connected", "playground-connected", "playground-answer"] {
+            let file = shots.join(format!("{shot}-{login}.png"));
+            assert!(std::fs::metadata(&file).map(|m| m.len() > 0).unwrap_or(false), "{file:?} was saved");
+        }
     }
-    assert_eq!(provider.code_grants(), 1);
+    assert_eq!(provider.code_grants(), 2);
 
     // The page's Disconnect forgot alice's account: the next hop asks for consent again.
     let alice = token(&config, "alice@example.com");

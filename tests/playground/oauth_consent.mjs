@@ -1,16 +1,17 @@
 // A per-user OAuth connection, connected and disconnected through the playground in a real headless
 // Chromium (Debian's `chromium`, driven by playwright-core). Run by tests/per_user_oauth.rs:
-//   node oauth_consent.mjs BASE_URL EMAIL LOGIN QUESTION SCREENSHOT_DIR
+//   node oauth_consent.mjs BASE_URL EMAIL LOGIN QUESTION SCREENSHOT_DIR [REASK_AFTER_MS]
 // Signed in as EMAIL, the page asks QUESTION and shows the consent link; the Connections view's
 // Connect button opens the provider's consent page in a new tab, where LOGIN allows; back on the
-// playground the connection shows connected, the same question is answered with LOGIN's own data,
-// and Disconnect forgets the account. Prints one JSON line of what it saw; a failed check throws.
+// playground the connection shows connected, the same question is answered with LOGIN's own data
+// (and again after REASK_AFTER_MS, once the access token has expired), and Disconnect forgets the
+// account. Prints one JSON line of what it saw; a failed check throws.
 
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { WAIT, askAndRead, check, launch, open, signIn } from './page.mjs';
 
-const [base, email, login, question, shots] = process.argv.slice(2);
+const [base, email, login, question, shots, reaskAfter = '0'] = process.argv.slice(2);
 if (!shots) throw new Error('usage: node oauth_consent.mjs BASE_URL EMAIL LOGIN QUESTION SCREENSHOT_DIR');
 mkdirSync(shots, { recursive: true });
 
@@ -40,24 +41,31 @@ try {
   ]);
   await provider.waitForLoadState('load');
   const heading = (await provider.locator('h1').textContent()) || '';
-  await provider.screenshot({ path: join(shots, 'callback-connected.png'), fullPage: true });
+  await provider.screenshot({ path: join(shots, `callback-connected-${login}.png`), fullPage: true });
   await provider.close();
 
   await page.click('#connections-refresh');
   await page.waitForSelector(`${ACCOUNT}[data-connected="true"]`, WAIT);
-  await page.screenshot({ path: join(shots, 'playground-connected.png'), fullPage: true });
+  await page.screenshot({ path: join(shots, `playground-connected-${login}.png`), fullPage: true });
 
   await page.click('#show-chat');
   const after = await askAndRead(page, question);
   check(after.status === 'ok', `after consenting, the hop is answered: ${JSON.stringify(after)}`);
-  await page.screenshot({ path: join(shots, 'playground-answer.png'), fullPage: true });
+  await page.screenshot({ path: join(shots, `playground-answer-${login}.png`), fullPage: true });
+  let reanswer = null;
+  if (Number(reaskAfter) > 0) {
+    await page.waitForTimeout(Number(reaskAfter));
+    const again = await askAndRead(page, question);
+    check(again.status === 'ok', `asked again after the token expired: ${JSON.stringify(again)}`);
+    reanswer = again.text;
+  }
 
   await page.click('#show-connections');
   await page.waitForSelector(`${ACCOUNT}[data-connected="true"]`, WAIT);
   await page.click(`${ACCOUNT} button.disconnect`);
   await page.waitForSelector(`${ACCOUNT}[data-connected="false"]`, WAIT);
   check(errors.length === 0, `no script errors or CSP violations in the page: ${errors.join(' | ')}`);
-  console.log(JSON.stringify({ heading, answer: after.text, disconnected: true }));
+  console.log(JSON.stringify({ heading, answer: after.text, reanswer, disconnected: true }));
 } finally {
   await browser.close();
 }
