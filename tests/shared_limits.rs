@@ -49,6 +49,26 @@ fn audit_of(config: &std::path::Path, request: &str) -> Value {
     serde_json::from_slice(&out.stdout).expect("JSON audit rows")
 }
 
+/// The `rate_limited` audit rows of `request` once they are written: the audit queue never holds
+/// up a response, so a row lands shortly after the answer it records (waits up to 10 s).
+async fn rate_limited_rows(config: &std::path::Path, request: &str) -> (Vec<Value>, Value) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let rows = audit_of(config, request);
+        let limited: Vec<Value> = rows
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["decision"] == "rate_limited")
+            .cloned()
+            .collect();
+        if !limited.is_empty() || std::time::Instant::now() > deadline {
+            return (limited, rows);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_sharing_redis_refuse_the_eleventh_request_of_a_user_whichever_gets_it() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -84,9 +104,7 @@ async fn two_servers_sharing_redis_refuse_the_eleventh_request_of_a_user_whichev
         let header: u64 = retry_after.expect("a retry-after header").parse().expect("seconds");
         assert_eq!(header, wait_ms.div_ceil(1000).max(1), "the header is the same wait, in whole seconds");
 
-        let rows = audit_of(&config, &id);
-        let limited: Vec<&Value> =
-            rows.as_array().into_iter().flatten().filter(|r| r["decision"] == "rate_limited").collect();
+        let (limited, rows) = rate_limited_rows(&config, &id).await;
         assert_eq!(limited.len(), 1, "one rate_limited audit row: {rows}");
         let reason = limited[0]["reason"].as_str().unwrap_or_default();
         assert!(reason.contains("queries per minute for user alice@example.com"), "{reason}");
