@@ -29,7 +29,7 @@ use std::process::{Command, ExitCode};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use switchboard_testkit::{Serve, llm};
+use switchboard_testkit::{Serve, llm, run_cli};
 
 /// Streams per HTTP/2 connection with `--http2`: under the server's limit of concurrent streams
 /// per connection (hyper's default is 200).
@@ -142,19 +142,6 @@ fn write_config(bin: &Path, dir: &Path, llm_url: &str, streams: usize) -> Result
     Ok(path)
 }
 
-/// A development token for [`USER`] from the demo's identity provider.
-fn token(bin: &Path, config: &Path) -> Result<String, String> {
-    let out = Command::new(bin)
-        .args(["token", "--as", USER, "--ttl", "1h", "--config"])
-        .arg(config)
-        .output()
-        .map_err(|e| format!("running switchboard token: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("switchboard token failed: {}", String::from_utf8_lossy(&out.stderr)));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
 /// The scripted model's answer: long enough, at one token per delay, to outlast the run.
 fn script_file(dir: &Path, token_delay_ms: u64) -> Result<PathBuf, String> {
     let words = "Hotels are capped at two hundred and fifty dollars per night in every city. ".repeat(40);
@@ -248,7 +235,9 @@ async fn run(o: Options) -> Result<(), String> {
     let (mut model, llm_url) =
         llm::spawn_binary(&llm::binary_next_to(&bin), &script_file(dir.path(), o.token_delay_ms)?).await;
     let config = write_config(&bin, &dir.path().join("demo"), &llm_url, o.streams)?;
-    let token: Arc<str> = token(&bin, &config)?.into();
+    let config_arg = config.to_string_lossy();
+    let token: Arc<str> =
+        run_cli(&bin, &["token", "--as", USER, "--ttl", "1h", "--config", &config_arg], &[]).into();
     let server = Serve::start(&bin, Some(&config), &[]).await;
     let pid = server.id();
     let transport = if o.http2 { "HTTP/2, shared connections" } else { "HTTP/1.1, one connection each" };

@@ -14,7 +14,7 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::time::Duration;
 use switchboard_testkit::inspector::{self, InspectorRun};
-use switchboard_testkit::{Serve, find_node, inspector_js};
+use switchboard_testkit::{Serve, inspector_js, run_cli, skip_without_node};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 const ALICE: &str = "alice@example.com";
@@ -58,25 +58,16 @@ async fn inspect(home: &Path, target: Target<'_>, args: &[&str]) -> InspectorRun
 
 /// A development token for `user`, from the same data directory as the server.
 fn token(home: &Path, user: &str) -> String {
-    let out = std::process::Command::new(BIN)
-        .args(["token", "--as", user])
-        .env("SWITCHBOARD_HOME", home)
-        .output()
-        .expect("switchboard token runs");
-    assert!(out.status.success(), "switchboard token failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    run_cli(Path::new(BIN), &["token", "--as", user], &[("SWITCHBOARD_HOME", home)])
 }
 
 fn text_of(result: &Value) -> String {
     result["content"].as_array().into_iter().flatten().filter_map(|c| c["text"].as_str()).collect()
 }
 
-fn skip_without_node(test: &str) -> bool {
-    if find_node().is_none() {
-        eprintln!(
-            "\n\n*** SKIPPED {test}: `node` is not installed. Install Node.js 20+ and run scripts/mcp-peers \
-             to test with the MCP inspector. ***\n\n"
-        );
+/// Whether `test` is skipped for want of Node.js; with Node.js, the inspector must be installed.
+fn skip_without_inspector(test: &str) -> bool {
+    if skip_without_node(test, "scripts/mcp-peers to test with the MCP inspector") {
         return true;
     }
     // Fails here, naming scripts/mcp-peers, when the inspector is not installed.
@@ -86,13 +77,8 @@ fn skip_without_node(test: &str) -> bool {
 
 /// The audit rows of one request, read back with `switchboard audit`.
 fn audit_rows(home: &Path, request_id: &str) -> Vec<Value> {
-    let out = std::process::Command::new(BIN)
-        .args(["audit", "--json", "--request", request_id])
-        .env("SWITCHBOARD_HOME", home)
-        .output()
-        .expect("switchboard audit runs");
-    assert!(out.status.success(), "switchboard audit failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice::<Value>(&out.stdout)
+    let args = ["audit", "--json", "--request", request_id];
+    serde_json::from_str::<Value>(&run_cli(Path::new(BIN), &args, &[("SWITCHBOARD_HOME", home)]))
         .expect("audit --json")
         .as_array()
         .cloned()
@@ -210,7 +196,7 @@ impl RawSession {
 
 #[tokio::test]
 async fn the_inspector_lists_and_calls_the_supervisor_over_http_with_a_bearer_token() {
-    if skip_without_node("the_inspector_lists_and_calls_the_supervisor_over_http_with_a_bearer_token") {
+    if skip_without_inspector("the_inspector_lists_and_calls_the_supervisor_over_http_with_a_bearer_token") {
         return;
     }
     let scratch = tempfile::tempdir().expect("temp home");
@@ -272,6 +258,9 @@ async fn the_inspector_lists_and_calls_the_supervisor_over_http_with_a_bearer_to
     assert_eq!(structured["status"], "ok", "{result}");
     assert_eq!(structured["agents"], json!(["policies"]), "{result}");
     assert!(!structured["citations"].as_array().map(Vec::is_empty).unwrap_or(true), "{result}");
+    let citations = structured["citations"].as_array().into_iter().flatten();
+    let unguarded = citations.filter(|c| c.get("snippet").is_some()).count();
+    assert_eq!(unguarded, 0, "a snippet never passed the output guardrails: {result}");
     let request_id = structured["request_id"].as_str().expect("a request id").to_string();
     assert!(text_of(&result).contains(&request_id), "the text names the request id: {result}");
     // A normal governed run: its hops are in the audit log, as alice.
@@ -328,13 +317,8 @@ async fn the_inspector_lists_and_calls_the_supervisor_over_http_with_a_bearer_to
     assert!(rows.iter().any(|r| r["agent"] == "audit" && r["caller_email"] == FRANK), "{rows:?}");
     assert!(rows.iter().all(|r| r["agent"] != "policies"), "the router was asked: {rows:?}");
     // Its trace still has the route span, saying the route was the tool's own.
-    let trace = std::process::Command::new(BIN)
-        .args(["trace", request_id, "--json"])
-        .env("SWITCHBOARD_HOME", home)
-        .output()
-        .expect("switchboard trace runs");
-    assert!(trace.status.success(), "switchboard trace failed: {}", String::from_utf8_lossy(&trace.stderr));
-    let spans: Value = serde_json::from_slice(&trace.stdout).expect("trace --json");
+    let trace = run_cli(Path::new(BIN), &["trace", request_id, "--json"], &[("SWITCHBOARD_HOME", home)]);
+    let spans: Value = serde_json::from_str(&trace).expect("trace --json");
     let compact = spans.to_string();
     assert!(compact.contains(r#""switchboard.route.direct":true"#), "no direct route span: {compact}");
 
@@ -368,7 +352,7 @@ async fn the_inspector_lists_and_calls_the_supervisor_over_http_with_a_bearer_to
 
 #[tokio::test]
 async fn the_inspector_lists_and_calls_the_supervisor_over_stdio() {
-    if skip_without_node("the_inspector_lists_and_calls_the_supervisor_over_stdio") {
+    if skip_without_inspector("the_inspector_lists_and_calls_the_supervisor_over_stdio") {
         return;
     }
     let scratch = tempfile::tempdir().expect("temp home");
@@ -464,19 +448,11 @@ fn set_alice_roles(config: &Path, roles: &str) {
 async fn a_token_with_other_roles_changes_the_tool_list_and_notifies_the_session() {
     let scratch = tempfile::tempdir().expect("temp home");
     let dir = scratch.path().join("demo");
-    let out = std::process::Command::new(BIN).arg("init").arg(&dir).output().expect("switchboard init runs");
-    assert!(out.status.success(), "switchboard init failed: {}", String::from_utf8_lossy(&out.stderr));
+    run_cli(Path::new(BIN), &["init", dir.to_str().expect("a UTF-8 path")], &[]);
     let config = dir.join("switchboard.toml");
-    let token_as = |user: &str| {
-        let out = std::process::Command::new(BIN)
-            .args(["token", "--as", user, "--config"])
-            .arg(&config)
-            .env_remove("SWITCHBOARD_HOME")
-            .output()
-            .expect("switchboard token runs");
-        assert!(out.status.success(), "switchboard token failed: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
+    let config_arg = config.to_str().expect("a UTF-8 config path");
+    let token_as =
+        |user: &str| run_cli(Path::new(BIN), &["token", "--as", user, "--config", config_arg], &[]);
     let mut server = Serve::start(Path::new(BIN), Some(&config), &[]).await;
     let url = format!("{}/mcp", server.url());
 

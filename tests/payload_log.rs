@@ -1,7 +1,7 @@
 //! The payload log (`[payload_log]`) against real processes: `switchboard serve` with it on logs
-//! each run request (chat completions and Responses, streamed or not) with the card numbers and
-//! social security numbers masked and each body capped, `switchboard payloads` reads it back;
-//! with it off (the default) nothing is logged. SQLite and PostgreSQL stores.
+//! each run request (chat completions, Responses and `/invocations`, streamed or not) with the
+//! card numbers and social security numbers masked and each body capped, `switchboard payloads`
+//! reads it back; with it off (the default) nothing is logged. SQLite and PostgreSQL stores.
 
 #[path = "common/durable.rs"]
 #[allow(dead_code)] // the load and tally helpers are for the outage tests
@@ -9,9 +9,8 @@ mod durable;
 
 use serde_json::{Value, json};
 use std::path::Path;
-use std::process::Command;
-use switchboard_testkit::Serve;
 use switchboard_testkit::pg::TestDatabase;
+use switchboard_testkit::{Serve, run_cli};
 
 const CARD: &str = "4111 1111 1111 1111";
 const SSN: &str = "123-45-6789";
@@ -23,17 +22,12 @@ fn config_on() -> String {
 
 /// `switchboard payloads --json` with `args`, parsed.
 fn payloads(config: &Path, args: &[&str]) -> Vec<Value> {
-    let out = Command::new(durable::bin())
-        .args(["payloads", "--json", "--limit", "100"])
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .env_remove("SWITCHBOARD_HOME")
-        .output()
-        .expect("the switchboard binary runs");
-    assert!(out.status.success(), "payloads failed: {}", String::from_utf8_lossy(&out.stderr));
-    let rows: Value = serde_json::from_slice(&out.stdout).expect("JSON rows");
-    rows.as_array().cloned().unwrap_or_default()
+    let config = config.to_str().expect("a UTF-8 path");
+    let mut all = vec!["payloads", "--json", "--limit", "100"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--config", config]);
+    let out = run_cli(durable::bin(), &all, &[]);
+    serde_json::from_str::<Value>(&out).expect("JSON rows").as_array().cloned().unwrap_or_default()
 }
 
 /// POSTs `body` to `path` as the holder of `token`; returns the request id and the whole body.
@@ -112,6 +106,37 @@ async fn payloads_are_logged_masked_and_capped_for_chat_and_responses_streamed_o
     let one = payloads(&config, &["--request", &plain]);
     assert_eq!(one.len(), 1);
     assert_eq!(one[0]["request_id"], plain.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invocations_are_logged_under_their_own_endpoint_name_at_both_paths() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = durable::init_demo(dir.path(), &config_on());
+    let carol = durable::token(&config, "carol@example.com");
+    let mut server = Serve::start(durable::bin(), Some(&config), &[]).await;
+    let models: Value = reqwest::Client::new()
+        .get(format!("{}/v1/models", server.url()))
+        .bearer_auth(&carol)
+        .send()
+        .await
+        .expect("the server answers")
+        .json()
+        .await
+        .expect("a model list");
+    let served = models["data"][0]["id"].as_str().expect("the served model").to_string();
+    let ask = json!({"input": [{"role": "user", "content": "total revenue by region"}]});
+    let (direct, _) = post(&server, &carol, "/invocations", ask.clone()).await;
+    let (endpoint, _) = post(&server, &carol, &format!("/serving-endpoints/{served}/invocations"), ask).await;
+    assert!(server.stop().success(), "graceful shutdown flushes the queue");
+
+    let rows = payloads(&config, &[]);
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    for id in [&direct, &endpoint] {
+        let r = row(&rows, id);
+        assert_eq!(r["endpoint"], "invocations");
+        assert_eq!(r["status"], 200);
+        assert!(r["request_body"].as_str().unwrap_or_default().contains("total revenue by region"), "{r:#?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

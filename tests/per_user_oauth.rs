@@ -111,10 +111,44 @@ fn hidden_inputs(html: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The `name=value` of the flow-binding cookie Switchboard's connect answer sets.
+fn binding_cookie(response: &reqwest::Response) -> String {
+    let set = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("sb_oauth_flow="))
+        .expect("connect sets the sb_oauth_flow cookie");
+    assert!(set.contains("HttpOnly") && set.contains("Path=/oauth/callback"), "{set}");
+    set.split(';').next().unwrap_or_default().to_string()
+}
+
+/// Follows redirects as a browser does, sending `cookie` only where it was set for: the callback.
+async fn follow(
+    client: &reqwest::Client,
+    mut response: reqwest::Response,
+    cookie: &str,
+) -> reqwest::Response {
+    for _ in 0..10 {
+        if !response.status().is_redirection() {
+            return response;
+        }
+        let location = response.headers()["location"].to_str().expect("location");
+        let next = response.url().join(location).expect("a redirect URL");
+        let mut request = client.get(next.clone());
+        if next.path().ends_with("/oauth/callback") {
+            request = request.header("cookie", cookie);
+        }
+        response = request.send().await.expect("the redirect answers");
+    }
+    panic!("more than 10 redirects");
+}
+
 /// Drives the consent flow as a browser would: Switchboard's connect link (with the caller's
 /// bearer, redirects not followed, so the token never goes to the provider), then the provider's
-/// consent page, the form posted with `login` and Allow, and the redirects back to the callback.
-/// Returns the final status and page.
+/// consent page, the form posted with `login` and Allow, and the redirects back to the callback,
+/// which gets the cookie the connect link set. Returns the final status and page.
 async fn consent(url: &str, token: &str, login: &str) -> (u16, String) {
     let no_redirects =
         reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
@@ -125,6 +159,7 @@ async fn consent(url: &str, token: &str, login: &str) -> (u16, String) {
         .await
         .expect("connect answers");
     assert_eq!(start.status().as_u16(), 303, "connect redirects to the provider");
+    let cookie = binding_cookie(&start);
     let location = start.headers()["location"].to_str().expect("location").to_string();
     let authorize = reqwest::Url::parse(&location).expect("an absolute provider URL");
     let q: std::collections::HashMap<String, String> = authorize.query_pairs().into_owned().collect();
@@ -136,8 +171,9 @@ async fn consent(url: &str, token: &str, login: &str) -> (u16, String) {
     );
     assert!(q["state"].starts_with("drive."), "{}", q["state"]);
 
-    let browser = reqwest::Client::new();
+    let browser = no_redirects;
     let page = browser.get(&location).send().await.expect("the consent page");
+    let page = follow(&browser, page, &cookie).await;
     let page_status = page.status().as_u16();
     let html = page.text().await.expect("html");
     if page_status != 200 || !html.contains("<form") {
@@ -150,6 +186,7 @@ async fn consent(url: &str, token: &str, login: &str) -> (u16, String) {
     form.push(("decision".into(), "allow".into()));
     let action = format!("{}/authorize", authorize.origin().ascii_serialization());
     let done = browser.post(action).form(&form).send().await.expect("the form posts");
+    let done = follow(&browser, done, &cookie).await;
     assert!(
         done.url().path().ends_with("/oauth/callback"),
         "the browser lands on the callback: {}",
@@ -248,6 +285,28 @@ async fn each_user_reaches_the_far_side_with_their_own_token() {
     let replay =
         reqwest::get(format!("{url}/oauth/callback?state=drive.replayed&code=x")).await.expect("callback");
     assert_eq!(replay.status().as_u16(), 400);
+
+    // A sign-in finished in a browser other than the one that started it (no cookie) is
+    // refused: a connect link passed to someone else cannot store their account under the
+    // starter's name.
+    let started: Value = reqwest::Client::new()
+        .get(format!("{url}/oauth/connect/drive"))
+        .bearer_auth(&bob)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .expect("connect answers")
+        .json()
+        .await
+        .expect("json");
+    let authorize =
+        reqwest::Url::parse(started["authorize_url"].as_str().expect("authorize_url")).expect("url");
+    let state =
+        authorize.query_pairs().find(|(k, _)| k == "state").map(|(_, v)| v.into_owned()).expect("state");
+    let elsewhere =
+        reqwest::get(format!("{url}/oauth/callback?state={state}&code=x")).await.expect("callback");
+    assert_eq!(elsewhere.status().as_u16(), 400);
+    assert!(elsewhere.text().await.expect("page").contains("another browser"));
 
     // After the access token expired: concurrent hops, one refresh, and the far side (which
     // refuses expired tokens) still answers alice.

@@ -17,20 +17,9 @@ use serde_json::{Value, json};
 use std::ffi::OsString;
 use std::time::Duration;
 use switchboard_testkit::browser::{chromium, playground_scenarios, run_node};
-use switchboard_testkit::{Serve, find_node, repo_root};
+use switchboard_testkit::{Serve, repo_root, skip_without_node};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
-
-fn skip_without_node(test: &str) -> bool {
-    if find_node().is_none() {
-        eprintln!(
-            "\n\n*** SKIPPED {test}: `node` is not installed. Install Node.js 20+ and run \
-             scripts/playground-browser to test the playground in Chromium. ***\n\n"
-        );
-        return true;
-    }
-    false
-}
 
 async fn serve(home: &tempfile::TempDir) -> Serve {
     let home = home.path().to_str().expect("a UTF-8 temp path");
@@ -53,7 +42,8 @@ async fn sign_in(client: &reqwest::Client, url: &str, email: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_playground_works_in_chromium_for_alice_bob_and_frank() {
-    if skip_without_node("the_playground_works_in_chromium_for_alice_bob_and_frank") {
+    let test = "the_playground_works_in_chromium_for_alice_bob_and_frank";
+    if skip_without_node(test, "scripts/playground-browser to test the playground in Chromium") {
         return;
     }
     let (browser, scenarios) = (chromium(), playground_scenarios());

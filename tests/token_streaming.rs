@@ -12,7 +12,6 @@
 
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 use switchboard_testkit::Serve;
 use switchboard_testkit::llm::{Script, ScriptedLlm};
@@ -97,15 +96,12 @@ fn weather_agent(url: String, more: &str) -> Endpoint<'_> {
 
 /// A development token for carol, from the CLI.
 fn token(config: &Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(["token", "--as", "carol@example.com", "--config"])
-        .arg(config)
-        .env_remove("SWITCHBOARD_HOME")
-        .env_remove("SWITCHBOARD_USER")
-        .output()
-        .expect("the CLI runs");
-    assert!(out.status.success(), "switchboard token: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    let config = config.to_str().expect("a UTF-8 config path");
+    switchboard_testkit::run_cli(
+        Path::new(env!("CARGO_BIN_EXE_switchboard")),
+        &["token", "--as", "carol@example.com", "--config", config],
+        &[],
+    )
 }
 
 /// The two APIs a caller streams over.

@@ -1,5 +1,6 @@
-"""Shared by the peer scripts of scripts/compare-peers: the questions, the sub-agents' descriptions,
-the scripted server's counters, percentiles and peak RSS. Standard library only."""
+"""Shared by the driver and the peer scripts of scripts/compare-peers: the questions, the
+sub-agents' descriptions, the scripted server's counters, percentiles and peak RSS. Standard
+library only."""
 import argparse
 import json
 import pathlib

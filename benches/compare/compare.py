@@ -16,10 +16,9 @@ import tempfile
 import time
 import urllib.request
 
-HERE = pathlib.Path(__file__).resolve().parent
-AGENTS = json.loads((HERE / "agents.json").read_text())
-QUERIES = ["What was total revenue by region last quarter? Use SQL.",
-           "What does our travel policy say about hotel upgrades?"]
+import common
+from common import AGENTS, HERE, QUERIES
+
 CONFIG_PORT = "127.0.0.1:18931"  # what the checked-in configuration names; rewritten per run
 USER = "ana@example.com"
 
@@ -151,10 +150,10 @@ def main():
         for n in (5, 20):
             s = Served(a.bin_dir, configs[n], log)
             servers.append(s)
-            http_json(base.rsplit("/v1", 1)[0] + "/reset", {})
+            common.reset(base)
             http_json(s.url + "/v1/chat/completions",
                       {"model": "switchboard", "messages": [{"role": "user", "content": QUERIES[0]}]}, s.token)
-            tokens[n] = http_json(base.rsplit("/v1", 1)[0] + "/stats")["prompts"][0]
+            tokens[n] = common.routing_tokens(base)
             s.stop()
         results["switchboard served"] = {"levels": levels, "peak_rss_mb": rss, "tokens": tokens}
 

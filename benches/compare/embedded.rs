@@ -14,6 +14,7 @@
 #[path = "../load/measure.rs"]
 mod measure;
 
+use measure::{SCENARIO_QUESTIONS, SCENARIO_USER};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,15 +22,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard::config::ConfigSource;
 use switchboard::{RunRequest, RunStatus, Runtime};
-
-/// The scenario's questions, alternating: one per agent.
-const QUESTIONS: &[&str] = &[
-    "What was total revenue by region last quarter? Use SQL.",
-    "What does our travel policy say about hotel upgrades?",
-];
-
-/// The scenario's caller.
-const USER: &str = "ana@example.com";
 
 struct Options {
     config: PathBuf,
@@ -88,44 +80,29 @@ async fn ask(rt: &Runtime, caller: &switchboard::Caller, question: &str) -> Resu
 
 async fn run(o: Options) -> Result<Value, String> {
     let rt = Arc::new(Runtime::load(&ConfigSource::File(o.config.clone())).await.map_err(|e| e.to_string())?);
-    let caller = rt.dev_caller(USER).await.map_err(|e| e.to_string())?;
+    let caller = rt.dev_caller(SCENARIO_USER).await.map_err(|e| e.to_string())?;
     let http = reqwest::Client::new();
     if o.routing_only {
         measure::llm_reset(&http, &o.llm).await?;
-        ask(&rt, &caller, QUESTIONS[0]).await?;
+        ask(&rt, &caller, SCENARIO_QUESTIONS[0]).await?;
         let stats = measure::llm_stats(&http, &o.llm).await?;
         let first = stats.pointer("/prompts/0").cloned().unwrap_or(Value::Null);
         return Ok(json!({"runtime": "switchboard-embedded", "levels": [], "routing_prompt_tokens": first,
             "peak_rss_mb": measure::peak_rss_mb("self")}));
     }
     for i in 0..4 {
-        ask(&rt, &caller, QUESTIONS[i % 2]).await?;
+        ask(&rt, &caller, SCENARIO_QUESTIONS[i % SCENARIO_QUESTIONS.len()]).await?;
     }
     let mut levels = Vec::new();
     for &concurrency in &o.levels {
         measure::llm_reset(&http, &o.llm).await?;
-        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let started = Instant::now();
-        let workers: Vec<_> = (0..concurrency)
-            .map(|_| {
-                let (rt, caller, next, runs) = (rt.clone(), caller.clone(), next.clone(), o.runs);
-                tokio::spawn(async move {
-                    let mut latencies = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        if i >= runs {
-                            return Ok::<_, String>(latencies);
-                        }
-                        latencies.push(ask(&rt, &caller, QUESTIONS[i % 2]).await?);
-                    }
-                })
-            })
-            .collect();
-        let mut latencies = Vec::with_capacity(o.runs);
-        for w in workers {
-            latencies.extend(w.await.map_err(|e| format!("a worker failed: {e}"))??);
-        }
-        let wall = started.elapsed();
+        let (rt, caller) = (rt.clone(), caller.clone());
+        let job = move |i: usize| {
+            let (rt, caller) = (rt.clone(), caller.clone());
+            async move { ask(&rt, &caller, SCENARIO_QUESTIONS[i % SCENARIO_QUESTIONS.len()]).await }
+        };
+        let (outcomes, wall) = measure::pool(o.runs, concurrency, job).await?;
+        let latencies = outcomes.into_iter().collect::<Result<Vec<_>, _>>()?;
         let stats = measure::llm_stats(&http, &o.llm).await?;
         levels.push(measure::level_json(concurrency, latencies, wall, &stats));
     }

@@ -1,9 +1,9 @@
 //! The load client: a fixed number of chat completions at a fixed concurrency over keep-alive
 //! connections, each with its caller's bearer token; streamed or not.
 
+use crate::measure;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// One request to send: the bearer token and the question.
@@ -54,33 +54,15 @@ pub async fn drive(
     if asks.is_empty() {
         return Err("nothing to ask".into());
     }
-    let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let workers: Vec<_> = (0..concurrency.max(1))
-        .map(|_| {
-            let (client, url, asks, next) = (client.clone(), url.to_string(), asks.clone(), next.clone());
-            tokio::spawn(async move {
-                let mut samples = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= total {
-                        return samples;
-                    }
-                    samples.push(one(&client, &url, &asks[i % asks.len()], stream).await);
-                }
-            })
-        })
-        .collect();
-    let joined = tokio::time::timeout(bound, async {
-        let mut all = Vec::with_capacity(total);
-        for w in workers {
-            all.extend(w.await.map_err(|e| format!("a worker failed: {e}"))?);
-        }
-        Ok::<_, String>(all)
-    })
-    .await
-    .map_err(|_| format!("the run exceeded its bound of {} s", bound.as_secs()))??;
-    Ok(Run { samples: joined, wall: started.elapsed() })
+    let (client, url): (reqwest::Client, Arc<str>) = (client.clone(), url.into());
+    let job = move |i: usize| {
+        let (client, url, asks) = (client.clone(), url.clone(), asks.clone());
+        async move { one(&client, &url, &asks[i % asks.len()], stream).await }
+    };
+    let (samples, wall) = tokio::time::timeout(bound, measure::pool(total, concurrency, job))
+        .await
+        .map_err(|_| format!("the run exceeded its bound of {} s", bound.as_secs()))??;
+    Ok(Run { samples, wall })
 }
 
 async fn one(client: &reqwest::Client, url: &str, ask: &Ask, stream: bool) -> Sample {

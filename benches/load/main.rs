@@ -27,6 +27,7 @@ mod client;
 mod measure;
 
 use client::{Ask, Run};
+use measure::{SCENARIO_QUESTIONS, SCENARIO_USER};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -43,15 +44,6 @@ const DEMO_QUESTIONS: &[&str] = &[
     "who must approve a 20% discount on a 100000 deal",
     "who was denied access in the audit log",
 ];
-
-/// The comparison scenario's questions: one for each of its two agents.
-const SCENARIO_QUESTIONS: &[&str] = &[
-    "What was total revenue by region last quarter? Use SQL.",
-    "What does our travel policy say about hotel upgrades?",
-];
-
-/// The scenario's caller (a development identity of `benches/compare/switchboard.toml`).
-const SCENARIO_USER: &str = "ana@example.com";
 
 /// The port the scenario's checked-in configuration names for the scripted server.
 const SCENARIO_PORT: &str = "127.0.0.1:18931";
@@ -214,22 +206,10 @@ fn scenario_config(dir: &Path, port: u16) -> Result<PathBuf, String> {
     Ok(config)
 }
 
-/// A development token for the scenario's caller, from `switchboard token`.
-fn token(bin: &Path, config: &Path) -> Result<Arc<str>, String> {
-    let out = std::process::Command::new(bin)
-        .args(["token", "--as", SCENARIO_USER, "--ttl", "2h", "--config"])
-        .arg(config)
-        .output()
-        .map_err(|e| format!("{}: {e}", bin.display()))?;
-    if !out.status.success() {
-        return Err(format!("switchboard token failed: {}", String::from_utf8_lossy(&out.stderr)));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().into())
-}
-
 /// Every level of the matrix against `switchboard serve` as a child process.
 async fn matrix(o: &Options) -> Result<bool, String> {
     use switchboard_testkit::llm::{Script, serve};
+    use switchboard_testkit::run_cli;
     let script_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../benches/compare/scripted-llm.toml");
     let script = Script::load(&script_path)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
@@ -239,7 +219,9 @@ async fn matrix(o: &Options) -> Result<bool, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let config = scenario_config(dir.path(), port)?;
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_switchboard"));
-    let token = token(&bin, &config)?;
+    let config_arg = config.to_string_lossy();
+    let token: Arc<str> =
+        run_cli(&bin, &["token", "--as", SCENARIO_USER, "--ttl", "2h", "--config", &config_arg], &[]).into();
     let asks: Vec<Ask> =
         SCENARIO_QUESTIONS.iter().map(|q| Ask { token: token.clone(), question: (*q).into() }).collect();
     let requests = o.requests.unwrap_or(2000);

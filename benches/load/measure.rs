@@ -1,9 +1,53 @@
-//! Figures shared by the load harness and the embedded comparison bench: latency percentiles,
+//! What the load harness and the embedded comparison bench share: the comparison scenario's
+//! questions and caller, the worker pool that runs a level, and its figures (latency percentiles,
 //! one concurrency level's summary as a JSON line, the scripted LLM server's counters, and a
-//! process's peak RSS.
+//! process's peak RSS).
 
 use serde_json::{Value, json};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// The comparison scenario's questions: one for each of its two agents, asked in turn.
+pub const SCENARIO_QUESTIONS: &[&str] = &[
+    "What was total revenue by region last quarter? Use SQL.",
+    "What does our travel policy say about hotel upgrades?",
+];
+
+/// The scenario's caller (a development identity of `benches/compare/switchboard.toml`).
+pub const SCENARIO_USER: &str = "ana@example.com";
+
+/// Runs `job(0)` … `job(total - 1)` from `concurrency` workers, each taking the next index as it
+/// finishes one; returns every output (grouped by worker) and the wall time of them all.
+pub async fn pool<T, F, Fut>(total: usize, concurrency: usize, job: F) -> Result<(Vec<T>, Duration), String>
+where
+    T: Send + 'static,
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency.max(1))
+        .map(|_| {
+            let (job, next) = (job.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut outputs = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= total {
+                        return outputs;
+                    }
+                    outputs.push(job(i).await);
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::with_capacity(total);
+    for w in workers {
+        all.extend(w.await.map_err(|e| format!("a worker failed: {e}"))?);
+    }
+    Ok((all, started.elapsed()))
+}
 
 /// The `p`-th percentile (nearest rank) of `sorted`.
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {

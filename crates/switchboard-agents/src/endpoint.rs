@@ -158,9 +158,7 @@ impl EndpointAgent {
                         .content_length()
                         .is_some_and(|n| n as usize > self.settings.max_response_bytes)
                     {
-                        return Err(Error::upstream(
-                            "the remote agent's reply is larger than max_response_bytes",
-                        ));
+                        return Err(too_large());
                     }
                     let streamed = response
                         .headers()
@@ -180,9 +178,7 @@ impl EndpointAgent {
                         ))
                     })?;
                     if bytes.len() > self.settings.max_response_bytes {
-                        return Err(Error::upstream(
-                            "the remote agent's reply is larger than max_response_bytes",
-                        ));
+                        return Err(too_large());
                     }
                     let text = String::from_utf8_lossy(&bytes);
                     if !status.is_success() {
@@ -232,6 +228,11 @@ pub fn parse_reply(protocol: Protocol, body: &Value) -> Result<String> {
             Protocol::Responses => "the remote agent's reply has no output message with text",
         })
     })
+}
+
+/// A remote agent's reply over `max_response_bytes`, whether it said so up front or streamed it.
+pub(crate) fn too_large() -> Error {
+    Error::upstream("the remote agent's reply is larger than max_response_bytes")
 }
 
 /// Maps a remote error status to ours, so a remote denial stays a denial.

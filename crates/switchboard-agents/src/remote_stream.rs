@@ -27,7 +27,7 @@ pub(crate) async fn read(
     {
         read += chunk.len();
         if read > limit {
-            return Err(Error::upstream("the remote agent's reply is larger than max_response_bytes"));
+            return Err(crate::endpoint::too_large());
         }
         if lines.feed(&chunk, |data| events.take(data))? {
             break;
@@ -76,8 +76,7 @@ impl Events<'_> {
                         if item["type"] == "message" && !text.is_empty() {
                             let joined = text.join("\n");
                             let piece = if self.text.is_empty() { joined } else { format!("\n{joined}") };
-                            (self.on_delta)(&piece);
-                            self.text.push_str(&piece);
+                            self.push(&piece);
                         }
                         Ok(false)
                     }
@@ -101,6 +100,11 @@ impl Events<'_> {
             return;
         }
         self.deltas = true;
+        self.push(text);
+    }
+
+    /// Passes a piece on and keeps it.
+    fn push(&mut self, text: &str) {
         (self.on_delta)(text);
         self.text.push_str(text);
     }

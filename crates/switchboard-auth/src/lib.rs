@@ -31,4 +31,7 @@ pub use config::{AuthConfig, FederationConfig, IssuerConfig, JwtAlgorithm, Stati
 pub use dev_idp::{DEV_IDP_KEY_FILE, DevClients, DevIdentityProvider, routes};
 pub use edge::{EdgeAuth, www_authenticate};
 pub use exchange::{Rfc8693Exchanger, TokenExchangeConfig};
-pub use per_user::{CALLBACK_PATH, CallbackParams, PerUserConfig, PerUserOAuth, UserTokenVault};
+pub use per_user::{
+    Authorization, BINDING_COOKIE, CALLBACK_PATH, CallbackParams, PerUserConfig, PerUserOAuth,
+    UserTokenVault, endpoint_url,
+};

@@ -88,12 +88,17 @@ pub struct Error {
     /// For `RateLimited`: when to try again.
     #[serde(skip)]
     pub retry_after: Option<Duration>,
+    /// For [`Error::consent_required`] only: where the user connects their account. Carried as
+    /// data, never read back out of a message, so a far side's error text quoted into a denial
+    /// cannot pass off a link of its own.
+    #[serde(skip)]
+    pub consent_url: Option<String>,
 }
 
 impl Error {
     /// An error of `kind` with `message`.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into(), retry_after: None }
+        Self { kind, message: message.into(), retry_after: None, consent_url: None }
     }
     /// 400.
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -136,18 +141,15 @@ impl Error {
         Self { retry_after: Some(retry_after), ..Self::new(ErrorKind::Unavailable, message) }
     }
     /// 403 for a hop through a per-user OAuth connection the caller has not consented to yet.
-    /// The message carries the consent link, which [`Error::consent_link`] finds again, so the
-    /// link survives being joined into a run's answer.
+    /// The link is in the message, for people (also once joined into a run's answer), and in
+    /// `consent_url`, for clients.
     pub fn consent_required(connection: &str, link: &str) -> Self {
-        Self::denied(format!(
-            "{CONSENT_REQUIRED}: connect your account to `{connection}` at {link} and ask again"
-        ))
-    }
-    /// The consent link of a [`Error::consent_required`] message (also inside a longer message).
-    pub fn consent_link(message: &str) -> Option<&str> {
-        let rest = &message[message.find(CONSENT_REQUIRED)?..];
-        let link = rest.split(" at ").nth(1)?.split_whitespace().next()?;
-        (link.starts_with('/') || link.starts_with("http")).then_some(link)
+        Self {
+            consent_url: Some(link.to_string()),
+            ..Self::denied(format!(
+                "{CONSENT_REQUIRED}: connect your account to `{connection}` at {link} and ask again"
+            ))
+        }
     }
     /// 429 with a `Retry-After`.
     pub fn rate_limited(message: impl Into<String>, retry_after: Duration) -> Self {
@@ -160,11 +162,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_consent_link_is_found_again_inside_a_joined_answer() {
-        let e = Error::consent_required("drive", "https://sb.example.com/oauth/connect/drive");
+    fn only_a_consent_error_carries_a_consent_link() {
+        let link = "https://sb.example.com/oauth/connect/drive";
+        let e = Error::consent_required("drive", link);
         assert_eq!(e.kind, ErrorKind::Denied);
-        let joined = format!("agent `files`: {}; agent `tickets`: ok", e.message);
-        assert_eq!(Error::consent_link(&joined), Some("https://sb.example.com/oauth/connect/drive"));
-        assert_eq!(Error::consent_link("access denied: no grant at /x"), None);
+        assert_eq!(e.consent_url.as_deref(), Some(link));
+        assert!(e.message.contains(link), "{e}");
+        // A far side's 403 quoting a consent message of its own is still just a denial.
+        let quoted =
+            Error::denied(format!("the tool answered 403: {CONSENT_REQUIRED}: connect at https://evil/x"));
+        assert_eq!(quoted.consent_url, None);
     }
 }

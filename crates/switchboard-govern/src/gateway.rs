@@ -1,6 +1,6 @@
 use crate::connection::{Connection, Connections};
 use crate::layers;
-use crate::retry::Resilience;
+use crate::retry::{Judged, Resilience, Tried};
 use crate::transport::Transport;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
@@ -88,11 +88,6 @@ impl HopGrant {
     pub fn connection(&self) -> Option<&Arc<Connection>> {
         self.connection.as_ref()
     }
-    /// When the hop's time is up (its agent's timeout or the request's deadline); transports
-    /// that retry on their own (MCP) wait no longer than this.
-    pub fn deadline(&self) -> std::time::Instant {
-        self.deadline
-    }
     /// A request carrying this hop's bearer token, `traceparent` and `x-request-id`. Through a
     /// connection, the URL must pass the connection's egress rules (the error names the
     /// connection and the host, and nothing is sent) and the connection's own client is used.
@@ -143,6 +138,21 @@ impl HopGrant {
         let sent = self.resilience.send(&self.ctx, self.deadline, &upstream, request, post_is_safe).await;
         self.record("switchboard.http.attempts", sent.attempts);
         sent.result
+    }
+    /// The retry loop of [`send`](Self::send) for requests sent another way (MCP over
+    /// streamable HTTP): under this hop's deadline and cancellation, on its connection's circuit.
+    pub async fn resilient<O, F, Fut>(
+        &self,
+        retryable: bool,
+        attempt: F,
+        judge: impl Fn(&O) -> Judged,
+    ) -> Tried<O>
+    where
+        F: FnMut(bool) -> Fut,
+        Fut: Future<Output = Result<O>>,
+    {
+        let upstream = self.connection.as_ref().map_or("unknown", |c| c.name());
+        self.resilience.run(&self.ctx, self.deadline, upstream, retryable, attempt, judge).await
     }
     /// Records a span attribute on this hop's span (token counts, row counts…).
     pub fn record(&self, key: &str, value: impl Into<serde_json::Value>) {
@@ -424,11 +434,6 @@ impl Egress {
     /// The agent's named connection, if it has one (and it is declared).
     pub fn connection(&self) -> Option<&Arc<Connection>> {
         self.connection.as_ref()
-    }
-    /// The gateway's retries and circuit breakers, for transports that send requests their own
-    /// way (MCP over streamable HTTP) rather than with [`HopGrant::send`].
-    pub fn resilience(&self) -> &Resilience {
-        self.gateway.resilience()
     }
     /// Makes a governed call; see [`Gateway::hop`].
     pub async fn hop<T, F, Fut>(&self, ctx: &RunContext, target: HopTarget, call: F) -> Result<T>

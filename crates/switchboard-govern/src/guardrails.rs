@@ -30,6 +30,15 @@ impl Direction {
             Self::Output => "output",
         }
     }
+
+    /// The hop span attribute a verdict on text going this way is recorded under; the audit
+    /// layer reads the output one to audit a withheld answer as blocked.
+    pub fn attribute(self) -> &'static str {
+        match self {
+            Self::Input => "switchboard.guardrail.input",
+            Self::Output => "switchboard.guardrail.output",
+        }
+    }
 }
 
 /// The outcome of one check. Never holds the text's PII.

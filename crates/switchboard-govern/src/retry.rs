@@ -147,6 +147,11 @@ pub struct Judged {
 }
 
 impl Judged {
+    /// An answer that is neither a failure nor worth another attempt.
+    pub fn answered() -> Self {
+        Self { failed: false, retry: None }
+    }
+
     /// An HTTP answer with `status` and the `Retry-After` it carried.
     pub fn status(status: StatusCode, retry_after: Option<Duration>) -> Self {
         Self { failed: is_failure(status), retry: retryable_status(status).then_some(retry_after) }

@@ -15,7 +15,7 @@ pub use tokens::{count_prompt_tokens, count_tokens, count_tokens_for, encoding_f
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use switchboard_core::{
-    Error, ErrorKind, HopKind, Message, Result, Role, RunContext, span_inputs, span_outputs,
+    Error, ErrorKind, HopKind, Message, OnDelta, Result, Role, RunContext, span_inputs, span_outputs,
 };
 use switchboard_govern::{Egress, HopTarget};
 
@@ -205,7 +205,7 @@ impl LlmClient {
         &self,
         ctx: &RunContext,
         request: &ChatRequest,
-        on_delta: &(dyn Fn(&str) + Send + Sync),
+        on_delta: &OnDelta<'_>,
     ) -> Result<ChatResponse> {
         self.complete(ctx, request, None, Some(on_delta)).await
     }
@@ -227,7 +227,7 @@ impl LlmClient {
         ctx: &RunContext,
         request: &ChatRequest,
         response_format: Option<&Value>,
-        on_delta: Option<&(dyn Fn(&str) + Send + Sync)>,
+        on_delta: Option<&OnDelta<'_>>,
     ) -> Result<ChatResponse> {
         let mut body = self.body(request);
         if let Some(format) = response_format {
@@ -246,7 +246,7 @@ impl LlmClient {
                 f(piece);
             }
         };
-        let sink: Option<&(dyn Fn(&str) + Send + Sync)> = on_delta.map(|_| &forward as _);
+        let sink: Option<&OnDelta<'_>> = on_delta.map(|_| &forward as _);
         let model = pick_split(&self.split, ctx.request_id.as_str()).unwrap_or(&self.model);
         let primary = Target { egress: self.egress.clone(), url: self.url.clone(), model: model.to_string() };
         let mut last = None;
@@ -283,7 +283,7 @@ impl LlmClient {
         body: &Value,
         fallback: usize,
         last_status: &std::sync::atomic::AtomicU16,
-        on_delta: Option<&(dyn Fn(&str) + Send + Sync)>,
+        on_delta: Option<&OnDelta<'_>>,
     ) -> Result<ChatResponse> {
         target
             .egress
@@ -392,10 +392,7 @@ fn truncate(s: &str, max: usize) -> &str {
 /// each text delta to `on_delta` as it arrives. The whole text and the final usage chunk's
 /// counts are returned; a stream that ends without `[DONE]` still returns what arrived, since
 /// some servers close the connection instead.
-async fn read_stream(
-    mut response: reqwest::Response,
-    on_delta: &(dyn Fn(&str) + Send + Sync),
-) -> Result<ChatResponse> {
+async fn read_stream(mut response: reqwest::Response, on_delta: &OnDelta<'_>) -> Result<ChatResponse> {
     let mut parser = StreamParser::default();
     loop {
         let chunk = response
@@ -420,7 +417,7 @@ struct StreamParser {
 
 impl StreamParser {
     /// Takes the next bytes; passes every complete event's text on. True once `[DONE]` arrived.
-    fn feed(&mut self, bytes: &[u8], on_delta: &(dyn Fn(&str) + Send + Sync)) -> Result<bool> {
+    fn feed(&mut self, bytes: &[u8], on_delta: &OnDelta<'_>) -> Result<bool> {
         let (content, usage) = (&mut self.content, &mut self.usage);
         self.lines.feed(bytes, |data| {
             if data == "[DONE]" {

@@ -21,7 +21,7 @@ impl SseLines {
         let mut start = 0;
         let mut done = false;
         while let Some(len) = self.pending[start..].iter().position(|b| *b == b'\n') {
-            let line = String::from_utf8_lossy(&self.pending[start..start + len]).into_owned();
+            let line = String::from_utf8_lossy(&self.pending[start..start + len]);
             start += len + 1;
             if let Some(data) = line.trim_end_matches('\r').strip_prefix("data:")
                 && on_data(data.trim_start())?

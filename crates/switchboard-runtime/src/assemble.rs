@@ -138,7 +138,7 @@ impl Runtime {
         };
 
         let grants = Grants::start(store.clone(), sink.clone(), &cfg.connections).await?;
-        let user_oauth = crate::user_oauth::build(&cfg.connections, &store, &http)?;
+        let user_oauth = crate::user_oauth::build(&cfg.connections, &store)?;
         let connections = cfg
             .connections
             .iter()

@@ -81,7 +81,7 @@ pub fn apply(
     if verdict == Verdict::Pass {
         return Ok(());
     }
-    let key = format!("switchboard.guardrail.{}", direction.as_str());
+    let key = direction.attribute().to_string();
     match verdict {
         Verdict::Pass => Ok(()),
         Verdict::Masked { text: masked, kinds } => {

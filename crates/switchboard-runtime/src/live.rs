@@ -38,9 +38,13 @@ impl LiveAnswer {
 
     /// Sends a fan-out branch's part of the joined answer: parts are separated by a blank line.
     pub(crate) fn send_part(&self, step: &Step) {
-        let first = self.sent.lock().map(|s| s.is_empty()).unwrap_or(false);
         let part = part(step);
-        if first { self.send(&part) } else { self.send(&format!("\n\n{part}")) }
+        if self.started() { self.send(&format!("\n\n{part}")) } else { self.send(&part) }
+    }
+
+    /// Whether anything has been sent yet.
+    pub(crate) fn started(&self) -> bool {
+        self.sent.lock().map(|s| !s.is_empty()).unwrap_or(true)
     }
 
     /// Everything sent so far.
@@ -71,6 +75,7 @@ mod tests {
             error: answer.is_none().then(|| "it broke".to_string()),
             error_status: None,
             retry_after_ms: None,
+            consent_url: None,
             output: answer.map(|a| AgentOutput { text: a.into(), ..Default::default() }),
             duration_ms: 1,
         }

@@ -133,6 +133,10 @@ pub struct Step {
     /// For a rate-limited call: when the limit that tripped has room again, in milliseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
+    /// For a call refused until its user consents to a per-user OAuth connection: where they
+    /// connect (the error's own link, never one read out of a message).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consent_url: Option<String>,
     /// Its answer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<AgentOutput>,
@@ -160,6 +164,33 @@ pub struct RunResponse {
     /// Tokens used by the run's LLM calls (routing, synthesis, sub-agents' model calls,
     /// formatting), as the LLM reported them; zero when no LLM ran.
     pub usage: Usage,
+    /// Why routing failed, when it did: the caller is answered with its status (429 and the wait
+    /// when the router's model call hit a tokens-per-minute limit, 504 for a timeout) rather
+    /// than a generic 502. Not a step: the router is not an agent.
+    #[serde(skip)]
+    pub routing_error: Option<switchboard_core::Error>,
+}
+
+impl Step {
+    /// A call that failed with `e`: denied, blocked, or an error, with the status, wait and
+    /// consent link `e` carries.
+    fn failed(agent: String, input: String, e: switchboard_core::Error) -> Self {
+        Self {
+            agent,
+            input,
+            status: match e.kind {
+                ErrorKind::Denied => "denied",
+                ErrorKind::Blocked => "blocked",
+                _ => "error",
+            },
+            error_status: Some(e.kind.http_status()),
+            retry_after_ms: e.retry_after.map(|d| d.as_millis() as u64),
+            consent_url: e.consent_url,
+            error: Some(e.message),
+            output: None,
+            duration_ms: 0,
+        }
+    }
 }
 
 /// Routes a caller's request across sub-agents. Built once; `run` is called concurrently.
@@ -320,24 +351,13 @@ impl Supervisor {
             route: route.as_ref().ok().cloned(),
             steps: Vec::new(),
             usage: Usage::default(),
+            routing_error: None,
         };
         match route {
             Err(e) => {
                 response.status = RunStatus::Error;
                 response.answer = format!("routing failed: {}", e.message);
-                // The router's failure is reported as a step of its own, so the caller is
-                // answered with its status (429 and the wait when the router's model call hit a
-                // tokens-per-minute limit, 504 for a timeout) rather than a generic 502.
-                response.steps.push(Step {
-                    agent: "router".into(),
-                    input: request.question.clone(),
-                    status: "error",
-                    error: Some(response.answer.clone()),
-                    error_status: Some(e.kind.http_status()),
-                    retry_after_ms: e.retry_after.map(|d| d.as_millis() as u64),
-                    output: None,
-                    duration_ms: 0,
-                });
+                response.routing_error = Some(e);
             }
             Ok(RouteDecision::Clarify { question, .. }) => {
                 response.status = RunStatus::Clarify;
@@ -348,8 +368,7 @@ impl Supervisor {
                 // Live deltas only when nothing after them rewrites the answer (structured
                 // output, the endpoint's output guardrail), so the pieces still concatenate to the
                 // answer the caller finally gets.
-                let live =
-                    (request.format.is_none() && !self.guards.checks_answers()).then_some(events).flatten();
+                let live = events.filter(|_| request.format.is_none() && !self.guards.checks_answers());
                 let (steps, fanned) = self.fan_out(&run_ctx, calls, &request.history, events, live).await;
                 response.agents =
                     steps.iter().filter(|s| s.status == "ok").map(|s| s.agent.clone()).collect();
@@ -475,19 +494,12 @@ impl Supervisor {
         let mut steps: Vec<Option<Step>> = vec![None; branches.len()];
         let mut finished = Vec::with_capacity(steps.len());
         while let Some((i, agent, joined)) = branches.next().await {
-            let step = joined.unwrap_or_else(|e| Step {
-                agent,
-                input: String::new(),
-                status: "error",
-                error: Some(format!("the agent failed unexpectedly: {e}")),
-                error_status: Some(500),
-                retry_after_ms: None,
-                output: None,
-                duration_ms: 0,
+            let step = joined.unwrap_or_else(|e| {
+                let e = switchboard_core::Error::internal(format!("the agent failed unexpectedly: {e}"));
+                Step::failed(agent, String::new(), e)
             });
             if let Some(parts) = &parts {
-                let streaming = !parts.sent().is_empty();
-                if streaming {
+                if parts.started() {
                     parts.send_part(&step);
                 } else if step.status == "ok" {
                     // The first answer settles the run as `ok`: the parts that failed before it
@@ -607,6 +619,7 @@ impl Supervisor {
             route: None,
             steps: Vec::new(),
             usage: Usage::default(),
+            routing_error: None,
         }
     }
 
@@ -719,6 +732,7 @@ async fn call_agent(
         error: None,
         error_status: None,
         retry_after_ms: None,
+        consent_url: None,
         output: None,
         duration_ms: 0,
     };
@@ -750,21 +764,11 @@ async fn call_agent(
             }
         })
         .await;
-    step.duration_ms = started.elapsed().as_millis() as u64;
+    let duration_ms = started.elapsed().as_millis() as u64;
     match result {
-        Ok(output) => step.output = Some(output),
-        Err(e) => {
-            step.status = match e.kind {
-                ErrorKind::Denied => "denied",
-                ErrorKind::Blocked => "blocked",
-                _ => "error",
-            };
-            step.error_status = Some(e.kind.http_status());
-            step.retry_after_ms = e.retry_after.map(|d| d.as_millis() as u64);
-            step.error = Some(e.message);
-        }
+        Ok(output) => Step { output: Some(output), duration_ms, ..step },
+        Err(e) => Step { duration_ms, ..Step::failed(step.agent, step.input, e) },
     }
-    step
 }
 
 /// `agent`'s own input guardrail on what it is about to be sent: the masked input when it masked

@@ -4,8 +4,9 @@
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 use switchboard_auth::{PerUserConfig, PerUserOAuth, UserTokenVault};
-use switchboard_core::{ConnectionAuth, ConnectionSpec, Result};
+use switchboard_core::{ConnectionAuth, ConnectionSpec, Error, Result};
 use switchboard_store::Store;
 
 /// The per-user OAuth clients of a runtime, by connection name.
@@ -25,14 +26,23 @@ impl UserTokenVault for StoreVault {
     async fn delete(&self, connection: &str, subject: &str) -> Result<bool> {
         self.0.delete_user_token(connection, subject).await
     }
+    async fn delete_if(&self, connection: &str, subject: &str, sealed: &[u8]) -> Result<bool> {
+        self.0.delete_user_token_if(connection, subject, sealed).await
+    }
 }
 
-/// A client for every per-user connection in `specs`.
-pub(crate) fn build(
-    specs: &[ConnectionSpec],
-    store: &Arc<dyn Store>,
-    http: &reqwest::Client,
-) -> Result<UserOAuth> {
+/// A client for every per-user connection in `specs`. Their token requests carry codes, PKCE
+/// verifiers and refresh tokens in the body, so they get an HTTP client of their own that never
+/// follows a redirect (a token endpoint that redirects would forward them elsewhere).
+pub(crate) fn build(specs: &[ConnectionSpec], store: &Arc<dyn Store>) -> Result<UserOAuth> {
+    if !specs.iter().any(|s| s.auth == ConnectionAuth::OauthPerUser) {
+        return Ok(UserOAuth::new());
+    }
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| Error::internal(format!("cannot build the per-user OAuth HTTP client: {e}")))?;
     let vault: Arc<dyn UserTokenVault> = Arc::new(StoreVault(store.clone()));
     specs
         .iter()

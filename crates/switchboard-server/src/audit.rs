@@ -15,8 +15,10 @@ use axum::http::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
+use std::path::Path;
 use switchboard_core::{AgentKind, AgentSpec, Caller, Error};
 use switchboard_govern::layers::role_allows;
+use switchboard_runtime::config::{LoadedConfig, StoreKind};
 
 /// The longest request id accepted; ids are keys, not documents.
 const MAX_REQUEST_ID: usize = 128;
@@ -28,19 +30,38 @@ pub(crate) struct AuditQuery {
     request_id: String,
 }
 
-/// Whether `spec` reads the audit log: a tool agent with the store's `audit` table allow-listed.
-fn reads_audit(spec: &AgentSpec) -> bool {
-    spec.kind == AgentKind::Tool
-        && spec
-            .settings
-            .get("tables")
-            .and_then(Value::as_array)
-            .is_some_and(|tables| tables.iter().any(|t| t.as_str() == Some("audit")))
+/// Whether `spec` reads the audit log: a tool agent with the `audit` table allow-listed, over
+/// the Switchboard store itself. A table called `audit` in some other database grants nothing.
+fn reads_audit(spec: &AgentSpec, loaded: &LoadedConfig) -> bool {
+    let settings = &spec.settings;
+    let lists_audit = settings
+        .get("tables")
+        .and_then(Value::as_array)
+        .is_some_and(|tables| tables.iter().any(|t| t.as_str() == Some("audit")));
+    spec.kind == AgentKind::Tool && lists_audit && over_the_store(settings, loaded)
+}
+
+/// Whether a SQL tool's `settings` point at the Switchboard store, as start-up writes them for
+/// `engine = "store"`: the store's SQLite file, or its PostgreSQL URL.
+fn over_the_store(settings: &Value, loaded: &LoadedConfig) -> bool {
+    let setting = |key: &str| settings.get(key).and_then(Value::as_str);
+    let store = &loaded.config.store;
+    match store.kind {
+        StoreKind::Sqlite => {
+            setting("engine") == Some("sqlite")
+                && setting("database").map(Path::new) == Some(loaded.data_dir.join(&store.path).as_path())
+        }
+        StoreKind::Postgres => {
+            setting("engine") == Some("postgres")
+                && setting("url") == Some(store.url.as_deref().unwrap_or_default())
+        }
+    }
 }
 
 /// Whether `caller` may read every audit row: their roles allow an agent that reads the log.
 fn reads_everyone(state: &AppState, caller: &Caller) -> bool {
-    state.runtime.supervisor.agent_specs().any(|spec| reads_audit(spec) && role_allows(spec, caller))
+    let loaded = &state.runtime.config;
+    state.runtime.supervisor.agent_specs().any(|spec| reads_audit(spec, loaded) && role_allows(spec, caller))
 }
 
 /// `GET /api/2.0/audit?request_id=ID`.
@@ -77,4 +98,49 @@ pub(crate) async fn for_request(
         "scope": if everyone { "all" } else { "own" },
         "rows": rows,
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_runtime::config::Config;
+
+    fn loaded(config: Config) -> LoadedConfig {
+        LoadedConfig {
+            config,
+            agents: Vec::new(),
+            prompts: Vec::new(),
+            base_dir: "/srv/switchboard".into(),
+            data_dir: "/srv/switchboard/data".into(),
+        }
+    }
+
+    fn tool(settings: Value) -> AgentSpec {
+        AgentSpec { settings, ..AgentSpec::new("audit", AgentKind::Tool, "the audit log") }
+    }
+
+    #[test]
+    fn only_an_audit_table_in_the_store_itself_reads_the_log() {
+        let sqlite = loaded(Config::default());
+        let store_file = json!({"engine": "sqlite", "database": "/srv/switchboard/data/switchboard.db", "tables": ["audit"]});
+        assert!(reads_audit(&tool(store_file.clone()), &sqlite));
+        let elsewhere = json!({"engine": "sqlite", "database": "/srv/other.db", "tables": ["audit"]});
+        assert!(!reads_audit(&tool(elsewhere), &sqlite), "an `audit` table in another file");
+        let other_table = json!({"engine": "sqlite", "database": "/srv/switchboard/data/switchboard.db", "tables": ["spans"]});
+        assert!(!reads_audit(&tool(other_table), &sqlite));
+        let knowledge =
+            AgentSpec { settings: store_file, ..AgentSpec::new("k", AgentKind::Knowledge, "documents") };
+        assert!(!reads_audit(&knowledge, &sqlite));
+
+        let mut config = Config::default();
+        config.store.kind = StoreKind::Postgres;
+        config.store.url = Some("env:STORE_URL".into());
+        let postgres = loaded(config);
+        let store_db = json!({"engine": "postgres", "url": "env:STORE_URL", "tables": ["audit"]});
+        assert!(reads_audit(&tool(store_db), &postgres));
+        let other_db = json!({"engine": "postgres", "url": "env:CRM_URL", "tables": ["audit"]});
+        assert!(!reads_audit(&tool(other_db), &postgres), "an `audit` table in another database");
+        let sqlite_file = json!({"engine": "sqlite", "database": "/srv/switchboard/data/switchboard.db", "tables": ["audit"]});
+        assert!(!reads_audit(&tool(sqlite_file), &postgres), "the store is not SQLite here");
+    }
 }

@@ -92,7 +92,7 @@ pub(crate) fn custom_outputs(outcome: &Outcome, options: &Options) -> Value {
 /// The passages the answer cites, numbered per agent as its `[n]` markers are, so a client can
 /// link each marker to its source. Document and section only: a snippet's text is not passed
 /// through the guardrails that checked the answer, so it stays out.
-fn citations(r: &switchboard_runtime::RunResponse) -> Vec<Value> {
+pub(crate) fn citations(r: &switchboard_runtime::RunResponse) -> Vec<Value> {
     let cited = r.steps.iter().filter_map(|s| s.output.as_ref().map(|o| (s, o)));
     cited
         .flat_map(|(step, output)| {

@@ -23,7 +23,7 @@ impl ApiError {
     /// An error with no field or code of its own.
     pub fn new(error: Error) -> Self {
         // A hop refused until its user consents keeps its code, so clients can offer the link.
-        let consent = error.kind == ErrorKind::Denied && Error::consent_link(&error.message).is_some();
+        let consent = error.kind == ErrorKind::Denied && error.consent_url.is_some();
         Self { error, param: None, code: consent.then_some(CONSENT_REQUIRED) }
     }
 
@@ -59,12 +59,12 @@ impl ApiError {
             "param": self.param,
             "code": self.code.unwrap_or(self.error.kind.as_str()),
         }});
-        // The same wait as the `retry-after` header, unrounded.
         if self.code == Some(CONSENT_REQUIRED)
-            && let Some(link) = Error::consent_link(&self.error.message)
+            && let Some(link) = &self.error.consent_url
         {
             body["error"]["consent_url"] = json!(link);
         }
+        // The same wait as the `retry-after` header, unrounded.
         if let Some(wait) = self.error.retry_after {
             body["error"]["retry_after_ms"] = json!(wait.as_millis() as u64);
         }

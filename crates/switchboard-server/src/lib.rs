@@ -121,8 +121,18 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     // The development identity provider's JWKS and token endpoint, served only when it is on.
     let identity_provider = state.runtime.identity.dev().map(|dev| dev.routes()).unwrap_or_default();
-    // The payload log's tap (see `payload_log`), on the run endpoints.
-    let tap = || axum::middleware::from_fn_with_state(state.clone(), payload_log::tap);
+    // The payload log's tap (see `payload_log`) on the run endpoints, named as their rows record
+    // them; without `[payload_log] enabled` the routes go untapped.
+    let logged = |route: axum::routing::MethodRouter<AppState>, endpoint: &'static str| {
+        if state.runtime.config.config.payload_log.enabled {
+            route.route_layer(axum::middleware::from_fn_with_state(
+                (state.clone(), endpoint),
+                payload_log::tap,
+            ))
+        } else {
+            route
+        }
+    };
     Router::new()
         .route(
             "/health",
@@ -136,11 +146,14 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/models", get(chat::models))
         .route("/v1/models/{model}", get(chat::model))
-        .route("/v1/chat/completions", post(chat::completions).route_layer(tap()))
-        .route("/v1/responses", post(responses::create).route_layer(tap()))
+        .route("/v1/chat/completions", logged(post(chat::completions), "chat.completions"))
+        .route("/v1/responses", logged(post(responses::create), "responses"))
         .route("/v1/responses/{id}", get(stored::get).delete(stored::delete))
-        .route("/invocations", post(responses::invocations).route_layer(tap()))
-        .route("/serving-endpoints/{name}/invocations", post(responses::serving_endpoint).route_layer(tap()))
+        .route("/invocations", logged(post(responses::invocations), "invocations"))
+        .route(
+            "/serving-endpoints/{name}/invocations",
+            logged(post(responses::serving_endpoint), "invocations"),
+        )
         .route("/v1/traces/{id}", get(trace::get))
         .route("/api/2.0/connections", get(connections::list))
         .route("/api/2.0/connections/{name}/grants", get(connections::grants).post(connections::grant))

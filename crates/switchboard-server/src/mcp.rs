@@ -29,9 +29,11 @@ use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use switchboard_agents::tool::Parameter;
 use switchboard_core::AgentKind;
 use switchboard_core::{AgentSpec, Caller, CredentialMode};
 use switchboard_govern::layers::role_allows;
@@ -220,12 +222,11 @@ fn needs_question(agent: &AgentSpec) -> bool {
     if agent.kind != AgentKind::Tool || settings.get("http").is_some() || settings.get("sql").is_none() {
         return true;
     }
-    let parameters = settings.get("parameters").and_then(Value::as_array);
-    // As the SQL tool reads them: required unless said otherwise or given a default.
-    parameters
-        .into_iter()
-        .flatten()
-        .any(|p| p.get("required").and_then(Value::as_bool).unwrap_or_else(|| p.get("default").is_none()))
+    // Read as the SQL tool reads them; parameters it could not read would fail its start-up, so
+    // they are taken as needing a question.
+    settings.get("parameters").is_some_and(|parameters| {
+        Vec::<Parameter>::deserialize(parameters).map_or(true, |ps| ps.iter().any(Parameter::is_required))
+    })
 }
 
 /// The input schema: `{question}` (required unless `question_required` is false), and for `ask`
@@ -304,13 +305,9 @@ fn invalid_arguments(tool: &str, why: &str) -> CallToolResult {
 /// The tool result of a run: the answer text with its citations and request id, and the same as
 /// structured content. A run that did not succeed is `isError: true` with its message.
 fn result(response: &RunResponse) -> CallToolResult {
-    let citations: Vec<Value> = response
-        .steps
-        .iter()
-        .filter_map(|s| s.output.as_ref())
-        .flat_map(|o| o.citations.iter())
-        .filter_map(|c| serde_json::to_value(c).ok())
-        .collect();
+    // Document and section only, as the chat surface sends them: a snippet never passed the
+    // output guardrails.
+    let citations = crate::chat::citations(response);
     let structured = json!({
         "answer": response.answer,
         "status": response.status.as_str(),
@@ -360,12 +357,15 @@ impl ServerHandler for SupervisorMcp {
     /// request showing the caller with other roles or groups, changes which tools it has, the
     /// client is sent `notifications/tools/list_changed`.
     async fn on_initialized(&self, ctx: NotificationContext<RoleServer>) {
-        let Ok(caller) = self.caller(&ctx.extensions) else { return };
+        if self.caller(&ctx.extensions).is_err() {
+            return;
+        }
         let (server, peer) = (self.clone(), ctx.peer);
         let mut grants = self.runtime.grants.subscribe();
         let mut roles = self.session.roles_changed.subscribe();
-        let names = move |server: &Self| -> Vec<String> {
-            let caller = server.session.caller().unwrap_or_else(|| caller.clone());
+        // The session's caller is set now (by `caller` above) and is only ever replaced after.
+        let names = |server: &Self| -> Vec<String> {
+            let Some(caller) = server.session.caller() else { return Vec::new() };
             server.tools(&caller).into_iter().map(|t| t.name.into_owned()).collect()
         };
         let mut listed = names(&server);

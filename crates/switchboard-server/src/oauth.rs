@@ -10,17 +10,20 @@
 //!
 //! Connecting needs `USE CONNECTION` on the connection, as every hop through it does. The
 //! callback carries no bearer token (it is a browser navigation from the provider): the `state`
-//! it returns was bound to the caller who started, and is accepted once, within ten minutes.
+//! it returns was bound to the caller who started, and is accepted once, within ten minutes, and
+//! only with the `sb_oauth_flow` cookie that `connect` set in the caller's browser. Without that
+//! cookie, a connect link started by one user and opened by another would connect the second
+//! user's account under the first one's name (RFC 6749 §10.12).
 
 use crate::{ApiError, AppState};
 use axum::Json;
 use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use switchboard_auth::{CallbackParams, PerUserOAuth};
+use switchboard_auth::{BINDING_COOKIE, CallbackParams, PerUserOAuth};
 use switchboard_core::{Caller, Error};
 
 /// The per-user connection `name`, or a 404 naming it.
@@ -58,21 +61,38 @@ pub(crate) async fn connect(
             caller.groups().join(", ")
         ))));
     }
-    let url = client.authorize(caller.subject())?;
+    let started = client.authorize(caller.subject())?;
+    let url = started.url.as_str();
     let wants_json = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/json"));
-    Ok(if wants_json {
-        Json(json!({"connection": name, "authorize_url": url.as_str()})).into_response()
+    let mut response = if wants_json {
+        Json(json!({"connection": name, "authorize_url": url})).into_response()
     } else {
-        Redirect::to(url.as_str()).into_response()
-    })
+        Redirect::to(url).into_response()
+    };
+    let cookie = HeaderValue::from_str(&client.binding_cookie(&started.binding))
+        .map_err(|_| Error::internal("the sign-in cookie is not a valid header value"))?;
+    response.headers_mut().append(header::SET_COOKIE, cookie);
+    Ok(response)
+}
+
+/// The flow binding the browser brought back in its `Cookie` headers.
+fn binding(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| pair.trim().strip_prefix(BINDING_COOKIE)?.strip_prefix('='))
+        .filter(|v| !v.is_empty())
 }
 
 /// `GET /oauth/callback`: answers a small page for the browser, connected or why not.
 pub(crate) async fn callback(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Query(params): Query<CallbackParams>,
 ) -> Response {
     let state_value = params.state.as_deref().unwrap_or_default();
@@ -84,15 +104,23 @@ pub(crate) async fn callback(
         );
         return page(StatusCode::BAD_REQUEST, "Not connected", &e.message);
     };
-    match client.complete(&params).await {
-        Ok(_) => page(
-            StatusCode::OK,
-            "Connected",
-            &format!(
-                "Your account is connected to `{}`. You can close this tab and ask again.",
-                client.name()
-            ),
-        ),
+    match client.complete(&params, binding(&headers)).await {
+        Ok(_) => {
+            let mut response = page(
+                StatusCode::OK,
+                "Connected",
+                &format!(
+                    "Your account is connected to `{}`. You can close this tab and ask again.",
+                    client.name()
+                ),
+            );
+            // Only on success: the cookie then belonged to this flow. A failed callback (which
+            // anyone can make a browser open) must not cancel a flow still under way.
+            if let Ok(spent) = HeaderValue::from_str(&client.spent_binding_cookie()) {
+                response.headers_mut().append(header::SET_COOKIE, spent);
+            }
+            response
+        }
         Err(e) => {
             tracing::warn!(connection = %client.name(), error = %e.message, "a per-user OAuth sign-in failed");
             let status = StatusCode::from_u16(e.kind.http_status()).unwrap_or(StatusCode::BAD_GATEWAY);

@@ -71,14 +71,14 @@ impl Capture {
     /// The captured text, masked, then capped at `max` bytes.
     fn text(&self, max: usize) -> String {
         let mut text = String::from_utf8_lossy(&self.head).into_owned();
-        if self.total > self.head.len() {
+        let cut = self.total > self.head.len();
+        if cut {
             // The head ends mid-body, perhaps inside a card number the masker would then miss:
             // drop the trailing run of characters PII is made of. What it drops is past the cap
             // unless the run is longer than the margin, and then the marker still says "cut".
             let keep = text.trim_end_matches(|c: char| c.is_alphanumeric() || " .@+-()_%".contains(c)).len();
             text.truncate(keep);
         }
-        let cut = self.total > self.head.len();
         let text = masked(text);
         if !cut && text.len() <= max {
             return text;
@@ -117,7 +117,7 @@ struct Submit {
 
 impl Drop for Submit {
     fn drop(&mut self) {
-        let mut row = std::mem::replace(&mut self.row, empty_row());
+        let mut row = std::mem::take(&mut self.row);
         row.duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         row.ts_unix_ms = unix_nanos_now() / 1_000_000;
         if let Some((email, subject)) = self.caller.get() {
@@ -130,29 +130,15 @@ impl Drop for Submit {
     }
 }
 
-fn empty_row() -> PayloadRow {
-    PayloadRow {
-        request_id: String::new(),
-        ts_unix_ms: 0,
-        caller_email: String::new(),
-        caller_subject: None,
-        endpoint: String::new(),
-        status: 0,
-        duration_ms: 0,
-        request_body: String::new(),
-        response_body: String::new(),
-    }
-}
-
-/// The route layer: logs the request it wraps when `[payload_log] enabled`.
-pub(crate) async fn tap(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let config = &state.runtime.config.config.payload_log;
-    if !config.enabled {
-        return next.run(request).await;
-    }
-    let max = config.max_bytes;
+/// The route layer, on the run endpoints when `[payload_log] enabled`: logs the request it wraps
+/// under `endpoint`, the name of the API that answers it.
+pub(crate) async fn tap(
+    State((state, endpoint)): State<(AppState, &'static str)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let max = state.runtime.config.config.payload_log.max_bytes;
     let started = Instant::now();
-    let endpoint = endpoint_name(request.uri().path());
     let request_id =
         request.extensions().get::<RequestId>().map(|id| id.as_str().to_string()).unwrap_or_default();
     let request_capture = Arc::new(Mutex::new(Capture::default()));
@@ -170,7 +156,7 @@ pub(crate) async fn tap(State(state): State<AppState>, request: Request, next: N
             request_id,
             endpoint: endpoint.into(),
             status: parts.status.as_u16(),
-            ..empty_row()
+            ..PayloadRow::default()
         },
         started,
         request: request_capture,
@@ -179,15 +165,4 @@ pub(crate) async fn tap(State(state): State<AppState>, request: Request, next: N
         max,
     };
     Response::from_parts(parts, tee(body, response_capture, max, Some(submit)))
-}
-
-/// The logged name of the endpoint at `path`.
-fn endpoint_name(path: &str) -> &'static str {
-    if path == "/v1/chat/completions" {
-        "chat.completions"
-    } else if path == "/v1/responses" {
-        "responses"
-    } else {
-        "invocations"
-    }
 }

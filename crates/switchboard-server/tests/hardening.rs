@@ -112,27 +112,16 @@ async fn a_body_that_never_finishes_fails_within_the_body_timeout() {
     assert!(text.contains("did not arrive within 1000 ms"), "{text}");
 }
 
-/// Makes room for `needed` open descriptors in this process, within the hard limit.
-#[cfg(unix)]
+/// Makes room for `needed` open descriptors in this process, within the hard limit, as
+/// `switchboard serve` does for itself.
 fn ensure_fd_limit(needed: u64) {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit/setrlimit only read or write the struct passed by pointer.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
-        if limit.rlim_cur < needed as libc::rlim_t {
-            assert!(
-                limit.rlim_max >= needed as libc::rlim_t,
-                "this test needs {needed} file descriptors; the hard limit is {}",
-                limit.rlim_max
-            );
-            limit.rlim_cur = needed as libc::rlim_t;
-            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
-        }
+    let soft =
+        switchboard_server::raise_fd_limit().expect("raising the soft descriptor limit to the hard one");
+    // `None` is unlimited.
+    if let Some(limit) = soft {
+        assert!(limit >= needed, "this test needs {needed} file descriptors; the hard limit is {limit}");
     }
 }
-
-#[cfg(not(unix))]
-fn ensure_fd_limit(_needed: u64) {}
 
 #[tokio::test]
 async fn five_thousand_idle_connections_from_one_client_do_not_starve_another() {

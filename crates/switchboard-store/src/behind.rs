@@ -10,7 +10,7 @@
 //! cause rather than growing without limit.
 
 use crate::StoredResponse;
-use crate::queue::Record;
+use crate::queue::{Record, new_id};
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -45,10 +45,6 @@ struct Inner {
     turns: HashMap<String, Vec<(String, Message)>>,
     /// Entries in both maps.
     len: usize,
-}
-
-fn new_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
 }
 
 impl WriteBehind {
@@ -146,7 +142,7 @@ impl WriteBehind {
 
     /// Forgets the entries `records` wrote, now that they are committed. An entry rewritten since
     /// (a newer write id) stays until its own write commits.
-    pub(crate) fn settle(&self, records: &[Record]) {
+    pub(crate) fn settle<'a>(&self, records: impl IntoIterator<Item = &'a Record>) {
         let mut inner = self.lock();
         if inner.len == 0 {
             return;

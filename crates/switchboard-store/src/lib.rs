@@ -192,27 +192,18 @@ pub trait Store: TelemetrySink + Send + Sync {
     /// Stores `sealed`, a user's refresh token for a per-user OAuth connection already encrypted
     /// by the caller (the store never sees it in the clear), replacing the one held before.
     /// Durable when this returns.
-    async fn put_user_token(&self, connection: &str, subject: &str, sealed: &[u8]) -> Result<()> {
-        let _ = (connection, subject, sealed);
-        Err(no_user_tokens())
-    }
+    async fn put_user_token(&self, connection: &str, subject: &str, sealed: &[u8]) -> Result<()>;
 
     /// The sealed refresh token `subject` holds for `connection`, if any.
-    async fn user_token(&self, connection: &str, subject: &str) -> Result<Option<Vec<u8>>> {
-        let _ = (connection, subject);
-        Err(no_user_tokens())
-    }
+    async fn user_token(&self, connection: &str, subject: &str) -> Result<Option<Vec<u8>>>;
 
     /// Forgets it (the user disconnected). `Ok(true)` when there was one.
-    async fn delete_user_token(&self, connection: &str, subject: &str) -> Result<bool> {
-        let _ = (connection, subject);
-        Err(no_user_tokens())
-    }
-}
+    async fn delete_user_token(&self, connection: &str, subject: &str) -> Result<bool>;
 
-/// What a store without a user token table answers.
-fn no_user_tokens() -> switchboard_core::Error {
-    switchboard_core::Error::config("this store keeps no per-user OAuth tokens")
+    /// Forgets it only while it is still `sealed`, in one statement: a refresh token the
+    /// provider refused must not take with it one that another replica stored meanwhile.
+    /// `Ok(true)` when it was deleted.
+    async fn delete_user_token_if(&self, connection: &str, subject: &str, sealed: &[u8]) -> Result<bool>;
 }
 
 /// Checks the names a grant operation takes. The values are left out of the messages: they may

@@ -14,7 +14,7 @@ pub const TRUNCATION_MARKER: &str = "…[truncated, ";
 pub const MAX_PAYLOAD_ROWS: usize = 10_000;
 
 /// One logged request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PayloadRow {
     /// The request id (`x-request-id`), shared with its spans and audit rows.
     pub request_id: String,
@@ -24,7 +24,7 @@ pub struct PayloadRow {
     pub caller_email: String,
     /// The caller's federated subject, when it differs from the email.
     pub caller_subject: Option<String>,
-    /// Which API answered: `chat.completions` or `responses`.
+    /// Which API answered: `chat.completions`, `responses` or `invocations`.
     pub endpoint: String,
     /// The HTTP status answered.
     pub status: u16,

@@ -735,57 +735,54 @@ impl Store for PostgresStore {
             .map(|n| n > 0)
             .map_err(|e| pg_error(op, &e))
     }
+
+    async fn delete_user_token_if(&self, connection: &str, subject: &str, sealed: &[u8]) -> Result<bool> {
+        let op = "deleting a user token";
+        let client = self.client(op).await?;
+        client
+            .execute(
+                "DELETE FROM user_tokens WHERE connection = $1 AND subject = $2 AND sealed = $3",
+                &[&clean(connection), &clean(subject), &sealed],
+            )
+            .await
+            .map(|n| n > 0)
+            .map_err(|e| pg_error(op, &e))
+    }
 }
 
 fn now_unix_ms() -> i64 {
     i64::try_from(unix_nanos_now() / 1_000_000).unwrap_or(i64::MAX)
 }
 
-/// The shortest and longest time reads fail fast after a failed connection attempt.
-const BREAKER_MIN: Duration = Duration::from_millis(250);
-const BREAKER_MAX: Duration = Duration::from_secs(5);
-
 /// A circuit breaker on the read pool. While PostgreSQL is unavailable every read would otherwise
 /// make a connection attempt of its own (each one a server process forked only to be refused, or
 /// a wait for the connect timeout when the host is unreachable): polls of the grants version,
 /// thread and stored-response reads, health probes. After a failed attempt, reads fail at once
-/// (503 with `Retry-After`) for a back-off that doubles from [`BREAKER_MIN`] to [`BREAKER_MAX`];
-/// the first read after it tries again, and a success closes the breaker.
+/// (503 with `Retry-After`) for a back-off that doubles from [`crate::queue::FIRST_RETRY`] to
+/// [`crate::queue::MAX_RETRY`], the writer's own; the first read after it tries again, and a
+/// success closes the breaker.
 #[derive(Default)]
 struct Breaker {
-    state: std::sync::Mutex<BreakerState>,
-}
-
-#[derive(Default)]
-struct BreakerState {
-    open_until: Option<std::time::Instant>,
-    backoff: Option<Duration>,
+    state: std::sync::Mutex<crate::queue::Retry>,
 }
 
 impl Breaker {
-    fn lock(&self) -> std::sync::MutexGuard<'_, BreakerState> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, crate::queue::Retry> {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// How long reads still fail fast; `None` when a connection may be tried.
     fn open_for(&self) -> Option<Duration> {
-        let until = self.lock().open_until?;
-        let left = until.saturating_duration_since(std::time::Instant::now());
-        (!left.is_zero()).then_some(left)
+        let retry = self.lock();
+        (!retry.due()).then(|| retry.wait())
     }
 
     fn failed(&self) {
-        let mut state = self.lock();
-        let backoff = state.backoff.map_or(BREAKER_MIN, |b| (b * 2).min(BREAKER_MAX));
-        state.backoff = Some(backoff);
-        state.open_until = Some(std::time::Instant::now() + backoff);
+        self.lock().failed();
     }
 
     fn succeeded(&self) {
-        let mut state = self.lock();
-        if state.backoff.is_some() {
-            *state = BreakerState::default();
-        }
+        self.lock().succeeded();
     }
 }
 
@@ -1016,15 +1013,7 @@ impl Writer {
         }
         let conn = self.connection().await?;
         let tx = conn.client.transaction().await?;
-        let mut inserted = insert_columns(&tx, &conn.stmts, &columns).await;
-        if inserted.is_ok() {
-            for record in batch {
-                if let Err(e) = apply_ordered(&tx, &conn.stmts, record).await {
-                    inserted = Err(e);
-                    break;
-                }
-            }
-        }
+        let inserted = write_rows(&tx, &conn.stmts, &columns, batch).await;
         let mut skipped = columns.skipped;
         match inserted {
             Ok(spans) => skipped += columns.spans.len() - spans,
@@ -1036,11 +1025,7 @@ impl Writer {
                     one.push(record);
                     skipped += one.skipped;
                     let sp = tx.savepoint("row").await?;
-                    let applied = match insert_columns(&sp, &conn.stmts, &one).await {
-                        Ok(spans) => apply_ordered(&sp, &conn.stmts, record).await.map(|()| spans),
-                        Err(e) => Err(e),
-                    };
-                    match applied {
+                    match write_rows(&sp, &conn.stmts, &one, std::slice::from_ref(record)).await {
                         Ok(spans) => {
                             skipped += one.spans.len() - spans;
                             sp.commit().await?;
@@ -1061,6 +1046,21 @@ impl Writer {
         tx.commit().await?;
         Ok(skipped)
     }
+}
+
+/// Writes `records` in `tx`: their columnar rows (`columns`, collected from them), then those that
+/// must keep queue order. Returns how many spans were inserted.
+async fn write_rows(
+    tx: &tokio_postgres::Transaction<'_>,
+    st: &Statements,
+    columns: &Columns,
+    records: &[Record],
+) -> Result<usize, tokio_postgres::Error> {
+    let spans = insert_columns(tx, st, columns).await?;
+    for record in records {
+        apply_ordered(tx, st, record).await?;
+    }
+    Ok(spans)
 }
 
 /// Writes `record` if it is one of those that must keep queue order (thread turns, stored
@@ -1633,9 +1633,10 @@ mod tests {
         assert_eq!(breaker.open_for(), None, "closed at first");
         breaker.failed();
         let first = breaker.open_for().expect("open after a failure");
-        assert!(first <= BREAKER_MIN);
+        assert!(first <= crate::queue::FIRST_RETRY);
         breaker.failed();
-        assert!(breaker.open_for().expect("still open") > BREAKER_MIN, "the back-off doubles");
+        let second = breaker.open_for().expect("still open");
+        assert!(second > crate::queue::FIRST_RETRY, "the back-off doubles");
         breaker.succeeded();
         assert_eq!(breaker.open_for(), None, "a success closes it");
     }

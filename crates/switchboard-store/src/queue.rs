@@ -11,9 +11,10 @@
 //! moving newly queued rows to the file behind it, so the queue does not fill meanwhile.
 //!
 //! Besides telemetry, the queue carries payload log rows, thread turns and stored responses (and
-//! their deletes); the last three are served from memory until committed (see `behind`). Every row carries an id the stores insert idempotently (audit rows their row
-//! id, spans their span id), so a batch whose commit was in doubt, or a file replayed again after
-//! a crash, is never doubled.
+//! their deletes); turns and responses are served from memory until committed (see `behind`).
+//! Every row carries an id the stores insert idempotently (audit rows their row id, spans their
+//! span id), so a batch whose commit was in doubt, or a file replayed again after a crash, is
+//! never doubled.
 //!
 //! A flush is acknowledged once everything queued before it is committed to the store or, while
 //! the store is unavailable, durably spilled. Dropping the queue lets the writer drain what is
@@ -37,10 +38,10 @@ const MAX_BATCH: usize = 1024;
 
 /// The pause before the first replay attempt after the store failed; it doubles per failure up
 /// to [`MAX_RETRY`].
-const FIRST_RETRY: Duration = Duration::from_millis(250);
+pub(crate) const FIRST_RETRY: Duration = Duration::from_millis(250);
 
 /// The longest pause between two replay attempts while the store stays unavailable.
-const MAX_RETRY: Duration = Duration::from_secs(5);
+pub(crate) const MAX_RETRY: Duration = Duration::from_secs(5);
 
 /// A row waiting for the writer. Boxed so the preallocated queue slots stay small.
 #[derive(Debug, Serialize, Deserialize)]
@@ -92,6 +93,12 @@ pub(crate) enum Record {
         /// The response id.
         response_id: String,
     },
+}
+
+/// A fresh id for a [`Record`]: what makes its write idempotent, and tells the write-behind which
+/// of several writes to the same key settled.
+pub(crate) fn new_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
 }
 
 /// What travels on the queue.
@@ -200,11 +207,12 @@ impl Batches {
 
     /// Appends `records` to the spill file and fsyncs it, holding the lock only for the append.
     fn spill_and_sync(&self, records: &[Record]) {
-        let handle = {
+        let (lost, handle) = {
             let mut spill = lock(&self.spill);
-            spill.append(records);
-            spill.sync_handle()
+            let lost = spill.append(records);
+            (lost, spill.sync_handle())
         };
+        forget_unspilled(&self.behind, lost.iter().filter_map(|&i| records.get(i)));
         if let Some(file) = handle
             && let Err(e) = file.sync_data()
         {
@@ -294,31 +302,53 @@ impl Batches {
     }
 }
 
-/// When the next replay attempt is due.
+/// When the next attempt is due: a back-off doubling from [`FIRST_RETRY`] to [`MAX_RETRY`] after
+/// each failure, cleared by a success.
 #[derive(Default)]
-struct Retry {
+pub(crate) struct Retry {
     at: Option<Instant>,
     backoff: Option<Duration>,
 }
 
 impl Retry {
-    fn failed(&mut self) {
+    pub(crate) fn failed(&mut self) {
         let backoff = self.backoff.map_or(FIRST_RETRY, |b| (b * 2).min(MAX_RETRY));
         self.backoff = Some(backoff);
         self.at = Some(Instant::now() + backoff);
     }
 
-    fn succeeded(&mut self) {
+    pub(crate) fn succeeded(&mut self) {
         *self = Self::default();
     }
 
-    fn due(&self) -> bool {
+    pub(crate) fn due(&self) -> bool {
         self.at.is_none_or(|at| Instant::now() >= at)
     }
 
-    fn wait(&self) -> Duration {
+    pub(crate) fn wait(&self) -> Duration {
         self.at.map_or(Duration::ZERO, |at| at.saturating_duration_since(Instant::now()))
     }
+}
+
+/// Forgets, in the write-behind, the `lost` rows the spill file did not take (full, or failing):
+/// they will never be committed, and kept in memory they would be served as stored and hold its
+/// capacity until a restart, so that after a long outage every write would be refused.
+fn forget_unspilled<'a>(behind: &WriteBehind, lost: impl IntoIterator<Item = &'a Record>) {
+    let lost: Vec<&Record> = lost
+        .into_iter()
+        .filter(|r| {
+            matches!(r, Record::Response { .. } | Record::DeleteResponse { .. } | Record::Turn { .. })
+        })
+        .collect();
+    if lost.is_empty() {
+        return;
+    }
+    tracing::error!(
+        rows = lost.len(),
+        "store: stored responses, response deletes or thread turns could not be spilled while the \
+         store is unavailable; they are lost"
+    );
+    behind.settle(lost);
 }
 
 /// The spill file, whatever a panicking holder left: its state is only offsets and counters, all
@@ -369,7 +399,10 @@ impl WriteQueue {
                 // The writer's next batch fsyncs the file, this row with it; until then the row
                 // is in the page cache, which survives the process (not the machine) crashing.
                 tracing::debug!("store: telemetry queue full; spilling the row to local disk");
-                lock(&self.spill).append(std::slice::from_ref(&record));
+                let lost = lock(&self.spill).append(std::slice::from_ref(&record));
+                if !lost.is_empty() {
+                    forget_unspilled(&self.behind, [&record]);
+                }
             }
             Err(TrySendError::Full(Command::Flush(_))) => {}
             Err(TrySendError::Disconnected(_)) => self.writer_gone(),
@@ -378,7 +411,7 @@ impl WriteQueue {
 
     /// Queues a payload log row.
     pub(crate) fn payload(&self, row: PayloadRow) {
-        self.enqueue(Record::Payload { id: uuid::Uuid::new_v4().simple().to_string(), row: Box::new(row) });
+        self.enqueue(Record::Payload { id: new_id(), row: Box::new(row) });
     }
 
     /// Queues `response` and serves it from memory until it is committed.
@@ -458,6 +491,52 @@ impl TelemetrySink for WriteQueue {
     }
 
     fn audit(&self, record: AuditRecord) {
-        self.enqueue(Record::Audit { id: uuid::Uuid::new_v4().simple().to_string(), row: Box::new(record) });
+        self.enqueue(Record::Audit { id: new_id(), row: Box::new(record) });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(id: &str) -> StoredResponse {
+        StoredResponse {
+            id: id.into(),
+            owner: "alice".into(),
+            previous_id: None,
+            turns: vec![Message::user("q")],
+            body: serde_json::json!({"id": id}),
+            created_unix_ms: 1_000,
+        }
+    }
+
+    /// A queue of one slot whose store is always unavailable and whose spill file takes nothing;
+    /// its writer starts only once the returned sender is dropped.
+    fn refusing_queue(dir: &std::path::Path) -> (WriteQueue, mpsc::Sender<()>) {
+        let (start, gate) = mpsc::channel::<()>();
+        let spill = SpillConfig { path: dir.join("spill.jsonl"), max_bytes: 0 };
+        let queue = WriteQueue::spawn("test-writer", 1, &spill, move |batches| {
+            let _ = gate.recv();
+            batches.for_each(|_| Err(Unavailable("the store is down".into())));
+        })
+        .unwrap();
+        (queue, start)
+    }
+
+    #[tokio::test]
+    async fn writes_the_spill_file_refuses_leave_the_write_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let (queue, start) = refusing_queue(dir.path());
+        queue.put_response(&response("queued")).unwrap();
+        // The one slot is taken: this write overflows onto the spill file, which refuses it.
+        queue.put_response(&response("overflowed")).unwrap();
+        assert_eq!(queue.behind().response("alice", "overflowed"), None, "not served as stored");
+        assert!(queue.behind().response("alice", "queued").is_some(), "still on its way");
+        drop(start);
+        queue.append_turn("t", "r", &Message::user("hi")).unwrap();
+        queue.flush().await;
+        assert_eq!(queue.behind().response("alice", "queued"), None);
+        assert!(queue.behind().turns("t").is_empty());
+        assert_eq!(queue.behind().len(), 0, "nothing the store will never get holds memory");
     }
 }

@@ -98,22 +98,30 @@ impl Spill {
         &self.path
     }
 
-    /// Appends `records` (unsynced; see [`Self::sync`]). Records beyond the disk budget are refused
-    /// and counted; the error is logged once per exhausted stretch, not once per row.
-    pub(crate) fn append(&mut self, records: &[Record]) {
+    /// Appends `records` (unsynced; see [`Self::sync`]) and returns the indices of those it did
+    /// not write: beyond the disk budget (refused and counted; the error is logged once per
+    /// exhausted stretch, not once per row), unencodable, or lost to a failed write. The caller
+    /// must forget them wherever they are still expected to be written.
+    pub(crate) fn append(&mut self, records: &[Record]) -> Vec<usize> {
         let mut buf = Vec::with_capacity(records.len() * 512);
+        let mut lost = Vec::new();
+        let mut buffered = Vec::with_capacity(records.len());
         let mut refused = 0u64;
-        for record in records {
+        for (i, record) in records.iter().enumerate() {
             let start = buf.len();
             if serde_json::to_writer(&mut buf, record).is_err() {
                 buf.truncate(start);
                 tracing::error!("store: a telemetry row could not be encoded for the spill file");
+                lost.push(i);
                 continue;
             }
             buf.push(b'\n');
             if self.len + buf.len() as u64 > self.max_bytes {
                 buf.truncate(start);
                 refused += 1;
+                lost.push(i);
+            } else {
+                buffered.push(i);
             }
         }
         if refused > 0 {
@@ -125,7 +133,7 @@ impl Spill {
             self.refused += refused;
         }
         if buf.is_empty() {
-            return;
+            return lost;
         }
         match self.file.write_all(&buf) {
             Ok(()) => {
@@ -133,13 +141,16 @@ impl Spill {
                 self.dirty = true;
             }
             Err(e) => {
-                tracing::error!(path = %self.path.display(), rows = records.len(), error = %e,
+                tracing::error!(path = %self.path.display(), rows = buffered.len(), error = %e,
                     "store: writing the spill file failed; these telemetry rows are lost");
                 // A partial line may be on disk; what follows must start on a line of its own.
                 self.len = self.file.metadata().map(|m| m.len()).unwrap_or(self.len);
                 let _ = self.file.write_all(b"\n").map(|()| self.len += 1);
+                lost.extend(buffered);
+                lost.sort_unstable();
             }
         }
+        lost
     }
 
     /// Makes what was appended durable. Called once per batch, so the cost of an fsync is shared
@@ -362,8 +373,8 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0, "only its owner may read the spilled audit rows: {mode:o}");
-        spill.append(&[span(0), span(1)]);
-        spill.append(&[span(2), span(3), span(4)]);
+        assert!(spill.append(&[span(0), span(1)]).is_empty());
+        assert_eq!(spill.append(&[span(2), span(3), span(4)]), [1, 2], "the rows it did not write");
         spill.sync();
         assert_eq!(spill.refused, 2, "two rows did not fit the budget");
         let (records, offset) = spill.next_chunk(2).unwrap();

@@ -544,6 +544,18 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn delete_user_token_if(&self, connection: &str, subject: &str, sealed: &[u8]) -> Result<bool> {
+        let (connection, subject, sealed) = (connection.to_owned(), subject.to_owned(), sealed.to_vec());
+        self.with_conn("deleting a user token", move |conn| {
+            conn.prepare_cached(
+                "DELETE FROM user_tokens WHERE connection = ?1 AND subject = ?2 AND sealed = ?3",
+            )?
+            .execute(params![connection, subject, sealed])
+            .map(|n| n > 0)
+        })
+        .await
+    }
 }
 
 fn now_unix_ms() -> u64 {

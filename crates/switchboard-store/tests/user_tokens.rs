@@ -11,6 +11,9 @@ async fn round_trip(store: &dyn Store) {
     store.put_user_token("drive", "alice", b"rotated").await.unwrap();
     assert_eq!(store.user_token("drive", "alice").await.unwrap().as_deref(), Some(&b"rotated"[..]));
     assert_eq!(store.user_token("mail", "alice").await.unwrap(), None, "another connection");
+    assert!(!store.delete_user_token_if("drive", "alice", b"refused").await.unwrap(), "replaced meanwhile");
+    assert!(store.delete_user_token_if("drive", "alice", b"rotated").await.unwrap());
+    store.put_user_token("drive", "alice", b"rotated").await.unwrap();
     assert!(store.delete_user_token("drive", "alice").await.unwrap());
     assert!(!store.delete_user_token("drive", "alice").await.unwrap(), "already gone");
     assert_eq!(store.user_token("drive", "alice").await.unwrap(), None);

@@ -1,21 +1,24 @@
 //! The official MCP inspector's CLI as an outside MCP client: one run to completion, judged by
 //! what it printed.
 
+use crate::run::{ProcessRun, run_to_completion};
 use crate::{inspector_js, node};
 use serde_json::Value;
 use std::ffi::OsString;
+use std::ops::Deref;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
-/// What one inspector run printed.
-pub struct InspectorRun {
-    /// Whether it exited successfully.
-    pub success: bool,
-    /// Its stdout: with `--format json`, `{"result": …}`.
-    pub stdout: String,
-    /// Its stderr.
-    pub stderr: String,
+/// What one inspector run printed: its exit and output (stdout, with `--format json`, is
+/// `{"result": …}`), and the MCP result read from it.
+pub struct InspectorRun(ProcessRun);
+
+impl Deref for InspectorRun {
+    type Target = ProcessRun;
+
+    fn deref(&self) -> &ProcessRun {
+        &self.0
+    }
 }
 
 impl InspectorRun {
@@ -46,26 +49,14 @@ impl InspectorRun {
 /// name the target (`--transport http URL`, `--header …`, or `--transport stdio -- CMD…`) and
 /// the method.
 pub async fn inspect(home: &Path, args: &[OsString], timeout: Duration) -> InspectorRun {
-    // `Command::output` collects a run to completion; the testkit's `Child` is for peers that
-    // keep serving.
     let mut command = tokio::process::Command::new(node());
     command.arg(inspector_js()).args(["--cli", "--stored-auth-only", "--format", "json", "-q"]);
     command
         .args(args)
         .env("HOME", home)
         .env("MCP_CATALOG_PATH", home.join("mcp.json"))
-        .env("MCP_CLIENT_CONFIG_PATH", home.join("client.json"))
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(timeout, command.output())
-        .await
-        .unwrap_or_else(|_| panic!("the inspector did not finish within {timeout:?}"))
-        .expect("node runs");
-    let run = InspectorRun {
-        success: output.status.success(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    };
+        .env("MCP_CLIENT_CONFIG_PATH", home.join("client.json"));
+    let run = InspectorRun(run_to_completion(command, "the inspector", timeout).await);
     eprintln!("inspector {args:?}: ok={} stdout={} stderr={}", run.success, run.stdout, run.stderr);
     run
 }

@@ -8,8 +8,8 @@
 //! - [`Serve`], `switchboard serve` on a free port, ready once `/health` answers, and
 //!   [`run_cli`], one run of the binary's other commands;
 //! - [`node`], [`node_package`], [`otlp_receiver`], [`everything_js`], [`everything_http`] and
-//!   [`inspector_js`] for the Node.js peers the tests talk to, and [`inspector::inspect`], one run
-//!   of the MCP inspector's CLI;
+//!   [`inspector_js`] for the Node.js peers the tests talk to, [`skip_without_node`] for the few
+//!   tests skipped without Node.js, and [`inspector::inspect`], one run of the MCP inspector's CLI;
 //! - [`conformance::run_server_suite`], the official MCP conformance suite against a server;
 //! - [`python`], the venv interpreter, and [`mlflow_server`], a real MLflow tracking server;
 //! - [`browser::chromium`] and [`browser::run_node`], a real browser driven by a Node.js script, for
@@ -39,11 +39,13 @@ pub mod llm;
 pub mod oauth;
 pub mod pg;
 mod python;
+mod run;
 mod serve;
 pub mod sse;
 
 pub use child::Child;
 pub use python::{PytestRun, mlflow_server, pytest, python};
+pub use run::ProcessRun;
 pub use serve::{Serve, run_cli};
 
 use std::future::Future;
@@ -90,21 +92,44 @@ pub fn node() -> PathBuf {
 /// The `node` executable on `PATH`, or `None`: for the rare test that is skipped (saying so)
 /// rather than failed on a machine without Node.js. Most should call [`node`] and fail.
 pub fn find_node() -> Option<PathBuf> {
+    on_path("node")
+}
+
+/// Whether a test needing Node.js is skipped: without `node` on `PATH` it says so loudly, naming
+/// `install` (what to run and what it enables, e.g. `scripts/mcp-peers to test with the MCP
+/// inspector`), and answers `true`; the test then returns early.
+pub fn skip_without_node(test: &str, install: &str) -> bool {
+    if find_node().is_some() {
+        return false;
+    }
+    eprintln!(
+        "\n\n*** SKIPPED {test}: `node` is not installed. Install Node.js 20+ and run {install}. ***\n\n"
+    );
+    true
+}
+
+/// The executable `name` in the first `PATH` directory that has it.
+fn on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path).map(|dir| dir.join("node")).find(|candidate| candidate.is_file())
+    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|candidate| candidate.is_file())
 }
 
 /// Where the test Node.js packages are installed: the MCP peers (by `scripts/mcp-peers`), the
-/// OTLP receiver (by `scripts/otlp-receiver`) and the MCP conformance suite (by
-/// `scripts/mcp-conformance`), each pinned by a lock file next to them.
-const NODE_MODULES: [&str; 3] =
-    ["tests/mcp-peers/node_modules", "tests/otlp/node_modules", "tests/mcp-conformance/node_modules"];
+/// OTLP receiver (by `scripts/otlp-receiver`), the MCP conformance suite (by
+/// `scripts/mcp-conformance`) and the playground's browser driver (by
+/// `scripts/playground-browser`), each pinned by a lock file next to them.
+const NODE_MODULES: [&str; 4] = [
+    "tests/mcp-peers/node_modules",
+    "tests/otlp/node_modules",
+    "tests/mcp-conformance/node_modules",
+    "tests/playground/node_modules",
+];
 
 /// The installed file or directory `relative` (e.g.
 /// `@modelcontextprotocol/server-everything/dist/index.js`) under the first `node_modules` that
 /// has it: `$SWITCHBOARD_MCP_PEERS/node_modules` when that variable names a folder (MCP peers
-/// installed elsewhere), then `tests/mcp-peers/node_modules`, `tests/otlp/node_modules` and
-/// `tests/mcp-conformance/node_modules`.
+/// installed elsewhere), then `tests/mcp-peers/node_modules`, `tests/otlp/node_modules`,
+/// `tests/mcp-conformance/node_modules` and `tests/playground/node_modules`.
 /// Panics with the script that installs it when none has it.
 pub fn node_package(relative: &str) -> PathBuf {
     let root = repo_root();
@@ -117,7 +142,7 @@ pub fn node_package(relative: &str) -> PathBuf {
         panic!(
             "the Node.js package file {relative} is not installed in {}: run scripts/mcp-peers (or \
              scripts/test); the OTLP receiver comes from scripts/otlp-receiver, the MCP conformance \
-             suite from scripts/mcp-conformance",
+             suite from scripts/mcp-conformance, playwright-core from scripts/playground-browser",
             searched.join(" or ")
         )
     })

@@ -193,15 +193,15 @@ impl KnowledgeAgent {
             .await
     }
 
-    /// The model's answer from the passages, trimmed. With `on_delta`, the model streams and its
-    /// pieces go there (trimmed too) as it writes them.
+    /// The model's answer from the passages, trimmed. With `trimmed`, the model streams and its
+    /// pieces go through it (trimmed too) as it writes them.
     async fn synthesize(
         &self,
         llm: &LlmClient,
         ctx: &RunContext,
         input: &AgentInput,
         result: &SearchResult,
-        on_delta: Option<&OnDelta<'_>>,
+        trimmed: Option<&trim::Trimmed<'_>>,
     ) -> Result<String> {
         let mut messages =
             vec![Message::system(answer::system_prompt(&self.spec.name, &self.spec.description))];
@@ -211,11 +211,8 @@ impl KnowledgeAgent {
         messages.extend(history.into_iter().skip(skip).cloned());
         messages.push(Message::user(answer::user_prompt(&result.hits, &input.question)));
         let request = ChatRequest { messages, tools: Vec::new(), temperature: Some(0.0) };
-        let response = match on_delta {
-            Some(on_delta) => {
-                let trimmed = trim::Trimmed::new(on_delta);
-                llm.chat_stream(ctx, &request, &|piece: &str| trimmed.push(piece)).await?
-            }
+        let response = match trimmed {
+            Some(t) => llm.chat_stream(ctx, &request, &|p: &str| t.push(p)).await?,
             None => llm.chat(ctx, &request).await?,
         };
         Ok(response.content.trim().to_string())
@@ -242,22 +239,14 @@ impl KnowledgeAgent {
         let analyze = |s: &str| self.index.analyze(s);
         let citations: Vec<Citation> = answer::citations(&result.hits, &result.terms, &analyze);
         let extractive = || answer::extractive(&result.hits, &result.terms, &analyze);
-        // What of the model's answer already reached a streaming caller: it cannot be taken back.
-        let sent = std::sync::Mutex::new(String::new());
-        let record = |piece: &str| {
-            if let Ok(mut sent) = sent.lock() {
-                sent.push_str(piece);
-            }
-            if let Some(f) = on_delta {
-                f(piece);
-            }
-        };
-        let on_delta = on_delta.map(|_| &record as &OnDelta<'_>);
+        let trimmed = on_delta.map(trim::Trimmed::new);
         let text = match &self.llm {
             None => extractive(),
             Some(llm) => {
-                let synthesized = self.synthesize(llm, ctx, input, &result, on_delta).await;
-                let sent = sent.lock().map(|s| s.clone()).unwrap_or_default();
+                let synthesized = self.synthesize(llm, ctx, input, &result, trimmed.as_ref()).await;
+                // What of the model's answer already reached a streaming caller: it cannot be
+                // taken back.
+                let sent = trimmed.as_ref().map(|t| t.sent()).unwrap_or_default();
                 match synthesized {
                     Ok(text) if !text.is_empty() => {
                         format!("{text}\n\n{}", answer::sources_footer(&result.hits))

@@ -7,31 +7,36 @@ use switchboard_core::OnDelta;
 /// Passes pieces on trimmed.
 pub(super) struct Trimmed<'a> {
     on_delta: &'a OnDelta<'a>,
-    /// Whether text has been passed on, and the whitespace held back since.
-    state: Mutex<(bool, String)>,
+    /// What has been passed on, and the whitespace held back since.
+    state: Mutex<(String, String)>,
 }
 
 impl<'a> Trimmed<'a> {
     /// Passes trimmed pieces to `on_delta`.
     pub(super) fn new(on_delta: &'a OnDelta<'a>) -> Self {
-        Self { on_delta, state: Mutex::new((false, String::new())) }
+        Self { on_delta, state: Mutex::new((String::new(), String::new())) }
     }
 
     /// Takes the next piece; passes on what is certainly not at either end of the answer.
     pub(super) fn push(&self, piece: &str) {
         let Ok(mut state) = self.state.lock() else { return };
-        let (started, held) = &mut *state;
-        let piece = if *started { piece } else { piece.trim_start() };
+        let (sent, held) = &mut *state;
+        let piece = if sent.is_empty() { piece.trim_start() } else { piece };
         let body = piece.trim_end();
         if body.is_empty() {
             held.push_str(piece);
             return;
         }
-        *started = true;
         let out = format!("{held}{body}");
         held.clear();
         held.push_str(&piece[body.len()..]);
+        sent.push_str(&out);
         (self.on_delta)(&out);
+    }
+
+    /// What has been passed on so far: once sent, it cannot be taken back.
+    pub(super) fn sent(&self) -> String {
+        self.state.lock().map(|state| state.0.clone()).unwrap_or_default()
     }
 }
 
@@ -48,8 +53,10 @@ mod tests {
         for p in pieces {
             trimmed.push(p);
         }
+        let sent = trimmed.sent();
         let out = out.into_inner().unwrap();
         assert_eq!(out.concat(), pieces.concat().trim());
+        assert_eq!(sent, out.concat());
         assert!(out.iter().all(|p| !p.is_empty()));
     }
 }

@@ -4,8 +4,9 @@
 use rmcp::ServiceError;
 use rmcp::model::ErrorCode;
 use rmcp::service::ClientInitializeError;
-use rmcp::transport::streamable_http_client::StreamableHttpError;
+use rmcp::transport::streamable_http_client::{HttpStatusError, StreamableHttpError};
 use std::error::Error as StdError;
+use std::time::{Duration, SystemTime};
 use switchboard_core::{Error, Secret};
 use switchboard_govern::reqwest;
 use switchboard_govern::retry::parse_retry_after;
@@ -30,6 +31,11 @@ pub(crate) fn session_lost(e: &ServiceError) -> bool {
         }
         _ => false,
     }
+}
+
+/// How long the server asked us to wait before trying again (its `Retry-After`), if it did.
+pub(super) fn retry_after_of(s: &HttpStatusError) -> Option<Duration> {
+    s.retry_after.as_deref().and_then(|v| parse_retry_after(v, SystemTime::now()))
 }
 
 /// Removes the hop's token from text that came from the far side, which could echo it back.
@@ -62,10 +68,7 @@ fn transport(server: &str, e: &(dyn StdError + 'static)) -> Error {
             )),
             StreamableHttpError::HttpStatus(s) if s.status == 429 => Error::rate_limited(
                 format!("the MCP server {server} is rate limiting"),
-                s.retry_after
-                    .as_deref()
-                    .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()))
-                    .unwrap_or(std::time::Duration::from_secs(1)),
+                retry_after_of(s).unwrap_or(Duration::from_secs(1)),
             ),
             StreamableHttpError::HttpStatus(s) => {
                 Error::upstream(format!("the MCP server {server} answered HTTP {}", s.status))

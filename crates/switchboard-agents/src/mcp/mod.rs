@@ -111,11 +111,7 @@ impl McpAgent {
                         })
                         .unwrap_or_default()
                 );
-                let governance = transport::Governance {
-                    resilience: egress.resilience().clone(),
-                    upstream: connection.name().to_string(),
-                };
-                (Target::Http { url, http: connection.http().clone(), governance }, label)
+                (Target::Http { url, http: connection.http().clone() }, label)
             }
             Transport::Stdio { command, args, env, cwd } => (
                 Target::Stdio(stdio::StdioCommand {

@@ -6,7 +6,7 @@
 use super::error;
 use super::stdio::{self, StdioCommand};
 use super::tools::{self, ToolCache, ToolSet};
-use super::transport::{Governance, GovernedHttp, HopEntry, HopTable};
+use super::transport::{GovernedHttp, HopEntry, HopTable};
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientCapabilities, Implementation, InitializeRequestParams,
     PaginatedRequestParams, ProtocolVersion, RequestMetaObject, Tool,
@@ -28,8 +28,8 @@ const MAX_LIST_PAGES: usize = 100;
 /// Where the server is.
 pub(crate) enum Target {
     /// Streamable HTTP at `url`, sent with the connection's client under the gateway's retries
-    /// and the connection's circuit breaker.
-    Http { url: reqwest::Url, http: reqwest::Client, governance: Governance },
+    /// and the connection's circuit breaker (each hop's, through its grant).
+    Http { url: reqwest::Url, http: reqwest::Client },
     /// A child process.
     Stdio(StdioCommand),
 }
@@ -284,13 +284,8 @@ impl Session {
     ) -> Result<(RunningService<RoleClient, Handler>, Option<u32>)> {
         let token = hop.auth().token.as_ref();
         match &self.target {
-            Target::Http { url, http, governance } => {
-                let client = GovernedHttp::new(
-                    http.clone(),
-                    self.hops.clone(),
-                    hop.auth().clone(),
-                    governance.clone(),
-                );
+            Target::Http { url, http } => {
+                let client = GovernedHttp::new(http.clone(), self.hops.clone(), hop.auth().clone());
                 let config = StreamableHttpClientTransportConfig::with_uri(url.as_str())
                     // Reconnecting is ours: a new session is opened inside the hop that found the
                     // old one gone, so `initialize` carries that caller's credential.

@@ -20,20 +20,20 @@
 //! when the hop calls a tool the server annotates `readOnlyHint` or `idempotentHint`. Anything
 //! else gets one attempt, so a tool with side effects never runs twice because of us.
 
+use super::error::retry_after_of;
 use rmcp::model::ClientJsonRpcMessage;
 use rmcp::transport::common::client_side_sse::BoxedSseResponse;
 use rmcp::transport::streamable_http_client::{
     StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse, StreamableHttpResponseLimits,
 };
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
-use switchboard_core::{Error, RequestId, RunContext, Secret, TraceContext};
+use switchboard_core::{Error, RequestId, Secret, TraceContext};
 use switchboard_govern::HopGrant;
 use switchboard_govern::reqwest;
 use switchboard_govern::reqwest::header::{HeaderName, HeaderValue};
-use switchboard_govern::retry::{Judged, Resilience, parse_retry_after};
+use switchboard_govern::retry::Judged;
 
 type Headers = HashMap<HeaderName, HeaderValue>;
 
@@ -61,8 +61,8 @@ struct HopOutcome {
     retries: AtomicU32,
     /// Why a message was never sent (an open circuit): reported instead of rmcp's wrapping.
     refusal: Mutex<Option<Error>>,
-    /// A failed `tools/call` that was not retried because its tool is not idempotent.
-    not_retried: Mutex<Option<String>>,
+    /// A failed `tools/call` was not retried because its tool is not idempotent.
+    not_retried: AtomicBool,
 }
 
 impl HopAuth {
@@ -107,16 +107,12 @@ impl HopAuth {
         if let Some(refusal) = self.outcome.refusal.lock().ok().and_then(|mut r| r.take()) {
             return refusal;
         }
-        if let Some(what) = self.outcome.not_retried.lock().ok().and_then(|mut n| n.take()) {
-            mapped.message.push_str(&format!(
-                "; {what} was not retried: the tool is not annotated readOnlyHint or idempotentHint"
-            ));
+        if self.outcome.not_retried.swap(false, Ordering::Relaxed) {
+            mapped.message.push_str(
+                "; `tools/call` was not retried: the tool is not annotated readOnlyHint or idempotentHint",
+            );
         }
         mapped
-    }
-
-    fn context(&self) -> Option<(&RunContext, Instant)> {
-        self.grant.as_ref().map(|g| (g.ctx(), g.deadline()))
     }
 
     fn headers(&self, mut headers: Headers) -> Headers {
@@ -217,16 +213,15 @@ fn idempotent(message: &serde_json::Value, idempotent_call: bool) -> bool {
 /// How one `POST` of a message went, as the retry loop judges it.
 fn judge(outcome: &Result<StreamableHttpPostResponse, StreamableHttpError<reqwest::Error>>) -> Judged {
     match outcome {
-        Ok(_) => Judged { failed: false, retry: None },
+        Ok(_) => Judged::answered(),
         Err(StreamableHttpError::HttpStatus(s)) => {
             let status =
                 reqwest::StatusCode::from_u16(s.status).unwrap_or(reqwest::StatusCode::INTERNAL_SERVER_ERROR);
-            let after = s.retry_after.as_deref().and_then(|v| parse_retry_after(v, SystemTime::now()));
-            Judged::status(status, after)
+            Judged::status(status, retry_after_of(s))
         }
         Err(StreamableHttpError::Client(e)) => Judged::no_answer(e.is_connect() || e.is_timeout()),
         // The server answered, if not as expected: nothing a second attempt would change.
-        Err(_) => Judged { failed: false, retry: None },
+        Err(_) => Judged::answered(),
     }
 }
 
@@ -244,30 +239,19 @@ fn is_unknown_session(message: &rmcp::model::ServerJsonRpcMessage) -> bool {
     }
 }
 
-/// The gateway's retries and circuit breakers, and the upstream (the connection) they key on.
-#[derive(Clone)]
-pub(crate) struct Governance {
-    /// The gateway's policy.
-    pub resilience: Resilience,
-    /// The circuit's key: the connection's name, so `/health` shows the MCP server's circuit
-    /// under it and `[connections.resilience]` applies.
-    pub upstream: String,
-}
-
 /// rmcp's streamable HTTP client over the connection's client, presenting each message's hop.
 #[derive(Clone)]
 pub(crate) struct GovernedHttp {
     http: reqwest::Client,
     hops: Arc<HopTable>,
     opener: Arc<HopAuth>,
-    governance: Governance,
 }
 
 impl GovernedHttp {
-    /// Sends through `http` under `governance`, finding hops in `hops`; `opener` is the hop
-    /// opening the session.
-    pub fn new(http: reqwest::Client, hops: Arc<HopTable>, opener: HopAuth, governance: Governance) -> Self {
-        Self { http, hops, opener: Arc::new(opener), governance }
+    /// Sends through `http`, finding hops in `hops`; `opener` is the hop opening the session.
+    /// Each hop's messages go through its own grant's retries, on its connection's circuit.
+    pub fn new(http: reqwest::Client, hops: Arc<HopTable>, opener: HopAuth) -> Self {
+        Self { http, hops, opener: Arc::new(opener) }
     }
 
     fn auth_for(&self, message: &serde_json::Value) -> HopAuth {
@@ -319,31 +303,22 @@ impl StreamableHttpClient for GovernedHttp {
                 limits,
             )
         };
-        let response = match auth.context() {
+        let response = match &auth.grant {
             // Detached work (no caller, no deadline) is not retried.
             None => post().await?,
-            Some((ctx, deadline)) => {
+            Some(grant) => {
                 let retryable = idempotent(&value, auth.idempotent_call);
-                let Governance { resilience, upstream } = &self.governance;
-                let tried = resilience
-                    .run(ctx, deadline, upstream, retryable, |_| async { Ok(post().await) }, judge)
-                    .await;
+                let tried = grant.resilient(retryable, |_| async { Ok(post().await) }, judge).await;
                 let retries = tried.attempts.saturating_sub(1);
-                if retries > 0
-                    && let Some(grant) = &auth.grant
-                {
+                if retries > 0 {
                     let total = auth.outcome.retries.fetch_add(retries, Ordering::Relaxed) + retries;
                     grant.record("switchboard.http.retries", total);
                 }
                 match tried.result {
                     Ok(outcome) => {
                         let method = value.get("method").and_then(serde_json::Value::as_str);
-                        if !retryable
-                            && method == Some("tools/call")
-                            && judge(&outcome).retry.is_some()
-                            && let Ok(mut note) = auth.outcome.not_retried.lock()
-                        {
-                            *note = Some("`tools/call`".to_string());
+                        if !retryable && method == Some("tools/call") && judge(&outcome).retry.is_some() {
+                            auth.outcome.not_retried.store(true, Ordering::Relaxed);
                         }
                         outcome?
                     }
@@ -440,9 +415,7 @@ mod tests {
     #[test]
     fn each_message_finds_its_hop_and_others_use_the_opener() {
         let table = Arc::new(HopTable::default());
-        let governance = Governance { resilience: Resilience::default(), upstream: "u".into() };
-        let client =
-            GovernedHttp::new(reqwest::Client::new(), table.clone(), auth("opener-token"), governance);
+        let client = GovernedHttp::new(reqwest::Client::new(), table.clone(), auth("opener-token"));
         let a = table.enter(auth("token-a"));
         let b = table.enter(auth("token-b"));
         let found = |tp: Option<&str>| {

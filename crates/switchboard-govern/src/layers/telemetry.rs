@@ -1,11 +1,12 @@
+use crate::guardrails::Direction;
 use crate::{HopCall, HopLayer, Next};
 use async_trait::async_trait;
 use serde_json::{Map, json};
 use std::sync::Arc;
 use std::time::Instant;
 use switchboard_core::{
-    AuditDecision, AuditRecord, ErrorKind, HopKind, Result, SpanKind, SpanRecord, SpanStatus, TelemetrySink,
-    cap_attributes, cap_text, unix_nanos_now,
+    AuditDecision, AuditRecord, Error, ErrorKind, HopKind, Result, SpanKind, SpanRecord, SpanStatus,
+    TelemetrySink, cap_attributes, cap_text, unix_nanos_now,
 };
 
 /// Emits one span per hop, named and typed after the OpenTelemetry GenAI conventions and MLflow.
@@ -110,14 +111,15 @@ impl HopLayer for AuditLayer {
         let caller = &hop.ctx.caller;
         // A call that succeeded but whose answer its agent's output guardrail withheld is
         // audited as blocked, naming the category: the caller got a refusal, not the answer.
-        let withheld = result.as_ref().ok().and_then(|()| output_block(hop));
-        let decision = match &result {
-            Ok(()) if withheld.is_some() => AuditDecision::Blocked,
-            Ok(()) => AuditDecision::Allowed,
-            Err(e) if e.kind == ErrorKind::Denied => AuditDecision::AccessDenied,
-            Err(e) if e.kind == ErrorKind::RateLimited => AuditDecision::RateLimited,
-            Err(e) if e.kind == ErrorKind::Blocked => AuditDecision::Blocked,
-            Err(_) => AuditDecision::Error,
+        let withheld =
+            result.as_ref().ok().and_then(|()| output_block(hop)).map(|r| Error::new(ErrorKind::Blocked, r));
+        let audited = result.as_ref().err().or(withheld.as_ref());
+        let decision = match audited.map(|e| e.kind) {
+            None => AuditDecision::Allowed,
+            Some(ErrorKind::Denied) => AuditDecision::AccessDenied,
+            Some(ErrorKind::RateLimited) => AuditDecision::RateLimited,
+            Some(ErrorKind::Blocked) => AuditDecision::Blocked,
+            Some(_) => AuditDecision::Error,
         };
         self.sink.audit(AuditRecord {
             request_id: hop.ctx.request_id.to_string(),
@@ -132,14 +134,8 @@ impl HopLayer for AuditLayer {
             hop: hop.target.kind,
             target: hop.target.name.clone(),
             decision,
-            error_code: match &result {
-                Err(e) => Some(e.kind.as_str().to_string()),
-                Ok(()) => withheld.is_some().then(|| ErrorKind::Blocked.as_str().to_string()),
-            },
-            reason: match result.as_ref() {
-                Err(e) => Some(e.message.clone()),
-                Ok(()) => withheld,
-            },
+            error_code: audited.map(|e| e.kind.as_str().to_string()),
+            reason: audited.map(|e| e.message.clone()),
             duration_ms: started.elapsed().as_millis() as u64,
         });
         result
@@ -151,7 +147,7 @@ impl HopLayer for AuditLayer {
 /// matched text is never recorded, so it cannot reach the audit row.
 fn output_block(hop: &HopCall) -> Option<String> {
     let attrs = hop.attributes.lock().ok()?;
-    let verdict = attrs.get("switchboard.guardrail.output")?;
+    let verdict = attrs.get(Direction::Output.attribute())?;
     if verdict.get("verdict")?.as_str()? != "blocked" {
         return None;
     }

@@ -121,8 +121,9 @@ pub(super) fn check_connections(config: &Config, files: &Files, problems: &mut V
                     ("redirect_url", &c.redirect_url),
                 ] {
                     needs(field, value.is_some(), problems);
+                    // The same rules the client applies at start-up, with the same words.
                     if let Some(message) =
-                        value.as_deref().and_then(|raw| per_user_url_problem(c, field, raw))
+                        value.as_deref().and_then(|raw| switchboard_auth::endpoint_url(c, field, raw).err())
                     {
                         problem(problems, field, message);
                     }
@@ -170,26 +171,6 @@ pub(super) fn check_connections(config: &Config, files: &Files, problems: &mut V
             message: format!("names connection `{name}`, which is not declared in [[connections]]"),
         });
     }
-}
-
-/// What is wrong with a per-user connection's URL `field`, if anything: not a URL, not https
-/// (outside development), or a redirect URL that does not end at this server's callback.
-fn per_user_url_problem(c: &ConnectionSpec, field: &str, raw: &str) -> Option<String> {
-    let url = match switchboard_govern::reqwest::Url::parse(raw) {
-        Ok(url) => url,
-        Err(e) => return Some(format!("`{raw}` is not a URL: {e}")),
-    };
-    if url.scheme() != "https" && !(c.allow_insecure_loopback && url.scheme() == "http") {
-        return Some(format!(
-            "`{raw}` is not https; only https is allowed (set allow_insecure_loopback = true for development)"
-        ));
-    }
-    let callback = switchboard_auth::CALLBACK_PATH;
-    (field == "redirect_url" && !url.path().ends_with(callback)).then(|| {
-        format!(
-            "`{raw}` must end in {callback}: the provider sends users back to this server's callback there"
-        )
-    })
 }
 
 /// The agent's `connection`: declared, and present where the kind needs one.

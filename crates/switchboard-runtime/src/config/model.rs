@@ -200,18 +200,19 @@ impl Default for StoreConfig {
 /// The largest `payload_log.max_bytes` accepted: 16 MiB per body.
 pub const MAX_PAYLOAD_LOG_BYTES: usize = 16 * 1024 * 1024;
 
-/// `[payload_log]`: per request to `/v1/chat/completions` and `/v1/responses`, the request and
-/// response bodies, status, duration and requester, kept in the configured store's `payloads`
-/// table. Personal data is masked (payment card numbers, US social security numbers, email
-/// addresses and phone numbers, whatever the guardrails are configured to do) and each body is
-/// capped, so the table is safe to keep and bounded in size.
+/// `[payload_log]`: per request to `/v1/chat/completions`, `/v1/responses`, `/invocations` and
+/// `/serving-endpoints/{name}/invocations`, the request and response bodies, status, duration and
+/// requester, kept in the configured store's `payloads` table. Personal data is masked (payment
+/// card numbers, US social security numbers, email addresses and phone numbers, whatever the
+/// guardrails are configured to do) and each body is capped, so the table is safe to keep and
+/// bounded in size.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PayloadLogConfig {
     /// Whether payloads are logged at all (default false).
     pub enabled: bool,
     /// The most bytes kept of each body (default 65536); longer ones are cut and marked
-    /// `…[truncated N bytes]`.
+    /// `…[truncated, N bytes in all]`.
     pub max_bytes: usize,
 }
 

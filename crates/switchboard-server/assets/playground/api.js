@@ -29,17 +29,21 @@ function errorOf(status, body) {
   return typeof message === 'string' ? message : `HTTP ${status}`;
 }
 
+/** The response's JSON body, or null when it has none (or not JSON). */
+async function jsonOrNull(response) {
+  try {
+    return await response.json();
+  } catch {
+    return null;
+  }
+}
+
 /** A JSON request: {ok, status, body, requestId, error}. */
 export async function call(path, { method = 'GET', body } = {}) {
   const init = { method, headers: headers(body === undefined ? {} : { 'content-type': 'application/json' }) };
   if (body !== undefined) init.body = JSON.stringify(body);
   const response = await fetch(path, init);
-  let parsed = null;
-  try {
-    parsed = await response.json();
-  } catch {
-    parsed = null;
-  }
+  const parsed = await jsonOrNull(response);
   return {
     ok: response.ok,
     status: response.status,
@@ -92,12 +96,7 @@ export async function ask(question, thread, onDelta) {
   });
   const requestId = response.headers.get('x-request-id');
   if (!response.ok) {
-    let body = null;
-    try {
-      body = await response.json();
-    } catch {
-      body = null;
-    }
+    const body = await jsonOrNull(response);
     const status = { 403: 'denied', 429: 'rate_limited', 401: 'unauthenticated' }[response.status] || 'error';
     return { requestId, status, answer: '', error: errorOf(response.status, body), code: response.status };
   }

@@ -45,7 +45,12 @@ function renderThreads() {
   );
 }
 
-/** `text` with `**bold**` as strong and its `[n]` citation markers as links to the sources listed under the answer. */
+/**
+ * `text` with `**bold**` as strong and its `[n]` citation markers as links to the sources listed
+ * under the answer. Each agent numbers its own citations from 1, so a marker is linked only when
+ * exactly one citation has its number; an ambiguous one stays plain text rather than point at a
+ * source the answer may not mean.
+ */
 function withCitations(text, requestId, citations) {
   const parts = [];
   let last = 0;
@@ -53,7 +58,8 @@ function withCitations(text, requestId, citations) {
     let node = null;
     if (match[1] !== undefined) node = el('strong', {}, match[1]);
     else {
-      const cited = citations.find((c) => String(c.n) === match[2]);
+      const numbered = citations.filter((c) => String(c.n) === match[2]);
+      const cited = numbered.length === 1 ? numbered[0] : null;
       if (cited) node = el('a', { href: `#src-${requestId}-${cited.agent}-${cited.n}`, class: 'cite' }, match[0]);
     }
     if (!node) continue;

@@ -119,39 +119,39 @@ function accountBlock(name, account) {
 export async function loadConnections() {
   const list = byId('connection-list');
   const accounts = new Map();
-  const mine = await call('/oauth/connections');
+  const [mine, listed] = await Promise.all([call('/oauth/connections'), call('/api/2.0/connections')]);
   if (mine.ok) for (const a of mine.body.connections) accounts.set(a.connection, a);
-  const listed = await call('/api/2.0/connections');
   if (!listed.ok) {
     list.replaceChildren(el('p', { class: 'error', role: 'alert' }, `Connections unavailable: ${listed.error}`));
     return;
   }
-  const sections = [];
-  for (const c of listed.body.connections) {
-    const grants = await call(`/api/2.0/connections/${encodeURIComponent(c.name)}/grants`);
-    sections.push(
+  const connections = listed.body.connections;
+  const allGrants = await Promise.all(
+    connections.map((c) => call(`/api/2.0/connections/${encodeURIComponent(c.name)}/grants`)),
+  );
+  const sections = connections.map((c, i) => {
+    const grants = allGrants[i];
+    return el(
+      'section',
+      { class: 'connection', dataset: { connection: c.name } },
+      el('h3', {}, c.name),
+      el('p', {}, c.description || ''),
       el(
-        'section',
-        { class: 'connection', dataset: { connection: c.name } },
-        el('h3', {}, c.name),
-        el('p', {}, c.description || ''),
-        el(
-          'dl',
-          { class: 'summary' },
-          el('dt', {}, 'Authentication'),
-          el('dd', {}, c.auth),
-          el('dt', {}, 'Owner'),
-          el('dd', {}, c.owner || 'none'),
-          el('dt', {}, 'URL'),
-          el('dd', {}, c.base_url || ''),
-        ),
-        accountBlock(c.name, accounts.get(c.name)),
-        grants.ok
-          ? grantsBlock(c, grants.body.grants)
-          : el('p', { class: 'denied-note', dataset: { status: String(grants.status) } }, `Who holds USE CONNECTION: ${grants.error}`),
+        'dl',
+        { class: 'summary' },
+        el('dt', {}, 'Authentication'),
+        el('dd', {}, c.auth),
+        el('dt', {}, 'Owner'),
+        el('dd', {}, c.owner || 'none'),
+        el('dt', {}, 'URL'),
+        el('dd', {}, c.base_url || ''),
       ),
+      accountBlock(c.name, accounts.get(c.name)),
+      grants.ok
+        ? grantsBlock(c, grants.body.grants)
+        : el('p', { class: 'denied-note', dataset: { status: String(grants.status) } }, `Who holds USE CONNECTION: ${grants.error}`),
     );
-  }
+  });
   if (!sections.length) sections.push(el('p', {}, 'No connections are declared.'));
   list.replaceChildren(...sections);
 }

@@ -18,16 +18,24 @@ struct Asset {
     name: &'static str,
     content_type: &'static str,
     body: &'static [u8],
+    /// Its [`etag`], computed when the binary is compiled.
+    etag: &'static str,
 }
 
 macro_rules! asset {
-    ($name:literal, $type:expr) => {
+    ($name:literal, $type:expr) => {{
+        const BODY: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/playground/", $name));
+        const TAG: &[u8; ETAG_LEN] = &etag_bytes(BODY);
         Asset {
             name: $name,
             content_type: $type,
-            body: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/playground/", $name)),
+            body: BODY,
+            etag: match std::str::from_utf8(TAG) {
+                Ok(tag) => tag,
+                Err(_) => panic!("an ETag is ASCII"),
+            },
         }
-    };
+    }};
 }
 
 const JS: &str = "text/javascript; charset=utf-8";
@@ -63,21 +71,45 @@ pub(crate) async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Resul
     Ok(serve(asset, &headers))
 }
 
-/// A strong validator of the file's bytes (FNV-1a), fixed for the life of the binary.
-fn etag(body: &[u8]) -> String {
+/// FNV-1a of `bytes`: a strong validator of a file, fixed for the life of the binary.
+const fn fnv1a(bytes: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in body {
-        hash ^= u64::from(*byte);
+    let mut i = 0;
+    while i < bytes.len() {
+        hash ^= bytes[i] as u64;
         hash = hash.wrapping_mul(0x0100_0000_01b3);
+        i += 1;
     }
-    format!("\"{hash:016x}\"")
+    hash
+}
+
+/// The length of an ETag: a quoted 64-bit hash in hex.
+const ETAG_LEN: usize = 18;
+
+/// The ETag of `body`, `"` and the 16 hex digits of its [`fnv1a`] and `"`, as the `asset!` macro
+/// computes it at compile time.
+const fn etag_bytes(body: &[u8]) -> [u8; ETAG_LEN] {
+    let hash = fnv1a(body);
+    let mut tag = [b'"'; ETAG_LEN];
+    let mut i = 0;
+    while i < 16 {
+        tag[i + 1] = b"0123456789abcdef"[((hash >> (60 - 4 * i)) & 0xf) as usize];
+        i += 1;
+    }
+    tag
+}
+
+/// The ETag of `body`, formatted at run time (what a client compares against).
+#[cfg(test)]
+fn etag(body: &[u8]) -> String {
+    format!("\"{:016x}\"", fnv1a(body))
 }
 
 /// The file, or 304 when the browser's copy is current. `no-cache` makes the browser ask each
 /// time, so a new binary's page is never mixed with an old one's scripts; the answer is then a
 /// bodiless 304.
 fn serve(asset: &Asset, headers: &HeaderMap) -> Response {
-    let tag = etag(asset.body);
+    let tag = asset.etag;
     let fresh = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -87,9 +119,7 @@ fn serve(asset: &Asset, headers: &HeaderMap) -> Response {
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    if let Ok(tag) = HeaderValue::from_str(&tag) {
-        h.insert(header::ETAG, tag);
-    }
+    h.insert(header::ETAG, HeaderValue::from_static(tag));
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
@@ -121,6 +151,15 @@ mod tests {
                 assert!(ASSETS.iter().any(|a| a.name == name), "{} imports unserved `{name}`", asset.name);
             }
         }
+    }
+
+    #[test]
+    fn the_compiled_etags_are_the_hashes_of_the_bodies() {
+        for asset in ASSETS.iter().chain([&INDEX]) {
+            assert_eq!(asset.etag, etag(asset.body), "{}", asset.name);
+        }
+        assert_eq!(etag(b""), "\"cbf29ce484222325\"", "FNV-1a's offset basis");
+        assert_eq!(etag(b"a"), "\"af63dc4c8601ec8c\"", "FNV-1a of `a`");
     }
 
     #[test]
