@@ -446,6 +446,38 @@ impl LexicalRouter {
         RouteDecision::Agents { calls: calls.into_iter().map(|(_, call)| call).collect() }
     }
 
+    /// The agents worth showing a model that routes `question`, in declaration order, when this
+    /// router is confident enough to narrow them down: the agents it would route to itself
+    /// (every intent of a split question), the most probable others up to `size` in all, and the
+    /// agent that answered the last turn, so a follow-up can stay with it. `None`, meaning offer
+    /// every agent, when there are no more than `size` agents, `size` is 0, or the router would
+    /// not route the question on its own confidence (it would ask, or only guess a follow-up):
+    /// the model is then the better judge of the whole list.
+    pub fn shortlist(&self, question: &str, history: &[Message], size: usize) -> Option<Vec<String>> {
+        if size == 0 || self.agents.len() <= size {
+            return None;
+        }
+        let RouteDecision::Agents { calls } = self.decide(question, history).ok()? else { return None };
+        if calls.iter().any(|c| c.score < self.threshold) {
+            return None;
+        }
+        let mut keep: Vec<&str> = calls.iter().map(|c| c.agent.as_str()).collect();
+        let ranked = self.scores(question);
+        for (name, p) in &ranked {
+            if keep.len() >= size || *p <= 0.0 {
+                break;
+            }
+            if !keep.contains(&name.as_str()) {
+                keep.push(name);
+            }
+        }
+        if let Some(last) = self.follow_up(history) {
+            keep.push(&self.agents[last].spec.name);
+        }
+        let offered = self.agents.iter().map(|a| &a.spec.name).filter(|name| keep.contains(&name.as_str()));
+        Some(offered.cloned().collect())
+    }
+
     fn follow_up(&self, history: &[Message]) -> Option<usize> {
         let last = history.iter().rev().find(|m| m.role == Role::Assistant)?;
         let name = last.agent.as_deref()?;

@@ -12,17 +12,36 @@ const TOOL_EXAMPLES: usize = 3;
 /// Routes with an OpenAI-compatible model: each sub-agent is offered as a tool, and the tools the
 /// model calls are the route. The model only proposes; names it invents are dropped, and policy
 /// still decides access to the ones it picks.
+///
+/// With many agents, the offline router first narrows the tools offered to a shortlist (see
+/// [`LexicalRouter::shortlist`]), so the routing prompt stays about the size of
+/// [`DEFAULT_SHORTLIST`](Self::DEFAULT_SHORTLIST) agents' descriptions however many there are.
 pub struct LlmRouter {
     client: LlmClient,
     tools: Vec<ToolDef>,
     system_prompt: String,
-    /// Supplies candidates when the model asks a question instead of calling a tool.
+    /// Narrows the tools offered, and supplies candidates when the model asks a question
+    /// instead of calling a tool.
     lexical: LexicalRouter,
+    /// The most agents offered when the offline router is confident; 0 offers every agent.
+    shortlist: usize,
 }
 
 impl LlmRouter {
-    /// A router offering one tool per agent in `agents` to the model behind `client`.
-    pub fn new(client: LlmClient, agents: &[Arc<AgentSpec>], system_prompt: String) -> Self {
+    /// How many agents are offered by default when the offline router is confident about a
+    /// question: enough for its likely agents and runners-up, few enough that twenty agents cost
+    /// the prompt of five.
+    pub const DEFAULT_SHORTLIST: usize = 5;
+
+    /// A router offering the model behind `client` one tool per agent in `agents`, shortlisted
+    /// by `lexical` (trained on the same agents) to at most
+    /// [`DEFAULT_SHORTLIST`](Self::DEFAULT_SHORTLIST) when it is confident.
+    pub fn new(
+        client: LlmClient,
+        agents: &[Arc<AgentSpec>],
+        system_prompt: String,
+        lexical: LexicalRouter,
+    ) -> Self {
         let tools = agents
             .iter()
             .map(|spec| {
@@ -36,30 +55,39 @@ impl LlmRouter {
                 ToolDef {
                     name: spec.name.clone(),
                     description,
+                    // What `question` holds is said once, in the router's prompt, rather than in
+                    // every tool.
                     parameters: json!({
                         "type": "object",
-                        "properties": {
-                            "question": {
-                                "type": "string",
-                                "description": "the part of the user's request for this agent"
-                            }
-                        },
+                        "properties": { "question": { "type": "string" } },
                         "required": ["question"]
                     }),
                 }
             })
             .collect();
-        Self {
-            client,
-            tools,
-            system_prompt,
-            lexical: LexicalRouter::new(agents, LexicalRouter::DEFAULT_THRESHOLD),
-        }
+        Self { client, tools, system_prompt, lexical, shortlist: Self::DEFAULT_SHORTLIST }
     }
 
-    /// The tools offered to the model, one per agent.
+    /// Offers at most `size` agents when the offline router is confident; 0 offers every agent.
+    pub fn with_shortlist(mut self, size: usize) -> Self {
+        self.shortlist = size;
+        self
+    }
+
+    /// Every agent's tool.
     pub fn tools(&self) -> &[ToolDef] {
         &self.tools
+    }
+
+    /// The tools offered to the model for `question`: the shortlist's, or all of them.
+    fn offered(&self, question: &str, history: &[Message]) -> Vec<ToolDef> {
+        match self.lexical.shortlist(question, history, self.shortlist) {
+            Some(names) => {
+                tracing::debug!(offered = ?names, of = self.tools.len(), "routing over a shortlist");
+                self.tools.iter().filter(|t| names.contains(&t.name)).cloned().collect()
+            }
+            None => self.tools.clone(),
+        }
     }
 
     fn knows(&self, name: &str) -> bool {
@@ -87,7 +115,7 @@ impl Router for LlmRouter {
         #[allow(clippy::needless_update)]
         let request = ChatRequest {
             messages,
-            tools: self.tools.clone(),
+            tools: self.offered(question, history),
             temperature: Some(0.0),
             ..ChatRequest::default()
         };

@@ -104,3 +104,29 @@ fn clinc150_ten_domains_at_the_default_threshold() {
     assert!(in_scope >= 0.95, "in-scope accuracy {in_scope:.3}");
     assert!(oos >= 0.75, "out-of-scope recall {oos:.3}");
 }
+
+/// What the LLM router's shortlist costs: of the in-scope test questions it narrows (five of the
+/// ten agents offered), the share whose right agent is still on offer. The others are offered
+/// every agent, so they lose nothing.
+#[test]
+fn clinc150_a_shortlist_of_five_keeps_the_right_agent() {
+    let c = clinc();
+    let router = LexicalRouter::new(&c.agents, LexicalRouter::DEFAULT_THRESHOLD);
+    let test = split(&c.data, "test");
+    let (mut narrowed, mut kept) = (0usize, 0usize);
+    for (text, intent) in &test {
+        if let Some(names) = router.shortlist(text, &[], 5) {
+            assert!(names.len() >= 5 && names.len() < c.agents.len(), "{text}: {names:?}");
+            narrowed += 1;
+            kept += usize::from(names.contains(&c.domain_of[intent]));
+        }
+    }
+    let recall = kept as f64 / narrowed as f64;
+    println!(
+        "CLINC150, shortlist of 5 of 10 agents: {narrowed} of {} in-scope questions narrowed, the right agent kept for {:.2}%",
+        test.len(),
+        recall * 100.0
+    );
+    assert!(narrowed as f64 >= 0.9 * test.len() as f64, "narrowed only {narrowed}");
+    assert!(recall >= 0.99, "the right agent kept for {recall:.4}");
+}

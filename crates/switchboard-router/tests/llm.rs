@@ -12,7 +12,7 @@ use switchboard_core::{
 use switchboard_govern::Gateway;
 use switchboard_govern::layers::StandardCredentials;
 use switchboard_llm::LlmClient;
-use switchboard_router::LlmRouter;
+use switchboard_router::{LexicalRouter, LlmRouter};
 use switchboard_testkit::llm::{Script, ScriptedLlm};
 
 #[derive(Default)]
@@ -70,7 +70,9 @@ async fn fixture() -> Fixture {
     );
     let llm_spec = common::spec("router_llm", AgentKind::Supervisor, "routing model", &[]);
     let client = LlmClient::new(gw.egress(llm_spec), llm.base_url(), "test-model");
-    let router = LlmRouter::new(client, &common::demo_agents(), "Route the request.".into());
+    let agents = common::demo_agents();
+    let lexical = LexicalRouter::new(&agents, LexicalRouter::DEFAULT_THRESHOLD);
+    let router = LlmRouter::new(client, &agents, "Route the request.".into(), lexical);
     let caller = Caller::new("u1", "alice@example.com", vec!["west_sales".into()], AuthMethod::Development);
     Fixture { router, llm, sink, ctx: RunContext::new(caller, Duration::from_secs(10)) }
 }
@@ -132,6 +134,48 @@ async fn tool_calls_become_routed_calls_and_unknown_agents_are_dropped() {
         (audit[0].hop, audit[0].decision, audit[0].agent.as_str()),
         (HopKind::Llm, AuditDecision::Allowed, "router_llm")
     );
+}
+
+/// The names of the tools the model was offered in its `i`th request.
+fn offered(llm: &ScriptedLlm, i: usize) -> Vec<String> {
+    let body = llm.requests()[i].clone();
+    let tools = body["tools"].as_array().cloned().unwrap_or_default();
+    tools.iter().filter_map(|t| t["function"]["name"].as_str().map(String::from)).collect()
+}
+
+#[tokio::test]
+async fn a_confident_offline_router_narrows_the_tools_offered_to_a_shortlist() {
+    let Fixture { router, llm, ctx, .. } = fixture().await;
+    let router = router.with_shortlist(2);
+    let ask = |question: &'static str, history: Vec<Message>| {
+        let (router, ctx) = (&router, &ctx);
+        async move { router.route(ctx, question, &history).await.unwrap() }
+    };
+
+    // Clearly sales: sales and the runner-up, in declaration order.
+    ask("total revenue by region", vec![]).await;
+    let shortlist = offered(&llm, 0);
+    assert_eq!(shortlist.len(), 2, "{shortlist:?}");
+    assert_eq!(shortlist[0], "sales", "{shortlist:?}");
+
+    // Two intents: both agents, whatever the size.
+    let router = router.with_shortlist(1);
+    let ask = |question: &'static str, history: Vec<Message>| {
+        let (router, ctx) = (&router, &ctx);
+        async move { router.route(ctx, question, &history).await.unwrap() }
+    };
+    ask("Total revenue by region, and who must approve a 25% discount on a 40000 deal?", vec![]).await;
+    assert_eq!(offered(&llm, 1), ["sales", "deal_desk"]);
+
+    // A follow-up keeps the agent that answered last on offer.
+    let history =
+        vec![Message::user("hotel limit?"), Message::assistant("$250 a night", Some("policies".into()))];
+    ask("total revenue by region", history).await;
+    assert_eq!(offered(&llm, 2), ["sales", "policies"]);
+
+    // Nothing the offline router is sure of: the model sees every agent.
+    ask("hello there", vec![]).await;
+    assert_eq!(offered(&llm, 3), ["sales", "policies", "deal_desk", "audit", "tickets"]);
 }
 
 #[tokio::test]

@@ -25,7 +25,7 @@ use switchboard_store::{PostgresStore, SpillConfig, SqliteStore, Store};
 
 /// The built-in router prompt, used when `prompts/router.j2` is absent.
 pub const DEFAULT_ROUTER_PROMPT: &str = "You are {{ name }}, a supervisor that routes each request to the right specialist agents.\n\
-Call one tool per agent that is needed; call several when the request has several parts, passing each agent only its part.\n\
+Call one tool per agent that is needed; call several when the request has several parts, passing each agent only its part of the request as `question`.\n\
 If no agent fits, do not call a tool: ask a short clarifying question instead.";
 
 /// A loaded configuration with its supervisor, store and identities.
@@ -213,7 +213,11 @@ impl Runtime {
                 let system = minijinja::Environment::new()
                     .render_str(&template, minijinja::context! { name => cfg.supervisor.name.clone() })
                     .map_err(|e| Error::config(format!("prompts/router.j2 failed to render: {e}")))?;
-                Arc::new(LlmRouter::new(client.clone(), &loaded.agents, system))
+                let shortlist = cfg.router.shortlist.unwrap_or(LlmRouter::DEFAULT_SHORTLIST);
+                Arc::new(
+                    LlmRouter::new(client.clone(), &loaded.agents, system, lexical.clone())
+                        .with_shortlist(shortlist),
+                )
             }
             _ => Arc::new(lexical.clone()),
         };

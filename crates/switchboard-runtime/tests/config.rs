@@ -144,6 +144,20 @@ fn every_problem_is_reported_with_file_and_field() {
 }
 
 #[test]
+fn a_shortlist_is_only_for_the_llm_router() {
+    let f = Fixture::new("[router]\nshortlist = 3\n");
+    f.knowledge_agent("docs");
+    let problems = f.problems();
+    let file = label(f.dir.path(), "switchboard.toml");
+    assert!(
+        problems.iter().any(|p| p.starts_with(&file) && p.contains("router.shortlist: only the llm router")),
+        "{problems:#?}"
+    );
+    let negative = Fixture::new("[router]\nkind = \"llm\"\nshortlist = -1\n");
+    assert!(negative.problems().iter().any(|p| p.contains("shortlist")), "{:#?}", negative.problems());
+}
+
+#[test]
 fn an_unreadable_config_file_is_a_clear_problem() {
     let problems =
         match Runtime::validate(&ConfigSource::File(PathBuf::from("/nonexistent/switchboard.toml"))) {

@@ -127,6 +127,9 @@ pub struct RouterConfig {
     pub kind: RouterKind,
     /// Lexical confidence below which the supervisor asks a clarifying question.
     pub threshold: Option<f32>,
+    /// With `kind = "llm"`: the most agents offered to the model when the offline router is
+    /// confident about a question (default 5); 0 offers every agent every time.
+    pub shortlist: Option<usize>,
 }
 
 /// `[llm]`.
@@ -682,6 +685,12 @@ pub(super) fn check_cross(
         && !(t > 0.0 && t <= 1.0)
     {
         problems.push(problem("router.threshold", "must be in (0, 1]"));
+    }
+    if config.router.shortlist.is_some() && config.router.kind != RouterKind::Llm {
+        problems.push(problem(
+            "router.shortlist",
+            "only the llm router offers a model a shortlist; set router.kind = \"llm\" or remove it",
+        ));
     }
     match &config.llm {
         None if config.router.kind == RouterKind::Llm => {
