@@ -68,8 +68,9 @@ pub enum RunEvent {
     },
     /// A sub-agent call ended.
     AgentFinished {
-        /// Its step.
-        step: Step,
+        /// Its step. Boxed to keep every event small: a run's event channel allocates room for
+        /// a block of events up front, and a held stream keeps that block.
+        step: Box<Step>,
     },
     /// The run's answer is about to stream as it is produced: every [`Delta`](Self::Delta) that
     /// follows is live. Sent at most once, with the first piece, and only when nothing after it
@@ -484,7 +485,7 @@ impl Supervisor {
                     let on_delta = single.as_ref().map(|l| move |piece: &str| l.send(piece));
                     let on_delta = on_delta.as_ref().map(|f| f as &OnDelta<'_>);
                     let step = call_agent(&gateway, &guards, resolved, &ctx, call, history, on_delta).await;
-                    emit(events.as_ref(), RunEvent::AgentFinished { step: step.clone() });
+                    emit(events.as_ref(), RunEvent::AgentFinished { step: Box::new(step.clone()) });
                     step
                 });
                 let task = AbortOnDropHandle::new(task);
@@ -904,6 +905,13 @@ mod tests {
 
     fn call(agent: &str, input: &str) -> RoutedCall {
         RoutedCall { agent: agent.into(), input: input.into(), score: 1.0 }
+    }
+
+    /// Each streamed run holds its event channel's first block (32 events) for as long as it
+    /// streams; a large event would cost every held conversation kilobytes.
+    #[test]
+    fn a_run_event_stays_small() {
+        assert!(std::mem::size_of::<RunEvent>() <= 64, "{} bytes", std::mem::size_of::<RunEvent>());
     }
 
     #[test]

@@ -70,9 +70,6 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Runs in flight, so shutdown can wait for them.
     tasks: TaskTracker,
-    /// Whether to read each run's spans for token metrics (in the background): only an LLM
-    /// records token usage, and reading spans costs a store round trip per request.
-    count_tokens: bool,
     /// When the server started, in Unix seconds (the served model's `created`).
     started: u64,
     /// Housekeeping of stored responses.
@@ -90,13 +87,11 @@ impl AppState {
 
     /// State for serving `runtime` to callers identified by `auth`.
     pub fn new(runtime: Arc<Runtime>, auth: Arc<dyn Authenticator>) -> Self {
-        let count_tokens = runtime.config.config.llm.is_some();
         Self {
             runtime,
             auth,
             metrics: Arc::new(Metrics::new()),
             tasks: TaskTracker::new(),
-            count_tokens,
             started: unix_secs(),
             responses: Arc::default(),
             mcp_stop: tokio_util::sync::CancellationToken::new(),

@@ -16,8 +16,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::time::Duration;
-use switchboard_core::SpanRecord;
 use switchboard_runtime::RunResponse;
+use switchboard_runtime::Usage;
 
 /// The content type of the OpenMetrics text format.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -168,13 +168,10 @@ impl Metrics {
         }
     }
 
-    /// Adds the LLM token counts recorded on a request's spans.
-    pub(crate) fn tokens(&self, spans: &[SpanRecord]) {
-        let sum = |key: &str| spans.iter().filter_map(|s| s.attributes.get(key)?.as_u64()).sum::<u64>();
-        for (direction, key) in
-            [("input", "gen_ai.usage.input_tokens"), ("output", "gen_ai.usage.output_tokens")]
-        {
-            self.tokens.get_or_create(&TokenLabels { direction: direction.into() }).inc_by(sum(key));
+    /// Adds a run's LLM token counts.
+    pub(crate) fn tokens(&self, usage: &Usage) {
+        for (direction, count) in [("input", usage.prompt_tokens), ("output", usage.completion_tokens)] {
+            self.tokens.get_or_create(&TokenLabels { direction: direction.into() }).inc_by(count);
         }
     }
 

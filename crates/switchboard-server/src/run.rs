@@ -141,19 +141,14 @@ pub(crate) fn start(
         };
         let (response, deltas) = tokio::join!(run, forward);
         state.metrics.run(&response);
+        // The run's usage is what its LLM spans record, summed as the calls ended: counting it
+        // here spares re-reading every request's spans from the store (and flushing the
+        // telemetry queue for it).
+        state.metrics.tokens(&response.usage);
         let trace = if return_trace {
             let spans = spans_of(&state, &response.request_id).await;
-            if state.count_tokens {
-                state.metrics.tokens(&spans);
-            }
             Some(crate::trace::trace_json(&response.request_id, &spans))
         } else {
-            if state.count_tokens {
-                // Off the response path: reading spans waits for the telemetry queue.
-                let (owned, id) = (state.clone(), response.request_id.clone());
-                let account = async move { owned.metrics.tokens(&spans_of(&owned, &id).await) };
-                state.tasks.spawn(account.in_current_span());
-            }
             None
         };
         Outcome { response, deltas, trace }

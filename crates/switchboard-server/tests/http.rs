@@ -674,7 +674,7 @@ async fn with_an_llm_health_probes_it_and_its_tokens_are_counted() {
     let (status, _, body) = parts(post(&server, "/v1/chat/completions", CAROL, ask).await).await;
     assert_eq!(status, 200, "{body}");
     assert!(body["choices"][0]["message"]["content"].as_str().unwrap().contains("capped at $250"), "{body}");
-    // Tokens are read from the spans after the answer is sent: what the model reported.
+    // Tokens are counted as the run ends: what the model reported.
     let (input, output) = llm.reported_tokens();
     assert!(input > 0 && output > 0);
     let wanted = [

@@ -66,8 +66,10 @@ impl HopLayer for SpanLayer {
         if let Some(cred) = &hop.credential {
             attributes.insert("switchboard.principal".into(), json!(cred.principal.name));
         }
-        if let Ok(extra) = hop.attributes.lock() {
-            attributes.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+        // Moved, not copied (inputs and outputs can be kilobytes): this layer is the outermost,
+        // so every other layer is done with them.
+        if let Ok(mut extra) = hop.attributes.lock() {
+            attributes.extend(std::mem::take(&mut *extra));
         }
         // Calls record what they like (inputs, outputs, upstream text); the cap is enforced here,
         // once, rather than trusted to each of them.
