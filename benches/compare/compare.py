@@ -109,6 +109,7 @@ class Served:
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--short", action="store_true")
+    p.add_argument("--profile", default="bench", help="the cargo profile Switchboard was built with")
     p.add_argument("--bin-dir", type=pathlib.Path, required=True)
     p.add_argument("--load", required=True, help="the load harness executable")
     p.add_argument("--embedded", required=True, help="the compare_embedded executable")
@@ -169,7 +170,7 @@ def main():
                 s.stop()
         llm.terminate()
         llm.wait(timeout=30)
-    table(results, runs, sb_runs, a.short)
+    table(results, runs, sb_runs, a.short, a.profile)
     shutil.rmtree(work, ignore_errors=True)
 
 
@@ -178,7 +179,7 @@ def versions():
     return {k: m.version(k) for k in ("langgraph", "langgraph-supervisor", "langchain-openai", "openai-agents")}
 
 
-def table(results, runs, sb_runs, short):
+def table(results, runs, sb_runs, short, profile):
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
     v = versions()
     print()
@@ -187,6 +188,8 @@ def table(results, runs, sb_runs, short):
           f"langgraph {v['langgraph']}, langgraph-supervisor {v['langgraph-supervisor']}, "
           f"langchain-openai {v['langchain-openai']}, openai-agents {v['openai-agents']}")
     print(f"runs per level: {runs} (Python peers), {sb_runs} (Switchboard){' — short mode' if short else ''}")
+    if profile != "bench":
+        print(f"Switchboard built with the `{profile}` profile, unoptimised: its figures say nothing of its speed")
     print()
     print("| runtime | LLM calls/run | mean ms/run (c=1) | p95 ms (c=1) | runs/s (c=1) | runs/s (c=32) | p95 ms (c=32) "
           "| peak RSS | orchestration overhead ms/run (c=1) | routing prompt tokens, 5 agents | 20 agents |")
