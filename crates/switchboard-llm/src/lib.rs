@@ -293,7 +293,10 @@ impl LlmClient {
                         grant.record("switchboard.llm.fallback", fallback as u64);
                     }
                     let last_user = request.messages.iter().rev().find(|m| m.role == Role::User);
-                    let inputs = json!({"messages": body["messages"], "tools": request.tools.len()});
+                    // The tools by name: a router may offer a shortlist, and "why not that
+                    // agent?" starts with whether it was offered.
+                    let tools: Vec<&str> = request.tools.iter().map(|t| t.name.as_str()).collect();
+                    let inputs = json!({"messages": body["messages"], "tools": tools});
                     for (key, value) in span_inputs(inputs, last_user.map(|m| m.content.as_str())) {
                         grant.record(key, value);
                     }

@@ -18,10 +18,13 @@ use switchboard_testkit::llm::{Script, ScriptedLlm};
 #[derive(Default)]
 struct Sink {
     audit: Mutex<Vec<AuditRecord>>,
+    spans: Mutex<Vec<SpanRecord>>,
 }
 
 impl TelemetrySink for Sink {
-    fn span(&self, _span: SpanRecord) {}
+    fn span(&self, span: SpanRecord) {
+        self.spans.lock().unwrap().push(span);
+    }
     fn audit(&self, record: AuditRecord) {
         self.audit.lock().unwrap().push(record);
     }
@@ -145,7 +148,7 @@ fn offered(llm: &ScriptedLlm, i: usize) -> Vec<String> {
 
 #[tokio::test]
 async fn a_confident_offline_router_narrows_the_tools_offered_to_a_shortlist() {
-    let Fixture { router, llm, ctx, .. } = fixture().await;
+    let Fixture { router, llm, ctx, sink } = fixture().await;
     let router = router.with_shortlist(2);
     let ask = |question: &'static str, history: Vec<Message>| {
         let (router, ctx) = (&router, &ctx);
@@ -157,6 +160,11 @@ async fn a_confident_offline_router_narrows_the_tools_offered_to_a_shortlist() {
     let shortlist = offered(&llm, 0);
     assert_eq!(shortlist.len(), 2, "{shortlist:?}");
     assert_eq!(shortlist[0], "sales", "{shortlist:?}");
+    // The routing call's span names what was offered.
+    let spans = sink.spans.lock().unwrap().clone();
+    let inputs = spans[0].attributes["mlflow.spanInputs"].as_str().expect("inputs are JSON text");
+    let inputs: serde_json::Value = serde_json::from_str(inputs).expect("whole JSON");
+    assert_eq!(inputs["tools"], json!(shortlist));
 
     // Two intents: both agents, whatever the size.
     let router = router.with_shortlist(1);
