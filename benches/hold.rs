@@ -13,13 +13,15 @@
 //! every stream is still open when measured), `--opening C` (256: requests being opened at once,
 //! so the accept queue is not flooded), `--http2` (the streams share HTTP/2 connections, about
 //! [`STREAMS_PER_CONNECTION`] each, instead of one HTTP/1 connection per stream),
+//! `--model-http2` (the server speaks HTTP/2 to the model, `[llm] http2_prior_knowledge`, so
+//! every conversation's model call shares one connection instead of holding one each),
 //! `--max-secs` (300, the bound on opening them all), `--bin PATH` (the `switchboard` binary to
 //! serve, with `scripted-llm` next to it; default: the one cargo built with this bench). Linux
 //! only (it reads `/proc`).
 //!
 //! Over HTTP/1 each held conversation costs the server two descriptors: the caller's connection
 //! and the one to the model. Both this process and the server raise their soft descriptor limit
-//! to the hard limit first; when 2 × N does not fit under it, use `--http2`.
+//! to the hard limit first; when 2 × N does not fit under it, use `--http2` and `--model-http2`.
 //!
 //! The run fails (exit 1) when a stream could not be opened or the model did not receive every
 //! conversation's call, so the figures printed are for N conversations really held.
@@ -43,6 +45,7 @@ struct Options {
     token_delay_ms: u64,
     opening: usize,
     http2: bool,
+    model_http2: bool,
     max: Duration,
     bin: PathBuf,
 }
@@ -53,6 +56,7 @@ fn options() -> Result<Options, String> {
         token_delay_ms: 1000,
         opening: 256,
         http2: false,
+        model_http2: false,
         max: Duration::from_secs(300),
         bin: PathBuf::from(env!("CARGO_BIN_EXE_switchboard")),
     };
@@ -68,6 +72,7 @@ fn options() -> Result<Options, String> {
             "--opening" => o.opening = number("--opening")?.max(1) as usize,
             "--max-secs" => o.max = Duration::from_secs(number("--max-secs")?),
             "--http2" => o.http2 = true,
+            "--model-http2" => o.model_http2 = true,
             "--bin" => o.bin = args.next().map(PathBuf::from).ok_or("--bin needs a value")?,
             // `cargo bench` passes --bench; other libtest flags mean nothing here.
             _ if arg.starts_with("--") => {}
@@ -113,7 +118,7 @@ fn mb(kb: u64) -> f64 {
 }
 
 /// The demo written out to `dir`, with the scripted model as `[llm]` and connection caps above N.
-fn write_config(bin: &Path, dir: &Path, llm_url: &str, streams: usize) -> Result<PathBuf, String> {
+fn write_config(bin: &Path, dir: &Path, llm_url: &str, o: &Options) -> Result<PathBuf, String> {
     let status = Command::new(bin)
         .arg("init")
         .arg(dir)
@@ -135,8 +140,10 @@ fn write_config(bin: &Path, dir: &Path, llm_url: &str, streams: usize) -> Result
     }
     // Every stream comes from 127.0.0.1, so the per-IP cap is off; the global cap leaves room.
     text.push_str(&format!(
-        "\n[llm]\nbase_url = \"{llm_url}\"\nmodel = \"scripted\"\n\n[server]\nmax_connections = {}\nmax_connections_per_ip = 0\n",
-        streams + 1024
+        "\n[llm]\nbase_url = \"{llm_url}\"\nmodel = \"scripted\"\nhttp2_prior_knowledge = {}\n\n\
+         [server]\nmax_connections = {}\nmax_connections_per_ip = 0\n",
+        o.model_http2,
+        o.streams + 1024
     ));
     std::fs::write(&path, text).map_err(|e| format!("writing {}: {e}", path.display()))?;
     Ok(path)
@@ -234,25 +241,24 @@ async fn run(o: Options) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| format!("a temporary directory: {e}"))?;
     let (mut model, llm_url) =
         llm::spawn_binary(&llm::binary_next_to(&bin), &script_file(dir.path(), o.token_delay_ms)?).await;
-    let config = write_config(&bin, &dir.path().join("demo"), &llm_url, o.streams)?;
+    let config = write_config(&bin, &dir.path().join("demo"), &llm_url, &o)?;
     let config_arg = config.to_string_lossy();
     let token: Arc<str> =
         run_cli(&bin, &["token", "--as", USER, "--ttl", "1h", "--config", &config_arg], &[]).into();
     let server = Serve::start(&bin, Some(&config), &[]).await;
     let pid = server.id();
     let transport = if o.http2 { "HTTP/2, shared connections" } else { "HTTP/1.1, one connection each" };
+    let to_model = if o.model_http2 { "HTTP/2, one connection" } else { "HTTP/1.1, one connection each" };
     println!(
-        "holding {} streams ({transport}); token delay {} ms; fd limit {}",
+        "holding {} streams ({transport}; to the model {to_model}); token delay {} ms; fd limit {}",
         o.streams,
         o.token_delay_ms,
         limit.map_or("unlimited".to_string(), |l| l.to_string())
     );
-    if !o.http2 && limit.is_some_and(|l| (o.streams as u64) * 2 + 64 > l) {
-        println!(
-            "warning: {} HTTP/1 streams need about {} descriptors in the server; use --http2",
-            o.streams,
-            o.streams * 2 + 64
-        );
+    let callers = if o.http2 { o.streams.div_ceil(STREAMS_PER_CONNECTION) } else { o.streams };
+    let descriptors = callers + if o.model_http2 { 1 } else { o.streams } + 64;
+    if limit.is_some_and(|l| descriptors as u64 > l) {
+        println!("warning: the server needs about {descriptors} descriptors; use --http2 and --model-http2");
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle = Reading::of(pid)?;

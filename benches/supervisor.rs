@@ -11,12 +11,16 @@
 //! - `denied`: erin (finance) routed to `deal_desk`, which policy refuses her (1 call).
 //!
 //! Each shape is checked once before it is timed, so a run that stopped taking that route fails
-//! instead of being measured. `cargo bench -p switchboard --bench supervisor`.
+//! instead of being measured. Then each shape runs 2,000 more times in a row, timing what the
+//! scripted model spends answering, and the time outside it (Switchboard's own work, with no
+//! socket anywhere) is printed per run. `cargo bench -p switchboard --bench supervisor`.
 
 use async_trait::async_trait;
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 use switchboard::core::Result;
 use switchboard::govern::{Transport, reqwest};
 use switchboard::{Error, RunRequest, RunStatus, Runtime, demo};
@@ -50,12 +54,16 @@ reply = { tool_call = { tool = "^deal_desk$", arguments = { discount_pct = 25, a
 text = "Hotels are capped at $250 per night [1]."
 "#;
 
-/// The scripted model's routes, called in process.
-struct InProcess(axum::Router);
+/// The scripted model's routes, called in process, with the time spent in them.
+struct InProcess {
+    routes: axum::Router,
+    busy_ns: Arc<AtomicU64>,
+}
 
 #[async_trait]
 impl Transport for InProcess {
     async fn send(&self, request: reqwest::Request) -> Result<reqwest::Response> {
+        let started = Instant::now();
         let mut builder =
             axum::http::Request::builder().method(request.method().clone()).uri(request.url().as_str());
         for (name, value) in request.headers() {
@@ -65,7 +73,8 @@ impl Transport for InProcess {
         let request = builder
             .body(axum::body::Body::from(body))
             .map_err(|e| Error::invalid(format!("not an HTTP request: {e}")))?;
-        let Ok(response) = self.0.clone().oneshot(request).await;
+        let Ok(response) = self.routes.clone().oneshot(request).await;
+        self.busy_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         let (parts, body) = response.into_parts();
         let body = reqwest::Body::wrap_stream(body.into_data_stream());
         Ok(reqwest::Response::from(axum::http::Response::from_parts(parts, body)))
@@ -111,7 +120,7 @@ const SHAPES: &[Shape] = &[
     },
 ];
 
-async fn runtime(dir: &std::path::Path) -> Runtime {
+async fn runtime(dir: &std::path::Path, busy_ns: Arc<AtomicU64>) -> Runtime {
     demo::prepare(dir).expect("the demo's data");
     let mut loaded = Runtime::validate(&demo::source(dir)).expect("the demo configuration");
     // The host is never resolved: the transport answers before any connection is made.
@@ -121,7 +130,7 @@ async fn runtime(dir: &std::path::Path) -> Runtime {
     // The tickets MCP server would listen on loopback; no shape here reaches it.
     loaded.config.demo.tickets_connection = None;
     let script = Script::from_toml(SCRIPT).expect("the bench's script");
-    Runtime::build_in_process(loaded, Arc::new(InProcess(llm::router(script))))
+    Runtime::build_in_process(loaded, Arc::new(InProcess { routes: llm::router(script), busy_ns }))
         .await
         .expect("the demo builds")
 }
@@ -129,7 +138,8 @@ async fn runtime(dir: &std::path::Path) -> Runtime {
 fn supervisor(c: &mut Criterion) {
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a Tokio runtime");
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let rt = tokio.block_on(runtime(dir.path()));
+    let busy_ns = Arc::new(AtomicU64::new(0));
+    let rt = tokio.block_on(runtime(dir.path(), busy_ns.clone()));
     let mut group = c.benchmark_group("supervisor_run");
     for shape in SHAPES {
         let caller = tokio.block_on(rt.dev_caller(shape.user)).expect("a demo identity");
@@ -144,6 +154,28 @@ fn supervisor(c: &mut Criterion) {
         });
     }
     group.finish();
+    for shape in SHAPES {
+        let caller = tokio.block_on(rt.dev_caller(shape.user)).expect("a demo identity");
+        let ctx = || rt.context(caller.clone());
+        let ask = || RunRequest { question: shape.question.into(), ..Default::default() };
+        let runs = 2000u32;
+        busy_ns.store(0, Ordering::Relaxed);
+        let started = Instant::now();
+        tokio.block_on(async {
+            for _ in 0..runs {
+                rt.supervisor.run(&ctx(), ask()).await;
+            }
+        });
+        let wall = started.elapsed() / runs;
+        let model = Duration::from_nanos(busy_ns.load(Ordering::Relaxed)) / runs;
+        println!(
+            "supervisor_run/{}: {:.1} µs a run outside the model ({:.1} µs in all, {:.1} µs inside the scripted model; {runs} runs in a row)",
+            shape.name,
+            wall.saturating_sub(model).as_secs_f64() * 1e6,
+            wall.as_secs_f64() * 1e6,
+            model.as_secs_f64() * 1e6,
+        );
+    }
     tokio.block_on(rt.shutdown());
 }
 

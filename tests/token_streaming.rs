@@ -41,9 +41,12 @@ fn slow_model(answer: &str) -> Script {
 /// A remote agent: name, description, URL, protocol, and more TOML for its file.
 type Endpoint<'a> = (&'a str, &'a str, String, &'a str, &'a str);
 
+/// How the server reaches its `[llm]`: at which URL, and whether over HTTP/2 with prior knowledge.
+type Llm<'a> = Option<(&'a str, bool)>;
+
 /// A config dir: the travel policy as a knowledge agent (answering with `llm` when given), one
 /// endpoint agent per [`Endpoint`], and `extra` TOML at the end of `switchboard.toml`.
-fn site(dir: &Path, llm: Option<&str>, endpoints: &[Endpoint<'_>], extra: &str) -> PathBuf {
+fn site(dir: &Path, llm: Llm<'_>, endpoints: &[Endpoint<'_>], extra: &str) -> PathBuf {
     std::fs::create_dir_all(dir.join("agents")).expect("agents dir");
     std::fs::create_dir_all(dir.join("policies")).expect("policies dir");
     std::fs::write(
@@ -52,8 +55,11 @@ fn site(dir: &Path, llm: Option<&str>, endpoints: &[Endpoint<'_>], extra: &str) 
          and $350 per night in high-cost cities.\n\n## Meals\n\nThe meal per diem is $75 per day.\n",
     )
     .expect("policy document");
-    let llm =
-        llm.map(|url| format!("[llm]\nbase_url = \"{url}\"\nmodel = \"scripted\"\n\n")).unwrap_or_default();
+    let llm = llm
+        .map(|(url, http2)| {
+            format!("[llm]\nbase_url = \"{url}\"\nmodel = \"scripted\"\nhttp2_prior_knowledge = {http2}\n\n")
+        })
+        .unwrap_or_default();
     std::fs::write(
         dir.join("switchboard.toml"),
         format!(
@@ -220,9 +226,11 @@ async fn knowledge_and_remote_agents_stream_while_their_models_write() {
         "responses",
         "",
     );
+    // The knowledge agent's model is spoken to over HTTP/2 (`[llm] http2_prior_knowledge`); the
+    // other tests here reach theirs over HTTP/1.1.
     let config = site(
         tmp.path(),
-        Some(main.base_url()),
+        Some((main.base_url(), true)),
         &[weather_agent(format!("{}/chat/completions", remote.base_url()), ""), markets],
         "",
     );
@@ -250,6 +258,7 @@ async fn knowledge_and_remote_agents_stream_while_their_models_write() {
         }
         let request = main.requests().pop().expect("the knowledge agent called its model");
         assert_eq!(request["stream"], true, "the knowledge agent's model call streamed");
+        assert_eq!(main.http2_calls(), main.calls(), "every call to the model went over HTTP/2");
         report(&format!("knowledge agent, {api:?}"), &seen, &main);
 
         // Remote endpoint agents, over both of their protocols: their answers pass through as
@@ -369,11 +378,16 @@ async fn output_guardrails_see_the_whole_answer_before_any_of_it_is_sent() {
     let sites = [
         (
             "endpoint guardrail",
-            site(endpoint_wide.path(), Some(llm.base_url()), &[weather_agent(remote.clone(), "")], mask),
+            site(
+                endpoint_wide.path(),
+                Some((llm.base_url(), false)),
+                &[weather_agent(remote.clone(), "")],
+                mask,
+            ),
         ),
         (
             "agent guardrail",
-            site(agent_own.path(), Some(llm.base_url()), &[weather_agent(remote.clone(), mask)], ""),
+            site(agent_own.path(), Some((llm.base_url(), false)), &[weather_agent(remote.clone(), mask)], ""),
         ),
     ];
     for (label, config) in sites {

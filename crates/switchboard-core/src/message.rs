@@ -14,6 +14,19 @@ pub enum Role {
     Tool,
 }
 
+impl Role {
+    /// The role's name on the wire and in storage (`system`, `user`, `assistant`, `tool`), as
+    /// serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::Tool => "tool",
+        }
+    }
+}
+
 /// One turn of a conversation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {

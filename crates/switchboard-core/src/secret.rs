@@ -1,19 +1,23 @@
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Serialize, Serializer};
 use std::fmt;
+use std::sync::Arc;
 
 /// A bearer token, client secret or API key.
 ///
 /// `Debug`, `Display` and `Serialize` all print `[REDACTED]`, so a secret that ends up in a log line,
 /// a span attribute, an audit row or an error body by mistake still does not leak. The value is
 /// only reachable through [`Secret::expose`], which is greppable on purpose.
+///
+/// Clones share one copy of the value (every hop of a request carries its token), which is
+/// zeroed when the last clone is dropped.
 #[derive(Clone)]
-pub struct Secret(SecretString);
+pub struct Secret(Arc<SecretString>);
 
 impl Secret {
     /// Wraps a secret value.
     pub fn new(value: impl Into<String>) -> Self {
-        Self(SecretString::from(value.into()))
+        Self(Arc::new(SecretString::from(value.into())))
     }
 
     /// The secret value, for the one place that must put it on the wire.

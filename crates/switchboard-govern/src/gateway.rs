@@ -92,6 +92,17 @@ impl HopGrant {
     /// connection, the URL must pass the connection's egress rules (the error names the
     /// connection and the host, and nothing is sent) and the connection's own client is used.
     pub fn request(&self, method: reqwest::Method, url: &str) -> Result<reqwest::RequestBuilder> {
+        self.request_via(&self.http, method, url)
+    }
+    /// [`request`](Self::request) made with `http` instead of the gateway's client, for a target
+    /// spoken to with settings of its own (an LLM server reached over HTTP/2 without TLS). A hop
+    /// through a connection still uses the connection's client, fenced by its egress rules.
+    pub fn request_via(
+        &self,
+        http: &reqwest::Client,
+        method: reqwest::Method,
+        url: &str,
+    ) -> Result<reqwest::RequestBuilder> {
         let http = match &self.connection {
             Some(connection) => {
                 let parsed = reqwest::Url::parse(url)
@@ -99,7 +110,7 @@ impl HopGrant {
                 connection.check_url(&parsed)?;
                 connection.http()
             }
-            None => &self.http,
+            None => http,
         };
         let mut rb = http
             .request(method, url)

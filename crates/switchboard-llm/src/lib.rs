@@ -104,6 +104,9 @@ pub struct LlmClient {
     fallbacks: Vec<Target>,
     /// `(model, weight)`; when non-empty, each request's primary model is picked from it.
     split: Vec<(String, u32)>,
+    /// The HTTP client for this model's server when it needs settings of its own; otherwise the
+    /// gateway's.
+    http: Option<reqwest::Client>,
 }
 
 /// The most alternates a client tries after its primary: each one adds a full attempt's latency
@@ -162,7 +165,16 @@ impl LlmClient {
             ledger: UsageLedger::default(),
             fallbacks: Vec::new(),
             split: Vec::new(),
+            http: None,
         }
+    }
+
+    /// Calls the primary and every fallback with `http` instead of the gateway's shared client:
+    /// e.g. one built with `http2_prior_knowledge`, so that concurrent calls to a plain-HTTP
+    /// server that speaks HTTP/2 share a connection instead of holding one each.
+    pub fn with_http(mut self, http: reqwest::Client) -> Self {
+        self.http = Some(http);
+        self
     }
 
     /// Alternates tried in order (at most two are used) when the primary answers 429 or 5xx,
@@ -229,14 +241,22 @@ impl LlmClient {
         response_format: Option<&Value>,
         on_delta: Option<&OnDelta<'_>>,
     ) -> Result<ChatResponse> {
-        let mut body = self.body(request);
-        if let Some(format) = response_format {
-            body["response_format"] = format.clone();
-        }
-        if on_delta.is_some() {
-            body["stream"] = json!(true);
-            body["stream_options"] = json!({"include_usage": true});
-        }
+        // Serialized once, without the model (each target names its own), and only the text kept
+        // for the rest of the call: a JSON tree of the prompt costs several times its size, held
+        // for as long as the model writes.
+        let body = {
+            let mut body = self.body(request);
+            if let Some(format) = response_format {
+                body["response_format"] = format.clone();
+            }
+            if on_delta.is_some() {
+                body["stream"] = json!(true);
+                body["stream_options"] = json!({"include_usage": true});
+            }
+            let mut text = body.to_string();
+            text.shrink_to_fit();
+            text
+        };
         // Whether any piece reached the caller: after that, another model's answer would be
         // spliced onto this one's, so a failure is final.
         let streamed = std::sync::atomic::AtomicBool::new(false);
@@ -251,9 +271,18 @@ impl LlmClient {
         let primary = Target { egress: self.egress.clone(), url: self.url.clone(), model: model.to_string() };
         let mut last = None;
         for (i, target) in std::iter::once(&primary).chain(&self.fallbacks).enumerate() {
-            body["model"] = json!(target.model);
             let status = std::sync::atomic::AtomicU16::new(0);
-            match self.complete_on(ctx, target, request, &body, i, &status, sink).await {
+            let call = |grant| {
+                let (body, status) = (&body, &status);
+                async move {
+                    let result = self.call_once(&grant, target, request, body, i, status, sink).await;
+                    // Recorded once the call is over, from the request its caller holds until
+                    // then anyway, so a conversation held open does not hold a second copy.
+                    record_inputs(&grant, request);
+                    result
+                }
+            };
+            match target.egress.hop(ctx, HopTarget::new(HopKind::Llm, &target.model), call).await {
                 Ok(response) => return Ok(response),
                 Err(e) => {
                     let status = status.load(std::sync::atomic::Ordering::Relaxed);
@@ -274,113 +303,113 @@ impl LlmClient {
         Err(last.unwrap_or_else(|| Error::internal("no LLM target to call")))
     }
 
+    /// One attempt on `target`, inside its hop.
     #[allow(clippy::too_many_arguments)]
-    async fn complete_on(
+    async fn call_once(
         &self,
-        ctx: &RunContext,
+        grant: &switchboard_govern::HopGrant,
         target: &Target,
         request: &ChatRequest,
-        body: &Value,
+        body: &str,
         fallback: usize,
         last_status: &std::sync::atomic::AtomicU16,
         on_delta: Option<&OnDelta<'_>>,
     ) -> Result<ChatResponse> {
-        target
-            .egress
-            .hop(ctx, HopTarget::new(HopKind::Llm, &target.model), |grant| {
-                async move {
-                    if fallback > 0 {
-                        grant.record("switchboard.llm.fallback", fallback as u64);
-                    }
-                    let last_user = request.messages.iter().rev().find(|m| m.role == Role::User);
-                    // The tools by name: a router may offer a shortlist, and "why not that
-                    // agent?" starts with whether it was offered.
-                    let tools: Vec<&str> = request.tools.iter().map(|t| t.name.as_str()).collect();
-                    let inputs = json!({"messages": body["messages"], "tools": tools});
-                    for (key, value) in span_inputs(inputs, last_user.map(|m| m.content.as_str())) {
-                        grant.record(key, value);
-                    }
-                    // A completion has no side effect, so a POST may be retried.
-                    let rb = grant.request(reqwest::Method::POST, &target.url)?.json(body);
-                    let response = grant.send(rb, true).await.map_err(|e| match e.kind {
-                        ErrorKind::Upstream => {
-                            Error::upstream(format!("LLM request to {} failed: {}", target.url, e.message))
-                        }
-                        _ => e,
-                    })?;
-                    let status = response.status();
-                    last_status.store(status.as_u16(), std::sync::atomic::Ordering::Relaxed);
-                    let parsed = match on_delta {
-                        Some(on_delta) if status.is_success() => read_stream(response, on_delta).await?,
-                        _ => {
-                            let text = response.text().await.map_err(|e| {
-                                Error::upstream(format!(
-                                    "LLM response could not be read: {}",
-                                    e.without_url()
-                                ))
-                            })?;
-                            if !status.is_success() {
-                                return Err(Error::upstream(format!(
-                                    "LLM answered {status}: {}",
-                                    truncate(&text, 300)
-                                )));
-                            }
-                            parse_response(&text)?
-                        }
-                    };
-                    // What the server left out is counted here, in the model's encoding, so the
-                    // span, the usage table and the tokens-per-minute limits always see figures.
-                    let (usage, counted) = tokens::complete_usage(&target.model, body, &parsed);
-                    if let Some(encoding) = counted {
-                        grant.record("switchboard.llm.tokens_counted", format!("tiktoken {encoding}"));
-                    }
-                    grant.record("gen_ai.usage.input_tokens", usage.prompt_tokens);
-                    grant.record("gen_ai.usage.output_tokens", usage.completion_tokens);
-                    if usage.cached_tokens > 0 {
-                        grant.record("gen_ai.usage.cache_read.input_tokens", usage.cached_tokens);
-                    }
-                    for (key, value) in span_outputs(
-                        json!({"content": parsed.content, "tool_calls": parsed.tool_calls}),
-                        Some(&parsed.content),
-                    ) {
-                        grant.record(key, value);
-                    }
-                    // What the usage table reads as the model actually used.
-                    grant.record("gen_ai.response.model", target.model.clone());
-                    self.ledger.add(grant.ctx().request_id.as_str(), usage);
-                    Ok(ChatResponse { usage, ..parsed })
+        if fallback > 0 {
+            grant.record("switchboard.llm.fallback", fallback as u64);
+        }
+        // A completion has no side effect, so a POST may be retried.
+        let rb = match &self.http {
+            Some(http) => grant.request_via(http, reqwest::Method::POST, &target.url)?,
+            None => grant.request(reqwest::Method::POST, &target.url)?,
+        }
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(with_model(body, &target.model));
+        let response = grant.send(rb, true).await.map_err(|e| match e.kind {
+            ErrorKind::Upstream => {
+                Error::upstream(format!("LLM request to {} failed: {}", target.url, e.message))
+            }
+            _ => e,
+        })?;
+        let status = response.status();
+        last_status.store(status.as_u16(), std::sync::atomic::Ordering::Relaxed);
+        let parsed = match on_delta {
+            Some(on_delta) if status.is_success() => read_stream(response, on_delta).await?,
+            _ => {
+                let text = response.text().await.map_err(|e| {
+                    Error::upstream(format!("LLM response could not be read: {}", e.without_url()))
+                })?;
+                if !status.is_success() {
+                    return Err(Error::upstream(format!("LLM answered {status}: {}", truncate(&text, 300))));
                 }
-            })
-            .await
+                parse_response(&text)?
+            }
+        };
+        // What the server left out is counted here, in the model's encoding, so the
+        // span, the usage table and the tokens-per-minute limits always see figures.
+        let (usage, counted) = tokens::complete_usage(&target.model, request, &parsed);
+        if let Some(encoding) = counted {
+            grant.record("switchboard.llm.tokens_counted", format!("tiktoken {encoding}"));
+        }
+        grant.record("gen_ai.usage.input_tokens", usage.prompt_tokens);
+        grant.record("gen_ai.usage.output_tokens", usage.completion_tokens);
+        if usage.cached_tokens > 0 {
+            grant.record("gen_ai.usage.cache_read.input_tokens", usage.cached_tokens);
+        }
+        for (key, value) in span_outputs(
+            json!({"content": parsed.content, "tool_calls": parsed.tool_calls}),
+            Some(&parsed.content),
+        ) {
+            grant.record(key, value);
+        }
+        // What the usage table reads as the model actually used.
+        grant.record("gen_ai.response.model", target.model.clone());
+        self.ledger.add(grant.ctx().request_id.as_str(), usage);
+        Ok(ChatResponse { usage, ..parsed })
     }
 
+    /// The request body, without `model`.
     fn body(&self, request: &ChatRequest) -> Value {
-        let messages: Vec<Value> = request
-            .messages
-            .iter()
-            .map(|m| {
-                let role = match m.role {
-                    Role::System => "system",
-                    Role::User => "user",
-                    Role::Assistant => "assistant",
-                    Role::Tool => "tool",
-                };
-                json!({"role": role, "content": m.content})
-            })
-            .collect();
-        let mut body = json!({"model": self.model, "messages": messages});
+        let mut body = json!({"messages": messages_json(&request.messages)});
         if !request.tools.is_empty() {
-            body["tools"] = request
-                .tools
-                .iter()
-                .map(|t| json!({"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}))
-                .collect();
+            body["tools"] = tools_json(&request.tools);
             body["tool_choice"] = json!("auto");
         }
         if let Some(t) = request.temperature {
             body["temperature"] = json!(t);
         }
         body
+    }
+}
+
+/// `body` (a JSON object without `model`) with `"model": model` first.
+fn with_model(body: &str, model: &str) -> String {
+    let rest = body.strip_prefix('{').unwrap_or(body);
+    let separator = if rest.starts_with('}') { "" } else { "," };
+    format!("{{\"model\":{}{separator}{rest}", Value::from(model))
+}
+
+/// Chat messages as the wire has them.
+fn messages_json(messages: &[Message]) -> Value {
+    messages.iter().map(|m| json!({"role": m.role.as_str(), "content": m.content})).collect()
+}
+
+/// Tools as the wire has them: function tools.
+fn tools_json(tools: &[ToolDef]) -> Value {
+    tools
+        .iter()
+        .map(|t| json!({"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}))
+        .collect()
+}
+
+/// The LLM span's inputs: the messages, and the tools offered by name (a router may offer a
+/// shortlist, and "why not that agent?" starts with whether it was offered).
+fn record_inputs(grant: &switchboard_govern::HopGrant, request: &ChatRequest) {
+    let tools: Vec<&str> = request.tools.iter().map(|t| t.name.as_str()).collect();
+    let inputs = json!({"messages": messages_json(&request.messages), "tools": tools});
+    let last_user = request.messages.iter().rev().find(|m| m.role == Role::User);
+    for (key, value) in span_inputs(inputs, last_user.map(|m| m.content.as_str())) {
+        grant.record(key, value);
     }
 }
 
@@ -580,6 +609,17 @@ pub fn parse_response(text: &str) -> Result<ChatResponse> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_target_names_its_model_first_in_the_same_body() {
+        let body = json!({"messages": [{"role": "user", "content": "hi \"there\""}]}).to_string();
+        let sent: Value = serde_json::from_str(&with_model(&body, "gpt-4o \"mini\"")).expect("JSON");
+        assert_eq!(
+            sent,
+            json!({"model": "gpt-4o \"mini\"", "messages": [{"role": "user", "content": "hi \"there\""}]})
+        );
+        assert_eq!(with_model("{}", "m"), r#"{"model":"m"}"#);
+    }
 
     #[test]
     fn parses_text_and_tool_calls() {

@@ -2,8 +2,7 @@
 //! reports no `usage` (many OpenAI-compatible servers omit it, streamed answers often do), so
 //! spans, the usage table and the tokens-per-minute limits still see real figures.
 
-use crate::{ChatResponse, Usage};
-use serde_json::Value;
+use crate::{ChatRequest, ChatResponse, Usage};
 use tiktoken_rs::CoreBPE;
 use tiktoken_rs::tokenizer::{Tokenizer, get_tokenizer};
 
@@ -43,21 +42,23 @@ pub fn count_prompt_tokens<'a>(model: &str, messages: impl IntoIterator<Item = (
 }
 
 /// A completion's usage: the server's figures, with each one it left out (zero) counted here
-/// in `model`'s encoding — the prompt from the request `body` (its messages and the tools it
-/// offers), the completion from the reply's text and tool calls. The encoding's name comes back
+/// in `model`'s encoding — the prompt from the `request` (its messages and the tools it offers,
+/// as sent), the completion from the reply's text and tool calls. The encoding's name comes back
 /// when anything was counted here.
 pub(crate) fn complete_usage(
     model: &str,
-    body: &Value,
+    request: &ChatRequest,
     reply: &ChatResponse,
 ) -> (Usage, Option<&'static str>) {
     let mut usage = reply.usage;
     let mut counted = false;
     if usage.prompt_tokens == 0 {
-        let messages = body["messages"].as_array().map(Vec::as_slice).unwrap_or_default();
-        let pairs =
-            messages.iter().map(|m| (m["role"].as_str().unwrap_or(""), m["content"].as_str().unwrap_or("")));
-        let tools = body.get("tools").map_or(0, |t| count_tokens_for(model, &t.to_string()));
+        let pairs = request.messages.iter().map(|m| (m.role.as_str(), m.content.as_str()));
+        let tools = if request.tools.is_empty() {
+            0
+        } else {
+            count_tokens_for(model, &crate::tools_json(&request.tools).to_string())
+        };
         usage.prompt_tokens = count_prompt_tokens(model, pairs) + tools;
         counted = true;
     }
@@ -101,7 +102,10 @@ mod tests {
 
     #[test]
     fn only_what_the_server_left_out_is_counted() {
-        let body = serde_json::json!({"messages": [{"role": "user", "content": "hello world"}]});
+        let body = ChatRequest {
+            messages: vec![switchboard_core::Message::user("hello world")],
+            ..Default::default()
+        };
         let reply = |usage| ChatResponse { content: "hello world".into(), tool_calls: vec![], usage };
         let (usage, counted) = complete_usage("gpt-4o", &body, &reply(Usage::default()));
         assert_eq!((usage.prompt_tokens, usage.completion_tokens, counted), (9, 2, Some("o200k_base")));

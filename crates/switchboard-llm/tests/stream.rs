@@ -1,6 +1,7 @@
 //! Streamed completions against the scripted OpenAI-compatible server on a real socket: pieces
 //! arrive while the model is still writing, concatenate to the returned text, and the model's
-//! reported usage is kept; a fallback after a failed primary streams its answer once.
+//! reported usage is kept; a fallback after a failed primary streams its answer once; over HTTP/2
+//! with prior knowledge, concurrent streams share one connection.
 
 use std::sync::{Arc, Mutex};
 use switchboard_core::{
@@ -75,4 +76,19 @@ async fn a_failed_primary_falls_back_and_the_answer_streams_once() {
     assert_eq!(reply.expect("the alternate answers").content, ANSWER);
     assert_eq!(text.into_inner().unwrap(), ANSWER);
     assert_eq!((primary.calls(), alternate.calls()), (1, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_http2_with_prior_knowledge_concurrent_streams_share_one_connection() {
+    let llm = ScriptedLlm::start(answering()).await;
+    let http = reqwest::Client::builder().http2_prior_knowledge().build().expect("an HTTP/2 client");
+    let client = LlmClient::new(egress(), llm.base_url(), "scripted").with_http(http);
+    let (ctx, question) = (ctx(), question());
+    let calls = (0..20).map(|_| client.chat_stream(&ctx, &question, &|_: &str| {}));
+    for reply in futures::future::join_all(calls).await {
+        assert_eq!(reply.expect("streamed over HTTP/2").content, ANSWER);
+    }
+    assert_eq!(llm.calls(), 20);
+    assert_eq!(llm.http2_calls(), 20, "every call went over HTTP/2");
+    assert_eq!(llm.connections(), 1, "the twenty streams shared one connection");
 }

@@ -163,7 +163,7 @@ impl Runtime {
         let gateway = Arc::new(gateway.build());
         let resilience = gateway.resilience().clone();
 
-        let llm = cfg.llm.as_ref().map(|llm| {
+        let llm = cfg.llm.as_ref().map(|llm| -> Result<LlmClient> {
             let spec = Arc::new(internal_spec("llm", "The configured LLM endpoint.", llm.credential.clone()));
             // Each fallback is called with its own credential, hence an egress of its own.
             let fallbacks = llm
@@ -177,10 +177,20 @@ impl Runtime {
                 })
                 .collect();
             let split = llm.split.iter().map(|s| (s.model.clone(), s.weight)).collect();
-            LlmClient::new(gateway.egress(spec), &llm.base_url, llm.model.clone())
+            let client = LlmClient::new(gateway.egress(spec), &llm.base_url, llm.model.clone())
                 .with_fallbacks(fallbacks)
-                .with_split(split)
+                .with_split(split);
+            if !llm.http2_prior_knowledge {
+                return Ok(client);
+            }
+            let http = reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .http2_prior_knowledge()
+                .build()
+                .map_err(|e| Error::internal(format!("cannot build the LLM's HTTP/2 client: {e}")))?;
+            Ok(client.with_http(http))
         });
+        let llm = llm.transpose()?;
 
         // Building agents reads files and builds indexes: blocking work, kept off the async threads.
         let agents = {

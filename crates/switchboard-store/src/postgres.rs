@@ -21,7 +21,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
 use switchboard_core::{
-    AuditRecord, Error, Message, Result, Role, SpanRecord, SpanStatus, TelemetrySink, unix_nanos_now,
+    AuditRecord, Error, Message, Result, SpanRecord, SpanStatus, TelemetrySink, unix_nanos_now,
 };
 use tokio::sync::oneshot;
 use tokio_postgres::config::{Host, SslMode};
@@ -1081,7 +1081,7 @@ async fn apply_ordered(
                 &[
                     &thread_id.as_ref(),
                     &clean(request_id).as_ref(),
-                    &role_name(message.role),
+                    &message.role.as_str(),
                     &clean(&message.content).as_ref(),
                     &message.agent.as_deref().map(clean),
                     &created,
@@ -1605,15 +1605,6 @@ fn usage_from_row(row: &Row) -> Result<UsageRow, Undecodable> {
         status: text(row, 10)?,
         usage_context: opt_text(row, 11)?,
     })
-}
-
-fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::System => "system",
-        Role::User => "user",
-        Role::Assistant => "assistant",
-        Role::Tool => "tool",
-    }
 }
 
 fn status_name(status: SpanStatus) -> &'static str {

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use switchboard_core::{
-    AuditRecord, Error, Message, Result, Role, SpanRecord, SpanStatus, TelemetrySink, unix_nanos_now,
+    AuditRecord, Error, Message, Result, SpanRecord, SpanStatus, TelemetrySink, unix_nanos_now,
 };
 
 /// How many spans and audit rows may wait for the writer thread. When the queue is full the
@@ -635,7 +635,7 @@ fn write_batch(conn: &mut Connection, batch: &[Record]) -> rusqlite::Result<usiz
                             .execute(params![
                                 thread_id,
                                 request_id,
-                                role_name(message.role),
+                                message.role.as_str(),
                                 message.content,
                                 message.agent,
                                 created,
@@ -834,15 +834,6 @@ fn u64_col(row: &Row<'_>, idx: usize) -> rusqlite::Result<u64> {
     u64::try_from(value).map_err(|_| undecodable(idx))
 }
 
-fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::System => "system",
-        Role::User => "user",
-        Role::Assistant => "assistant",
-        Role::Tool => "tool",
-    }
-}
-
 fn status_name(status: SpanStatus) -> &'static str {
     match status {
         SpanStatus::Ok => "ok",
@@ -893,7 +884,7 @@ pub(crate) fn db_error(op: &str, e: &rusqlite::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use switchboard_core::{AuditDecision, HopKind, SpanKind};
+    use switchboard_core::{AuditDecision, HopKind, Role, SpanKind};
 
     fn round_trip<T: DeserializeOwned>(name: &str) -> Option<T> {
         serde_json::from_value(serde_json::Value::String(name.into())).ok()
@@ -924,7 +915,7 @@ mod tests {
             assert_eq!(round_trip::<SpanStatus>(status_name(s)), Some(s));
         }
         for r in [Role::System, Role::User, Role::Assistant, Role::Tool] {
-            assert_eq!(round_trip::<Role>(role_name(r)), Some(r));
+            assert_eq!(round_trip::<Role>(r.as_str()), Some(r));
         }
         assert_eq!(round_trip::<HopKind>("bogus"), None);
     }

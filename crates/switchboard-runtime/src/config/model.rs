@@ -151,6 +151,13 @@ pub struct LlmConfig {
     /// lands on the same model. Empty: every request uses `model`.
     #[serde(default)]
     pub split: Vec<super::resilience::LlmSplit>,
+    /// Speak HTTP/2 to the model's server (the primary's and the fallbacks') without asking
+    /// first, as `curl --http2-prior-knowledge` does: over plain `http://`, concurrent calls then
+    /// share one connection instead of holding one each (for gateways and servers that accept
+    /// HTTP/2 without TLS). Over `https://` HTTP/2 is negotiated anyway, and this makes it a
+    /// requirement. Default false.
+    #[serde(default)]
+    pub http2_prior_knowledge: bool,
 }
 
 /// Store backends.

@@ -106,13 +106,7 @@ fn main() -> ExitCode {
             }
         };
         tokio::select! {
-            result = serve(listener, script) => match result {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("scripted-llm: {e}");
-                    ExitCode::FAILURE
-                }
-            },
+            () = serve(listener, script) => ExitCode::SUCCESS,
             () = stopped => ExitCode::SUCCESS,
             () = sigterm => ExitCode::SUCCESS,
         }

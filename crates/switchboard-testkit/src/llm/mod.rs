@@ -52,14 +52,9 @@ impl ScriptedLlm {
         let shared = shared(script, true);
         let (tx, rx) = oneshot::channel::<()>();
         let app = server::router(shared.clone());
-        let task = tokio::spawn(async move {
-            let stopped = async {
-                let _ = rx.await;
-            };
-            if let Err(e) = axum::serve(no_delay(listener), app).with_graceful_shutdown(stopped).await {
-                eprintln!("the scripted LLM stopped serving: {e}");
-            }
-        });
+        let task = tokio::spawn(serve_until(listener, app, shared.connections.clone(), async {
+            let _ = rx.await;
+        }));
         Self { base_url: format!("http://{addr}/v1"), shared, shutdown: Some(tx), task: Some(task) }
     }
 
@@ -71,6 +66,16 @@ impl ScriptedLlm {
     /// How many completion and response calls arrived (failed ones included).
     pub fn calls(&self) -> u64 {
         self.shared.calls.load(Ordering::Relaxed)
+    }
+
+    /// How many completion and response calls arrived over HTTP/2.
+    pub fn http2_calls(&self) -> u64 {
+        self.shared.http2_calls.load(Ordering::Relaxed)
+    }
+
+    /// How many connections this server has accepted.
+    pub fn connections(&self) -> u64 {
+        self.shared.connections.load(Ordering::Relaxed)
     }
 
     /// The prompt and completion tokens this server reported in `usage` so far, summed over its
@@ -117,8 +122,10 @@ impl Drop for ScriptedLlm {
 
 /// Serves `script` on `listener` until the process ends, without recording requests: what the
 /// `scripted-llm` binary runs.
-pub async fn serve(listener: TcpListener, script: Script) -> std::io::Result<()> {
-    axum::serve(no_delay(listener), server::router(shared(script, false))).await
+pub async fn serve(listener: TcpListener, script: Script) {
+    let shared = shared(script, false);
+    let connections = shared.connections.clone();
+    serve_until(listener, server::router(shared), connections, std::future::pending()).await
 }
 
 /// The scripted server's routes, to be called in process with no socket at all (e.g. by a
@@ -132,6 +139,8 @@ fn shared(script: Script, record: bool) -> Arc<server::Shared> {
     Arc::new(server::Shared {
         script,
         calls: AtomicU64::new(0),
+        http2_calls: AtomicU64::new(0),
+        connections: Default::default(),
         tokens: Default::default(),
         recorded: record.then(|| Mutex::new(Vec::new())),
         streams_finished: Default::default(),
@@ -142,13 +151,48 @@ fn shared(script: Script, record: bool) -> Arc<server::Shared> {
 
 /// `listener` with Nagle's algorithm off on every connection: stream chunks are small writes, and
 /// without this each waits for the client's delayed ACK (about 40 ms on Linux).
-fn no_delay(listener: TcpListener) -> impl axum::serve::Listener<Addr = std::net::SocketAddr> {
-    use axum::serve::ListenerExt;
-    listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
+/// Serves `app` on `listener`, counting connections in `accepted`, until `stop` resolves; then
+/// stops accepting and lets open requests finish. HTTP/1.1, and HTTP/2 without TLS for clients that speak it with prior knowledge, with
+/// no cap on a connection's concurrent streams: a client holding thousands of streamed calls open
+/// multiplexes them all on one connection instead of queueing behind the usual cap of 200.
+async fn serve_until(
+    listener: TcpListener,
+    app: axum::Router,
+    accepted: Arc<AtomicU64>,
+    stop: impl Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto;
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http2().max_concurrent_streams(None::<u32>);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors, most likely: back off rather than spin.
+                    eprintln!("the scripted LLM could not accept a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        accepted.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = stream.set_nodelay(true) {
             eprintln!("the scripted LLM could not set TCP_NODELAY: {e}");
         }
-    })
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let connection = graceful
+            .watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned());
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 /// The `scripted-llm` binary in the same target directory as `exe` (another binary of the

@@ -20,6 +20,10 @@ use std::time::Duration;
 pub(crate) struct Shared {
     pub script: Script,
     pub calls: AtomicU64,
+    /// Completion and response calls that arrived over HTTP/2.
+    pub http2_calls: AtomicU64,
+    /// Connections accepted.
+    pub connections: Arc<AtomicU64>,
     /// Prompt and completion tokens reported in `usage` so far.
     pub tokens: [AtomicU64; 2],
     /// Request bodies in arrival order, when recording (tests read them; benchmarks don't pay).
@@ -60,11 +64,13 @@ pub(crate) fn router(shared: Arc<Shared>) -> axum::Router {
         .with_state(shared)
 }
 
-async fn chat(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
+async fn chat(State(s): State<Arc<Shared>>, version: axum::http::Version, body: Bytes) -> Response {
+    s.count_version(version);
     s.timed(Api::Chat, &body).await
 }
 
-async fn responses(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
+async fn responses(State(s): State<Arc<Shared>>, version: axum::http::Version, body: Bytes) -> Response {
+    s.count_version(version);
     s.timed(Api::Responses, &body).await
 }
 
@@ -160,6 +166,12 @@ impl Shared {
         let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.measured.handler_ns.fetch_add(ns, Ordering::Relaxed);
         response
+    }
+
+    fn count_version(&self, version: axum::http::Version) {
+        if version == axum::http::Version::HTTP_2 {
+            self.http2_calls.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     async fn handle(&self, api: Api, raw: &[u8]) -> Response {
