@@ -6,7 +6,7 @@
 //! ```text
 //! cargo build --release -p switchboard-testkit --bin scripted-llm
 //! cargo bench -p switchboard --bench hold -- --streams 1000
-//! cargo bench -p switchboard --bench hold -- --streams 10000 --http2
+//! cargo bench -p switchboard --bench hold -- --streams 10000 --http2 --model-http2
 //! ```
 //!
 //! Options: `--streams N` (1000), `--token-delay-ms` (1000: each answer then lasts minutes, so

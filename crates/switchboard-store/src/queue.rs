@@ -36,6 +36,12 @@ use tokio::sync::oneshot;
 /// Rows written in one transaction at most.
 const MAX_BATCH: usize = 1024;
 
+/// How long the writer keeps collecting after a batch's first row before committing it (unless
+/// the batch is full, a flush asks for it, or the queue closes): the rows a burst of runs records
+/// then share one transaction and one fsync, instead of a commit for every few rows rewriting
+/// the same table and index pages.
+const LINGER: Duration = Duration::from_millis(10);
+
 /// The pause before the first replay attempt after the store failed; it doubles per failure up
 /// to [`MAX_RETRY`].
 pub(crate) const FIRST_RETRY: Duration = Duration::from_millis(250);
@@ -151,12 +157,26 @@ impl Batches {
                 self.rx.recv().map_err(|_| closed = true).ok()
             };
             let mut next = first;
-            while let Some(cmd) = next {
-                match cmd {
-                    Command::Record(record) => batch.push(record),
-                    Command::Flush(ack) => acks.push(ack),
+            let linger_until = Instant::now() + LINGER;
+            loop {
+                while let Some(cmd) = next {
+                    match cmd {
+                        Command::Record(record) => batch.push(record),
+                        Command::Flush(ack) => acks.push(ack),
+                    }
+                    next = if batch.len() < MAX_BATCH { self.rx.try_recv().ok() } else { None };
                 }
-                next = if batch.len() < MAX_BATCH { self.rx.try_recv().ok() } else { None };
+                if batch.is_empty() || batch.len() >= MAX_BATCH || !acks.is_empty() || closed {
+                    break;
+                }
+                match self.rx.recv_timeout(linger_until.saturating_duration_since(Instant::now())) {
+                    Ok(cmd) => next = Some(cmd),
+                    Err(RecvTimeoutError::Timeout) => break,
+                    Err(RecvTimeoutError::Disconnected) => {
+                        closed = true;
+                        break;
+                    }
+                }
             }
             if !batch.is_empty() {
                 self.write_or_spill(&batch, &mut write, &mut retry);

@@ -237,7 +237,6 @@ impl KnowledgeAgent {
             });
         }
         let analyze = |s: &str| self.index.analyze(s);
-        let citations: Vec<Citation> = answer::citations(&result.hits, &result.terms, &analyze);
         let extractive = || answer::extractive(&result.hits, &result.terms, &analyze);
         let trimmed = on_delta.map(trim::Trimmed::new);
         let text = match &self.llm {
@@ -273,6 +272,9 @@ impl KnowledgeAgent {
                 }
             }
         };
+        // Made once the answer is in, so a conversation held open while the model writes does
+        // not hold them too.
+        let citations: Vec<Citation> = answer::citations(&result.hits, &result.terms, &analyze);
         Ok(AgentOutput { text, citations, data: None })
     }
 }
