@@ -149,16 +149,17 @@ fn shared(script: Script, record: bool) -> Arc<server::Shared> {
     })
 }
 
-/// `listener` with Nagle's algorithm off on every connection: stream chunks are small writes, and
-/// without this each waits for the client's delayed ACK (about 40 ms on Linux).
-/// Serves `app` on `listener`, counting connections in `accepted`, until `stop` resolves; then
-/// stops accepting and lets open requests finish. HTTP/1.1, and HTTP/2 without TLS for clients that speak it with prior knowledge, with
-/// no cap on a connection's concurrent streams: a client holding thousands of streamed calls open
-/// multiplexes them all on one connection instead of queueing behind the usual cap of 200.
+/// Serves `app` on `listener`, counting accepted connections in `connections`, until `stop`
+/// resolves; then stops accepting and lets open requests finish. HTTP/1.1, and HTTP/2 without TLS
+/// for clients that speak it with prior knowledge, with no cap on a connection's concurrent
+/// streams: a client holding thousands of streamed calls open multiplexes them all on one
+/// connection instead of queueing behind the usual cap of 200. Nagle's algorithm is off on every
+/// connection: stream chunks are small writes, and without this each waits for the client's
+/// delayed ACK (about 40 ms on Linux).
 async fn serve_until(
     listener: TcpListener,
     app: axum::Router,
-    accepted: Arc<AtomicU64>,
+    connections: Arc<AtomicU64>,
     stop: impl Future<Output = ()>,
 ) {
     use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -180,7 +181,7 @@ async fn serve_until(
             },
             () = &mut stop => break,
         };
-        accepted.fetch_add(1, Ordering::Relaxed);
+        connections.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = stream.set_nodelay(true) {
             eprintln!("the scripted LLM could not set TCP_NODELAY: {e}");
         }
