@@ -2,6 +2,7 @@
 //! agent plugged into a supervisor next to the built-in kinds.
 
 use async_trait::async_trait;
+use futures::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard::core::{
@@ -45,7 +46,7 @@ async fn events_stream_the_route_the_agents_and_the_answer() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = demo_runtime(dir.path()).await;
     let ctx = rt.context(rt.dev_caller("carol@example.com").await.expect("carol"));
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, mut rx) = futures::channel::mpsc::unbounded();
     let response = rt
         .supervisor
         .run_with_events(
@@ -56,7 +57,7 @@ async fn events_stream_the_route_the_agents_and_the_answer() {
         .await;
     drop(tx);
     let mut events = Vec::new();
-    while let Some(e) = rx.recv().await {
+    while let Some(e) = rx.next().await {
         events.push(e);
     }
     assert!(matches!(events.first(), Some(RunEvent::Routed { .. })), "routing comes first");

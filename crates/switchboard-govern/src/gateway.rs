@@ -43,15 +43,45 @@ pub struct HopCall {
     /// Set by the credential layer.
     pub credential: Option<Credential>,
     /// Extra span attributes recorded by layers and by the call (token counts, row counts…).
-    pub attributes: Arc<Mutex<serde_json::Map<String, serde_json::Value>>>,
+    pub attributes: Arc<Mutex<HopAttributes>>,
 }
 
 impl HopCall {
     /// Records a span attribute.
     pub fn record(&self, key: &str, value: impl Into<serde_json::Value>) {
         if let Ok(mut attrs) = self.attributes.lock() {
-            attrs.insert(key.to_string(), value.into());
+            attrs.insert(key, value.into());
         }
+    }
+}
+
+/// The span attributes a hop collects while it runs: a few, each set once or overwritten. A list
+/// rather than a map, as a map's first node costs about 600 bytes, held for as long as the hop
+/// lasts (a streamed answer: minutes).
+#[derive(Debug, Default)]
+pub struct HopAttributes(Vec<(String, serde_json::Value)>);
+
+impl HopAttributes {
+    /// Sets `key`, replacing its earlier value.
+    pub fn insert(&mut self, key: &str, value: serde_json::Value) {
+        match self.0.iter_mut().find(|(k, _)| k == key) {
+            Some((_, slot)) => *slot = value,
+            None => self.0.push((key.to_string(), value)),
+        }
+    }
+
+    /// The value of `key`, if recorded.
+    pub fn get(&self, key: &str) -> Option<&serde_json::Value> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+}
+
+impl IntoIterator for HopAttributes {
+    type Item = (String, serde_json::Value);
+    type IntoIter = std::vec::IntoIter<Self::Item>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
     }
 }
 
@@ -63,7 +93,7 @@ pub struct HopGrant {
     credential: Credential,
     http: reqwest::Client,
     connection: Option<Arc<Connection>>,
-    attributes: Arc<Mutex<serde_json::Map<String, serde_json::Value>>>,
+    attributes: Arc<Mutex<HopAttributes>>,
     resilience: Resilience,
     /// When the hop's time is up (agent timeout or request deadline); retries never wait past it.
     deadline: std::time::Instant,
@@ -146,7 +176,11 @@ impl HopGrant {
                 .map(|r| crate::retry::origin(r.url().as_str()))
                 .unwrap_or_else(|| "unknown".to_string()),
         };
-        let sent = self.resilience.send(&self.ctx, self.deadline, &upstream, request, post_is_safe).await;
+        // Boxed: the retry loop and the request in flight are over once the headers are in, while
+        // the caller may go on reading the body for minutes (a streamed answer); inline, their
+        // space would stay reserved in every future that awaits this one.
+        let sent =
+            Box::pin(self.resilience.send(&self.ctx, self.deadline, &upstream, request, post_is_safe)).await;
         self.record("switchboard.http.attempts", sent.attempts);
         sent.result
     }
@@ -168,7 +202,7 @@ impl HopGrant {
     /// Records a span attribute on this hop's span (token counts, row counts…).
     pub fn record(&self, key: &str, value: impl Into<serde_json::Value>) {
         if let Ok(mut attrs) = self.attributes.lock() {
-            attrs.insert(key.to_string(), value.into());
+            attrs.insert(key, value.into());
         }
     }
 }
@@ -176,39 +210,42 @@ impl HopGrant {
 /// The rest of the stack, handed to each layer.
 pub struct Next<'a> {
     layers: &'a [Arc<dyn HopLayer>],
+    end: &'a End<'a>,
+}
+
+/// What the last layer hands the hop to: the call, and what its grant is made with. One per hop,
+/// shared by reference so a [`Next`], which every layer's future holds, stays two words.
+struct End<'a> {
     call: &'a (dyn Fn(HopGrant) -> BoxFuture<'a, Result<()>> + Send + Sync),
     http: &'a reqwest::Client,
     resilience: &'a Resilience,
     transport: Option<&'a Arc<dyn Transport>>,
 }
 
-impl Next<'_> {
-    /// Runs the remaining layers and then the call.
-    pub async fn run(self, hop: &mut HopCall) -> Result<()> {
+impl<'a> Next<'a> {
+    /// Runs the remaining layers and then the call. A plain function returning the next
+    /// layer's (or the call's) future, not an `async fn`: a state machine of its own here would
+    /// be held, nested, by every layer for as long as the call lasts.
+    pub fn run<'h>(self, hop: &'h mut HopCall) -> BoxFuture<'h, Result<()>>
+    where
+        'a: 'h,
+    {
         match self.layers.split_first() {
-            Some((layer, rest)) => {
-                let next = Next {
-                    layers: rest,
-                    call: self.call,
-                    http: self.http,
-                    resilience: self.resilience,
-                    transport: self.transport,
-                };
-                layer.handle(hop, next).await
-            }
+            Some((layer, rest)) => layer.handle(hop, Next { layers: rest, end: self.end }),
             None => {
-                let credential = hop
-                    .credential
-                    .clone()
-                    .ok_or_else(|| Error::internal("hop reached its call without a credential"))?;
+                let Some(credential) = hop.credential.clone() else {
+                    let e = Error::internal("hop reached its call without a credential");
+                    return Box::pin(std::future::ready(Err(e)));
+                };
+                let end = self.end;
                 let grant = HopGrant {
                     ctx: hop.ctx.child(hop.span_id),
                     credential,
-                    http: self.http.clone(),
+                    http: end.http.clone(),
                     connection: hop.connection.clone(),
                     attributes: hop.attributes.clone(),
-                    resilience: self.resilience.clone(),
-                    transport: self.transport.cloned(),
+                    resilience: end.resilience.clone(),
+                    transport: end.transport.cloned(),
                     // What the timeout layer allows, give or take the time the layers took.
                     deadline: std::time::Instant::now()
                         + hop
@@ -217,7 +254,7 @@ impl Next<'_> {
                             .map(std::time::Duration::from_millis)
                             .map_or(hop.ctx.remaining(), |t| t.min(hop.ctx.remaining())),
                 };
-                (self.call)(grant).await
+                (end.call)(grant)
             }
         }
     }
@@ -275,10 +312,12 @@ impl Gateway {
     {
         let slot: Mutex<Option<T>> = Mutex::new(None);
         let terminal = |grant: HopGrant| -> BoxFuture<'_, Result<()>> {
-            let fut = call(grant);
-            let slot = &slot;
+            let (call, slot) = (&call, &slot);
+            // The call's future is made where it is awaited: made outside and moved in, it
+            // would take its space in the box twice (rust-lang/rust#62958), for as long as the
+            // call lasts.
             Box::pin(async move {
-                let value = fut.await?;
+                let value = call(grant).await?;
                 if let Ok(mut s) = slot.lock() {
                     *s = Some(value);
                 }
@@ -303,15 +342,13 @@ impl Gateway {
             })?;
             hop.connection = Some(connection.clone());
         }
-        Next {
-            layers: &self.layers,
+        let end = End {
             call: &terminal,
             http: &self.http,
             resilience: &self.resilience,
             transport: self.transport.as_ref(),
-        }
-        .run(&mut hop)
-        .await?;
+        };
+        Next { layers: &self.layers, end: &end }.run(&mut hop).await?;
         slot.into_inner()
             .ok()
             .flatten()

@@ -25,7 +25,9 @@ pub mod retry;
 mod transport;
 
 pub use connection::{Connection, Connections};
-pub use gateway::{Egress, Gateway, GatewayBuilder, HopCall, HopGrant, HopLayer, HopTarget, Next};
+pub use gateway::{
+    Egress, Gateway, GatewayBuilder, HopAttributes, HopCall, HopGrant, HopLayer, HopTarget, Next,
+};
 /// The HTTP types a [`HopGrant`] hands out, so sub-agents need no HTTP client crate of their own.
 pub use reqwest;
 pub use transport::Transport;

@@ -204,7 +204,7 @@ impl LlmClient {
 
     /// One completion, as a governed `llm` hop.
     pub async fn chat(&self, ctx: &RunContext, request: &ChatRequest) -> Result<ChatResponse> {
-        self.complete(ctx, request, None, None).await
+        self.complete(ctx, request_body(request, None, false), None).await
     }
 
     /// One completion streamed (`stream: true`, with `stream_options.include_usage`): `on_delta`
@@ -213,13 +213,18 @@ impl LlmClient {
     /// (counted locally when it reports none). Tool calls are not streamed; use [`chat`](Self::chat)
     /// for requests that offer tools. A fallback model is only tried when nothing has been
     /// passed to `on_delta` yet, so the caller never sees two answers' pieces.
+    ///
+    /// The request is taken, not borrowed: once it is written as the request body it is
+    /// dropped, so a conversation held open while the model writes holds its prompt once.
     pub async fn chat_stream(
         &self,
         ctx: &RunContext,
-        request: &ChatRequest,
+        request: ChatRequest,
         on_delta: &OnDelta<'_>,
     ) -> Result<ChatResponse> {
-        self.complete(ctx, request, None, Some(on_delta)).await
+        let body = request_body(&request, None, true);
+        drop(request);
+        self.complete(ctx, body, Some(on_delta)).await
     }
 
     /// One completion whose reply is constrained by OpenAI's `response_format` (e.g.
@@ -231,32 +236,18 @@ impl LlmClient {
         request: &ChatRequest,
         response_format: &Value,
     ) -> Result<ChatResponse> {
-        self.complete(ctx, request, Some(response_format), None).await
+        self.complete(ctx, request_body(request, Some(response_format), false), None).await
     }
 
+    /// Sends `body` (see [`request_body`]) to the primary, then to the fallbacks while they
+    /// may help. The body is all a call keeps of its request: the span's inputs and any token
+    /// count the server leaves out are read back from it.
     async fn complete(
         &self,
         ctx: &RunContext,
-        request: &ChatRequest,
-        response_format: Option<&Value>,
+        body: String,
         on_delta: Option<&OnDelta<'_>>,
     ) -> Result<ChatResponse> {
-        // Serialized once, without the model (each target names its own), and only the text kept
-        // for the rest of the call: a JSON tree of the prompt costs several times its size, held
-        // for as long as the model writes.
-        let body = {
-            let mut body = self.body(request);
-            if let Some(format) = response_format {
-                body["response_format"] = format.clone();
-            }
-            if on_delta.is_some() {
-                body["stream"] = json!(true);
-                body["stream_options"] = json!({"include_usage": true});
-            }
-            let mut text = body.to_string();
-            text.shrink_to_fit();
-            text
-        };
         // Whether any piece reached the caller: after that, another model's answer would be
         // spliced onto this one's, so a failure is final.
         let streamed = std::sync::atomic::AtomicBool::new(false);
@@ -275,10 +266,10 @@ impl LlmClient {
             let call = |grant| {
                 let (body, status) = (&body, &status);
                 async move {
-                    let result = self.call_once(&grant, target, request, body, i, status, sink).await;
-                    // Recorded once the call is over, from the request its caller holds until
-                    // then anyway, so a conversation held open does not hold a second copy.
-                    record_inputs(&grant, request);
+                    let result = self.call_once(&grant, target, body, i, status, sink).await;
+                    // Recorded once the call is over, from the body it keeps anyway, so a
+                    // conversation held open does not hold a second copy.
+                    record_inputs(&grant, body);
                     result
                 }
             };
@@ -309,7 +300,6 @@ impl LlmClient {
         &self,
         grant: &switchboard_govern::HopGrant,
         target: &Target,
-        request: &ChatRequest,
         body: &str,
         fallback: usize,
         last_status: &std::sync::atomic::AtomicU16,
@@ -347,7 +337,7 @@ impl LlmClient {
         };
         // What the server left out is counted here, in the model's encoding, so the
         // span, the usage table and the tokens-per-minute limits always see figures.
-        let (usage, counted) = tokens::complete_usage(&target.model, request, &parsed);
+        let (usage, counted) = tokens::complete_usage(&target.model, body, &parsed);
         if let Some(encoding) = counted {
             grant.record("switchboard.llm.tokens_counted", format!("tiktoken {encoding}"));
         }
@@ -367,19 +357,30 @@ impl LlmClient {
         self.ledger.add(grant.ctx().request_id.as_str(), usage);
         Ok(ChatResponse { usage, ..parsed })
     }
+}
 
-    /// The request body, without `model`.
-    fn body(&self, request: &ChatRequest) -> Value {
-        let mut body = json!({"messages": messages_json(&request.messages)});
-        if !request.tools.is_empty() {
-            body["tools"] = tools_json(&request.tools);
-            body["tool_choice"] = json!("auto");
-        }
-        if let Some(t) = request.temperature {
-            body["temperature"] = json!(t);
-        }
-        body
+/// A request body as text, without `model` (each target names its own): serialized once,
+/// and only the text kept for the rest of the call, as a JSON tree of the prompt costs
+/// several times its size, held for as long as the model writes.
+fn request_body(request: &ChatRequest, response_format: Option<&Value>, stream: bool) -> String {
+    let mut body = json!({"messages": messages_json(&request.messages)});
+    if !request.tools.is_empty() {
+        body["tools"] = tools_json(&request.tools);
+        body["tool_choice"] = json!("auto");
     }
+    if let Some(t) = request.temperature {
+        body["temperature"] = json!(t);
+    }
+    if let Some(format) = response_format {
+        body["response_format"] = format.clone();
+    }
+    if stream {
+        body["stream"] = json!(true);
+        body["stream_options"] = json!({"include_usage": true});
+    }
+    let mut text = body.to_string();
+    text.shrink_to_fit();
+    text
 }
 
 /// `body` (a JSON object without `model`) with `"model": model` first.
@@ -402,15 +403,28 @@ fn tools_json(tools: &[ToolDef]) -> Value {
         .collect()
 }
 
-/// The LLM span's inputs: the messages, and the tools offered by name (a router may offer a
-/// shortlist, and "why not that agent?" starts with whether it was offered).
-fn record_inputs(grant: &switchboard_govern::HopGrant, request: &ChatRequest) {
-    let tools: Vec<&str> = request.tools.iter().map(|t| t.name.as_str()).collect();
-    let inputs = json!({"messages": messages_json(&request.messages), "tools": tools});
-    let last_user = request.messages.iter().rev().find(|m| m.role == Role::User);
-    for (key, value) in span_inputs(inputs, last_user.map(|m| m.content.as_str())) {
+/// The LLM span's inputs, read back from the request body: the messages, and the tools offered
+/// by name (a router may offer a shortlist, and "why not that agent?" starts with whether it was
+/// offered).
+fn record_inputs(grant: &switchboard_govern::HopGrant, body: &str) {
+    let Ok(mut sent) = serde_json::from_str::<Value>(body) else { return };
+    let offered = sent["tools"].as_array().into_iter().flatten();
+    let tools: Vec<Value> = offered.filter_map(|t| t.pointer("/function/name").cloned()).collect();
+    let messages = sent["messages"].take();
+    let last_user = wire_messages(&messages).rev().find(|(role, _)| *role == Role::User.as_str());
+    let inputs = json!({"messages": &messages, "tools": tools});
+    for (key, value) in span_inputs(inputs, last_user.map(|(_, content)| content)) {
         grant.record(key, value);
     }
+}
+
+/// The `(role, content)` of each message of a request body's `messages`.
+fn wire_messages(messages: &Value) -> impl DoubleEndedIterator<Item = (&str, &str)> {
+    messages
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| (m["role"].as_str().unwrap_or_default(), m["content"].as_str().unwrap_or_default()))
 }
 
 fn truncate(s: &str, max: usize) -> &str {
@@ -425,6 +439,8 @@ fn truncate(s: &str, max: usize) -> &str {
 /// counts are returned; a stream that ends without `[DONE]` still returns what arrived, since
 /// some servers close the connection instead.
 async fn read_stream(mut response: reqwest::Response, on_delta: &OnDelta<'_>) -> Result<ChatResponse> {
+    // Nothing here reads the headers again, and a stream is held for as long as the model writes.
+    *response.headers_mut() = reqwest::header::HeaderMap::new();
     let mut parser = StreamParser::default();
     loop {
         let chunk = response

@@ -2,7 +2,10 @@
 //! reports no `usage` (many OpenAI-compatible servers omit it, streamed answers often do), so
 //! spans, the usage table and the tokens-per-minute limits still see real figures.
 
-use crate::{ChatRequest, ChatResponse, Usage};
+#[cfg(test)]
+use crate::ChatRequest;
+use crate::{ChatResponse, Usage};
+use serde_json::Value;
 use tiktoken_rs::CoreBPE;
 use tiktoken_rs::tokenizer::{Tokenizer, get_tokenizer};
 
@@ -42,24 +45,19 @@ pub fn count_prompt_tokens<'a>(model: &str, messages: impl IntoIterator<Item = (
 }
 
 /// A completion's usage: the server's figures, with each one it left out (zero) counted here
-/// in `model`'s encoding — the prompt from the `request` (its messages and the tools it offers,
-/// as sent), the completion from the reply's text and tool calls. The encoding's name comes back
-/// when anything was counted here.
-pub(crate) fn complete_usage(
-    model: &str,
-    request: &ChatRequest,
-    reply: &ChatResponse,
-) -> (Usage, Option<&'static str>) {
+/// in `model`'s encoding — the prompt from the request `body` as sent (its messages and the
+/// tools it offers), the completion from the reply's text and tool calls. The encoding's name
+/// comes back when anything was counted here.
+pub(crate) fn complete_usage(model: &str, body: &str, reply: &ChatResponse) -> (Usage, Option<&'static str>) {
     let mut usage = reply.usage;
     let mut counted = false;
     if usage.prompt_tokens == 0 {
-        let pairs = request.messages.iter().map(|m| (m.role.as_str(), m.content.as_str()));
-        let tools = if request.tools.is_empty() {
-            0
-        } else {
-            count_tokens_for(model, &crate::tools_json(&request.tools).to_string())
+        let sent: Value = serde_json::from_str(body).unwrap_or_default();
+        let tools = match sent.get("tools") {
+            Some(tools) => count_tokens_for(model, &tools.to_string()),
+            None => 0,
         };
-        usage.prompt_tokens = count_prompt_tokens(model, pairs) + tools;
+        usage.prompt_tokens = count_prompt_tokens(model, crate::wire_messages(&sent["messages"])) + tools;
         counted = true;
     }
     let answered = !reply.content.is_empty() || !reply.tool_calls.is_empty();
@@ -102,10 +100,11 @@ mod tests {
 
     #[test]
     fn only_what_the_server_left_out_is_counted() {
-        let body = ChatRequest {
+        let request = ChatRequest {
             messages: vec![switchboard_core::Message::user("hello world")],
             ..Default::default()
         };
+        let body = crate::request_body(&request, None, false);
         let reply = |usage| ChatResponse { content: "hello world".into(), tool_calls: vec![], usage };
         let (usage, counted) = complete_usage("gpt-4o", &body, &reply(Usage::default()));
         assert_eq!((usage.prompt_tokens, usage.completion_tokens, counted), (9, 2, Some("o200k_base")));
@@ -114,5 +113,26 @@ mod tests {
         let half = Usage { prompt_tokens: 50, ..Usage::default() };
         let (usage, counted) = complete_usage("gpt-4o", &body, &reply(half));
         assert_eq!((usage.prompt_tokens, usage.completion_tokens, counted.is_some()), (50, 2, true));
+    }
+
+    #[test]
+    fn the_tools_offered_are_counted_as_sent() {
+        let tool = crate::ToolDef {
+            name: "ask_policies".into(),
+            description: "Answers questions about travel and expense policies.".into(),
+            parameters: serde_json::json!({"type": "object", "properties": {"question": {"type": "string"}}}),
+        };
+        let request = ChatRequest {
+            messages: vec![switchboard_core::Message::user("hello world")],
+            tools: vec![tool.clone()],
+            ..Default::default()
+        };
+        let body = crate::request_body(&request, None, false);
+        let reply = ChatResponse { content: "hi".into(), tool_calls: vec![], usage: Usage::default() };
+        let tools_as_sent = crate::tools_json(&[tool]).to_string();
+        let expected = count_prompt_tokens("gpt-4o", [("user", "hello world")])
+            + count_tokens_for("gpt-4o", &tools_as_sent);
+        assert!(count_tokens_for("gpt-4o", &tools_as_sent) > 10, "the tools are a real part of the prompt");
+        assert_eq!(complete_usage("gpt-4o", &body, &reply).0.prompt_tokens, expected);
     }
 }

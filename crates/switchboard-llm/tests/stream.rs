@@ -49,7 +49,7 @@ async fn pieces_arrive_while_the_model_writes_and_add_up_to_the_answer() {
     // Each piece with whether the model had finished its stream when it arrived.
     let pieces = Mutex::new(Vec::new());
     let on_delta = |t: &str| pieces.lock().unwrap().push((t.to_string(), llm.streams_finished()));
-    let reply = client.chat_stream(&ctx(), &question(), &on_delta).await.expect("streamed");
+    let reply = client.chat_stream(&ctx(), question(), &on_delta).await.expect("streamed");
     let pieces = pieces.into_inner().unwrap();
     assert!(pieces.len() > 5, "{pieces:?}");
     assert_eq!(pieces.iter().map(|(t, _)| t.as_str()).collect::<String>(), ANSWER);
@@ -72,7 +72,7 @@ async fn a_failed_primary_falls_back_and_the_answer_streams_once() {
     let client = LlmClient::new(egress.clone(), primary.base_url(), "primary")
         .with_fallbacks(vec![Target::new(egress, alternate.base_url(), "alternate")]);
     let text = Mutex::new(String::new());
-    let reply = client.chat_stream(&ctx(), &question(), &|t| text.lock().unwrap().push_str(t)).await;
+    let reply = client.chat_stream(&ctx(), question(), &|t| text.lock().unwrap().push_str(t)).await;
     assert_eq!(reply.expect("the alternate answers").content, ANSWER);
     assert_eq!(text.into_inner().unwrap(), ANSWER);
     assert_eq!((primary.calls(), alternate.calls()), (1, 1));
@@ -83,8 +83,8 @@ async fn over_http2_with_prior_knowledge_concurrent_streams_share_one_connection
     let llm = ScriptedLlm::start(answering()).await;
     let http = reqwest::Client::builder().http2_prior_knowledge().build().expect("an HTTP/2 client");
     let client = LlmClient::new(egress(), llm.base_url(), "scripted").with_http(http);
-    let (ctx, question) = (ctx(), question());
-    let calls = (0..20).map(|_| client.chat_stream(&ctx, &question, &|_: &str| {}));
+    let ctx = ctx();
+    let calls = (0..20).map(|_| client.chat_stream(&ctx, question(), &|_: &str| {}));
     for reply in futures::future::join_all(calls).await {
         assert_eq!(reply.expect("streamed over HTTP/2").content, ANSWER);
     }

@@ -5,8 +5,8 @@
 //! sent after the run (see `RunEvent::Streaming`).
 
 use crate::supervisor::{RunEvent, Step};
+use futures::channel::mpsc::UnboundedSender;
 use std::sync::Mutex;
-use tokio::sync::mpsc::UnboundedSender;
 
 /// The live part of one run's answer: the first piece announces the stream, and every piece is
 /// kept so the run knows what the caller already has.
@@ -30,10 +30,10 @@ impl LiveAnswer {
         let Ok(mut sent) = self.sent.lock() else { return };
         // A client that stopped listening does not stop the run; cancellation does that.
         if sent.is_empty() {
-            let _ = self.events.send(RunEvent::Streaming);
+            let _ = self.events.unbounded_send(RunEvent::Streaming);
         }
         sent.push_str(piece);
-        let _ = self.events.send(RunEvent::Delta { text: piece.to_string() });
+        let _ = self.events.unbounded_send(RunEvent::Delta { text: piece.to_string() });
     }
 
     /// Sends a fan-out branch's part of the joined answer: parts are separated by a blank line.
@@ -83,7 +83,7 @@ mod tests {
 
     #[test]
     fn the_stream_is_announced_once_and_parts_are_separated() {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, mut rx) = futures::channel::mpsc::unbounded();
         let live = LiveAnswer::new(tx);
         live.send("");
         live.send_part(&step("fast", Some("one")));

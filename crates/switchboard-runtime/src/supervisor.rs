@@ -4,6 +4,7 @@ use crate::guard::{self, RunGuards};
 use crate::live::{self, LiveAnswer};
 use crate::synthesis::{OutputFormat, Synthesizer};
 use futures::StreamExt;
+use futures::channel::mpsc::UnboundedSender;
 use futures::stream::FuturesUnordered;
 use serde::Serialize;
 use serde_json::{Map, json};
@@ -20,7 +21,6 @@ use switchboard_govern::{Gateway, HopGrant, HopTarget};
 use switchboard_llm::Usage;
 use switchboard_router::LexicalRouter;
 use switchboard_store::Store;
-use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::task::AbortOnDropHandle;
 
 /// At most this many of the latest client-sent exchanges are attributed to agents. Older turns
@@ -274,8 +274,10 @@ impl Supervisor {
         self.run_with_events(ctx, request, None).await
     }
 
-    /// Like [`run`](Self::run), sending progress to `events` as it happens. A closed receiver
-    /// does not stop the run; cancel `ctx.cancel` for that.
+    /// Like [`run`](Self::run), sending progress to `events` as it happens
+    /// (`futures::channel::mpsc::unbounded()`, which allocates per event rather than a block of
+    /// them up front, as a held conversation would carry). A closed receiver does not stop the
+    /// run; cancel `ctx.cancel` for that.
     pub async fn run_with_events(
         &self,
         ctx: &RunContext,
@@ -374,7 +376,10 @@ impl Supervisor {
                 response.agents =
                     steps.iter().filter(|s| s.status == "ok").map(|s| s.agent.clone()).collect();
                 response.status = overall_status(&steps);
-                let (answer, sent) = self.answer(&run_ctx, &request, &steps, fanned, live).await;
+                // Boxed, like `format` below: the run's task is held for as long as its agents
+                // take (a streamed answer, minutes), and a step that comes after them would
+                // otherwise reserve its space in it all along.
+                let (answer, sent) = Box::pin(self.answer(&run_ctx, &request, &steps, fanned, live)).await;
                 response.answer = answer;
                 streamed = sent;
                 response.steps = steps;
@@ -383,7 +388,7 @@ impl Supervisor {
         if let Some(format) = &request.format
             && response.status == RunStatus::Ok
         {
-            self.format(&run_ctx, &request, format, &mut response).await;
+            Box::pin(self.format(&run_ctx, &request, format, &mut response)).await;
         }
         response.usage = usage.map(|u| u.total()).unwrap_or_default();
         let verdict = self.guards.answer(&response.answer);
@@ -710,7 +715,7 @@ impl LocalSpan {
 fn emit(events: Option<&UnboundedSender<RunEvent>>, event: RunEvent) {
     if let Some(tx) = events {
         // A client that stopped listening does not stop the run; cancellation does that.
-        let _ = tx.send(event);
+        let _ = tx.unbounded_send(event);
     }
 }
 

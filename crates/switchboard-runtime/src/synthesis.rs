@@ -150,7 +150,7 @@ impl Synthesizer {
         messages.push(Message::user(question));
         let request = ChatRequest { messages, ..Default::default() };
         let reply = match on_delta {
-            Some(on_delta) => self.client.chat_stream(ctx, &request, on_delta).await?,
+            Some(on_delta) => self.client.chat_stream(ctx, request, on_delta).await?,
             None => self.client.chat(ctx, &request).await?,
         };
         Ok(reply.content)

@@ -11,6 +11,7 @@ use crate::{ApiError, AppState, input::Options};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use futures::channel::mpsc;
 use futures::future::BoxFuture;
 use futures::{StreamExt, stream};
 use serde_json::Value;
@@ -18,7 +19,6 @@ use std::convert::Infallible;
 use std::time::Duration;
 use switchboard_core::{Caller, Error, ErrorKind, RequestId, RunContext, SpanRecord, TraceContext};
 use switchboard_runtime::{RunEvent, RunRequest, RunResponse, RunStatus};
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::DropGuard;
 use tracing::Instrument;
@@ -73,7 +73,7 @@ impl Live {
         // Bounded like `Run::finish`: a run past its deadline ends with no more pieces, and
         // finishing it then reports the timeout.
         let budget = self.run.ctx.remaining() + DEADLINE_GRACE;
-        tokio::time::timeout(budget, self.run.live.recv()).await.ok().flatten()
+        tokio::time::timeout(budget, self.run.live.next()).await.ok().flatten()
     }
 }
 
@@ -107,30 +107,36 @@ pub(crate) fn start(
     let guard = ctx.cancel.clone().drop_guard();
     let return_trace = options.return_trace;
     let stream = options.stream;
-    let (state_, ctx_) = (state.clone(), ctx.clone());
-    let (live_tx, live) = mpsc::unbounded_channel();
+    // futures' channels rather than tokio's: tokio's allocates a block of 32 messages up front,
+    // which every held conversation would carry for its two channels.
+    let (live_tx, live) = mpsc::unbounded();
+    // The clones are captured as they are, not bound again inside: a rebinding would take
+    // their space in the task a second time.
+    let (task_state, task_ctx) = (state.clone(), ctx.clone());
     let task = async move {
-        let (state, ctx) = (state_, ctx_);
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let run = async {
+        let (state, ctx) = (&task_state, &task_ctx);
+        let (tx, mut rx) = mpsc::unbounded();
+        // Pinned where they are made: moved into `join!` they would take their space in this
+        // task twice (rust-lang/rust#62958), for as long as the run lasts.
+        let run = std::pin::pin!(async {
             let tx = tx;
             // Events only for a streamed answer: with none, the supervisor calls the model
             // unstreamed, as a caller that waits for the whole answer needs nothing sooner.
-            state.runtime.supervisor.run_with_events(&ctx, request, stream.then_some(&tx)).await
-        };
+            state.runtime.supervisor.run_with_events(ctx, request, stream.then_some(&tx)).await
+        });
         // Events are read while the run goes, so live pieces reach the handler as they happen;
         // every piece is also kept for a handler that answers from the whole outcome.
-        let forward = async {
+        let forward = std::pin::pin!(async {
             let live_tx = live_tx;
             let (mut deltas, mut streaming) = (Vec::new(), false);
-            while let Some(event) = rx.recv().await {
+            while let Some(event) = rx.next().await {
                 match event {
                     RunEvent::Streaming => streaming = true,
                     RunEvent::Delta { text } => {
                         if streaming {
                             // A failed send means nobody listens live: the handler answers
                             // from the whole outcome (`deltas`), or the client left.
-                            let _ = live_tx.send(text.clone());
+                            let _ = live_tx.unbounded_send(text.clone());
                         }
                         deltas.push(text);
                     }
@@ -138,7 +144,7 @@ pub(crate) fn start(
                 }
             }
             deltas
-        };
+        });
         let (response, deltas) = tokio::join!(run, forward);
         state.metrics.run(&response);
         // The run's usage is what its LLM spans record, summed as the calls ended: counting it
@@ -146,7 +152,7 @@ pub(crate) fn start(
         // telemetry queue for it).
         state.metrics.tokens(&response.usage);
         let trace = if return_trace {
-            let spans = spans_of(&state, &response.request_id).await;
+            let spans = spans_of(state, &response.request_id).await;
             Some(crate::trace::trace_json(&response.request_id, &spans))
         } else {
             None
@@ -210,7 +216,7 @@ impl Run {
     /// error event.
     pub(crate) async fn decide_stream(mut self, retry_after: Duration) -> Result<Decided, ApiError> {
         let budget = self.ctx.remaining() + DEADLINE_GRACE;
-        if let Ok(Some(first)) = tokio::time::timeout(budget, self.live.recv()).await {
+        if let Ok(Some(first)) = tokio::time::timeout(budget, self.live.next()).await {
             return Ok(Decided::Live(Live { first: Some(first), run: self }));
         }
         self.decide(retry_after).await.map(Decided::Whole)
@@ -229,15 +235,21 @@ pub(crate) fn live_sse<S: Send + 'static>(
     delta: fn(&mut S, &str) -> Event,
     tail: impl FnOnce(S, Result<Outcome, ApiError>) -> BoxFuture<'static, Vec<Event>> + Send + 'static,
 ) -> Response {
-    let body = stream::unfold(Some((live, shape, tail)), move |state| async move {
-        let (mut live, mut shape, tail) = state?;
+    // The state is boxed: `unfold` moves it into each step's future and back, and every move
+    // would otherwise reserve its full size again in a stream held for as long as the answer is
+    // written.
+    let body = stream::unfold(Some(Box::new((live, shape, tail))), move |state| async move {
+        let mut state = state?;
+        let (live, shape, _) = &mut *state;
         match live.next().await {
             Some(text) => {
-                let event = delta(&mut shape, &text);
-                Some((vec![event], Some((live, shape, tail))))
+                let event = delta(shape, &text);
+                Some((vec![event], Some(state)))
             }
             None => {
-                let outcome = live.run.decide(retry_after).await;
+                let (live, shape, tail) = *state;
+                // Boxed too: only the stream's end needs it.
+                let outcome = Box::pin(live.run.decide(retry_after)).await;
                 Some((tail(shape, outcome).await, None))
             }
         }

@@ -17,7 +17,7 @@ use tantivy::tokenizer::{
     AsciiFoldingFilter, Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter,
     TextAnalyzer,
 };
-use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, Term};
+use tantivy::{DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, Term};
 
 /// Bumped whenever the schema, the analyzer or the passage splitting changes, so indexes built by
 /// an older version are rebuilt rather than misread.
@@ -73,14 +73,30 @@ struct Fields {
 pub(super) struct Hit {
     pub score: f32,
     pub passage: Passage,
+    /// Where the passage is in the index, to read its text again (see
+    /// [`SearchResult::set_texts_aside`]).
+    address: DocAddress,
 }
 
 /// The result of one search: the hits, best first, and the query's terms with their IDF weight
 /// (used to pick the sentences that answer).
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub(super) struct SearchResult {
     pub hits: Vec<Hit>,
     pub terms: Vec<(String, f32)>,
+    /// The index as the search saw it, so texts read again are the ones it found.
+    searcher: Option<Searcher>,
+}
+
+impl SearchResult {
+    /// Lets go of the passages' texts, which the index keeps: a conversation held open while a
+    /// model writes from them (minutes, streamed) then holds only where they are. Read them
+    /// again with [`PassageIndex::restore_texts`].
+    pub fn set_texts_aside(&mut self) {
+        for hit in &mut self.hits {
+            hit.passage.text = String::new();
+        }
+    }
 }
 
 /// An opened passage index. The reader is built once and reused for every request.
@@ -305,8 +321,7 @@ impl PassageIndex {
         let mut hits = Vec::with_capacity(top.len());
         for (score, address) in top {
             let doc: TantivyDocument = searcher.doc(address).map_err(err)?;
-            let text =
-                |field: Field| doc.get_first(field).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+            let text = |field: Field| field_text(&doc, field);
             hits.push(Hit {
                 score,
                 passage: Passage {
@@ -315,9 +330,26 @@ impl PassageIndex {
                     section: text(f.section),
                     text: text(f.body),
                 },
+                address,
             });
         }
-        Ok(SearchResult { hits, terms: terms.into_iter().zip(weights).collect() })
+        Ok(SearchResult { hits, terms: terms.into_iter().zip(weights).collect(), searcher: Some(searcher) })
+    }
+
+    /// Reads the texts [`SearchResult::set_texts_aside`] let go of again, from the index as the
+    /// search saw it.
+    pub fn restore_texts(&self, result: &mut SearchResult) -> Result<()> {
+        let Some(searcher) = &result.searcher else { return Ok(()) };
+        for hit in result.hits.iter_mut().filter(|h| h.passage.text.is_empty()) {
+            let doc: TantivyDocument = searcher.doc(hit.address).map_err(|e| {
+                Error::internal(format!(
+                    "knowledge index {}: a passage could not be read: {e}",
+                    self.info.dir.display()
+                ))
+            })?;
+            hit.passage.text = field_text(&doc, self.fields.body);
+        }
+        Ok(())
     }
 
     /// BM25's IDF of each term over passage bodies; rare words decide which sentence answers.
@@ -331,4 +363,9 @@ impl PassageIndex {
             })
             .collect()
     }
+}
+
+/// A stored field's text, empty when the document has none.
+fn field_text(doc: &TantivyDocument, field: Field) -> String {
+    doc.get_first(field).and_then(|v| v.as_str()).unwrap_or_default().to_string()
 }

@@ -200,7 +200,7 @@ impl KnowledgeAgent {
         llm: &LlmClient,
         ctx: &RunContext,
         input: &AgentInput,
-        result: &SearchResult,
+        result: &mut SearchResult,
         trimmed: Option<&trim::Trimmed<'_>>,
     ) -> Result<String> {
         let mut messages =
@@ -210,9 +210,11 @@ impl KnowledgeAgent {
         let skip = history.len().saturating_sub(HISTORY_TURNS);
         messages.extend(history.into_iter().skip(skip).cloned());
         messages.push(Message::user(answer::user_prompt(&result.hits, &input.question)));
+        // The prompt has them now; the index has them for after the answer.
+        result.set_texts_aside();
         let request = ChatRequest { messages, tools: Vec::new(), temperature: Some(0.0) };
         let response = match trimmed {
-            Some(t) => llm.chat_stream(ctx, &request, &|p: &str| t.push(p)).await?,
+            Some(t) => llm.chat_stream(ctx, request, &|p: &str| t.push(p)).await?,
             None => llm.chat(ctx, &request).await?,
         };
         Ok(response.content.trim().to_string())
@@ -229,7 +231,7 @@ impl KnowledgeAgent {
         if question.is_empty() {
             return Err(Error::invalid(format!("agent `{}` needs a question", self.spec.name)));
         }
-        let result = self.retrieve(ctx, question).await?;
+        let mut result = self.retrieve(ctx, question).await?;
         if result.hits.is_empty() {
             return Ok(AgentOutput {
                 text: format!("I found nothing in {}'s documents about \"{question}\".", self.spec.name),
@@ -237,12 +239,17 @@ impl KnowledgeAgent {
             });
         }
         let analyze = |s: &str| self.index.analyze(s);
-        let extractive = || answer::extractive(&result.hits, &result.terms, &analyze);
+        let extractive = |result: &SearchResult| answer::extractive(&result.hits, &result.terms, &analyze);
         let trimmed = on_delta.map(trim::Trimmed::new);
         let text = match &self.llm {
-            None => extractive(),
+            None => extractive(&result),
             Some(llm) => {
-                let synthesized = self.synthesize(llm, ctx, input, &result, trimmed.as_ref()).await;
+                let synthesized = self.synthesize(llm, ctx, input, &mut result, trimmed.as_ref()).await;
+                if let Err(e) = self.index.restore_texts(&mut result) {
+                    // The model's answer stands; only the citations' snippets (or an extractive
+                    // answer) go without the passages.
+                    tracing::warn!(agent = %self.spec.name, error = %e, "passages unavailable after the answer");
+                }
                 // What of the model's answer already reached a streaming caller: it cannot be
                 // taken back.
                 let sent = trimmed.as_ref().map(|t| t.sent()).unwrap_or_default();
@@ -254,18 +261,18 @@ impl KnowledgeAgent {
                     // answer to the extractive one rather than sinking it.
                     Ok(_) => {
                         tracing::warn!(agent = %self.spec.name, "LLM gave an empty answer; answering extractively");
-                        extractive()
+                        extractive(&result)
                     }
                     Err(e) if e.kind == ErrorKind::Upstream && sent.is_empty() => {
                         tracing::warn!(agent = %self.spec.name, error = %e, "LLM failed; answering extractively");
-                        extractive()
+                        extractive(&result)
                     }
                     Err(e) if e.kind == ErrorKind::Upstream => {
                         tracing::warn!(agent = %self.spec.name, error = %e, "LLM broke off mid-answer; adding the extractive answer");
                         format!(
                             "{sent}\n\n(The answer broke off: {}. From the documents:)\n\n{}",
                             e.message,
-                            extractive()
+                            extractive(&result)
                         )
                     }
                     Err(e) => return Err(e),

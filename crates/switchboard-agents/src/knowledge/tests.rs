@@ -385,6 +385,8 @@ async fn with_an_llm_the_answer_is_synthesized_from_the_numbered_passages() {
     );
     assert_eq!(out.citations.len(), 2);
     assert_eq!(out.citations[0].id, "travel");
+    // The passages' texts are set aside while the model writes and read back for the snippets.
+    assert!(out.citations[0].snippet.contains("$250 per night"), "{:?}", out.citations[0]);
 
     let body = fake.requests().last().cloned().expect("the LLM was called");
     assert_eq!(body["model"], "fake-model");

@@ -46,7 +46,7 @@ fn tokens_used(hop: &HopCall) -> u64 {
     let Ok(attrs) = hop.attributes.lock() else { return 0 };
     ["gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens"]
         .iter()
-        .filter_map(|key| attrs.get(*key).and_then(serde_json::Value::as_u64))
+        .filter_map(|key| attrs.get(key).and_then(serde_json::Value::as_u64))
         .sum()
 }
 
