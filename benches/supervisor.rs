@@ -8,7 +8,10 @@
 //! - `fan_out_two`: `deal_desk` and `policies` (a knowledge answer the model writes), then a
 //!   synthesis of both (4 model calls);
 //! - `clarify`: the model calls no agent, so the answer is a clarifying question (1 call);
-//! - `denied`: erin (finance) routed to `deal_desk`, which policy refuses her (1 call).
+//! - `denied`: erin (finance) routed to `deal_desk`, which policy refuses her (1 call);
+//! - `compare_scenario`: `scripts/compare-peers`' configuration (`benches/compare`), as ana: routed
+//!   to `sql_agent`, an HTTP tool whose arguments the model fills and whose endpoint (the scripted
+//!   server's `/echo`) answers in process too (2 model calls and the tool's request).
 //!
 //! Each shape is checked once before it is timed, so a run that stopped taking that route fails
 //! instead of being measured. Then each shape runs 2,000 more times in a row, timing what the
@@ -21,6 +24,7 @@ use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use switchboard::config::ConfigSource;
 use switchboard::core::Result;
 use switchboard::govern::{Transport, reqwest};
 use switchboard::{Error, RunRequest, RunStatus, Runtime, demo};
@@ -120,6 +124,32 @@ const SHAPES: &[Shape] = &[
     },
 ];
 
+/// The comparison scenario of `scripts/compare-peers` (a supervisor of two agents, each an HTTP
+/// tool whose arguments the model fills), with its model and its tool endpoint (the scripted
+/// server's `/echo`) answered in process: what that scenario costs Switchboard without sockets.
+const COMPARE: Shape = Shape {
+    name: "compare_scenario",
+    user: "ana@example.com",
+    question: "What was total revenue by region last quarter? Use SQL.",
+    status: RunStatus::Ok,
+    agents: &["sql_agent"],
+};
+
+async fn compare_runtime(dir: &std::path::Path, busy_ns: Arc<AtomicU64>) -> Runtime {
+    let from = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../benches/compare");
+    std::fs::create_dir_all(dir.join("agents")).expect("a configuration folder");
+    for file in ["switchboard.toml", "agents/sql_agent.toml", "agents/rag_agent.toml"] {
+        std::fs::copy(from.join(file), dir.join(file)).expect("the comparison's configuration");
+    }
+    let loaded = Runtime::validate(&ConfigSource::File(dir.join("switchboard.toml")))
+        .expect("the comparison's configuration");
+    let script =
+        Script::from_toml(include_str!("compare/scripted-llm.toml")).expect("the comparison's script");
+    Runtime::build_in_process(loaded, Arc::new(InProcess { routes: llm::router(script), busy_ns }))
+        .await
+        .expect("the comparison builds")
+}
+
 async fn runtime(dir: &std::path::Path, busy_ns: Arc<AtomicU64>) -> Runtime {
     demo::prepare(dir).expect("the demo's data");
     let mut loaded = Runtime::validate(&demo::source(dir)).expect("the demo configuration");
@@ -140,30 +170,29 @@ fn supervisor(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let busy_ns = Arc::new(AtomicU64::new(0));
     let rt = tokio.block_on(runtime(dir.path(), busy_ns.clone()));
+    let compare_dir = tempfile::tempdir().expect("a temporary directory");
+    let compare = tokio.block_on(compare_runtime(compare_dir.path(), busy_ns.clone()));
     let mut group = c.benchmark_group("supervisor_run");
-    for shape in SHAPES {
+    let shapes = SHAPES.iter().map(|shape| (shape, &rt)).chain([(&COMPARE, &compare)]);
+    for (shape, rt) in shapes {
         let caller = tokio.block_on(rt.dev_caller(shape.user)).expect("a demo identity");
-        let ask = || RunRequest { question: shape.question.into(), ..Default::default() };
-        let first = tokio.block_on(rt.supervisor.run(&rt.context(caller.clone()), ask()));
+        let run = || async {
+            let ask = RunRequest { question: shape.question.into(), ..Default::default() };
+            rt.supervisor.run(&rt.context(caller.clone()), ask).await
+        };
+        let first = tokio.block_on(run());
         assert_eq!(first.status, shape.status, "{}: {}", shape.name, first.answer);
         let mut agents = first.agents.clone();
         agents.sort();
         assert_eq!(agents, shape.agents, "{}: {}", shape.name, first.answer);
-        group.bench_function(shape.name, |b| {
-            b.to_async(&tokio).iter(|| async { rt.supervisor.run(&rt.context(caller.clone()), ask()).await })
-        });
-    }
-    group.finish();
-    for shape in SHAPES {
-        let caller = tokio.block_on(rt.dev_caller(shape.user)).expect("a demo identity");
-        let ctx = || rt.context(caller.clone());
-        let ask = || RunRequest { question: shape.question.into(), ..Default::default() };
+        group.bench_function(shape.name, |b| b.to_async(&tokio).iter(run));
+
         let runs = 2000u32;
         busy_ns.store(0, Ordering::Relaxed);
         let started = Instant::now();
         tokio.block_on(async {
             for _ in 0..runs {
-                rt.supervisor.run(&ctx(), ask()).await;
+                run().await;
             }
         });
         let wall = started.elapsed() / runs;
@@ -176,7 +205,9 @@ fn supervisor(c: &mut Criterion) {
             model.as_secs_f64() * 1e6,
         );
     }
+    group.finish();
     tokio.block_on(rt.shutdown());
+    tokio.block_on(compare.shutdown());
 }
 
 criterion_group!(benches, supervisor);
