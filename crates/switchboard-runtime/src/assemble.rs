@@ -290,7 +290,13 @@ async fn point_tools_at_store(loaded: &mut LoadedConfig, store: &dyn Store) -> R
     }
     let cfg = &loaded.config.store;
     let target = match cfg.kind {
-        StoreKind::Sqlite => tool::StoreTarget::Sqlite(loaded.data_dir.join(&cfg.path)),
+        StoreKind::Sqlite => {
+            // Absolute: the tool resolves a relative `database` against the configuration's
+            // folder, while this path is already relative to the working directory (the demo's
+            // `.switchboard`), so joined again it would name a file that does not exist.
+            let path = loaded.data_dir.join(&cfg.path);
+            tool::StoreTarget::Sqlite(std::path::absolute(&path).unwrap_or(path))
+        }
         StoreKind::Postgres => tool::StoreTarget::Postgres {
             url: cfg.url.clone().unwrap_or_default(),
             schema: store.postgres_schema().await?.unwrap_or_else(|| "public".to_string()),
