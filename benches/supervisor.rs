@@ -16,7 +16,8 @@
 //! Each shape is checked once before it is timed, so a run that stopped taking that route fails
 //! instead of being measured. Then each shape runs 2,000 more times in a row, timing what the
 //! scripted model spends answering, and the time outside it (Switchboard's own work, with no
-//! socket anywhere) is printed per run. `cargo bench -p switchboard --bench supervisor`.
+//! socket anywhere) is printed per run, with the CPU time the store's writer thread spent
+//! committing those runs' rows on the other core. `cargo bench -p switchboard --bench supervisor`.
 
 use async_trait::async_trait;
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -31,6 +32,14 @@ use switchboard::{Error, RunRequest, RunStatus, Runtime, demo};
 use switchboard_runtime::config::RouterKind;
 use switchboard_testkit::llm::{self, Script};
 use tower::ServiceExt;
+
+// For reading threads' CPU time; the rest of it serves the load harness.
+#[allow(dead_code)]
+#[path = "load/measure.rs"]
+mod measure;
+
+/// The SQLite store's writer thread, `switchboard-store-writer`, as `comm` names it (15 bytes).
+const WRITER_THREADS: &str = "switchboard-sto";
 
 /// The model's answers. The router's system prompt says it routes, which tells its calls apart
 /// from the deal desk's argument extraction.
@@ -188,7 +197,9 @@ fn supervisor(c: &mut Criterion) {
         group.bench_function(shape.name, |b| b.to_async(&tokio).iter(run));
 
         let runs = 2000u32;
+        tokio.block_on(rt.store.flush());
         busy_ns.store(0, Ordering::Relaxed);
+        let writer_before = measure::threads_cpu(WRITER_THREADS);
         let started = Instant::now();
         tokio.block_on(async {
             for _ in 0..runs {
@@ -196,13 +207,17 @@ fn supervisor(c: &mut Criterion) {
             }
         });
         let wall = started.elapsed() / runs;
+        // What the store's writer thread spent committing these runs' rows, on the other core.
+        tokio.block_on(rt.store.flush());
+        let writer = measure::threads_cpu(WRITER_THREADS).saturating_sub(writer_before) / runs;
         let model = Duration::from_nanos(busy_ns.load(Ordering::Relaxed)) / runs;
         println!(
-            "supervisor_run/{}: {:.1} µs a run outside the model ({:.1} µs in all, {:.1} µs inside the scripted model; {runs} runs in a row)",
+            "supervisor_run/{}: {:.1} µs a run outside the model ({:.1} µs in all, {:.1} µs inside the scripted model; {runs} runs in a row); the store's writer thread: {:.1} µs of CPU a run",
             shape.name,
             wall.saturating_sub(model).as_secs_f64() * 1e6,
             wall.as_secs_f64() * 1e6,
             model.as_secs_f64() * 1e6,
+            writer.as_secs_f64() * 1e6,
         );
     }
     group.finish();

@@ -7,20 +7,28 @@ use std::process::{Command, Output};
 
 struct Demo {
     home: tempfile::TempDir,
+    /// Whether the binary runs as the README's commands do: from a fresh working directory with
+    /// no `SWITCHBOARD_HOME`, so the data dir is the relative `.switchboard`.
+    relative: bool,
 }
 
 impl Demo {
     fn new() -> Self {
-        Self { home: tempfile::tempdir().expect("tempdir") }
+        Self { home: tempfile::tempdir().expect("tempdir"), relative: false }
+    }
+
+    fn in_working_dir() -> Self {
+        Self { relative: true, ..Self::new() }
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .args(args)
-            .env("SWITCHBOARD_HOME", self.home.path())
-            .env_remove("SWITCHBOARD_USER")
-            .output()
-            .expect("the switchboard binary runs")
+        let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        if self.relative {
+            command.current_dir(self.home.path()).env_remove("SWITCHBOARD_HOME");
+        } else {
+            command.env("SWITCHBOARD_HOME", self.home.path());
+        }
+        command.args(args).env_remove("SWITCHBOARD_USER").output().expect("the switchboard binary runs")
     }
 
     /// `chat --json` as `who`; returns the parsed object and the exit code.
@@ -163,6 +171,20 @@ fn bob_is_denied_the_audit_agent_and_the_denial_is_audited() {
 
     // The audit agent itself, asked by an admin, reads that denial back out of the log.
     let (frank, _) = demo.chat("frank@example.com", "show recent denied requests");
+    assert_eq!(frank["agents"], serde_json::json!(["audit"]));
+    assert!(frank["answer"].as_str().expect("answer").contains("bob@example.com"), "{}", frank["answer"]);
+}
+
+#[test]
+fn the_audit_agent_reads_the_store_under_the_default_relative_data_dir() {
+    // A relative data dir used to be joined onto itself when the audit agent was pointed at the
+    // store (.switchboard/.switchboard/switchboard.db), so start-up failed from a fresh clone.
+    let demo = Demo::in_working_dir();
+    let (denied, _) = demo.chat("bob@example.com", "show recent denied requests in the audit log");
+    assert_eq!(denied["status"], "denied", "{denied}");
+    assert!(demo.home.path().join(".switchboard/switchboard.db").is_file());
+    let (frank, code) = demo.chat("frank@example.com", "show recent denied requests");
+    assert_eq!(code, 0, "{frank}");
     assert_eq!(frank["agents"], serde_json::json!(["audit"]));
     assert!(frank["answer"].as_str().expect("answer").contains("bob@example.com"), "{}", frank["answer"]);
 }

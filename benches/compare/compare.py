@@ -82,6 +82,21 @@ def http_json(url, body=None, token=None):
         return json.load(r)
 
 
+def cpu_s(pid):
+    """CPU seconds process `pid` has used so far (user and system, all threads)."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def with_cpu(cmd, timeout, processes, env=None):
+    """Runs `cmd` like `run_json` and returns its JSON with `cpu_s`: the CPU seconds each of
+    `processes` (a name for each pid) used meanwhile."""
+    before = {name: cpu_s(pid) for name, pid in processes.items()}
+    result = run_json(cmd, timeout=timeout, env=env)
+    result["cpu_s"] = {name: cpu_s(pid) - before[name] for name, pid in processes.items()}
+    return result
+
+
 def vm_hwm_mb(pid):
     for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -143,8 +158,9 @@ def main():
         q = [arg for query in QUERIES for arg in ("--question", query)]
         harness = [a.load, "--url", served.url, *q, "--json", "--max-secs", "600"]
         run_json(harness + ["--requests", "50", "--concurrency", "4"], timeout=600, env=env)  # warm-up
-        levels = [run_json(harness + ["--requests", str(sb_runs), "--concurrency", str(c), "--llm", base],
-                           timeout=900, env=env) for c in (1, 32)]
+        processes = {"switchboard": served.proc.pid, "model": llm.pid}
+        levels = [with_cpu(harness + ["--requests", str(sb_runs), "--concurrency", str(c), "--llm", base],
+                           900, processes, env) for c in (1, 32)]
         rss = vm_hwm_mb(served.proc.pid)
         served.stop()
         tokens = {}
@@ -160,7 +176,14 @@ def main():
 
         print("compare-peers: switchboard embedded …", file=sys.stderr, flush=True)
         emb = [a.embedded, "--llm", base]
-        r = run_json(emb + ["--config", configs[2], "--runs", str(sb_runs), "--concurrency", "1,32"], timeout=900)
+        # A process per level, so the scripted server's CPU time is each level's own.
+        levels, rss = [], 0.0
+        for c in (1, 32):
+            r = with_cpu(emb + ["--config", configs[2], "--runs", str(sb_runs), "--concurrency", str(c)],
+                         900, {"model": llm.pid})
+            levels.append(dict(r["levels"][0], cpu_s=r["cpu_s"]))
+            rss = max(rss, r["peak_rss_mb"])
+        r = {"levels": levels, "peak_rss_mb": rss}
         r["tokens"] = {n: run_json(emb + ["--config", configs[n], "--routing-only"], timeout=300)["routing_prompt_tokens"]
                        for n in (5, 20)}
         results["switchboard embedded"] = r
@@ -206,6 +229,25 @@ def table(results, runs, sb_runs, short, profile):
           "Routing prompt tokens: cl100k_base tokens of the first model call's messages and tool definitions, "
           "counted by the scripted server. Peak RSS: the Python process, the `switchboard serve` process, "
           "or the embedded bench process.")
+    print()
+    print("Where the CPU goes at c=32, per run (client, Switchboard and the scripted server share the machine's "
+          f"{len(os.sched_getaffinity(0))} cores):")
+    print()
+    print("| runtime | Switchboard ms | its load client ms | scripted server ms | all ms | cores busy |")
+    print("|---|---|---|---|---|---|")
+    for name, r in results.items():
+        c32 = r["levels"][1]
+        if "cpu_s" not in c32:
+            continue
+        ms = lambda seconds: seconds * 1000 / c32["runs"]
+        # Served, the level's own process is the load client; embedded, it is Switchboard and the
+        # workers driving it, in one process.
+        own = c32["cpu_s"].get("switchboard")
+        client = c32["process_cpu_s"]
+        total = client + sum(c32["cpu_s"].values())
+        print(f"| {name} | {ms(own if own is not None else client):.3f} "
+              f"| {'(the same process)' if own is None else f'{ms(client):.3f}'} | {ms(c32['cpu_s']['model']):.3f} "
+              f"| {ms(total):.3f} | {total / c32['wall_s']:.2f} |")
 
 
 if __name__ == "__main__":

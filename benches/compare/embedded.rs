@@ -101,10 +101,12 @@ async fn run(o: Options) -> Result<Value, String> {
             let (rt, caller) = (rt.clone(), caller.clone());
             async move { ask(&rt, &caller, SCENARIO_QUESTIONS[i % SCENARIO_QUESTIONS.len()]).await }
         };
+        let cpu = measure::threads_cpu("");
         let (outcomes, wall) = measure::pool(o.runs, concurrency, job).await?;
+        let cpu = measure::threads_cpu("").saturating_sub(cpu);
         let latencies = outcomes.into_iter().collect::<Result<Vec<_>, _>>()?;
         let stats = measure::llm_stats(&http, &o.llm).await?;
-        levels.push(measure::level_json(concurrency, latencies, wall, &stats));
+        levels.push(measure::level_json(concurrency, latencies, wall, cpu, &stats));
     }
     rt.shutdown().await;
     Ok(json!({"runtime": "switchboard-embedded", "levels": levels, "routing_prompt_tokens": null,

@@ -71,9 +71,16 @@ pub fn mean(samples: &[Duration]) -> Duration {
     samples.iter().sum::<Duration>() / samples.len() as u32
 }
 
-/// One concurrency level: runs, wall time, latency figures and the scripted server's counters
-/// over the level, in the shape the comparison script reads from every runtime.
-pub fn level_json(concurrency: usize, mut latencies: Vec<Duration>, wall: Duration, llm: &Value) -> Value {
+/// One concurrency level: runs, wall time, latency figures, the CPU time this process spent on it
+/// (`cpu`, see [`threads_cpu`]) and the scripted server's counters over the level, in the shape
+/// the comparison script reads from every runtime.
+pub fn level_json(
+    concurrency: usize,
+    mut latencies: Vec<Duration>,
+    wall: Duration,
+    cpu: Duration,
+    llm: &Value,
+) -> Value {
     latencies.sort();
     let runs = latencies.len();
     json!({
@@ -85,9 +92,25 @@ pub fn level_json(concurrency: usize, mut latencies: Vec<Duration>, wall: Durati
         "p50_ms": ms(percentile(&latencies, 50.0)),
         "p95_ms": ms(percentile(&latencies, 95.0)),
         "p99_ms": ms(percentile(&latencies, 99.0)),
+        "process_cpu_s": cpu.as_secs_f64(),
         "llm_calls": llm.get("calls").cloned().unwrap_or(Value::Null),
         "llm_time_s": llm.get("server_time_s").cloned().unwrap_or(Value::Null),
     })
+}
+
+/// CPU time used so far by this process's threads whose name starts with `prefix` (every thread
+/// for ""), from the first field of each thread's `/proc/self/task/*/schedstat` (nanoseconds).
+/// Threads that have exited are not counted; zero where there is no such file (not Linux).
+pub fn threads_cpu(prefix: &str) -> Duration {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return Duration::ZERO };
+    let nanos = tasks
+        .flatten()
+        // `comm` holds the first 15 bytes of the thread's name.
+        .filter(|task| std::fs::read_to_string(task.path().join("comm")).is_ok_and(|n| n.starts_with(prefix)))
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    Duration::from_nanos(nanos)
 }
 
 /// The scripted LLM server's root (`http://HOST:PORT`) from its API root (`…/v1`).

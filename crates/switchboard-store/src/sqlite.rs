@@ -21,6 +21,9 @@ use switchboard_core::{
 /// waits for the store, and audit rows are evidence that must not be dropped.
 pub const QUEUE_CAPACITY: usize = 8192;
 
+/// Pages in the WAL before a commit checkpoints it into the database (SQLite's default is 1,000).
+const WAL_AUTOCHECKPOINT_PAGES: i64 = 4000;
+
 /// How long a statement waits for another connection's (or process's) write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -579,6 +582,12 @@ fn open_connection(path: &Path) -> Result<Connection> {
     // FULL makes every committed batch survive power loss, not just a process crash: audit rows
     // are evidence, and batching keeps the fsync cost per row small.
     conn.pragma_update(None, "synchronous", "FULL").map_err(|e| db_error("setting synchronous mode", &e))?;
+    // The writer rewrites the same right-hand index and table pages in every batch: a larger WAL
+    // (16 MB before a checkpoint, from 4 MB) copies each such page back to the database once
+    // instead of many times. The page cache stays at SQLite's 2 MB: 8 MB for the writer saved it
+    // more CPU but held 6 MB more with 10,000 streams open (README, The telemetry writer's cost).
+    conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
+        .map_err(|e| db_error("setting the WAL checkpoint interval", &e))?;
     Ok(conn)
 }
 
