@@ -500,7 +500,7 @@ impl WriteQueue {
         }
     }
 
-    /// Ends the writer's linger (see [`LINGER`]): rows alone never wake it.
+    /// Ends the writer's linger (see [`LINGER`]) at once; rows queued during it do not wake it.
     fn wake_writer(&self) {
         if let Some(writer) = &self.writer {
             writer.thread().unpark();
