@@ -1,6 +1,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
+use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Nanoseconds since the Unix epoch, the time base of spans.
@@ -243,10 +244,12 @@ pub fn cap_text(text: &str) -> String {
     cap_escaped(text, MAX_ATTRIBUTE_BYTES)
 }
 
-/// `value` as JSON text of at most [`MAX_ATTRIBUTE_BYTES`]. Long strings inside are cut first,
+/// `value` as JSON text of at most [`MAX_ATTRIBUTE_BYTES`]. Most values fit as they are and are
+/// written once, straight from the caller's data. A longer one has its long strings cut first,
 /// which keeps the structure; if it is still too long (many long strings), the JSON text itself
-/// is cut and encoded as a JSON string, so the attribute always parses as JSON.
-fn bounded_json(mut value: Value) -> String {
+/// is cut and encoded as a JSON string, so the attribute always parses as JSON. A value that
+/// cannot be written as JSON at all (a map with non-string keys) is `null`.
+fn bounded_json(value: impl Serialize) -> String {
     fn cap_leaves(value: &mut Value, budget: usize) {
         match value {
             Value::String(s) => *s = cap_escaped(s, budget),
@@ -255,6 +258,11 @@ fn bounded_json(mut value: Value) -> String {
             _ => {}
         }
     }
+    let text = serde_json::to_string(&value).unwrap_or_else(|_| Value::Null.to_string());
+    if text.len() <= MAX_ATTRIBUTE_BYTES {
+        return text;
+    }
+    let mut value = serde_json::to_value(&value).unwrap_or_default();
     cap_leaves(&mut value, MAX_ATTRIBUTE_BYTES - ENVELOPE_BYTES);
     let text = value.to_string();
     if text.len() <= MAX_ATTRIBUTE_BYTES {
@@ -263,19 +271,40 @@ fn bounded_json(mut value: Value) -> String {
     Value::String(cap_escaped(&text, MAX_ATTRIBUTE_BYTES - 2)).to_string()
 }
 
-/// One GenAI semantic-convention message with a single text part.
-fn message(role: &str, text: &str) -> Value {
-    json!({"role": role, "parts": [{"type": "text", "content": text}]})
+/// One GenAI semantic-convention message with a single text part, written straight from the
+/// borrowed text (fields in the order a JSON object of them would list them).
+#[derive(Serialize)]
+struct GenAiMessage<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finish_reason: Option<&'static str>,
+    parts: [TextPart<'a>; 1],
+    role: &'static str,
+}
+
+#[derive(Serialize)]
+struct TextPart<'a> {
+    content: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+impl<'a> GenAiMessage<'a> {
+    /// The one-message list the `gen_ai.*.messages` attributes hold.
+    fn list(role: &'static str, text: &'a str, finish_reason: Option<&'static str>) -> [Self; 1] {
+        [Self { finish_reason, parts: [TextPart { content: text, kind: "text" }], role }]
+    }
 }
 
 /// The attributes of what a span took in: `mlflow.spanInputs` (the JSON text of `inputs`, as
 /// MLflow expects) and, when the input is a message to an agent or model, `gen_ai.input.messages`
 /// with `message` as the user's text. Each value is capped at [`MAX_ATTRIBUTE_BYTES`]. Pass only
-/// what the caller asked or a call carried, never headers or credentials.
-pub fn span_inputs(inputs: Value, message_text: Option<&str>) -> Vec<(&'static str, Value)> {
+/// what the caller asked or a call carried, never headers or credentials. `inputs` is anything
+/// serializable: a `json!` value, or borrowed data, written without copying it first.
+pub fn span_inputs(inputs: impl Serialize, message_text: Option<&str>) -> Vec<(&'static str, Value)> {
     let mut attrs = vec![("mlflow.spanInputs", Value::String(bounded_json(inputs)))];
     if let Some(text) = message_text {
-        attrs.push(("gen_ai.input.messages", Value::String(bounded_json(json!([message("user", text)])))));
+        let messages = GenAiMessage::list("user", text, None);
+        attrs.push(("gen_ai.input.messages", Value::String(bounded_json(messages))));
     }
     attrs
 }
@@ -283,12 +312,11 @@ pub fn span_inputs(inputs: Value, message_text: Option<&str>) -> Vec<(&'static s
 /// The attributes of what a span gave back: `mlflow.spanOutputs` and, for an answer,
 /// `gen_ai.output.messages` with `message` as the assistant's text. Capped like
 /// [`span_inputs`].
-pub fn span_outputs(outputs: Value, message_text: Option<&str>) -> Vec<(&'static str, Value)> {
+pub fn span_outputs(outputs: impl Serialize, message_text: Option<&str>) -> Vec<(&'static str, Value)> {
     let mut attrs = vec![("mlflow.spanOutputs", Value::String(bounded_json(outputs)))];
     if let Some(text) = message_text {
-        let mut answer = message("assistant", text);
-        answer["finish_reason"] = json!("stop");
-        attrs.push(("gen_ai.output.messages", Value::String(bounded_json(json!([answer])))));
+        let messages = GenAiMessage::list("assistant", text, Some("stop"));
+        attrs.push(("gen_ai.output.messages", Value::String(bounded_json(messages))));
     }
     attrs
 }
@@ -297,7 +325,11 @@ pub fn span_outputs(outputs: Value, message_text: Option<&str>) -> Vec<(&'static
 /// `switchboard.question.sha256` (hex), so a stored span can still be matched to the question.
 pub fn question_attributes(question: &str) -> Vec<(&'static str, Value)> {
     let digest = Sha256::digest(question.as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let mut hex = String::with_capacity(2 * digest.len());
+    for b in digest {
+        // Writing to a String cannot fail.
+        let _ = write!(hex, "{b:02x}");
+    }
     vec![("switchboard.question.length", json!(question.len())), ("switchboard.question.sha256", json!(hex))]
 }
 

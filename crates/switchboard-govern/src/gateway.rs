@@ -168,13 +168,11 @@ impl HopGrant {
             self.record("switchboard.http.attempts", 1u32);
             return transport.send(request).await;
         }
-        let upstream = match &self.connection {
-            Some(connection) => connection.name().to_string(),
-            None => request
-                .try_clone()
-                .and_then(|r| r.build().ok())
-                .map(|r| crate::retry::origin(r.url().as_str()))
-                .unwrap_or_else(|| "unknown".to_string()),
+        let request = request.build_split();
+        let upstream = match (&self.connection, &request.1) {
+            (Some(connection), _) => connection.name().to_string(),
+            (None, Ok(built)) => crate::retry::origin(built.url().as_str()),
+            (None, Err(_)) => "unknown".to_string(),
         };
         // Boxed: the retry loop and the request in flight are over once the headers are in, while
         // the caller may go on reading the body for minutes (a streamed answer); inline, their

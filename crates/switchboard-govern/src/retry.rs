@@ -10,7 +10,7 @@
 //! deadline ends the retries and the caller sees the upstream's answer.
 
 use dashmap::DashMap;
-use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use reqwest::{Method, Response, StatusCode};
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
@@ -199,7 +199,8 @@ impl Resilience {
         self.overrides.get(upstream).unwrap_or(&self.default)
     }
 
-    /// Sends `request` to `upstream` (the circuit's key), retrying as the policy allows.
+    /// Sends `request` (a client and what `RequestBuilder::build_split` made for it) to
+    /// `upstream` (the circuit's key), retrying as the policy allows.
     /// `post_is_safe` lets `POST`/`PATCH` be retried: say so only when sending twice is harmless.
     /// An open circuit fails at once with a 503 that names the upstream and when it retries.
     /// Waits end early if `ctx` is cancelled; a wait that would run past `deadline` (the hop's:
@@ -209,24 +210,29 @@ impl Resilience {
         ctx: &RunContext,
         deadline: Instant,
         upstream: &str,
-        request: RequestBuilder,
+        (client, built): (reqwest::Client, reqwest::Result<reqwest::Request>),
         post_is_safe: bool,
     ) -> Sent {
-        // A streamed body cannot be copied, so such a request gets one attempt.
-        let retryable = request
-            .try_clone()
-            .and_then(|r| r.build().ok())
-            .map(|r| is_idempotent(r.method()) || post_is_safe)
-            .unwrap_or(false);
-        let mut pending = Some(request);
+        // A streamed body cannot be copied, so such a request gets one attempt. A request that
+        // could not be built (a bad header) is sent anyway: sending reports why.
+        let retryable = built.as_ref().is_ok_and(|r| {
+            r.body().is_none_or(|b| b.as_bytes().is_some()) && (is_idempotent(r.method()) || post_is_safe)
+        });
+        let client = &client;
+        let mut pending = Some(built);
         let attempt = |again: bool| {
             let current = pending.take();
             if again {
-                pending = current.as_ref().and_then(RequestBuilder::try_clone);
+                // Copied only when another attempt may follow, before this one consumes it.
+                pending = match &current {
+                    Some(Ok(request)) => request.try_clone().map(Ok),
+                    _ => None,
+                };
             }
             async move {
                 match current {
-                    Some(request) => Ok(request.send().await),
+                    Some(Ok(request)) => Ok(client.execute(request).await),
+                    Some(Err(e)) => Ok(Err(e)),
                     None => Err(Error::internal(format!("no request left to send to {upstream}"))),
                 }
             }

@@ -6,8 +6,9 @@ use std::time::Duration;
 use switchboard_core::{
     AgentKind, AgentSpec, AuthMethod, Caller, CredentialMode, CredentialSpec, ErrorKind, HopKind, RunContext,
 };
+use switchboard_govern::reqwest::{self, Method};
 use switchboard_govern::retry::{BreakerPolicy, CircuitState, Resilience, RetryPolicy};
-use switchboard_govern::{Gateway, HopTarget, layers::StandardCredentials, reqwest::Method};
+use switchboard_govern::{Gateway, HopTarget, layers::StandardCredentials};
 use switchboard_store::MemorySink;
 use switchboard_testkit::flaky::{FlakyUpstream, Reply};
 
@@ -107,6 +108,24 @@ async fn post_is_retried_only_when_the_caller_marks_it_safe() {
     assert_eq!((status, upstream.calls()), (503, 1), "an unmarked POST is sent once");
     let status = call(&gw, Method::POST, upstream.url(), true).await.expect("hop");
     assert_eq!((status, upstream.calls()), (200, 3), "a POST marked safe is retried");
+}
+
+/// A body that is a stream cannot be sent twice: such a request gets one attempt, even when it
+/// is marked safe to retry.
+#[tokio::test]
+async fn a_streamed_body_is_sent_once() {
+    let upstream = FlakyUpstream::start(vec![Reply::status(503), Reply::status(503)]).await;
+    let (gw, _) = gateway(Resilience::new(retries(3), None));
+    let url = upstream.url();
+    let status = gw
+        .hop(&ctx(), &agent(), HopTarget::new(HopKind::Tool, "partner"), |grant| async move {
+            let chunks = futures::stream::iter([Ok::<_, std::io::Error>("a streamed body")]);
+            let rb = grant.request(Method::POST, url)?.body(reqwest::Body::wrap_stream(chunks));
+            Ok(grant.send(rb, true).await?.status().as_u16())
+        })
+        .await
+        .expect("hop");
+    assert_eq!((status, upstream.calls()), (503, 1));
 }
 
 #[tokio::test]

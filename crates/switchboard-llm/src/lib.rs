@@ -14,6 +14,7 @@ pub use tokens::{count_prompt_tokens, count_tokens, count_tokens_for, encoding_f
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use std::borrow::Cow;
 use switchboard_core::{
     Error, ErrorKind, HopKind, Message, OnDelta, Result, Role, RunContext, span_inputs, span_outputs,
 };
@@ -346,10 +347,8 @@ impl LlmClient {
         if usage.cached_tokens > 0 {
             grant.record("gen_ai.usage.cache_read.input_tokens", usage.cached_tokens);
         }
-        for (key, value) in span_outputs(
-            json!({"content": parsed.content, "tool_calls": parsed.tool_calls}),
-            Some(&parsed.content),
-        ) {
+        let outputs = SpanOutputs { content: &parsed.content, tool_calls: &parsed.tool_calls };
+        for (key, value) in span_outputs(outputs, Some(&parsed.content)) {
             grant.record(key, value);
         }
         // What the usage table reads as the model actually used.
@@ -359,28 +358,91 @@ impl LlmClient {
     }
 }
 
-/// A request body as text, without `model` (each target names its own): serialized once,
-/// and only the text kept for the rest of the call, as a JSON tree of the prompt costs
-/// several times its size, held for as long as the model writes.
+/// A request body as text, without `model` (each target names its own): written once, straight
+/// from the request, and only the text kept for the rest of the call, as a JSON tree of the
+/// prompt costs several times its size, held for as long as the model writes.
 fn request_body(request: &ChatRequest, response_format: Option<&Value>, stream: bool) -> String {
-    let mut body = json!({"messages": messages_json(&request.messages)});
-    if !request.tools.is_empty() {
-        body["tools"] = tools_json(&request.tools);
-        body["tool_choice"] = json!("auto");
-    }
-    if let Some(t) = request.temperature {
-        body["temperature"] = json!(t);
-    }
-    if let Some(format) = response_format {
-        body["response_format"] = format.clone();
-    }
-    if stream {
-        body["stream"] = json!(true);
-        body["stream_options"] = json!({"include_usage": true});
-    }
-    let mut text = body.to_string();
+    let tools = request_tools(&request.tools);
+    let body = RequestBody {
+        messages: request
+            .messages
+            .iter()
+            .map(|m| RequestMessage { content: (&*m.content).into(), role: m.role.as_str().into() })
+            .collect(),
+        response_format,
+        stream,
+        stream_options: stream.then_some(StreamOptions { include_usage: true }),
+        temperature: request.temperature,
+        tool_choice: (!tools.is_empty()).then_some("auto"),
+        tools,
+    };
+    // Serializing borrowed strings and `Value`s cannot fail.
+    let mut text = serde_json::to_string(&body).unwrap_or_default();
     text.shrink_to_fit();
     text
+}
+
+/// A chat completion request as the wire has it, borrowed from a [`ChatRequest`]. Fields are in
+/// alphabetical order, as a JSON object of them would list them.
+#[derive(Serialize)]
+struct RequestBody<'a> {
+    messages: Vec<RequestMessage<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<&'a Value>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_options: Option<StreamOptions>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<&'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<RequestTool<'a>>,
+}
+
+#[derive(Serialize)]
+struct StreamOptions {
+    include_usage: bool,
+}
+
+/// A chat message as the wire has it; also how the LLM span's inputs read it back.
+#[derive(Serialize, Deserialize)]
+struct RequestMessage<'a> {
+    #[serde(borrow)]
+    content: Cow<'a, str>,
+    #[serde(borrow)]
+    role: Cow<'a, str>,
+}
+
+/// A function tool as the wire has it.
+#[derive(Serialize)]
+struct RequestTool<'a> {
+    function: RequestFunction<'a>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[derive(Serialize)]
+struct RequestFunction<'a> {
+    description: &'a str,
+    name: &'a str,
+    parameters: &'a Value,
+}
+
+/// Tools as the wire has them: function tools.
+fn request_tools(tools: &[ToolDef]) -> Vec<RequestTool<'_>> {
+    tools
+        .iter()
+        .map(|t| RequestTool {
+            function: RequestFunction {
+                description: &t.description,
+                name: &t.name,
+                parameters: &t.parameters,
+            },
+            kind: "function",
+        })
+        .collect()
 }
 
 /// `body` (a JSON object without `model`) with `"model": model` first.
@@ -390,30 +452,53 @@ fn with_model(body: &str, model: &str) -> String {
     format!("{{\"model\":{}{separator}{rest}", Value::from(model))
 }
 
-/// Chat messages as the wire has them.
-fn messages_json(messages: &[Message]) -> Value {
-    messages.iter().map(|m| json!({"role": m.role.as_str(), "content": m.content})).collect()
+/// What the LLM span's inputs read back from a request body: the messages as sent, and the
+/// tools offered by name. Strings without escapes are borrowed from the body.
+#[derive(Deserialize)]
+struct SentBody<'a> {
+    #[serde(borrow)]
+    messages: Vec<RequestMessage<'a>>,
+    #[serde(default, borrow)]
+    tools: Vec<SentTool<'a>>,
 }
 
-/// Tools as the wire has them: function tools.
-fn tools_json(tools: &[ToolDef]) -> Value {
-    tools
-        .iter()
-        .map(|t| json!({"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}))
-        .collect()
+#[derive(Deserialize)]
+struct SentTool<'a> {
+    #[serde(borrow)]
+    function: SentFunction<'a>,
+}
+
+#[derive(Deserialize)]
+struct SentFunction<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+}
+
+/// The LLM span's `mlflow.spanInputs`.
+#[derive(Serialize)]
+struct SpanInputs<'a> {
+    messages: &'a [RequestMessage<'a>],
+    tools: Vec<&'a str>,
+}
+
+/// The LLM span's `mlflow.spanOutputs`.
+#[derive(Serialize)]
+struct SpanOutputs<'a> {
+    content: &'a str,
+    tool_calls: &'a [ToolCall],
 }
 
 /// The LLM span's inputs, read back from the request body: the messages, and the tools offered
 /// by name (a router may offer a shortlist, and "why not that agent?" starts with whether it was
 /// offered).
 fn record_inputs(grant: &switchboard_govern::HopGrant, body: &str) {
-    let Ok(mut sent) = serde_json::from_str::<Value>(body) else { return };
-    let offered = sent["tools"].as_array().into_iter().flatten();
-    let tools: Vec<Value> = offered.filter_map(|t| t.pointer("/function/name").cloned()).collect();
-    let messages = sent["messages"].take();
-    let last_user = wire_messages(&messages).rev().find(|(role, _)| *role == Role::User.as_str());
-    let inputs = json!({"messages": &messages, "tools": tools});
-    for (key, value) in span_inputs(inputs, last_user.map(|(_, content)| content)) {
+    let Ok(sent) = serde_json::from_str::<SentBody<'_>>(body) else { return };
+    let last_user = sent.messages.iter().rev().find(|m| m.role == Role::User.as_str());
+    let inputs = SpanInputs {
+        messages: &sent.messages,
+        tools: sent.tools.iter().map(|t| &*t.function.name).collect(),
+    };
+    for (key, value) in span_inputs(inputs, last_user.map(|m| &*m.content)) {
         grant.record(key, value);
     }
 }

@@ -129,7 +129,7 @@ mod tests {
         };
         let body = crate::request_body(&request, None, false);
         let reply = ChatResponse { content: "hi".into(), tool_calls: vec![], usage: Usage::default() };
-        let tools_as_sent = crate::tools_json(&[tool]).to_string();
+        let tools_as_sent = serde_json::to_string(&crate::request_tools(&[tool])).unwrap();
         let expected = count_prompt_tokens("gpt-4o", [("user", "hello world")])
             + count_tokens_for("gpt-4o", &tools_as_sent);
         assert!(count_tokens_for("gpt-4o", &tools_as_sent) > 10, "the tools are a real part of the prompt");

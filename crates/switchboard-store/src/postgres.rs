@@ -181,6 +181,20 @@ CREATE TABLE IF NOT EXISTS user_tokens (
 );
 ";
 
+/// Schema version 8: spans and usage rows unique per request and span id, as in SQLite (see
+/// `schema.rs` there): an index led by the random span id dirtied a random page per row. Safe
+/// to run again, as every step is (a version 1 schema passes through the earlier steps anew).
+const SCHEMA_V8: &str = "
+ALTER TABLE spans DROP CONSTRAINT IF EXISTS spans_pkey;
+ALTER TABLE spans ALTER COLUMN span_id SET NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS spans_request_span ON spans (request_id, span_id);
+DROP INDEX IF EXISTS spans_request_id;
+ALTER TABLE usage DROP CONSTRAINT IF EXISTS usage_pkey;
+ALTER TABLE usage ALTER COLUMN span_id SET NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS usage_request_span ON usage (request_id, span_id);
+DROP INDEX IF EXISTS usage_request_id;
+";
+
 /// Schema version 3: stored Responses API responses, as in SQLite. The body and turns are TEXT,
 /// not JSONB: they are only ever read back whole, and TEXT keeps them byte-for-byte.
 const SCHEMA_V3: &str = "
@@ -197,14 +211,15 @@ CREATE INDEX IF NOT EXISTS responses_created_unix_ms ON responses (created_unix_
 
 /// One statement per table and batch: the rows travel as one array per column, so the statement
 /// is prepared once per connection whatever the batch size. `ORDER BY ord` keeps queue order in
-/// the identity columns; a span id seen before (a replayed batch) is skipped, as in SQLite.
+/// the identity columns; a span seen before (a replayed batch: same request and span id) is
+/// skipped, as in SQLite.
 const INSERT_SPANS: &str = "INSERT INTO spans (request_id, trace_id, span_id, parent_id, name, kind, \
      agent, start_unix_nano, end_unix_nano, status, status_message, attributes) \
      SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12::jsonb \
      FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
      $8::bigint[], $9::bigint[], $10::text[], $11::text[], $12::text[]) \
      WITH ORDINALITY AS u(c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, ord) \
-     ORDER BY ord ON CONFLICT (span_id) DO NOTHING";
+     ORDER BY ord ON CONFLICT (request_id, span_id) DO NOTHING";
 
 const INSERT_AUDIT: &str = "INSERT INTO audit (request_id, span_id, ts_unix_ms, caller_email, \
      caller_roles, acting_for, principal, credential_mode, agent, hop, target, decision, reason, \
@@ -217,12 +232,12 @@ const INSERT_AUDIT: &str = "INSERT INTO audit (request_id, span_id, ts_unix_ms, 
      c17, ord) \
      ORDER BY ord ON CONFLICT (row_id) DO NOTHING";
 
-/// Usage rows derived from the batch's LLM spans; a span id seen before inserts nothing.
+/// Usage rows derived from the batch's LLM spans; a span seen before inserts nothing.
 const INSERT_USAGE: &str = "INSERT INTO usage (span_id, request_id, ts_unix_ms, caller_email, \
      caller_role, agent, model, prompt_tokens, completion_tokens, latency_ms, status, usage_context) \
      SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], \
      $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], $12::text[]) \
-     ON CONFLICT (span_id) DO NOTHING";
+     ON CONFLICT (request_id, span_id) DO NOTHING";
 
 /// Payload log rows; a row id seen before (a replayed batch) inserts nothing.
 const INSERT_PAYLOADS: &str = "INSERT INTO payloads (row_id, request_id, ts_unix_ms, caller_email, \
@@ -911,6 +926,11 @@ async fn migrate_in(tx: &tokio_postgres::Transaction<'_>) -> Result<()> {
     }
     if current < 7 {
         tx.batch_execute(SCHEMA_V7).await.map_err(on("adding the user token table"))?;
+    }
+    if current < 8 {
+        tx.batch_execute(SCHEMA_V8)
+            .await
+            .map_err(on("keying spans and usage rows by request and span id"))?;
     }
     tx.execute(
         "INSERT INTO switchboard_schema_version (singleton, version) VALUES (TRUE, $1) \

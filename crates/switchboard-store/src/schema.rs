@@ -9,7 +9,7 @@ use switchboard_core::{Error, Result};
 
 /// The schema version this build writes, stored in `PRAGMA user_version`. A database stamped
 /// with a newer version is refused rather than written with an outdated layout.
-pub const SCHEMA_VERSION: u32 = 7;
+pub const SCHEMA_VERSION: u32 = 8;
 
 /// Version 1: audit rows, spans and thread turns.
 const SCHEMA_V1: &str = "
@@ -172,6 +172,54 @@ CREATE TABLE IF NOT EXISTS user_tokens (
 );
 ";
 
+/// Version 8: spans and usage rows are unique per request and span id, no longer per span id
+/// alone. Span ids are random, so an index led by them had a random page rewritten for every
+/// row the writer committed; request ids are time-ordered, so this one grows at its end (and
+/// serves lookups by request, replacing their own indexes). A span is identified within its
+/// trace anyway. SQLite cannot drop a primary key in place, so both tables are rebuilt.
+pub(crate) const SCHEMA_V8: &str = "
+CREATE TABLE spans_v8 (
+    request_id TEXT NOT NULL,
+    trace_id TEXT NOT NULL,
+    span_id TEXT NOT NULL,
+    parent_id TEXT,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    agent TEXT,
+    start_unix_nano INTEGER NOT NULL,
+    end_unix_nano INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    status_message TEXT,
+    attributes TEXT NOT NULL
+);
+INSERT INTO spans_v8 SELECT request_id, trace_id, span_id, parent_id, name, kind, agent,
+    start_unix_nano, end_unix_nano, status, status_message, attributes FROM spans ORDER BY rowid;
+DROP TABLE spans;
+ALTER TABLE spans_v8 RENAME TO spans;
+CREATE UNIQUE INDEX spans_request_span ON spans (request_id, span_id);
+
+CREATE TABLE usage_v8 (
+    span_id TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    ts_unix_ms INTEGER NOT NULL,
+    caller_email TEXT NOT NULL,
+    caller_role TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    model TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    latency_ms INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    usage_context TEXT
+);
+INSERT INTO usage_v8 SELECT span_id, request_id, ts_unix_ms, caller_email, caller_role, agent,
+    model, prompt_tokens, completion_tokens, latency_ms, status, usage_context FROM usage ORDER BY rowid;
+DROP TABLE usage;
+ALTER TABLE usage_v8 RENAME TO usage;
+CREATE UNIQUE INDEX usage_request_span ON usage (request_id, span_id);
+CREATE INDEX usage_ts_unix_ms ON usage (ts_unix_ms);
+";
+
 /// Brings the database up to [`SCHEMA_VERSION`]. Runs in an IMMEDIATE transaction so two
 /// processes opening a fresh file at once serialise instead of interleaving DDL.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
@@ -209,6 +257,14 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
     }
     if current < 7 {
         tx.execute_batch(SCHEMA_V7).map_err(|e| db_error("adding the user token table", &e))?;
+    }
+    if current < 8 {
+        if current >= 1 {
+            // Copies every span: once, but a while for a large file.
+            tracing::info!("store: rebuilding the spans and usage tables for schema version 8");
+        }
+        tx.execute_batch(SCHEMA_V8)
+            .map_err(|e| db_error("keying spans and usage rows by request and span id", &e))?;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)
         .map_err(|e| db_error("stamping the schema version", &e))?;

@@ -33,20 +33,23 @@ const WRITE_ATTEMPTS: u32 = 3;
 /// The pause before retry `n` is `n` times this.
 const RETRY_BACKOFF: Duration = Duration::from_millis(100);
 
+/// A span seen before (a replayed batch: same request, same span id) is skipped.
 const INSERT_SPAN: &str = "INSERT INTO spans (request_id, trace_id, span_id, parent_id, name, \
      kind, agent, start_unix_nano, end_unix_nano, status, status_message, attributes) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT (span_id) DO NOTHING";
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+     ON CONFLICT (request_id, span_id) DO NOTHING";
 
-/// A row id seen before (a replayed batch) is skipped, as a span id is.
+/// A row id seen before (a replayed batch) is skipped, as a span is.
 const INSERT_AUDIT: &str = "INSERT INTO audit (request_id, span_id, ts_unix_ms, caller_email, \
      caller_roles, acting_for, principal, credential_mode, agent, hop, target, decision, reason, \
      duration_ms, row_id, status, error_code, latency_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
      ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?14) ON CONFLICT (row_id) DO NOTHING";
 
-/// A usage row derived from an LLM span; its span id makes a replay insert nothing.
+/// A usage row derived from an LLM span; its request and span id make a replay insert nothing.
 const INSERT_USAGE: &str = "INSERT INTO usage (span_id, request_id, ts_unix_ms, caller_email, \
      caller_role, agent, model, prompt_tokens, completion_tokens, latency_ms, status, usage_context) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT (span_id) DO NOTHING";
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+     ON CONFLICT (request_id, span_id) DO NOTHING";
 
 /// A payload log row; its row id makes a replay insert nothing.
 const INSERT_PAYLOAD: &str = "INSERT INTO payloads (row_id, request_id, ts_unix_ms, caller_email, \
@@ -628,10 +631,13 @@ fn write_batch(conn: &mut Connection, batch: &[Record]) -> rusqlite::Result<usiz
         let mut audit = tx.prepare_cached(INSERT_AUDIT)?;
         let mut usage = tx.prepare_cached(INSERT_USAGE)?;
         let mut payloads = tx.prepare_cached(INSERT_PAYLOAD)?;
+        // One buffer for every span's attributes: written afresh, a span's JSON grew its own
+        // string a doubling at a time, a dozen allocations for a kilobyte.
+        let mut json = Vec::with_capacity(4 * 1024);
         for record in batch {
             let inserted = match record {
                 Record::Span(span) => {
-                    insert_span(&mut spans, span).and_then(|()| match UsageRow::from_span(span) {
+                    insert_span(&mut spans, span, &mut json).and_then(|()| match UsageRow::from_span(span) {
                         Some(row) => insert_usage(&mut usage, &row),
                         None => Ok(()),
                     })
@@ -671,9 +677,16 @@ fn write_batch(conn: &mut Connection, batch: &[Record]) -> rusqlite::Result<usiz
     Ok(skipped)
 }
 
-fn insert_span(stmt: &mut CachedStatement<'_>, span: &SpanRecord) -> rusqlite::Result<()> {
-    let attributes = serde_json::to_string(&span.attributes)
-        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+/// Inserts `span`, writing its attributes' JSON into `json` (cleared first).
+fn insert_span(
+    stmt: &mut CachedStatement<'_>,
+    span: &SpanRecord,
+    json: &mut Vec<u8>,
+) -> rusqlite::Result<()> {
+    let conversion = |e: Box<dyn std::error::Error + Send + Sync>| rusqlite::Error::ToSqlConversionFailure(e);
+    json.clear();
+    serde_json::to_writer(&mut *json, &span.attributes).map_err(|e| conversion(Box::new(e)))?;
+    let attributes = std::str::from_utf8(json).map_err(|e| conversion(Box::new(e)))?;
     stmt.execute(params![
         span.request_id,
         span.trace_id,

@@ -513,6 +513,35 @@ async fn a_version_1_schema_gains_the_grant_tables() {
     assert_eq!(version, i32::try_from(switchboard_store::SCHEMA_VERSION).unwrap());
 }
 
+/// A version 7 schema, whose spans and usage rows were keyed by span id alone, is re-keyed on
+/// connect, keeping its rows.
+#[tokio::test]
+async fn a_version_7_schema_keys_spans_by_request_and_span_id() {
+    let db = TestSchema::new().await;
+    {
+        let store = db.store().await;
+        store.span(span("old", "a", None, 100));
+        store.flush().await;
+    }
+    db.admin()
+        .batch_execute(
+            "DROP INDEX spans_request_span; ALTER TABLE spans ADD PRIMARY KEY (span_id); \
+             CREATE INDEX spans_request_id ON spans (request_id); \
+             DROP INDEX usage_request_span; ALTER TABLE usage ADD PRIMARY KEY (span_id); \
+             CREATE INDEX usage_request_id ON usage (request_id); \
+             UPDATE switchboard_schema_version SET version = 7",
+        )
+        .await
+        .unwrap();
+
+    let store = db.store().await;
+    assert_eq!(store.spans("old").await.unwrap(), vec![span("old", "a", None, 100)]);
+    common::usage::spans_are_unique_per_request(&store).await;
+    let version: i32 =
+        db.admin().query_one("SELECT version FROM switchboard_schema_version", &[]).await.unwrap().get(0);
+    assert_eq!(version, i32::try_from(switchboard_store::SCHEMA_VERSION).unwrap());
+}
+
 /// Asserts that a wait of up to 10 s returns within `bound`.
 async fn assert_waits_under(store: &PostgresStore, bound: Duration) {
     let started = Instant::now();
@@ -542,6 +571,14 @@ async fn usage_rows_come_from_llm_spans_and_total_by_group() {
     let store = db.store().await;
     common::usage::usage_rows_and_totals(&store).await;
     assert_eq!(db.count("usage").await, 3);
+}
+
+#[tokio::test]
+async fn spans_and_usage_rows_are_unique_per_request() {
+    let db = TestSchema::new().await;
+    let store = db.store().await;
+    common::usage::spans_are_unique_per_request(&store).await;
+    assert_eq!((db.count("spans").await, db.count("usage").await), (2, 2));
 }
 
 #[tokio::test]

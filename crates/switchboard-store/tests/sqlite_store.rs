@@ -405,6 +405,66 @@ async fn a_version_1_file_gains_the_grant_tables() {
 }
 
 #[tokio::test]
+async fn spans_and_usage_rows_are_unique_per_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let store = SqliteStore::open(&path).unwrap();
+    common::usage::spans_are_unique_per_request(&store).await;
+    assert_eq!((count(&path, "spans"), count(&path, "usage")), (2, 2));
+}
+
+/// A version 7 file, whose spans and usage rows were keyed by span id alone, is rebuilt when
+/// opened: its rows are kept, and a span id may then recur under another request.
+#[tokio::test]
+async fn a_version_7_file_keys_spans_by_request_and_span_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v7.db");
+    let now = switchboard_core::unix_nanos_now() / 1_000_000;
+    let alice = ("alice@example.com", "west_sales");
+    let old_span = span("old", "a", None, 100);
+    let old_llm = common::usage::llm_span("old", "l", alice, "sales", "gpt-a", (7, 1), now);
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        store.span(old_span.clone());
+        store.span(old_llm.clone());
+        store.flush().await;
+    }
+    // Version 7's layout of the two tables.
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE spans_v7 (request_id TEXT NOT NULL, trace_id TEXT NOT NULL, \
+             span_id TEXT PRIMARY KEY, parent_id TEXT, name TEXT NOT NULL, kind TEXT NOT NULL, \
+             agent TEXT, start_unix_nano INTEGER NOT NULL, end_unix_nano INTEGER NOT NULL, \
+             status TEXT NOT NULL, status_message TEXT, attributes TEXT NOT NULL); \
+             INSERT INTO spans_v7 SELECT * FROM spans; DROP TABLE spans; \
+             ALTER TABLE spans_v7 RENAME TO spans; \
+             CREATE INDEX spans_request_id ON spans (request_id); \
+             CREATE TABLE usage_v7 (span_id TEXT PRIMARY KEY, request_id TEXT NOT NULL, \
+             ts_unix_ms INTEGER NOT NULL, caller_email TEXT NOT NULL, caller_role TEXT NOT NULL, \
+             agent TEXT NOT NULL, model TEXT NOT NULL, prompt_tokens INTEGER NOT NULL, \
+             completion_tokens INTEGER NOT NULL, latency_ms INTEGER NOT NULL, \
+             status TEXT NOT NULL, usage_context TEXT); \
+             INSERT INTO usage_v7 SELECT * FROM usage; DROP TABLE usage; \
+             ALTER TABLE usage_v7 RENAME TO usage; \
+             CREATE INDEX usage_ts_unix_ms ON usage (ts_unix_ms); \
+             CREATE INDEX usage_request_id ON usage (request_id); \
+             PRAGMA user_version = 7;",
+        )
+        .unwrap();
+
+    let store = SqliteStore::open(&path).unwrap();
+    let mut kept = vec![old_span, old_llm];
+    kept.sort_by_key(|s| s.start_unix_nano);
+    assert_eq!(store.spans("old").await.unwrap(), kept);
+    assert_eq!(store.usage_for_request("old").await.unwrap().len(), 1);
+    common::usage::spans_are_unique_per_request(&store).await;
+    let version: u32 =
+        Connection::open(&path).unwrap().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+}
+
+#[tokio::test]
 async fn payload_rows_round_trip_and_filter() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();

@@ -52,6 +52,26 @@ fn total(key: Option<&str>, requests: u64, calls: u64, prompt: u64, completion: 
     }
 }
 
+/// A span is identified within its request: the same span id under another request is another
+/// span and another usage row, while the same request and span id again is a replay and adds
+/// nothing.
+pub async fn spans_are_unique_per_request(store: &dyn Store) {
+    let alice = ("alice@example.com", "west_sales");
+    let now = unix_nanos_now() / 1_000_000;
+    store.span(llm_span("q1", "same", alice, "sales", "gpt-a", (10, 1), now));
+    store.span(llm_span("q2", "same", alice, "sales", "gpt-a", (20, 2), now));
+    store.span(llm_span("q2", "same", alice, "sales", "gpt-a", (20, 2), now));
+    store.flush().await;
+    for (request, prompt) in [("q1", 10), ("q2", 20)] {
+        let spans = store.spans(request).await.unwrap();
+        assert_eq!(spans.len(), 1, "spans of {request}: {spans:?}");
+        assert_eq!(spans[0].attributes["gen_ai.usage.input_tokens"], prompt);
+        let usage = store.usage_for_request(request).await.unwrap();
+        let prompts: Vec<u64> = usage.iter().map(|u| u.prompt_tokens).collect();
+        assert_eq!(prompts, [prompt], "usage rows of {request}");
+    }
+}
+
 /// LLM spans become usage rows (others do not), a span recorded twice counts once, and totals
 /// group by user, group, agent and model, from a point in time.
 pub async fn usage_rows_and_totals(store: &dyn Store) {
