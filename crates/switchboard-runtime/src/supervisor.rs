@@ -284,7 +284,6 @@ impl Supervisor {
         mut request: RunRequest,
         events: Option<&UnboundedSender<RunEvent>>,
     ) -> RunResponse {
-        let send = |e: RunEvent| emit(events, e);
         // Open before any LLM call, so every call of this request is counted.
         let usage = self.synthesizer.as_ref().map(|s| s.usage_ledger().open(ctx.request_id.as_str()));
         let thread_key = request.thread_id.as_deref().map(|t| thread_key(&ctx.caller, t));
@@ -341,7 +340,7 @@ impl Supervisor {
         self.emit(&run_ctx, route_span, route.as_ref().err().map(|e| e.message.clone()), route_attrs);
 
         if let Ok(decision) = &route {
-            send(RunEvent::Routed { decision: decision.clone() });
+            emit(events, || RunEvent::Routed { decision: decision.clone() });
         }
         // The part of the answer already sent as live deltas (see `RunEvent::Streaming`).
         let mut streamed = String::new();
@@ -426,7 +425,7 @@ impl Supervisor {
         // with it, see `answer`).
         let rest = response.answer.strip_prefix(streamed.as_str()).unwrap_or(&response.answer);
         for piece in answer_pieces(rest) {
-            send(RunEvent::Delta { text: piece.to_string() });
+            emit(events, || RunEvent::Delta { text: piece.to_string() });
         }
         if let Some(thread) = &thread_key {
             self.save_turn(ctx, thread, &request.question, &response).await;
@@ -486,11 +485,11 @@ impl Supervisor {
                 let agent = call.agent.clone();
                 let single = single.clone();
                 let task = tokio::spawn(async move {
-                    emit(events.as_ref(), RunEvent::AgentStarted { agent: call.agent.clone() });
+                    emit(events.as_ref(), || RunEvent::AgentStarted { agent: call.agent.clone() });
                     let on_delta = single.as_ref().map(|l| move |piece: &str| l.send(piece));
                     let on_delta = on_delta.as_ref().map(|f| f as &OnDelta<'_>);
                     let step = call_agent(&gateway, &guards, resolved, &ctx, call, history, on_delta).await;
-                    emit(events.as_ref(), RunEvent::AgentFinished { step: Box::new(step.clone()) });
+                    emit(events.as_ref(), || RunEvent::AgentFinished { step: Box::new(step.clone()) });
                     step
                 });
                 let task = AbortOnDropHandle::new(task);
@@ -712,10 +711,12 @@ impl LocalSpan {
     }
 }
 
-fn emit(events: Option<&UnboundedSender<RunEvent>>, event: RunEvent) {
+/// Sends the event `event` makes, when anyone listens: most runs have no listener, and making
+/// an event copies what it carries (a step, each word of the answer).
+fn emit(events: Option<&UnboundedSender<RunEvent>>, event: impl FnOnce() -> RunEvent) {
     if let Some(tx) = events {
         // A client that stopped listening does not stop the run; cancellation does that.
-        let _ = tx.unbounded_send(event);
+        let _ = tx.unbounded_send(event());
     }
 }
 
