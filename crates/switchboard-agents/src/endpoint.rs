@@ -146,7 +146,7 @@ impl EndpointAgent {
                 let body = &body;
                 async move {
                     // An invocation may act, so it is not retried; the circuit breaker applies.
-                    let request = grant.request(reqwest::Method::POST, self.url.as_str())?.json(body);
+                    let request = grant.request_url(reqwest::Method::POST, self.url.clone())?.json(body);
                     let response = grant.send(request, false).await.map_err(|e| match e.kind {
                         ErrorKind::Upstream => {
                             Error::upstream(format!("the remote agent is unreachable: {}", e.message))

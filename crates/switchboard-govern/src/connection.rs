@@ -18,6 +18,7 @@ use switchboard_core::{ConnectionAuth, ConnectionSpec, Error, Result, Secret};
 pub struct Connection {
     spec: ConnectionSpec,
     base: Option<Url>,
+    rules: Rules,
     http: reqwest::Client,
     token_source: Option<Arc<dyn TokenSource>>,
     user_tokens: Option<Arc<dyn UserTokenSource>>,
@@ -69,7 +70,7 @@ impl Connection {
             .map_err(|e| {
                 Error::internal(format!("connection `{}`: cannot build its client: {e}", spec.name))
             })?;
-        Ok(Self { spec, base, http, token_source, user_tokens: None })
+        Ok(Self { spec, base, rules, http, token_source, user_tokens: None })
     }
 
     /// Where an `auth = "oauth_per_user"` connection gets each user's own token.
@@ -128,7 +129,7 @@ impl Connection {
     /// Refuses a URL the connection may not reach, with an error naming the connection and the
     /// host. Nothing is sent.
     pub fn check_url(&self, url: &Url) -> Result<()> {
-        Rules::new(&self.spec, self.base.as_ref()).check(url)
+        self.rules.check(url)
     }
 
     /// The token the far side sees, given the hop's own resolved token and the subject of the
@@ -189,8 +190,8 @@ impl Rules {
         let Some(host) = url.host_str().map(str::to_ascii_lowercase) else {
             return Err(Error::denied(format!("connection `{name}`: `{url}` has no host")));
         };
-        let port = url.port_or_known_default().unwrap_or(0);
-        let listed = self.hosts.iter().any(|h| *h == host || *h == format!("{host}:{port}"));
+        let host_port = format!("{host}:{}", url.port_or_known_default().unwrap_or(0));
+        let listed = self.hosts.iter().any(|h| *h == host || *h == host_port);
         if !listed {
             return Err(Error::denied(format!(
                 "connection `{name}` does not allow host `{host}` (allowed: {})",

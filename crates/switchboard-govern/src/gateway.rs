@@ -122,22 +122,24 @@ impl HopGrant {
     /// connection, the URL must pass the connection's egress rules (the error names the
     /// connection and the host, and nothing is sent) and the connection's own client is used.
     pub fn request(&self, method: reqwest::Method, url: &str) -> Result<reqwest::RequestBuilder> {
+        self.request_via(&self.http, method, parse_url(url)?)
+    }
+    /// [`request`](Self::request) to a URL already parsed.
+    pub fn request_url(&self, method: reqwest::Method, url: reqwest::Url) -> Result<reqwest::RequestBuilder> {
         self.request_via(&self.http, method, url)
     }
-    /// [`request`](Self::request) made with `http` instead of the gateway's client, for a target
-    /// spoken to with settings of its own (an LLM server reached over HTTP/2 without TLS). A hop
-    /// through a connection still uses the connection's client, fenced by its egress rules.
+    /// [`request_url`](Self::request_url) made with `http` instead of the gateway's client, for a
+    /// target spoken to with settings of its own (an LLM server reached over HTTP/2 without TLS).
+    /// A hop through a connection still uses the connection's client, fenced by its egress rules.
     pub fn request_via(
         &self,
         http: &reqwest::Client,
         method: reqwest::Method,
-        url: &str,
+        url: reqwest::Url,
     ) -> Result<reqwest::RequestBuilder> {
         let http = match &self.connection {
             Some(connection) => {
-                let parsed = reqwest::Url::parse(url)
-                    .map_err(|e| Error::invalid(format!("`{url}` is not a URL: {e}")))?;
-                connection.check_url(&parsed)?;
+                connection.check_url(&url)?;
                 connection.http()
             }
             None => http,
@@ -171,7 +173,7 @@ impl HopGrant {
         let request = request.build_split();
         let upstream = match (&self.connection, &request.1) {
             (Some(connection), _) => connection.name().to_string(),
-            (None, Ok(built)) => crate::retry::origin(built.url().as_str()),
+            (None, Ok(built)) => crate::retry::origin(built.url()),
             (None, Err(_)) => "unknown".to_string(),
         };
         // Boxed: the retry loop and the request in flight are over once the headers are in, while
@@ -490,4 +492,9 @@ impl Egress {
     {
         self.gateway.hop(ctx, &self.agent, target, call).await
     }
+}
+
+/// `url` parsed, or an error naming it.
+fn parse_url(url: &str) -> Result<reqwest::Url> {
+    reqwest::Url::parse(url).map_err(|e| Error::invalid(format!("`{url}` is not a URL: {e}")))
 }

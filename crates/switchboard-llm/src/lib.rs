@@ -98,7 +98,7 @@ pub struct ChatRequest {
 #[derive(Clone)]
 pub struct LlmClient {
     egress: Egress,
-    url: String,
+    url: CompletionsUrl,
     model: String,
     ledger: UsageLedger,
     /// Tried in order when the primary answers 429 or 5xx, fails to connect, or its circuit is open.
@@ -118,7 +118,7 @@ pub const MAX_FALLBACKS: usize = 2;
 #[derive(Clone)]
 pub struct Target {
     egress: Egress,
-    url: String,
+    url: CompletionsUrl,
     model: String,
 }
 
@@ -126,12 +126,33 @@ impl Target {
     /// `model` on the server at `base_url` (including `/v1`), called through `egress` (whose
     /// agent declares the credential it is called with).
     pub fn new(egress: Egress, base_url: &str, model: impl Into<String>) -> Self {
-        Self { egress, url: completions_url(base_url), model: model.into() }
+        Self { egress, url: CompletionsUrl::new(base_url), model: model.into() }
     }
 }
 
-fn completions_url(base_url: &str) -> String {
-    format!("{}/chat/completions", base_url.trim_end_matches('/'))
+/// A server's chat completions URL, parsed once rather than for every call; a base URL that
+/// does not make one is reported when the client is called.
+#[derive(Clone)]
+struct CompletionsUrl(std::result::Result<reqwest::Url, String>);
+
+impl CompletionsUrl {
+    fn new(base_url: &str) -> Self {
+        let url = format!("{}/chat/completions", base_url.trim_end_matches('/'));
+        Self(reqwest::Url::parse(&url).map_err(|e| format!("the LLM URL `{url}` is not a URL: {e}")))
+    }
+
+    fn get(&self) -> Result<reqwest::Url> {
+        self.0.clone().map_err(Error::config)
+    }
+}
+
+impl std::fmt::Display for CompletionsUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Ok(url) => f.write_str(url.as_str()),
+            Err(_) => f.write_str("(not a URL)"),
+        }
+    }
 }
 
 /// Picks from `split` by `request_id`: the same request id always lands on the same model, and
@@ -161,7 +182,7 @@ impl LlmClient {
     pub fn new(egress: Egress, base_url: &str, model: impl Into<String>) -> Self {
         Self {
             egress,
-            url: completions_url(base_url),
+            url: CompletionsUrl::new(base_url),
             model: model.into(),
             ledger: UsageLedger::default(),
             fallbacks: Vec::new(),
@@ -311,8 +332,8 @@ impl LlmClient {
         }
         // A completion has no side effect, so a POST may be retried.
         let rb = match &self.http {
-            Some(http) => grant.request_via(http, reqwest::Method::POST, &target.url)?,
-            None => grant.request(reqwest::Method::POST, &target.url)?,
+            Some(http) => grant.request_via(http, reqwest::Method::POST, target.url.get()?)?,
+            None => grant.request_url(reqwest::Method::POST, target.url.get()?)?,
         }
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(with_model(body, &target.model));

@@ -3,9 +3,9 @@
 use crate::guard::{self, RunGuards};
 use crate::live::{self, LiveAnswer};
 use crate::synthesis::{OutputFormat, Synthesizer};
-use futures::StreamExt;
 use futures::channel::mpsc::UnboundedSender;
 use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use serde::Serialize;
 use serde_json::{Map, json};
 use std::collections::{HashMap, HashSet};
@@ -446,15 +446,16 @@ impl Supervisor {
         }
     }
 
-    /// Runs each call as its own task, so branches use every core and start together; one slow
-    /// or failed branch degrades the answer without holding the others. Dropping the run aborts
+    /// Runs each of several calls as its own task, so branches use every core and start together;
+    /// one slow or failed branch degrades the answer without holding the others (a single call
+    /// runs in the run's own task, a panic in it failing only its step). Dropping the run aborts
     /// every branch still going. Returns the steps in the router's order, and what streamed live
     /// to `live` while they ran: a single agent's answer as it writes it, or, when the answer
     /// will be the agents' parts joined (no synthesizer), each part as its branch finishes.
     async fn fan_out(
         &self,
         ctx: &RunContext,
-        calls: Vec<RoutedCall>,
+        mut calls: Vec<RoutedCall>,
         history: &[Message],
         events: Option<&UnboundedSender<RunEvent>>,
         live: Option<&UnboundedSender<RunEvent>>,
@@ -473,36 +474,51 @@ impl Supervisor {
         let parts = live
             .filter(|_| calls.len() > 1 && self.synthesizer.is_none())
             .map(|tx| LiveAnswer::new(tx.clone()));
+        let branch = |call: RoutedCall| {
+            let resolved = self.agents.get(&call.agent).cloned().zip(self.specs.get(&call.agent).cloned());
+            let history = agent_history(history, &call.agent);
+            let (gateway, ctx, events) = (self.gateway.clone(), ctx.clone(), events.cloned());
+            let (guards, single) = (self.guards.clone(), single.clone());
+            async move {
+                emit(events.as_ref(), || RunEvent::AgentStarted { agent: call.agent.clone() });
+                let on_delta = single.as_ref().map(|l| move |piece: &str| l.send(piece));
+                let on_delta = on_delta.as_ref().map(|f| f as &OnDelta<'_>);
+                let step = call_agent(&gateway, &guards, resolved, &ctx, call, history, on_delta).await;
+                emit(events.as_ref(), || RunEvent::AgentFinished { step: Box::new(step.clone()) });
+                step
+            }
+        };
+        let failed = |agent: String, why: &dyn std::fmt::Display| {
+            let e = switchboard_core::Error::internal(format!("the agent failed unexpectedly: {why}"));
+            Step::failed(agent, String::new(), e)
+        };
+        if calls.len() == 1
+            && let Some(call) = calls.pop()
+        {
+            // One agent runs in this task: a task of its own would run nothing alongside it, and
+            // would cost a spawn, and at low load the wake-up of another worker, per run. Boxed,
+            // so a run that fans out does not carry its room.
+            let agent = call.agent.clone();
+            let step = match std::panic::AssertUnwindSafe(Box::pin(branch(call))).catch_unwind().await {
+                Ok(step) => step,
+                Err(_) => failed(agent, &"it panicked"),
+            };
+            let sent = single.map(|l| l.sent()).unwrap_or_default();
+            return (vec![step], sent);
+        }
         let mut branches: FuturesUnordered<_> = calls
             .into_iter()
             .enumerate()
             .map(|(i, call)| {
-                let resolved =
-                    self.agents.get(&call.agent).cloned().zip(self.specs.get(&call.agent).cloned());
-                let history = agent_history(history, &call.agent);
-                let (gateway, ctx, events) = (self.gateway.clone(), ctx.clone(), events.cloned());
-                let guards = self.guards.clone();
                 let agent = call.agent.clone();
-                let single = single.clone();
-                let task = tokio::spawn(async move {
-                    emit(events.as_ref(), || RunEvent::AgentStarted { agent: call.agent.clone() });
-                    let on_delta = single.as_ref().map(|l| move |piece: &str| l.send(piece));
-                    let on_delta = on_delta.as_ref().map(|f| f as &OnDelta<'_>);
-                    let step = call_agent(&gateway, &guards, resolved, &ctx, call, history, on_delta).await;
-                    emit(events.as_ref(), || RunEvent::AgentFinished { step: Box::new(step.clone()) });
-                    step
-                });
-                let task = AbortOnDropHandle::new(task);
+                let task = AbortOnDropHandle::new(tokio::spawn(branch(call)));
                 async move { (i, agent, task.await) }
             })
             .collect();
         let mut steps: Vec<Option<Step>> = vec![None; branches.len()];
         let mut finished = Vec::with_capacity(steps.len());
         while let Some((i, agent, joined)) = branches.next().await {
-            let step = joined.unwrap_or_else(|e| {
-                let e = switchboard_core::Error::internal(format!("the agent failed unexpectedly: {e}"));
-                Step::failed(agent, String::new(), e)
-            });
+            let step = joined.unwrap_or_else(|e| failed(agent, &e));
             if let Some(parts) = &parts {
                 if parts.started() {
                     parts.send_part(&step);

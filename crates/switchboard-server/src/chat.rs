@@ -7,7 +7,7 @@ use crate::{ApiError, AppState, unix_secs};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Extension, Path, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, header};
 use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
@@ -175,7 +175,7 @@ pub(crate) async fn completions(
         if let Some(trace) = &outcome.trace {
             body["databricks_output"] = json!({"trace": trace});
         }
-        return Ok(Json(body).into_response());
+        return Ok(json_answer(&body));
     }
 
     let mut events = vec![ids.chunk(json!({"role": "assistant", "content": ""}), None)];
@@ -275,4 +275,15 @@ pub(crate) async fn model(
     state.auth.authenticate(&headers, peer).await?;
     check_model(&state, Some(&model))?;
     Ok(Json(model_object(&state)))
+}
+
+/// A run's answer as a JSON response. Written into room for a typical answer's body (1–2 kB)
+/// rather than `Json`'s 128 bytes doubled four or five times, a copy each time.
+pub(crate) fn json_answer(body: &Value) -> Response {
+    let mut bytes = Vec::with_capacity(2048);
+    match serde_json::to_writer(&mut bytes, body) {
+        Ok(()) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+        // A JSON value always serializes; `Json` answers the impossible failure as usual.
+        Err(_) => Json(body).into_response(),
+    }
 }

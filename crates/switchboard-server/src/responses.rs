@@ -17,7 +17,6 @@ use crate::params::Api;
 use crate::run::{self, Decided, Outcome};
 use crate::stored;
 use crate::{ApiError, AppState, unix_secs};
-use axum::Json;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Extension, Path, State};
 use axum::http::HeaderMap;
@@ -208,7 +207,7 @@ async fn respond(
         if let Some(trace) = &outcome.trace {
             body["databricks_output"] = json!({"trace": trace});
         }
-        return Ok(Json(body).into_response());
+        return Ok(crate::chat::json_answer(&body));
     }
 
     let mut seq = Sequence { next: 0, framing };

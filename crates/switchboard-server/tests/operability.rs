@@ -44,6 +44,33 @@ impl Router for FanOut {
     }
 }
 
+/// Panics when called.
+struct Panicker {
+    spec: AgentSpec,
+}
+
+#[async_trait]
+impl Agent for Panicker {
+    fn spec(&self) -> &AgentSpec {
+        &self.spec
+    }
+    async fn invoke(&self, _ctx: &RunContext, _input: &AgentInput) -> Result<AgentOutput> {
+        panic!("{} broke", self.spec.name)
+    }
+}
+
+/// Sends each question to the agents it names.
+struct Named(Vec<String>);
+
+#[async_trait]
+impl Router for Named {
+    async fn route(&self, _ctx: &RunContext, question: &str, _history: &[Message]) -> Result<RouteDecision> {
+        let named = self.0.iter().filter(|a| question.contains(a.as_str()));
+        let calls = named.map(|a| RoutedCall { agent: a.clone(), input: question.into(), score: 1.0 });
+        Ok(RouteDecision::Agents { calls: calls.collect() })
+    }
+}
+
 fn spec(name: &str) -> AgentSpec {
     AgentSpec {
         name: name.into(),
@@ -61,28 +88,26 @@ fn spec(name: &str) -> AgentSpec {
 }
 
 /// A server whose supervisor fans out to two agents that each take `delay`, with a request
-/// deadline of `deadline`. Everything but the supervisor (identity, store, configuration) is the
-/// demo's; the supervisor is assembled through the library over the real hop pipeline and store.
+/// deadline of `deadline`.
 async fn slow_server(delay: Duration, deadline: Duration) -> Server {
+    let names = vec!["slow_a".to_string(), "slow_b".to_string()];
+    let agents = names.iter().map(|n| Arc::new(Sleeper { spec: spec(n), delay }) as Arc<dyn Agent>).collect();
+    library_server(agents, Arc::new(FanOut(names)), deadline).await
+}
+
+/// A server whose supervisor routes with `router` over `agents`, with a request deadline of
+/// `deadline`. Everything but the supervisor (identity, store, configuration) is the demo's; the
+/// supervisor is assembled through the library over the real hop pipeline and store.
+async fn library_server(agents: Vec<Arc<dyn Agent>>, router: Arc<dyn Router>, deadline: Duration) -> Server {
     let (mut runtime, dir) =
         common::demo_runtime(|c| c.config.supervisor.deadline_ms = deadline.as_millis() as u64).await;
     let store = runtime.store.clone();
     let sink: Arc<dyn TelemetrySink> = store.clone();
     let gateway =
         Arc::new(Gateway::builder(sink.clone(), Arc::new(layers::StandardCredentials::new("sp"))).build());
-    let names = vec!["slow_a".to_string(), "slow_b".to_string()];
-    let agents: Vec<Arc<dyn Agent>> =
-        names.iter().map(|n| Arc::new(Sleeper { spec: spec(n), delay }) as Arc<dyn Agent>).collect();
     let name = runtime.supervisor.name().to_string();
-    runtime.supervisor = Arc::new(Supervisor::new(
-        Arc::new(spec(&name)),
-        agents,
-        Arc::new(FanOut(names)),
-        gateway,
-        sink,
-        store,
-        None,
-    ));
+    runtime.supervisor =
+        Arc::new(Supervisor::new(Arc::new(spec(&name)), agents, router, gateway, sink, store, None));
     Server::start(runtime, Some(dir)).await
 }
 
@@ -180,4 +205,33 @@ async fn graceful_shutdown_lets_in_flight_requests_finish_and_flushes_the_store(
     let rows = store.audit_for_request(&request_id).await.unwrap();
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert!(rows.iter().all(|r| r.decision == AuditDecision::Allowed));
+}
+
+#[tokio::test]
+async fn an_agent_that_panics_fails_its_own_step_and_the_server_goes_on() {
+    let agents: Vec<Arc<dyn Agent>> = vec![
+        Arc::new(Panicker { spec: spec("broken") }),
+        Arc::new(Sleeper { spec: spec("steady"), delay: Duration::ZERO }),
+    ];
+    let router = Arc::new(Named(vec!["broken".into(), "steady".into()]));
+    let server = library_server(agents, router, Duration::from_secs(30)).await;
+    let ask = |q: &str| json!({"messages": [{"role": "user", "content": q}]});
+    let chat = |q: &'static str| {
+        let server = &server;
+        async move { parts(post(server, "/v1/chat/completions", Some("carol@example.com"), ask(q)).await).await }
+    };
+
+    // Alone, it runs in the run's own task: the panic fails the run, not the process.
+    let (status, _, body) = chat("ask broken").await;
+    assert_eq!(status, 500, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("the agent failed unexpectedly"), "{body}");
+
+    // Beside another agent, in a task of its own: the other's answer still comes back.
+    let (status, _, body) = chat("ask broken and steady").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["choices"][0]["message"]["content"].as_str().unwrap().contains("steady is done"), "{body}");
+
+    let (status, _, body) = chat("ask steady").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["choices"][0]["message"]["content"].as_str().unwrap().contains("steady is done"), "{body}");
 }

@@ -23,6 +23,7 @@ pub mod memory;
 mod payload;
 mod postgres;
 mod queue;
+mod queued_span;
 mod schema;
 mod spill;
 mod sqlite;

@@ -12,6 +12,7 @@ mod grants;
 use crate::behind::{merge_turns, pending_response};
 use crate::payload::{PayloadFilter, PayloadRow};
 use crate::queue::{Batches, Record, Unavailable, WriteQueue};
+use crate::queued_span::QueuedSpan;
 use crate::spill::SpillConfig;
 use crate::usage::{AuditFilter, UsageGroup, UsageRow, UsageTotal, with_grand_total};
 use crate::{ConnectionGrant, QUEUE_CAPACITY, SCHEMA_VERSION, Store, StoredResponse, check_grant_names};
@@ -1376,7 +1377,7 @@ impl Columns {
         }
     }
 
-    fn push_span(&mut self, span: &SpanRecord) {
+    fn push_span(&mut self, span: &QueuedSpan) {
         let (Ok(start), Ok(end)) = (i64::try_from(span.start_unix_nano), i64::try_from(span.end_unix_nano))
         else {
             tracing::warn!("store: span rejected: a timestamp is beyond the range PostgreSQL stores");
@@ -1396,8 +1397,8 @@ impl Columns {
         s.status.push(status_name(span.status));
         s.status_message.push(span.status_message.as_deref().map(owned));
         s.attributes.push(attributes_json(&span.attributes));
-        if let Some(row) = UsageRow::from_span(span) {
-            self.usage.push(row);
+        if let Some(row) = &span.usage {
+            self.usage.push(row.clone());
         }
     }
 
@@ -1438,12 +1439,17 @@ fn owned(s: &str) -> String {
     clean(s).into_owned()
 }
 
-/// The attributes as JSON for the JSONB column, with NULs replaced as in [`clean`] (JSONB
+/// The attributes' JSON `text` for the JSONB column, with NULs replaced as in [`clean`] (JSONB
 /// rejects `\u0000`).
-fn attributes_json(attributes: &serde_json::Map<String, serde_json::Value>) -> String {
-    let json = serde_json::Value::Object(attributes.clone());
-    let text = json.to_string();
-    if text.contains("\\u0000") { clean_json(json).to_string() } else { text }
+fn attributes_json(text: &str) -> String {
+    if !text.contains("\\u0000") {
+        return text.to_string();
+    }
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(json) => clean_json(json).to_string(),
+        // Made by serializing a map, so it parses; were it not JSON, the insert says so.
+        Err(_) => text.to_string(),
+    }
 }
 
 fn clean_json(value: serde_json::Value) -> serde_json::Value {
@@ -1682,7 +1688,8 @@ mod tests {
         let mut attrs = serde_json::Map::new();
         attrs.insert("k\0".into(), serde_json::json!(["x\0", {"y": "z\0"}, 1]));
         attrs.insert("literal".into(), serde_json::json!("\\u0000 stays"));
-        let json: serde_json::Value = serde_json::from_str(&attributes_json(&attrs)).unwrap();
+        let text = serde_json::Value::Object(attrs).to_string();
+        let json: serde_json::Value = serde_json::from_str(&attributes_json(&text)).unwrap();
         assert_eq!(json["k\u{FFFD}"], serde_json::json!(["x\u{FFFD}", {"y": "z\u{FFFD}"}, 1]));
         assert_eq!(json["literal"], "\\u0000 stays");
     }

@@ -24,6 +24,7 @@
 use crate::StoredResponse;
 use crate::behind::WriteBehind;
 use crate::payload::PayloadRow;
+use crate::queued_span::QueuedSpan;
 use crate::spill::{Spill, SpillConfig};
 use serde::{Deserialize, Serialize};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
@@ -54,8 +55,8 @@ pub(crate) const MAX_RETRY: Duration = Duration::from_secs(5);
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Record {
-    /// A span; its span id makes its insert idempotent.
-    Span(Box<SpanRecord>),
+    /// A span; its request and span id make its insert idempotent.
+    Span(Box<QueuedSpan>),
     /// An audit row and the id, unique to it, that makes its insert idempotent.
     Audit {
         /// The row id (`audit.row_id`), assigned when the row is queued.
@@ -533,7 +534,7 @@ impl Drop for WriteQueue {
 
 impl TelemetrySink for WriteQueue {
     fn span(&self, span: SpanRecord) {
-        self.enqueue(Record::Span(Box::new(span)));
+        self.enqueue(Record::Span(Box::new(span.into())));
     }
 
     fn audit(&self, record: AuditRecord) {

@@ -334,20 +334,23 @@ mod tests {
     use switchboard_core::{SpanKind, SpanRecord, SpanStatus};
 
     fn span(n: u64) -> Record {
-        Record::Span(Box::new(SpanRecord {
-            request_id: "r".into(),
-            trace_id: "t".into(),
-            span_id: format!("s{n}"),
-            parent_id: None,
-            name: "execute_tool x".into(),
-            kind: SpanKind::Tool,
-            agent: None,
-            start_unix_nano: n,
-            end_unix_nano: n + 1,
-            status: SpanStatus::Ok,
-            status_message: None,
-            attributes: serde_json::Map::new(),
-        }))
+        Record::Span(Box::new(
+            SpanRecord {
+                request_id: "r".into(),
+                trace_id: "t".into(),
+                span_id: format!("s{n}"),
+                parent_id: None,
+                name: "execute_tool x".into(),
+                kind: SpanKind::Tool,
+                agent: None,
+                start_unix_nano: n,
+                end_unix_nano: n + 1,
+                status: SpanStatus::Ok,
+                status_message: None,
+                attributes: serde_json::Map::new(),
+            }
+            .into(),
+        ))
     }
 
     fn ids(records: &[Record]) -> Vec<String> {

@@ -3,6 +3,7 @@
 use crate::behind::{merge_turns, pending_response};
 use crate::payload::{PayloadFilter, PayloadRow};
 use crate::queue::{Record, Unavailable, WriteQueue};
+use crate::queued_span::QueuedSpan;
 use crate::spill::SpillConfig;
 use crate::usage::{AuditFilter, UsageGroup, UsageRow, UsageTotal};
 use crate::{ConnectionGrant, Store, StoredResponse, check_grant_names, schema};
@@ -631,17 +632,12 @@ fn write_batch(conn: &mut Connection, batch: &[Record]) -> rusqlite::Result<usiz
         let mut audit = tx.prepare_cached(INSERT_AUDIT)?;
         let mut usage = tx.prepare_cached(INSERT_USAGE)?;
         let mut payloads = tx.prepare_cached(INSERT_PAYLOAD)?;
-        // One buffer for every span's attributes: written afresh, a span's JSON grew its own
-        // string a doubling at a time, a dozen allocations for a kilobyte.
-        let mut json = Vec::with_capacity(4 * 1024);
         for record in batch {
             let inserted = match record {
-                Record::Span(span) => {
-                    insert_span(&mut spans, span, &mut json).and_then(|()| match UsageRow::from_span(span) {
-                        Some(row) => insert_usage(&mut usage, &row),
-                        None => Ok(()),
-                    })
-                }
+                Record::Span(span) => insert_span(&mut spans, span).and_then(|()| match &span.usage {
+                    Some(row) => insert_usage(&mut usage, row),
+                    None => Ok(()),
+                }),
                 Record::Audit { id, row } => insert_audit(&mut audit, id, row),
                 Record::Payload { id, row } => insert_payload(&mut payloads, id, row),
                 Record::Turn { id, thread_id, request_id, message, created_unix_ms } => {
@@ -677,16 +673,7 @@ fn write_batch(conn: &mut Connection, batch: &[Record]) -> rusqlite::Result<usiz
     Ok(skipped)
 }
 
-/// Inserts `span`, writing its attributes' JSON into `json` (cleared first).
-fn insert_span(
-    stmt: &mut CachedStatement<'_>,
-    span: &SpanRecord,
-    json: &mut Vec<u8>,
-) -> rusqlite::Result<()> {
-    let conversion = |e: Box<dyn std::error::Error + Send + Sync>| rusqlite::Error::ToSqlConversionFailure(e);
-    json.clear();
-    serde_json::to_writer(&mut *json, &span.attributes).map_err(|e| conversion(Box::new(e)))?;
-    let attributes = std::str::from_utf8(json).map_err(|e| conversion(Box::new(e)))?;
+fn insert_span(stmt: &mut CachedStatement<'_>, span: &QueuedSpan) -> rusqlite::Result<()> {
     stmt.execute(params![
         span.request_id,
         span.trace_id,
@@ -699,7 +686,7 @@ fn insert_span(
         to_i64(span.end_unix_nano)?,
         status_name(span.status),
         span.status_message,
-        attributes,
+        span.attributes,
     ])
     .map(drop)
 }

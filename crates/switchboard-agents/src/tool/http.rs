@@ -553,7 +553,7 @@ impl HttpToolAgent {
         grant.record("http.request.method", s.method.as_str());
         grant.record("server.address", host.as_str());
         grant.record("url.template", s.path.as_str());
-        let mut request = grant.request(s.method.to_reqwest(), url.as_str())?.timeout(s.timeout);
+        let mut request = grant.request_url(s.method.to_reqwest(), url)?.timeout(s.timeout);
         for (name, value) in &s.headers {
             request = request.header(name, value);
         }

@@ -189,7 +189,7 @@ impl DatabricksGenie {
             if method == Method::POST {
                 self.pace().await?;
             }
-            let mut request = grant.request(method.clone(), url.as_str())?;
+            let mut request = grant.request_url(method.clone(), url.clone())?;
             if let Some(body) = body {
                 request = request.json(body);
             }
