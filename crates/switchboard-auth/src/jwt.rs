@@ -124,7 +124,8 @@ pub(crate) struct IssuerState {
 /// A verified token's claims and the issuer that vouched for them.
 pub(crate) struct Verified<'a> {
     pub issuer: &'a IssuerState,
-    pub claims: Map<String, Value>,
+    /// Shared with the verified-token cache: a hit hands them out without copying them.
+    pub claims: Arc<Map<String, Value>>,
 }
 
 /// The identity fields a verified token maps to.
@@ -247,6 +248,7 @@ impl Verifier {
             return Ok(Verified { issuer, claims });
         }
         let (i, claims) = self.verify_signature(token).await?;
+        let claims = Arc::new(claims);
         let issuer = &self.issuers[i];
         self.verified.insert(key, i, &claims, issuer.config.leeway_secs);
         Ok(Verified { issuer, claims })

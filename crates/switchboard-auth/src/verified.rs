@@ -52,12 +52,10 @@ impl VerifiedTokens {
     /// The issuer index and claims of the token with digest `key`, if it was verified and is
     /// still within its validity window; a stale entry is dropped, and the caller verifies anew
     /// (and so reports exactly why the token is no longer accepted).
-    pub fn get(&self, key: &[u8; 32]) -> Option<(usize, Map<String, Value>)> {
+    pub fn get(&self, key: &[u8; 32]) -> Option<(usize, Arc<Map<String, Value>>)> {
         let (now, instant) = (unix_now(), Instant::now());
-        let hit = self
-            .entries
-            .get(key)
-            .and_then(|e| e.usable(now, instant).then(|| (e.issuer, e.claims.as_ref().clone())));
+        let hit =
+            self.entries.get(key).and_then(|e| e.usable(now, instant).then(|| (e.issuer, e.claims.clone())));
         if hit.is_none() {
             self.entries.remove(key);
         }
@@ -66,7 +64,7 @@ impl VerifiedTokens {
 
     /// Remembers a token just verified by issuer `issuer`, whose leeway is `leeway_secs`. Claims
     /// without a numeric `exp` are not remembered (verification requires one anyway).
-    pub fn insert(&self, key: [u8; 32], issuer: usize, claims: &Map<String, Value>, leeway_secs: u64) {
+    pub fn insert(&self, key: [u8; 32], issuer: usize, claims: &Arc<Map<String, Value>>, leeway_secs: u64) {
         let leeway = leeway_secs.min(i64::MAX as u64) as i64;
         let Some(exp) = claims.get("exp").and_then(Value::as_i64) else { return };
         let valid_from = claims.get("nbf").and_then(Value::as_i64).map(|nbf| nbf.saturating_sub(leeway));
@@ -81,7 +79,7 @@ impl VerifiedTokens {
             key,
             Entry {
                 issuer,
-                claims: Arc::new(claims.clone()),
+                claims: claims.clone(),
                 valid_from,
                 valid_until: exp.saturating_add(leeway),
                 reuse_until: Instant::now() + MAX_AGE,
@@ -100,8 +98,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn claims(value: Value) -> Map<String, Value> {
-        value.as_object().cloned().unwrap_or_default()
+    fn claims(value: Value) -> Arc<Map<String, Value>> {
+        Arc::new(value.as_object().cloned().unwrap_or_default())
     }
 
     #[test]
