@@ -4,6 +4,7 @@
 use serde_json::Value;
 use std::collections::HashSet;
 use std::process::{Command, Output};
+use switchboard_testkit::Serve;
 
 struct Demo {
     home: tempfile::TempDir,
@@ -405,4 +406,35 @@ fn serve_refuses_the_development_identity_provider_on_a_public_address() {
         stderr.contains("development identity provider") && stderr.contains("--dev-idp-on-public-address"),
         "{stderr}"
     );
+}
+
+/// Tests run in parallel and each starts servers: two started at once get ports of their own,
+/// and a server whose port is taken fails to start, saying why, instead of the harness taking
+/// the other server's answers for its own (which once had a CI run load a server that another
+/// test then killed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_started_at_once_never_share_a_port_or_pass_for_each_other() {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_switchboard"));
+    let (one, two) = (Demo::new(), Demo::new());
+    let (home_one, home_two) = (one.home.path().display().to_string(), two.home.path().display().to_string());
+    let (envs_one, envs_two) =
+        ([("SWITCHBOARD_HOME", home_one.as_str())], [("SWITCHBOARD_HOME", home_two.as_str())]);
+    let (first, second) =
+        tokio::join!(Serve::start(bin, None, &envs_one), Serve::start(bin, None, &envs_two));
+    assert_ne!(first.url(), second.url());
+
+    let port: u16 = first.url().rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port in the URL");
+    let third = Demo::new();
+    let taken = tokio::spawn(async move {
+        let home = third.home.path().display().to_string();
+        Serve::start_on(bin, None, port, &[("SWITCHBOARD_HOME", &home)]).await
+    });
+    let panic = taken.await.expect_err("a server on a taken port must not come up").into_panic();
+    let message = panic.downcast_ref::<String>().map(String::as_str).unwrap_or("(not a text panic)");
+    assert!(
+        message.contains("the process exited") && message.contains("Address already in use"),
+        "{message}"
+    );
+    let health = reqwest::get(format!("{}/health", first.url())).await.expect("the first server answers");
+    assert_eq!(health.status(), 200);
 }

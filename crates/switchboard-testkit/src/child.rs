@@ -143,6 +143,34 @@ impl Child {
         .await
     }
 
+    /// Waits until a line of the log (see [`Child::spawn`]) gives `find` something and returns
+    /// it; panics at once, with the log, if the process exits first, or after `timeout`.
+    ///
+    /// What a process says about itself settles what a probe from outside cannot: that the
+    /// socket answering on a port is this process's and not another's that took the port first.
+    pub async fn wait_for_log_line<T>(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        find: impl Fn(&str) -> Option<T>,
+    ) -> T {
+        let log = self.log.clone();
+        crate::wait_until(
+            what,
+            timeout,
+            || {
+                let found = log
+                    .as_deref()
+                    .and_then(|path| std::fs::read_to_string(path).ok())
+                    .and_then(|text| text.lines().find_map(&find));
+                std::future::ready(found)
+            },
+            || exited(&mut self.process),
+            || crate::log_report(self.log.as_deref()),
+        )
+        .await
+    }
+
     /// Waits until a TCP connection to `addr` succeeds, like [`crate::wait_for_port`], but panics
     /// at once, with the log, if the process exits first.
     pub async fn wait_for_port(&mut self, addr: &str, timeout: Duration) {

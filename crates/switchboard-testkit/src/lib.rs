@@ -58,12 +58,26 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repository root")
 }
 
-/// A free loopback port: bound, read and released for a server to take.
+/// A free loopback port: bound, read and released for a server to take. Never the same port
+/// twice in one test process, since the kernel may hand a just-released port out again and
+/// tests run in parallel.
 ///
-/// Another process could take it in between; the kernel rarely hands a just-released port out
-/// again, and a fixed URL known before the server starts is worth that small risk.
+/// Another process could still take it in between; a fixed URL known before the server starts
+/// is worth that small risk. Servers that need no fixed URL should bind port 0 themselves
+/// ([`Serve::start`] does).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Waits until `url` answers HTTP at all (any status) and returns that status; panics after

@@ -24,25 +24,33 @@ pub struct Serve {
 }
 
 impl Serve {
-    /// Runs `bin serve --addr 127.0.0.1:PORT` on a free port, with `--config config` when given
-    /// (else the built-in demo), and waits until `/health` answers. Panics with the log when the
-    /// server exits or does not answer within a minute.
+    /// Runs `bin serve --addr 127.0.0.1:0`, with `--config config` when given (else the built-in
+    /// demo), reads the port it bound from its log and waits until `/health` answers. Panics with
+    /// the log when the server exits or does not answer within a minute.
+    ///
+    /// The kernel picks the port as the server binds it, so two servers started at once (tests
+    /// run in parallel) can never be handed the same one.
     pub async fn start(bin: &Path, config: Option<&Path>, envs: &[(&str, &str)]) -> Self {
-        Self::start_on(bin, config, crate::free_port(), envs).await
+        Self::launch(bin, config, 0, envs).await
     }
 
     /// [`Serve::start`] on a given `port`, for servers whose URLs must be known before they
     /// start (two servers that call each other: pick both with [`crate::free_port`] first).
+    /// Panics, with the log, when another process holds the port.
     pub async fn start_on(bin: &Path, config: Option<&Path>, port: u16, envs: &[(&str, &str)]) -> Self {
+        assert_ne!(port, 0, "Serve::start_on needs a port; Serve::start lets the kernel pick one");
+        Self::launch(bin, config, port, envs).await
+    }
+
+    async fn launch(bin: &Path, config: Option<&Path>, port: u16, envs: &[(&str, &str)]) -> Self {
         let log = tempfile::Builder::new()
             .prefix("switchboard-serve-")
             .suffix(".log")
             .tempfile()
             .expect("a log file for switchboard serve")
             .into_temp_path();
-        let addr = format!("127.0.0.1:{port}");
         let mut command = Command::new(bin);
-        command.args(["serve", "--addr", &addr]);
+        command.args(["serve", "--addr", &format!("127.0.0.1:{port}")]);
         if let Some(config) = config {
             command.arg("--config").arg(config);
         }
@@ -55,11 +63,17 @@ impl Serve {
         }
         command.env("NO_COLOR", "1").envs(envs.iter().copied());
         let mut child = Child::spawn(&mut command, &log);
-        let url = format!("http://{addr}");
         let what = match config {
-            Some(config) => format!("switchboard serve --config {} at {url}", config.display()),
-            None => format!("switchboard serve (built-in demo) at {url}"),
+            Some(config) => format!("switchboard serve --config {}", config.display()),
+            None => "switchboard serve (built-in demo)".to_string(),
         };
+        // Its own line, printed once it holds the socket: a `/health` probe alone could be
+        // answered by another server on the same port.
+        let url = child.wait_for_log_line(&what, START_TIMEOUT, serving_url).await;
+        if port != 0 {
+            assert_eq!(url, format!("http://127.0.0.1:{port}"), "{what} bound another address");
+        }
+        let what = format!("{what} at {url}");
         child.wait_for_http_as(&what, &format!("{url}/health"), START_TIMEOUT).await;
         Self { child, url, log: Some(log) }
     }
@@ -109,6 +123,14 @@ impl Drop for Serve {
             }
         }
     }
+}
+
+/// The URL in the line `switchboard serving `NAME` on URL` that `switchboard serve` prints once
+/// it is listening.
+fn serving_url(line: &str) -> Option<String> {
+    let rest = line.strip_prefix("switchboard serving `")?;
+    let (_, url) = rest.rsplit_once("` on ")?;
+    Some(url.trim().to_string())
 }
 
 /// Runs the `switchboard` binary `bin` with `args` (and `envs`, without `SWITCHBOARD_HOME` and
