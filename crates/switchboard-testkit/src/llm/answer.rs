@@ -3,7 +3,8 @@
 use super::request::View;
 use super::script::{Reply, Rule, Script, When, example_for};
 use serde_json::{Value, json};
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock, PoisonError};
 use tiktoken_rs::CoreBPE;
 
 /// What the model says.
@@ -42,12 +43,31 @@ fn bpe() -> Option<&'static CoreBPE> {
     BPE.get_or_init(|| tiktoken_rs::cl100k_base().ok()).as_ref()
 }
 
+/// How many distinct texts [`count`] remembers before it starts over.
+const COUNTS_REMEMBERED: usize = 4096;
+
 /// `cl100k_base` tokens in `text`, as the project's own client counts them.
+///
+/// Remembered per text: a benchmark sends the same prompts thousands of times, and encoding a
+/// routing prompt of a few kB took 40% of this server's CPU, which it shares with the runtime
+/// under test on the same cores.
 pub(crate) fn count(text: &str) -> u64 {
-    match bpe() {
+    static COUNTS: OnceLock<Mutex<HashMap<String, u64>>> = OnceLock::new();
+    let counts = COUNTS.get_or_init(Mutex::default);
+    let remembered = counts.lock().unwrap_or_else(PoisonError::into_inner).get(text).copied();
+    if let Some(n) = remembered {
+        return n;
+    }
+    let n = match bpe() {
         Some(bpe) => bpe.encode_ordinary(text).len() as u64,
         None => (text.len() as u64).div_ceil(4),
+    };
+    let mut counts = counts.lock().unwrap_or_else(PoisonError::into_inner);
+    if counts.len() >= COUNTS_REMEMBERED {
+        counts.clear();
     }
+    counts.insert(text.to_string(), n);
+    n
 }
 
 /// `text` split into its tokens' texts (they concatenate back to it), for streaming token by
