@@ -14,6 +14,12 @@
 #[path = "../load/measure.rs"]
 mod measure;
 
+/// The allocator the `switchboard` binary ships with, as a program embedding the library would
+/// choose it (README, Performance, "Allocator and verified-token cache").
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use measure::{SCENARIO_QUESTIONS, SCENARIO_USER};
 use serde_json::{Value, json};
 use std::path::PathBuf;

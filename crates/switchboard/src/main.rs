@@ -1,12 +1,8 @@
 //! The `switchboard` command.
 
-mod cli;
-
-/// mimalloc rather than the system allocator, with `--features mimalloc`: a served run allocates
-/// and frees many small objects across threads, where glibc malloc shows up in profiles.
 #[cfg(feature = "mimalloc")]
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+mod allocator;
+mod cli;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
