@@ -348,13 +348,16 @@ impl LlmClient {
         let parsed = match on_delta {
             Some(on_delta) if status.is_success() => read_stream(response, on_delta).await?,
             _ => {
-                let text = response.text().await.map_err(|e| {
+                // Parsed from the bytes: serde_json checks the UTF-8 of what it reads, so a text
+                // copy (reqwest's `text()`, a pass over every byte) is made only to report an error.
+                let body = response.bytes().await.map_err(|e| {
                     Error::upstream(format!("LLM response could not be read: {}", e.without_url()))
                 })?;
                 if !status.is_success() {
+                    let text = String::from_utf8_lossy(&body);
                     return Err(Error::upstream(format!("LLM answered {status}: {}", truncate(&text, 300))));
                 }
-                parse_response(&text)?
+                parse_response(&body)?
             }
         };
         // What the server left out is counted here, in the model's encoding, so the
@@ -697,9 +700,10 @@ struct WireFunction {
     arguments: String,
 }
 
-/// Parses an OpenAI chat completion body.
-pub fn parse_response(text: &str) -> Result<ChatResponse> {
-    let wire: WireResponse = serde_json::from_str(text)
+/// Parses an OpenAI chat completion body: JSON, which is UTF-8, so a body that is not is refused
+/// rather than repaired.
+pub fn parse_response(body: impl AsRef<[u8]>) -> Result<ChatResponse> {
+    let wire: WireResponse = serde_json::from_slice(body.as_ref())
         .map_err(|e| Error::upstream(format!("LLM response is not a chat completion: {e}")))?;
     let choice =
         wire.choices.into_iter().next().ok_or_else(|| Error::upstream("LLM response has no choices"))?;
@@ -795,6 +799,11 @@ mod tests {
     #[test]
     fn rejects_malformed_bodies_with_a_clear_message() {
         assert!(parse_response("not json").unwrap_err().message.contains("not a chat completion"));
+        // JSON is UTF-8: a body that is not is refused, not repaired.
+        let not_utf8: &[u8] = b"{\"choices\":[{\"message\":{\"content\":\"caf\xe9\"}}]}";
+        assert!(parse_response(not_utf8).unwrap_err().message.contains("not a chat completion"));
+        let utf8 = "{\"choices\":[{\"message\":{\"content\":\"caf\u{e9}\"}}]}";
+        assert_eq!(parse_response(utf8).expect("valid").content, "caf\u{e9}");
         assert!(parse_response(r#"{"choices":[]}"#).unwrap_err().message.contains("no choices"));
         let bad_args =
             r#"{"choices":[{"message":{"tool_calls":[{"function":{"name":"f","arguments":"{oops"}}]}}]}"#;
