@@ -6,6 +6,7 @@
 //! the same runs cost about 15% less CPU. The measurements are in the README, Performance,
 //! "Allocator and verified-token cache".
 
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -13,8 +14,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// `serve` calls it once start-up is done, on the thread that ran start-up. Building the runtime
 /// (the router's training, the demo's data) frees most of what it allocates. mimalloc returns
 /// freed memory only while allocating, a second after it was freed, so an idle server kept it:
-/// about 2 MB of idle RSS.
+/// about 2 MB of idle RSS. The system allocator needs nothing here.
 pub fn release_freed_memory() {
     // SAFETY: collects the calling thread's own heap; `force` also purges the arenas' free pages.
-    unsafe { libmimalloc_sys::mi_collect(true) };
+    #[cfg(feature = "mimalloc")]
+    unsafe {
+        libmimalloc_sys::mi_collect(true)
+    };
 }

@@ -1,6 +1,5 @@
 //! The `switchboard` command.
 
-#[cfg(feature = "mimalloc")]
 mod allocator;
 mod cli;
 

@@ -37,7 +37,6 @@ pub async fn run(config: Option<&Path>, addr: &str, dev_idp_on_public_address: b
              identity and its key is in the data directory; never use this in production (configure [auth])"
         );
     }
-    #[cfg(feature = "mimalloc")]
     crate::allocator::release_freed_memory();
     // Printed once the socket is held; the test harness (`switchboard_testkit::Serve`) reads the
     // bound address from this line, so keep its shape.
