@@ -21,8 +21,8 @@ pub struct LlmRouter {
     tools: Vec<ToolDef>,
     system_prompt: String,
     /// Narrows the tools offered, and supplies candidates when the model asks a question
-    /// instead of calling a tool.
-    lexical: LexicalRouter,
+    /// instead of calling a tool. Shared: the supervisor attributes history with the same one.
+    lexical: Arc<LexicalRouter>,
     /// The most agents offered when the offline router is confident; 0 offers every agent.
     shortlist: usize,
 }
@@ -40,7 +40,7 @@ impl LlmRouter {
         client: LlmClient,
         agents: &[Arc<AgentSpec>],
         system_prompt: String,
-        lexical: LexicalRouter,
+        lexical: Arc<LexicalRouter>,
     ) -> Self {
         let tools = agents
             .iter()

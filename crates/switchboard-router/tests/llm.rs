@@ -74,7 +74,7 @@ async fn fixture() -> Fixture {
     let llm_spec = common::spec("router_llm", AgentKind::Supervisor, "routing model", &[]);
     let client = LlmClient::new(gw.egress(llm_spec), llm.base_url(), "test-model");
     let agents = common::demo_agents();
-    let lexical = LexicalRouter::new(&agents, LexicalRouter::DEFAULT_THRESHOLD);
+    let lexical = Arc::new(LexicalRouter::new(&agents, LexicalRouter::DEFAULT_THRESHOLD));
     let router = LlmRouter::new(client, &agents, "Route the request.".into(), lexical);
     let caller = Caller::new("u1", "alice@example.com", vec!["west_sales".into()], AuthMethod::Development);
     Fixture { router, llm, sink, ctx: RunContext::new(caller, Duration::from_secs(10)) }

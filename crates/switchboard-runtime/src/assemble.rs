@@ -207,8 +207,9 @@ impl Runtime {
             cfg.llm.as_ref().map(|l| l.credential.clone()).unwrap_or_default(),
         ));
         let threshold = cfg.router.threshold.unwrap_or(LexicalRouter::DEFAULT_THRESHOLD);
-        // Trained once here (blocking: it reads documents), shared by routing and attribution.
-        let lexical = {
+        // Trained once here (blocking: it reads documents), shared by routing and attribution:
+        // one copy, not a clone each (about 350 kB for the demo's agents).
+        let lexical = Arc::new({
             let (specs, base) = (loaded.agents.clone(), loaded.base_dir.clone());
             tokio::task::spawn_blocking(move || -> Result<LexicalRouter> {
                 let topics = crate::routing::topics(&specs, &base)?;
@@ -216,7 +217,7 @@ impl Runtime {
             })
             .await
             .map_err(|e| Error::internal(format!("building the router panicked: {e}")))??
-        };
+        });
         let router: Arc<dyn switchboard_core::Router> = match (cfg.router.kind, &llm) {
             (RouterKind::Llm, Some(client)) => {
                 let template = prompt(&loaded, "router.j2", DEFAULT_ROUTER_PROMPT);
@@ -229,7 +230,7 @@ impl Runtime {
                         .with_shortlist(shortlist),
                 )
             }
-            _ => Arc::new(lexical.clone()),
+            _ => lexical.clone(),
         };
         let synthesizer = match &llm {
             Some(client) => Some(Synthesizer::new(

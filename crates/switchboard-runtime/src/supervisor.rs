@@ -208,7 +208,7 @@ pub struct Supervisor {
     /// deterministic and free, so the same history always gets the same owners. Trained on first
     /// use unless [`with_attributor`](Self::with_attributor) hands one over, so a supervisor
     /// assembled with the configured router never trains a second one.
-    attributor: OnceLock<LexicalRouter>,
+    attributor: OnceLock<Arc<LexicalRouter>>,
     /// The agents' specs in configuration order, which training the attributor depends on.
     ordered: Vec<Arc<AgentSpec>>,
     /// Endpoint-wide and per-agent guardrails.
@@ -244,13 +244,14 @@ impl Supervisor {
 
     /// Attributes client-sent history with `router` instead of a default lexical router; pass
     /// the configured lexical router so history is attributed exactly as it routes.
-    pub fn with_attributor(mut self, router: LexicalRouter) -> Self {
+    pub fn with_attributor(mut self, router: Arc<LexicalRouter>) -> Self {
         self.attributor = OnceLock::from(router);
         self
     }
 
     fn attributor(&self) -> &LexicalRouter {
-        self.attributor.get_or_init(|| LexicalRouter::new(&self.ordered, LexicalRouter::DEFAULT_THRESHOLD))
+        self.attributor
+            .get_or_init(|| Arc::new(LexicalRouter::new(&self.ordered, LexicalRouter::DEFAULT_THRESHOLD)))
     }
 
     /// The supervisor's name (the served model name).
