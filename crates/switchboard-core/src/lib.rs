@@ -20,7 +20,7 @@ mod telemetry;
 pub use agent::{Agent, AgentInput, AgentKind, AgentOutput, AgentSpec, Citation, MAX_AGENTS, OnDelta};
 pub use caller::{AuthMethod, Caller};
 pub use connection::{ConnectionAuth, ConnectionSpec};
-pub use context::{RequestId, RunContext, TraceContext, time_ordered_id};
+pub use context::{HexId, RequestId, RunContext, TraceContext, time_ordered_id};
 pub use credential::{Credential, CredentialMode, CredentialSpec, Principal, PrincipalKind, SecretRef};
 pub use error::{CONSENT_REQUIRED, Error, ErrorKind};
 pub use guardrail::{GuardrailConfig, PiiAction, PiiConfig, PiiKind, TopicConfig};

@@ -1,7 +1,6 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
-use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Nanoseconds since the Unix epoch, the time base of spans.
@@ -324,13 +323,11 @@ pub fn span_outputs(outputs: impl Serialize, message_text: Option<&str>) -> Vec<
 /// What identifies a question once its text is cut: `switchboard.question.length` (bytes) and
 /// `switchboard.question.sha256` (hex), so a stored span can still be matched to the question.
 pub fn question_attributes(question: &str) -> Vec<(&'static str, Value)> {
-    let digest = Sha256::digest(question.as_bytes());
-    let mut hex = String::with_capacity(2 * digest.len());
-    for b in digest {
-        // Writing to a String cannot fail.
-        let _ = write!(hex, "{b:02x}");
-    }
-    vec![("switchboard.question.length", json!(question.len())), ("switchboard.question.sha256", json!(hex))]
+    let digest = const_hex::encode(Sha256::digest(question.as_bytes()));
+    vec![
+        ("switchboard.question.length", json!(question.len())),
+        ("switchboard.question.sha256", json!(digest)),
+    ]
 }
 
 /// Caps every attribute value at [`MAX_ATTRIBUTE_BYTES`]: long strings are cut with a marker,

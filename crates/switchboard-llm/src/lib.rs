@@ -226,7 +226,7 @@ impl LlmClient {
 
     /// One completion, as a governed `llm` hop.
     pub async fn chat(&self, ctx: &RunContext, request: &ChatRequest) -> Result<ChatResponse> {
-        self.complete(ctx, request_body(request, None, false), None).await
+        self.complete(ctx, request_body(request, None, false), Some(request_inputs(request)), None).await
     }
 
     /// One completion streamed (`stream: true`, with `stream_options.include_usage`): `on_delta`
@@ -246,7 +246,7 @@ impl LlmClient {
     ) -> Result<ChatResponse> {
         let body = request_body(&request, None, true);
         drop(request);
-        self.complete(ctx, body, Some(on_delta)).await
+        self.complete(ctx, body, None, Some(on_delta)).await
     }
 
     /// One completion whose reply is constrained by OpenAI's `response_format` (e.g.
@@ -258,16 +258,18 @@ impl LlmClient {
         request: &ChatRequest,
         response_format: &Value,
     ) -> Result<ChatResponse> {
-        self.complete(ctx, request_body(request, Some(response_format), false), None).await
+        let body = request_body(request, Some(response_format), false);
+        self.complete(ctx, body, Some(request_inputs(request)), None).await
     }
 
     /// Sends `body` (see [`request_body`]) to the primary, then to the fallbacks while they
-    /// may help. The body is all a call keeps of its request: the span's inputs and any token
-    /// count the server leaves out are read back from it.
+    /// may help. The span's inputs are `inputs`, or else read back from the body, which is all
+    /// a streamed call keeps of its request; so is any token count the server leaves out.
     async fn complete(
         &self,
         ctx: &RunContext,
         body: String,
+        inputs: Option<Vec<(&'static str, Value)>>,
         on_delta: Option<&OnDelta<'_>>,
     ) -> Result<ChatResponse> {
         // Whether any piece reached the caller: after that, another model's answer would be
@@ -286,12 +288,16 @@ impl LlmClient {
         for (i, target) in std::iter::once(&primary).chain(&self.fallbacks).enumerate() {
             let status = std::sync::atomic::AtomicU16::new(0);
             let call = |grant| {
-                let (body, status) = (&body, &status);
+                let (body, status, inputs) = (&body, &status, &inputs);
                 async move {
                     let result = self.call_once(&grant, target, body, i, status, sink).await;
-                    // Recorded once the call is over, from the body it keeps anyway, so a
-                    // conversation held open does not hold a second copy.
-                    record_inputs(&grant, body);
+                    // Those made from the request, or a streamed call's read back from the body
+                    // it keeps anyway, once the call is over, so that a conversation held open
+                    // does not hold a second copy.
+                    let inputs = inputs.clone().unwrap_or_else(|| body_inputs(body));
+                    for (key, value) in inputs {
+                        grant.record(key, value);
+                    }
                     result
                 }
             };
@@ -388,11 +394,7 @@ impl LlmClient {
 fn request_body(request: &ChatRequest, response_format: Option<&Value>, stream: bool) -> String {
     let tools = request_tools(&request.tools);
     let body = RequestBody {
-        messages: request
-            .messages
-            .iter()
-            .map(|m| RequestMessage { content: (&*m.content).into(), role: m.role.as_str().into() })
-            .collect(),
+        messages: request_messages(request),
         response_format,
         stream,
         stream_options: stream.then_some(StreamOptions { include_usage: true }),
@@ -512,18 +514,35 @@ struct SpanOutputs<'a> {
     tool_calls: &'a [ToolCall],
 }
 
-/// The LLM span's inputs, read back from the request body: the messages, and the tools offered
-/// by name (a router may offer a shortlist, and "why not that agent?" starts with whether it was
-/// offered).
-fn record_inputs(grant: &switchboard_govern::HopGrant, body: &str) {
-    let Ok(sent) = serde_json::from_str::<SentBody<'_>>(body) else { return };
-    let last_user = sent.messages.iter().rev().find(|m| m.role == Role::User.as_str());
-    let inputs = SpanInputs {
-        messages: &sent.messages,
-        tools: sent.tools.iter().map(|t| &*t.function.name).collect(),
-    };
-    for (key, value) in span_inputs(inputs, last_user.map(|m| &*m.content)) {
-        grant.record(key, value);
+/// The request's messages as the wire has them, borrowed.
+fn request_messages(request: &ChatRequest) -> Vec<RequestMessage<'_>> {
+    request
+        .messages
+        .iter()
+        .map(|m| RequestMessage { content: (&*m.content).into(), role: m.role.as_str().into() })
+        .collect()
+}
+
+/// The LLM span's input attributes: the messages, and the tools offered by name (a router may
+/// offer a shortlist, and "why not that agent?" starts with whether it was offered).
+fn input_attributes(messages: &[RequestMessage<'_>], tools: Vec<&str>) -> Vec<(&'static str, Value)> {
+    let last_user = messages.iter().rev().find(|m| m.role == Role::User.as_str());
+    span_inputs(SpanInputs { messages, tools }, last_user.map(|m| &*m.content))
+}
+
+/// The span's inputs of a call that is not streamed, made from its request, which the caller
+/// holds for the call anyway: reading them back from the body would parse all of it again, the
+/// tools' schemas most of it (2% of a served run's instructions).
+fn request_inputs(request: &ChatRequest) -> Vec<(&'static str, Value)> {
+    input_attributes(&request_messages(request), request.tools.iter().map(|t| &*t.name).collect())
+}
+
+/// The span's inputs read back from a request body: a streamed call's, whose request is dropped
+/// once written, so that a conversation held open holds its prompt once.
+fn body_inputs(body: &str) -> Vec<(&'static str, Value)> {
+    match serde_json::from_str::<SentBody<'_>>(body) {
+        Ok(sent) => input_attributes(&sent.messages, sent.tools.iter().map(|t| &*t.function.name).collect()),
+        Err(_) => Vec::new(),
     }
 }
 
@@ -745,6 +764,35 @@ mod tests {
             json!({"model": "gpt-4o \"mini\"", "messages": [{"role": "user", "content": "hi \"there\""}]})
         );
         assert_eq!(with_model("{}", "m"), r#"{"model":"m"}"#);
+    }
+
+    #[test]
+    fn span_inputs_made_from_the_request_read_as_those_read_back_from_its_body() {
+        let tool = |name: &str| ToolDef {
+            name: name.into(),
+            description: format!("{name} \"quoted\"\nand more"),
+            parameters: json!({"type": "object", "properties": {"question": {"type": "string"}}}),
+        };
+        let request = ChatRequest {
+            messages: vec![
+                Message::system("Route \"each\" request.\n\tTabs, \\ and é."),
+                Message::user("first"),
+                Message::assistant("an answer", None),
+                Message::user("What about \"hotels\"? 💡"),
+            ],
+            tools: vec![tool("sales"), tool("docs")],
+            temperature: Some(0.0),
+        };
+        let made = request_inputs(&request);
+        assert_eq!(made, body_inputs(&request_body(&request, None, false)));
+        assert_eq!(made, body_inputs(&request_body(&request, None, true)));
+        let keys: Vec<_> = made.iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, ["mlflow.spanInputs", "gen_ai.input.messages"]);
+        let inputs: Value = serde_json::from_str(made[0].1.as_str().expect("JSON text")).expect("JSON");
+        assert_eq!(inputs["tools"], json!(["sales", "docs"]));
+        assert_eq!(inputs["messages"][3]["content"], "What about \"hotels\"? 💡");
+        assert!(made[1].1.as_str().expect("JSON text").contains("hotels"), "the last user message");
+        assert!(body_inputs("not JSON").is_empty());
     }
 
     #[test]

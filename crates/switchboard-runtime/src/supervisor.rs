@@ -11,7 +11,7 @@ use serde_json::{Map, json};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 use switchboard_core::{
-    Agent, AgentInput, AgentOutput, AgentSpec, AuditDecision, AuditRecord, Caller, ErrorKind, HopKind,
+    Agent, AgentInput, AgentOutput, AgentSpec, AuditDecision, AuditRecord, Caller, ErrorKind, HexId, HopKind,
     Message, OnDelta, Role, RouteDecision, RoutedCall, Router, RunContext, SpanKind, SpanRecord, SpanStatus,
     TelemetrySink, TraceContext, cap_attributes, cap_text, question_attributes, span_inputs, span_outputs,
     unix_nanos_now,
@@ -347,7 +347,7 @@ impl Supervisor {
         let mut streamed = String::new();
         let mut response = RunResponse {
             request_id: ctx.request_id.to_string(),
-            trace_id: ctx.trace.trace_id.to_string(),
+            trace_id: ctx.trace.trace_id.hex(),
             status: RunStatus::Ok,
             answer: String::new(),
             agents: Vec::new(),
@@ -634,7 +634,7 @@ impl Supervisor {
         self.emit(ctx, root, Some(blocked.message.clone()), attrs);
         RunResponse {
             request_id: ctx.request_id.to_string(),
-            trace_id: ctx.trace.trace_id.to_string(),
+            trace_id: ctx.trace.trace_id.hex(),
             status: RunStatus::Blocked,
             answer: blocked.message,
             agents: Vec::new(),
@@ -651,7 +651,7 @@ impl Supervisor {
         let caller = &ctx.caller;
         self.sink.audit(AuditRecord {
             request_id: ctx.request_id.to_string(),
-            span_id: span.to_string(),
+            span_id: span.hex(),
             ts_unix_ms: unix_nanos_now() / 1_000_000,
             caller_email: caller.email().to_string(),
             caller_roles: caller.groups().join(","),
@@ -689,9 +689,9 @@ impl Supervisor {
         let parent = ctx.trace.parent_span_id;
         self.sink.span(SpanRecord {
             request_id: ctx.request_id.to_string(),
-            trace_id: ctx.trace.trace_id.to_string(),
-            span_id: span.id.to_string(),
-            parent_id: (parent != opentelemetry::trace::SpanId::INVALID).then(|| parent.to_string()),
+            trace_id: ctx.trace.trace_id.hex(),
+            span_id: span.id.hex(),
+            parent_id: (parent != opentelemetry::trace::SpanId::INVALID).then(|| parent.hex()),
             name: span.name,
             kind: span.kind,
             agent: Some(self.spec.name.clone()),

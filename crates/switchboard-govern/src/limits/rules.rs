@@ -4,7 +4,7 @@ use super::Mark;
 use crate::HopCall;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use switchboard_core::HopKind;
+use switchboard_core::{HexId, HopKind};
 
 /// A rate: queries per minute, tokens per minute, or both. `None` is unlimited.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -62,7 +62,7 @@ impl LimitRules {
     pub(crate) fn marks(&self, hop: &HopCall, phase: Phase) -> Vec<Mark> {
         let caller = &hop.ctx.caller;
         let request = hop.ctx.request_id.as_str();
-        let span = hop.span_id.to_string();
+        let span = hop.span_id.hex();
         let agent = hop.agent.name.as_str();
         let mut marks = Vec::new();
         let (user_rate, user_label) =
