@@ -15,6 +15,7 @@ pub use tokens::{count_prompt_tokens, count_tokens, count_tokens_for, encoding_f
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::borrow::Cow;
+use std::sync::Arc;
 use switchboard_core::{
     Error, ErrorKind, HopKind, Message, OnDelta, Result, Role, RunContext, span_inputs, span_outputs,
 };
@@ -27,8 +28,9 @@ pub struct ToolDef {
     pub name: String,
     /// What it does; the model reads this to choose.
     pub description: String,
-    /// JSON Schema of its arguments.
-    pub parameters: Value,
+    /// JSON Schema of its arguments. Shared, so that a tool offered on every call (a router's
+    /// agents, a tool agent's function) is offered without copying its schema each time.
+    pub parameters: Arc<Value>,
 }
 
 /// A call the model asked for.
@@ -771,7 +773,7 @@ mod tests {
         let tool = |name: &str| ToolDef {
             name: name.into(),
             description: format!("{name} \"quoted\"\nand more"),
-            parameters: json!({"type": "object", "properties": {"question": {"type": "string"}}}),
+            parameters: Arc::new(json!({"type": "object", "properties": {"question": {"type": "string"}}})),
         };
         let request = ChatRequest {
             messages: vec![

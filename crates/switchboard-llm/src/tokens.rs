@@ -120,7 +120,9 @@ mod tests {
         let tool = crate::ToolDef {
             name: "ask_policies".into(),
             description: "Answers questions about travel and expense policies.".into(),
-            parameters: serde_json::json!({"type": "object", "properties": {"question": {"type": "string"}}}),
+            parameters: std::sync::Arc::new(serde_json::json!({
+                "type": "object", "properties": {"question": {"type": "string"}}
+            })),
         };
         let request = ChatRequest {
             messages: vec![switchboard_core::Message::user("hello world")],

@@ -42,6 +42,13 @@ impl LlmRouter {
         system_prompt: String,
         lexical: Arc<LexicalRouter>,
     ) -> Self {
+        // What `question` holds is said once, in the router's prompt, rather than in every tool;
+        // so every tool takes the same arguments.
+        let parameters = Arc::new(json!({
+            "type": "object",
+            "properties": { "question": { "type": "string" } },
+            "required": ["question"]
+        }));
         let tools = agents
             .iter()
             .map(|spec| {
@@ -52,17 +59,7 @@ impl LlmRouter {
                     description.push_str("\nExamples: ");
                     description.push_str(&examples.join("; "));
                 }
-                ToolDef {
-                    name: spec.name.clone(),
-                    description,
-                    // What `question` holds is said once, in the router's prompt, rather than in
-                    // every tool.
-                    parameters: json!({
-                        "type": "object",
-                        "properties": { "question": { "type": "string" } },
-                        "required": ["question"]
-                    }),
-                }
+                ToolDef { name: spec.name.clone(), description, parameters: Arc::clone(&parameters) }
             })
             .collect();
         Self { client, tools, system_prompt, lexical, shortlist: Self::DEFAULT_SHORTLIST }

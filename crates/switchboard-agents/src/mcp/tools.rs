@@ -20,8 +20,8 @@ pub struct McpTool {
     pub title: Option<String>,
     /// What it does.
     pub description: String,
-    /// The JSON Schema of its arguments.
-    pub input_schema: Value,
+    /// The JSON Schema of its arguments, shared with the model's tool definition.
+    pub input_schema: Arc<Value>,
 }
 
 /// An allowed tool and its argument checker. A schema that does not compile is kept as the
@@ -65,7 +65,7 @@ impl ToolSet {
                 name: t.name.to_string(),
                 title: t.title.clone(),
                 description: t.description.as_deref().unwrap_or_default().to_string(),
-                input_schema: Value::Object((*t.input_schema).clone()),
+                input_schema: Arc::new(Value::Object((*t.input_schema).clone())),
             };
             let validator = ArgsValidator::new(&tool.name, &tool.input_schema)
                 .map_err(|e| Error::upstream(format!("the MCP server lists {}", e.message)));

@@ -103,8 +103,9 @@ pub struct HttpSettings {
     /// The path template (`/repos/{owner}/{repo}/issues`), joined onto the connection's base URL;
     /// an absolute URL is taken as is, and must still be one the connection allows.
     pub path: String,
-    /// The JSON Schema (an object schema) of the arguments.
-    pub schema: Value,
+    /// The JSON Schema (an object schema) of the arguments, shared with the model's tool
+    /// definition on every call.
+    pub schema: Arc<Value>,
     /// Arguments sent in the query string: those listed in `query`, and for `GET` and `DELETE`
     /// every argument not in the path or the body.
     pub query: Vec<String>,
@@ -313,7 +314,7 @@ impl HttpSettings {
         Ok(HttpSettings {
             method: raw.method,
             path,
-            schema,
+            schema: Arc::new(schema),
             query,
             body,
             sends_body: sends_body && (raw.method != HttpMethod::Get),

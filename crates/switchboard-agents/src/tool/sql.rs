@@ -425,7 +425,7 @@ pub struct SqlToolAgent {
     engine: Engine,
     /// The parameters as a JSON Schema: what a model's tool call is offered and what the
     /// offline extractor reads.
-    schema: Value,
+    schema: Arc<Value>,
     llm: Option<LlmClient>,
 }
 
@@ -459,7 +459,7 @@ impl SqlToolAgent {
         } else {
             Engine::Sqlite(SqlEngine::new(settings.database_path.clone(), exposed, settings.max_rows))
         };
-        let schema = settings.schema();
+        let schema = Arc::new(settings.schema());
         Ok(Self { spec, egress, settings, engine, schema, llm })
     }
 
