@@ -228,7 +228,7 @@ impl LlmClient {
 
     /// One completion, as a governed `llm` hop.
     pub async fn chat(&self, ctx: &RunContext, request: &ChatRequest) -> Result<ChatResponse> {
-        self.complete(ctx, request_body(request, None, false), Some(request_inputs(request)), None).await
+        self.complete(ctx, request_body(request, None, false), Some(request), None).await
     }
 
     /// One completion streamed (`stream: true`, with `stream_options.include_usage`): `on_delta`
@@ -261,17 +261,18 @@ impl LlmClient {
         response_format: &Value,
     ) -> Result<ChatResponse> {
         let body = request_body(request, Some(response_format), false);
-        self.complete(ctx, body, Some(request_inputs(request)), None).await
+        self.complete(ctx, body, Some(request), None).await
     }
 
     /// Sends `body` (see [`request_body`]) to the primary, then to the fallbacks while they
-    /// may help. The span's inputs are `inputs`, or else read back from the body, which is all
-    /// a streamed call keeps of its request; so is any token count the server leaves out.
+    /// may help. The span's inputs are made from `request`, or else read back from the body,
+    /// which is all a streamed call keeps of its request; so is any token count the server
+    /// leaves out.
     async fn complete(
         &self,
         ctx: &RunContext,
         body: String,
-        inputs: Option<Vec<(&'static str, Value)>>,
+        request: Option<&ChatRequest>,
         on_delta: Option<&OnDelta<'_>>,
     ) -> Result<ChatResponse> {
         // Whether any piece reached the caller: after that, another model's answer would be
@@ -290,13 +291,13 @@ impl LlmClient {
         for (i, target) in std::iter::once(&primary).chain(&self.fallbacks).enumerate() {
             let status = std::sync::atomic::AtomicU16::new(0);
             let call = |grant| {
-                let (body, status, inputs) = (&body, &status, &inputs);
+                let (body, status) = (&body, &status);
                 async move {
                     let result = self.call_once(&grant, target, body, i, status, sink).await;
                     // Those made from the request, or a streamed call's read back from the body
                     // it keeps anyway, once the call is over, so that a conversation held open
                     // does not hold a second copy.
-                    let inputs = inputs.clone().unwrap_or_else(|| body_inputs(body));
+                    let inputs = request.map_or_else(|| body_inputs(body), request_inputs);
                     for (key, value) in inputs {
                         grant.record(key, value);
                     }
