@@ -199,7 +199,7 @@ fn supervisor(c: &mut Criterion) {
         let runs = 2000u32;
         tokio.block_on(rt.store.flush());
         busy_ns.store(0, Ordering::Relaxed);
-        let writer_before = measure::threads_cpu(WRITER_THREADS);
+        let writer_before = measure::ThreadsUsage::of(WRITER_THREADS);
         let started = Instant::now();
         tokio.block_on(async {
             for _ in 0..runs {
@@ -209,7 +209,7 @@ fn supervisor(c: &mut Criterion) {
         let wall = started.elapsed() / runs;
         // What the store's writer thread spent committing these runs' rows, on the other core.
         tokio.block_on(rt.store.flush());
-        let writer = measure::threads_cpu(WRITER_THREADS).saturating_sub(writer_before) / runs;
+        let writer = measure::ThreadsUsage::of(WRITER_THREADS).since(writer_before).cpu / runs;
         let model = Duration::from_nanos(busy_ns.load(Ordering::Relaxed)) / runs;
         println!(
             "supervisor_run/{}: {:.1} µs a run outside the model ({:.1} µs in all, {:.1} µs inside the scripted model; {runs} runs in a row); the store's writer thread: {:.1} µs of CPU a run",

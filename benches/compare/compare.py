@@ -88,12 +88,26 @@ def cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def switches(pid):
+    """Context switches of process `pid`'s live threads so far, voluntary or not."""
+    n = 0
+    for task in pathlib.Path(f"/proc/{pid}/task").iterdir():
+        try:
+            status = (task / "status").read_text()
+        except OSError:
+            continue  # the thread exited meanwhile
+        n += sum(int(l.split()[1]) for l in status.splitlines()
+                 if l.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")))
+    return n
+
+
 def with_cpu(cmd, timeout, processes, env=None):
-    """Runs `cmd` like `run_json` and returns its JSON with `cpu_s`: the CPU seconds each of
-    `processes` (a name for each pid) used meanwhile."""
-    before = {name: cpu_s(pid) for name, pid in processes.items()}
+    """Runs `cmd` like `run_json` and returns its JSON with `cpu_s` and `switches`: the CPU seconds
+    and context switches each of `processes` (a name for each pid) used meanwhile."""
+    before = {name: (cpu_s(pid), switches(pid)) for name, pid in processes.items()}
     result = run_json(cmd, timeout=timeout, env=env)
-    result["cpu_s"] = {name: cpu_s(pid) - before[name] for name, pid in processes.items()}
+    result["cpu_s"] = {name: cpu_s(pid) - before[name][0] for name, pid in processes.items()}
+    result["switches"] = {name: switches(pid) - before[name][1] for name, pid in processes.items()}
     return result
 
 
@@ -248,6 +262,17 @@ def table(results, runs, sb_runs, short, profile):
         print(f"| {name} | {ms(own if own is not None else client):.3f} "
               f"| {'(the same process)' if own is None else f'{ms(client):.3f}'} | {ms(c32['cpu_s']['model']):.3f} "
               f"| {ms(total):.3f} | {total / c32['wall_s']:.2f} |")
+    print()
+    print("Context switches a run of Switchboard's process, every thread's, voluntary or not: at c=1 each is a thread "
+          "that slept being woken (the README's Wake-ups at concurrency 1):")
+    print()
+    print("| runtime | c=1 | c=32 |")
+    print("|---|---|---|")
+    for name, r in results.items():
+        # Served, the server's own; embedded, the bench's, which is Switchboard and the workers driving it.
+        counts = [l.get("switches", {}).get("switchboard", l.get("process_switches")) for l in r["levels"][:2]]
+        if None not in counts:
+            print(f"| {name} | {counts[0] / r['levels'][0]['runs']:.2f} | {counts[1] / r['levels'][1]['runs']:.2f} |")
 
 
 if __name__ == "__main__":

@@ -107,12 +107,12 @@ async fn run(o: Options) -> Result<Value, String> {
             let (rt, caller) = (rt.clone(), caller.clone());
             async move { ask(&rt, &caller, SCENARIO_QUESTIONS[i % SCENARIO_QUESTIONS.len()]).await }
         };
-        let cpu = measure::threads_cpu("");
+        let usage = measure::ThreadsUsage::of("");
         let (outcomes, wall) = measure::pool(o.runs, concurrency, job).await?;
-        let cpu = measure::threads_cpu("").saturating_sub(cpu);
+        let usage = measure::ThreadsUsage::of("").since(usage);
         let latencies = outcomes.into_iter().collect::<Result<Vec<_>, _>>()?;
         let stats = measure::llm_stats(&http, &o.llm).await?;
-        levels.push(measure::level_json(concurrency, latencies, wall, cpu, &stats));
+        levels.push(measure::level_json(concurrency, latencies, wall, usage, &stats));
     }
     rt.shutdown().await;
     Ok(json!({"runtime": "switchboard-embedded", "levels": levels, "routing_prompt_tokens": null,

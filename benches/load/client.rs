@@ -27,8 +27,8 @@ pub type Sample = Result<Timing, String>;
 pub struct Run {
     pub samples: Vec<Sample>,
     pub wall: Duration,
-    /// The CPU time this process spent meanwhile.
-    pub cpu: Duration,
+    /// What this process's threads used meanwhile.
+    pub usage: measure::ThreadsUsage,
 }
 
 /// A client for `concurrency` keep-alive connections.
@@ -61,11 +61,11 @@ pub async fn drive(
         let (client, url, asks) = (client.clone(), url.clone(), asks.clone());
         async move { one(&client, &url, &asks[i % asks.len()], stream).await }
     };
-    let cpu = measure::threads_cpu("");
+    let usage = measure::ThreadsUsage::of("");
     let (samples, wall) = tokio::time::timeout(bound, measure::pool(total, concurrency, job))
         .await
         .map_err(|_| format!("the run exceeded its bound of {} s", bound.as_secs()))??;
-    Ok(Run { samples, wall, cpu: measure::threads_cpu("").saturating_sub(cpu) })
+    Ok(Run { samples, wall, usage: measure::ThreadsUsage::of("").since(usage) })
 }
 
 async fn one(client: &reqwest::Client, url: &str, ask: &Ask, stream: bool) -> Sample {

@@ -119,7 +119,7 @@ fn summary(concurrency: usize, run: &Run, llm: &Value) -> (Value, Vec<String>) {
     let ok: Vec<_> = run.samples.iter().filter_map(|s| s.as_ref().ok().copied()).collect();
     let errors: Vec<String> = run.samples.iter().filter_map(|s| s.as_ref().err().cloned()).collect();
     let mut level =
-        measure::level_json(concurrency, ok.iter().map(|t| t.latency).collect(), run.wall, run.cpu, llm);
+        measure::level_json(concurrency, ok.iter().map(|t| t.latency).collect(), run.wall, run.usage, llm);
     let mut ttft: Vec<Duration> = ok.iter().filter_map(|t| t.first_token).collect();
     ttft.sort();
     if let Some(map) = level.as_object_mut() {

@@ -71,14 +71,14 @@ pub fn mean(samples: &[Duration]) -> Duration {
     samples.iter().sum::<Duration>() / samples.len() as u32
 }
 
-/// One concurrency level: runs, wall time, latency figures, the CPU time this process spent on it
-/// (`cpu`, see [`threads_cpu`]) and the scripted server's counters over the level, in the shape
+/// One concurrency level: runs, wall time, latency figures, what this process's threads used on it
+/// (`usage`, see [`ThreadsUsage`]) and the scripted server's counters over the level, in the shape
 /// the comparison script reads from every runtime.
 pub fn level_json(
     concurrency: usize,
     mut latencies: Vec<Duration>,
     wall: Duration,
-    cpu: Duration,
+    usage: ThreadsUsage,
     llm: &Value,
 ) -> Value {
     latencies.sort();
@@ -92,25 +92,60 @@ pub fn level_json(
         "p50_ms": ms(percentile(&latencies, 50.0)),
         "p95_ms": ms(percentile(&latencies, 95.0)),
         "p99_ms": ms(percentile(&latencies, 99.0)),
-        "process_cpu_s": cpu.as_secs_f64(),
+        "process_cpu_s": usage.cpu.as_secs_f64(),
+        "process_switches": usage.switches,
         "llm_calls": llm.get("calls").cloned().unwrap_or(Value::Null),
         "llm_time_s": llm.get("server_time_s").cloned().unwrap_or(Value::Null),
     })
 }
 
-/// CPU time used so far by this process's threads whose name starts with `prefix` (every thread
-/// for ""), from the first field of each thread's `/proc/self/task/*/schedstat` (nanoseconds).
-/// Threads that have exited are not counted; zero where there is no such file (not Linux).
-pub fn threads_cpu(prefix: &str) -> Duration {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return Duration::ZERO };
-    let nanos = tasks
-        .flatten()
-        // `comm` holds the first 15 bytes of the thread's name.
-        .filter(|task| std::fs::read_to_string(task.path().join("comm")).is_ok_and(|n| n.starts_with(prefix)))
-        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
-        .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
-        .sum();
-    Duration::from_nanos(nanos)
+/// What this process's threads have used: CPU time, from the first field of each thread's
+/// `/proc/self/task/*/schedstat` (nanoseconds), and context switches, voluntary or not, from its
+/// `status`. At low concurrency each switch is a thread that slept being woken, which costs more
+/// than the work it was woken for (README, Performance, "Wake-ups at concurrency 1"). Threads that
+/// have exited are not counted; zero where there are no such files (not Linux).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ThreadsUsage {
+    /// CPU time, user and system.
+    pub cpu: Duration,
+    /// Context switches.
+    pub switches: u64,
+}
+
+impl ThreadsUsage {
+    /// What the threads whose name starts with `prefix` (every thread for "") have used so far.
+    pub fn of(prefix: &str) -> Self {
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return Self::default() };
+        tasks
+            .flatten()
+            .map(|task| task.path())
+            // `comm` holds the first 15 bytes of the thread's name.
+            .filter(|task| std::fs::read_to_string(task.join("comm")).is_ok_and(|n| n.starts_with(prefix)))
+            .fold(Self::default(), |sum, task| {
+                let read = |file: &str| std::fs::read_to_string(task.join(file)).unwrap_or_default();
+                let nanos = read("schedstat").split_whitespace().next().and_then(|n| n.parse().ok());
+                let switches: u64 = read("status")
+                    .lines()
+                    .filter(|l| {
+                        l.starts_with("voluntary_ctxt_switches")
+                            || l.starts_with("nonvoluntary_ctxt_switches")
+                    })
+                    .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                    .sum();
+                Self {
+                    cpu: sum.cpu + Duration::from_nanos(nanos.unwrap_or(0)),
+                    switches: sum.switches + switches,
+                }
+            })
+    }
+
+    /// What was used since `earlier` was read.
+    pub fn since(self, earlier: Self) -> Self {
+        Self {
+            cpu: self.cpu.saturating_sub(earlier.cpu),
+            switches: self.switches.saturating_sub(earlier.switches),
+        }
+    }
 }
 
 /// The scripted LLM server's root (`http://HOST:PORT`) from its API root (`…/v1`).
