@@ -290,21 +290,8 @@ async fn schema_violations_are_refused_before_any_request_is_sent() {
     );
 
     // A model's proposal is validated the same way.
-    let call = |args: Value| {
-        json!({"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function",
-            "function": {"name": "tickets", "arguments": args.to_string()}}]})
-    };
-    let llm_spec = Arc::new(AgentSpec {
-        connection: None,
-        credential: CredentialSpec {
-            mode: CredentialMode::Automatic,
-            scopes: Vec::new(),
-            audience: None,
-            secret: None,
-        },
-        ..(*spec("planner", None, "")).clone()
-    });
-    let fake = fake_llm(call(json!({"title": "Printer on fire", "priority": "high"}))).await;
+    let llm_spec = model_spec();
+    let fake = fake_llm(tickets_call(json!({"title": "Printer on fire", "priority": "high"}))).await;
     let llm = LlmClient::new(gateway.egress(llm_spec.clone()), fake.base_url(), "fake");
     let tickets = build(&gateway, spec("tickets", Some("partner"), TICKETS), Some(llm)).unwrap();
     let err = ask(&tickets, "the printer is burning, urgent").await.unwrap_err();
@@ -315,7 +302,7 @@ async fn schema_violations_are_refused_before_any_request_is_sent() {
     assert_eq!(partner.count(), 0, "nothing reached the partner");
     assert!(sink.audit.lock().unwrap().iter().all(|a| a.hop == HopKind::Llm), "no http hop was made");
 
-    let fake = fake_llm(call(json!({"title": "Printer on fire", "priority": 3}))).await;
+    let fake = fake_llm(tickets_call(json!({"title": "Printer on fire", "priority": 3}))).await;
     let llm = LlmClient::new(gateway.egress(llm_spec), fake.base_url(), "fake");
     let tickets = build(&gateway, spec("tickets", Some("partner"), TICKETS), Some(llm)).unwrap();
     let out = ask(&tickets, "the printer is burning, urgent").await.unwrap();
@@ -324,6 +311,35 @@ async fn schema_violations_are_refused_before_any_request_is_sent() {
         serde_json::from_str::<Value>(&partner.last().body).unwrap(),
         json!({"title": "Printer on fire", "priority": 3})
     );
+}
+
+/// The model's arguments come first; the question fills only what the model left out.
+#[tokio::test]
+async fn the_question_fills_what_the_model_left_out() {
+    let partner = partner().await;
+    let (gateway, _sink) = gateway(&partner, |_| {});
+    let llm_spec = model_spec();
+    let tickets_with = |fake: &ScriptedLlm| {
+        let llm = LlmClient::new(gateway.egress(llm_spec.clone()), fake.base_url(), "fake");
+        build(&gateway, spec("tickets", Some("partner"), TICKETS), Some(llm)).unwrap()
+    };
+
+    // The model left out `priority` (and the optional fields): the question gives it.
+    let fake = fake_llm(tickets_call(json!({"title": "Printer on fire"}))).await;
+    let out = ask(&tickets_with(&fake), "Printer on fire, priority 4, project it").await.unwrap();
+    assert_eq!(out.text, "Created TCK-1004: Printer on fire (priority 4)");
+    assert_eq!(serde_json::from_str::<Value>(&partner.last().body).unwrap()["priority"], json!(4));
+    assert_eq!(partner.last().query, "project=it");
+
+    // The model gave every field: the question's different values change nothing.
+    let all = json!({"title": "Printer on fire", "priority": 2, "notify": false, "project": "ops"});
+    let fake = fake_llm(tickets_call(all)).await;
+    ask(&tickets_with(&fake), "Printer on fire, priority 4, project it").await.unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&partner.last().body).unwrap(),
+        json!({"title": "Printer on fire", "priority": 2, "notify": false})
+    );
+    assert_eq!(partner.last().query, "project=ops");
 }
 
 #[tokio::test]
@@ -469,4 +485,24 @@ async fn settings_are_checked_when_the_tool_is_built() {
 /// it records the request bodies it saw.
 async fn fake_llm(message: Value) -> ScriptedLlm {
     ScriptedLlm::start(Script::answering(&message)).await
+}
+
+/// The spec a tool's model calls run under: the service principal's.
+fn model_spec() -> Arc<AgentSpec> {
+    Arc::new(AgentSpec {
+        connection: None,
+        credential: CredentialSpec {
+            mode: CredentialMode::Automatic,
+            scopes: Vec::new(),
+            audience: None,
+            secret: None,
+        },
+        ..(*spec("planner", None, "")).clone()
+    })
+}
+
+/// A model's reply calling the `tickets` tool with `args`.
+fn tickets_call(args: Value) -> Value {
+    json!({"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function",
+        "function": {"name": "tickets", "arguments": args.to_string()}}]})
 }

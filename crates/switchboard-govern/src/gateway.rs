@@ -11,6 +11,11 @@ use switchboard_core::{
     AgentSpec, Credential, Error, HopKind, Principal, Result, RunContext, TelemetrySink, TraceContext,
 };
 
+/// Headers every outbound call carries, named once: a name given as text is parsed, and one that
+/// is not a standard header copied, on every call.
+static TRACEPARENT: reqwest::header::HeaderName = reqwest::header::HeaderName::from_static("traceparent");
+static X_REQUEST_ID: reqwest::header::HeaderName = reqwest::header::HeaderName::from_static("x-request-id");
+
 /// What a hop calls.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HopTarget {
@@ -146,8 +151,8 @@ impl HopGrant {
         };
         let mut rb = http
             .request(method, url)
-            .header("traceparent", self.ctx.trace.traceparent(self.ctx.trace.parent_span_id))
-            .header("x-request-id", self.ctx.request_id.as_str());
+            .header(&TRACEPARENT, self.ctx.trace.traceparent(self.ctx.trace.parent_span_id))
+            .header(&X_REQUEST_ID, self.ctx.request_id.as_str());
         if let Some(token) = &self.credential.token {
             rb = rb.bearer_auth(token.expose());
         }

@@ -490,8 +490,13 @@ impl HttpToolAgent {
     fn arguments(&self, proposed: Option<Map<String, Value>>, question: &str) -> Result<Map<String, Value>> {
         let mut args: Map<String, Value> =
             proposed.unwrap_or_default().into_iter().filter(|(_, v)| !v.is_null()).collect();
-        for (k, v) in args::extract(&self.spec.name, &self.settings.schema, question) {
-            args.entry(k).or_insert(v);
+        // The question only fills what the model left out; when it left out nothing (the usual
+        // case), reading the question again could not change a thing.
+        let left_out = self.settings.schema.get("properties").and_then(Value::as_object);
+        if left_out.is_some_and(|properties| properties.keys().any(|k| !args.contains_key(k))) {
+            for (k, v) in args::extract(&self.spec.name, &self.settings.schema, question) {
+                args.entry(k).or_insert(v);
+            }
         }
         args::complete(&self.spec.name, &self.settings.schema, &mut args)?;
         self.validator.validate(&args)?;
