@@ -53,14 +53,15 @@ fn lookup<'a>(body: &'a Object, path: &str) -> Result<Option<&'a Value>, ApiErro
     let mut parts = path.split('.');
     let Some(first) = parts.next() else { return Ok(None) };
     let mut current = body.get(first);
-    let mut walked = first.to_string();
+    // The length of `path` walked so far: it names the part that is not an object.
+    let mut walked = first.len();
     for part in parts {
         current = match current {
             None | Some(Value::Null) => return Ok(None),
             Some(Value::Object(map)) => map.get(part),
-            Some(_) => return Err(ApiError::invalid_field(walked, "must be an object")),
+            Some(_) => return Err(ApiError::invalid_field(&path[..walked], "must be an object")),
         };
-        walked = format!("{walked}.{part}");
+        walked += 1 + part.len();
     }
     Ok(current.filter(|v| !v.is_null()))
 }
@@ -406,5 +407,14 @@ mod tests {
         assert_eq!(err.param.as_deref(), Some("custom_inputs.thread_id"));
         let err = Options::parse(&object(json!({"custom_inputs": "t1"}))).unwrap_err();
         assert_eq!(err.param.as_deref(), Some("custom_inputs"));
+    }
+
+    #[test]
+    fn a_dotted_path_names_the_part_that_is_not_an_object() {
+        let body = object(json!({"a": {"b": 5, "n": null}, "s": "x"}));
+        assert_eq!(lookup(&body, "a.b").unwrap(), Some(&json!(5)));
+        assert_eq!(lookup(&body, "a.n.c").unwrap(), None, "null is absent");
+        assert_eq!(lookup(&body, "a.b.c.d").unwrap_err().param.as_deref(), Some("a.b"));
+        assert_eq!(lookup(&body, "s.t").unwrap_err().param.as_deref(), Some("s"));
     }
 }
