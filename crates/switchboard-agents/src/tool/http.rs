@@ -492,8 +492,8 @@ impl HttpToolAgent {
             proposed.unwrap_or_default().into_iter().filter(|(_, v)| !v.is_null()).collect();
         // The question only fills what the model left out; when it left out nothing (the usual
         // case), reading the question again could not change a thing.
-        let left_out = self.settings.schema.get("properties").and_then(Value::as_object);
-        if left_out.is_some_and(|properties| properties.keys().any(|k| !args.contains_key(k))) {
+        let properties = self.settings.schema.get("properties").and_then(Value::as_object);
+        if properties.is_some_and(|p| p.keys().any(|k| !args.contains_key(k))) {
             for (k, v) in args::extract(&self.spec.name, &self.settings.schema, question) {
                 args.entry(k).or_insert(v);
             }
