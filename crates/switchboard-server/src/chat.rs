@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
+use serde::Serialize;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use switchboard_core::{Error, RequestId, RunContext};
@@ -77,30 +78,55 @@ fn check_model(state: &AppState, model: Option<&str>) -> Result<(), ApiError> {
 }
 
 /// Switchboard's own fields on an answer: what to quote when asking about it.
-pub(crate) fn custom_outputs(outcome: &Outcome, options: &Options) -> Value {
+#[derive(Serialize)]
+pub(crate) struct CustomOutputs<'a> {
+    request_id: &'a str,
+    trace_id: &'a str,
+    status: RunStatus,
+    agents: &'a [String],
+    thread_id: Option<&'a str>,
+    citations: Vec<Citation<'a>>,
+}
+
+/// The custom outputs of `outcome`.
+pub(crate) fn custom_outputs<'a>(outcome: &'a Outcome, options: &'a Options) -> CustomOutputs<'a> {
     let r = &outcome.response;
-    json!({
-        "request_id": r.request_id,
-        "trace_id": r.trace_id,
-        "status": r.status,
-        "agents": r.agents,
-        "thread_id": options.thread,
-        "citations": citations(r),
-    })
+    CustomOutputs {
+        request_id: &r.request_id,
+        trace_id: &r.trace_id,
+        status: r.status,
+        agents: &r.agents,
+        thread_id: options.thread.as_deref(),
+        citations: citations(r),
+    }
+}
+
+/// A passage an answer cites, as [`citations`] lists it.
+#[derive(Serialize)]
+pub(crate) struct Citation<'a> {
+    /// The agent whose answer cites it.
+    pub agent: &'a str,
+    /// Its `[n]` marker in that answer.
+    pub n: usize,
+    /// The document's id.
+    pub id: &'a str,
+    /// The document's title.
+    pub title: &'a str,
 }
 
 /// The passages the answer cites, numbered per agent as its `[n]` markers are, so a client can
 /// link each marker to its source. Document and section only: a snippet's text is not passed
 /// through the guardrails that checked the answer, so it stays out.
-pub(crate) fn citations(r: &switchboard_runtime::RunResponse) -> Vec<Value> {
+pub(crate) fn citations(r: &switchboard_runtime::RunResponse) -> Vec<Citation<'_>> {
     let cited = r.steps.iter().filter_map(|s| s.output.as_ref().map(|o| (s, o)));
     cited
         .flat_map(|(step, output)| {
-            output
-                .citations
-                .iter()
-                .enumerate()
-                .map(move |(i, c)| json!({"agent": step.agent, "n": i + 1, "id": c.id, "title": c.title}))
+            output.citations.iter().enumerate().map(move |(i, c)| Citation {
+                agent: &step.agent,
+                n: i + 1,
+                id: &c.id,
+                title: &c.title,
+            })
         })
         .collect()
 }
@@ -153,28 +179,29 @@ pub(crate) async fn completions(
     };
     // Asked for JSON but answered with a clarifying question: that is OpenAI's refusal, which the
     // client's `.parse()` reports as such instead of failing to parse prose.
-    let field =
-        if structured && outcome.response.status == RunStatus::Clarify { "refusal" } else { "content" };
+    let refused = structured && outcome.response.status == RunStatus::Clarify;
+    let field = if refused { "refusal" } else { "content" };
     if !options.stream {
-        let mut message = json!({"role": "assistant", "content": null, "refusal": null});
-        message[field] = json!(outcome.response.answer);
-        let mut body = json!({
-            "id": ids.id,
-            "object": "chat.completion",
-            "created": ids.created,
-            "model": ids.model,
-            "choices": [{
-                "index": 0,
-                "message": message,
-                "logprobs": null,
-                "finish_reason": "stop",
+        let answer = Some(outcome.response.answer.as_str());
+        let body = Completion {
+            id: &ids.id,
+            object: "chat.completion",
+            created: ids.created,
+            model: &ids.model,
+            choices: [Choice {
+                index: 0,
+                message: AssistantMessage {
+                    role: "assistant",
+                    content: if refused { None } else { answer },
+                    refusal: if refused { answer } else { None },
+                },
+                logprobs: None,
+                finish_reason: "stop",
             }],
-            "usage": usage(&outcome.response.usage),
-            "custom_outputs": custom_outputs(&outcome, &options),
-        });
-        if let Some(trace) = &outcome.trace {
-            body["databricks_output"] = json!({"trace": trace});
-        }
+            usage: usage(&outcome.response.usage),
+            custom_outputs: custom_outputs(&outcome, &options),
+            databricks_output: outcome.trace.as_ref().map(|trace| DatabricksOutput { trace }),
+        };
         return Ok(json_answer(&body));
     }
 
@@ -187,19 +214,80 @@ pub(crate) async fn completions(
 /// Token usage, with the detail objects OpenAI sends: the sum over the run's LLM calls (routing,
 /// synthesis, sub-agents' model calls, structured-output formatting) as the LLM reported them.
 /// A run that used no LLM (a lexical route to local agents) reports zeros.
-fn usage(u: &Usage) -> Value {
-    json!({
-        "prompt_tokens": u.prompt_tokens,
-        "completion_tokens": u.completion_tokens,
-        "total_tokens": u.total(),
-        "prompt_tokens_details": {"cached_tokens": u.cached_tokens, "audio_tokens": 0},
-        "completion_tokens_details": {
-            "reasoning_tokens": u.reasoning_tokens,
-            "audio_tokens": 0,
-            "accepted_prediction_tokens": 0,
-            "rejected_prediction_tokens": 0,
+fn usage(u: &Usage) -> UsageBody {
+    UsageBody {
+        prompt_tokens: u.prompt_tokens,
+        completion_tokens: u.completion_tokens,
+        total_tokens: u.total(),
+        prompt_tokens_details: PromptDetails { cached_tokens: u.cached_tokens, audio_tokens: 0 },
+        completion_tokens_details: CompletionDetails {
+            reasoning_tokens: u.reasoning_tokens,
+            audio_tokens: 0,
+            accepted_prediction_tokens: 0,
+            rejected_prediction_tokens: 0,
         },
-    })
+    }
+}
+
+/// `chat.completion`, OpenAI's shape plus `custom_outputs` (and `databricks_output` when the
+/// trace is asked for). Serialized straight from the outcome: built as a `Value`, every key and
+/// string was first copied into a map, about 40 allocations a run.
+#[derive(Serialize)]
+struct Completion<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: [Choice<'a>; 1],
+    usage: UsageBody,
+    custom_outputs: CustomOutputs<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    databricks_output: Option<DatabricksOutput<'a>>,
+}
+
+#[derive(Serialize)]
+struct Choice<'a> {
+    index: u32,
+    message: AssistantMessage<'a>,
+    logprobs: Option<()>,
+    finish_reason: &'static str,
+}
+
+/// The answer, as `content` or, for a clarifying question asked when JSON was asked for, as
+/// `refusal`; the other is `null`.
+#[derive(Serialize)]
+struct AssistantMessage<'a> {
+    role: &'static str,
+    content: Option<&'a str>,
+    refusal: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct DatabricksOutput<'a> {
+    trace: &'a Value,
+}
+
+#[derive(Serialize)]
+struct UsageBody {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    total_tokens: u64,
+    prompt_tokens_details: PromptDetails,
+    completion_tokens_details: CompletionDetails,
+}
+
+#[derive(Serialize)]
+struct PromptDetails {
+    cached_tokens: u64,
+    audio_tokens: u64,
+}
+
+#[derive(Serialize)]
+struct CompletionDetails {
+    reasoning_tokens: u64,
+    audio_tokens: u64,
+    accepted_prediction_tokens: u64,
+    rejected_prediction_tokens: u64,
 }
 
 /// The identity shared by every chunk of one completion.
@@ -229,7 +317,7 @@ impl Ids {
     /// trace), the usage chunk when asked for, and `[DONE]`.
     fn closing(&self, outcome: &Outcome, options: &Options, include_usage: bool) -> Vec<Event> {
         let mut last = self.chunk_value(json!({}), Some("stop"));
-        last["custom_outputs"] = custom_outputs(outcome, options);
+        last["custom_outputs"] = json!(custom_outputs(outcome, options));
         if let Some(trace) = &outcome.trace {
             last["databricks_output"] = json!({"trace": trace});
         }
@@ -237,7 +325,7 @@ impl Ids {
         if include_usage {
             let mut usage_chunk = self.chunk_value(json!({}), None);
             usage_chunk["choices"] = json!([]);
-            usage_chunk["usage"] = usage(&outcome.response.usage);
+            usage_chunk["usage"] = json!(usage(&outcome.response.usage));
             events.push(Event::default().data(usage_chunk.to_string()));
         }
         events.push(Event::default().data("[DONE]"));
@@ -279,11 +367,12 @@ pub(crate) async fn model(
 
 /// A run's answer as a JSON response. Written into room for a typical answer's body (1–2 kB)
 /// rather than `Json`'s 128 bytes doubled four or five times, a copy each time.
-pub(crate) fn json_answer(body: &Value) -> Response {
+pub(crate) fn json_answer(body: &impl Serialize) -> Response {
     let mut bytes = Vec::with_capacity(2048);
     match serde_json::to_writer(&mut bytes, body) {
         Ok(()) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
-        // A JSON value always serializes; `Json` answers the impossible failure as usual.
+        // An answer always serializes (string keys only); `Json` answers the impossible failure
+        // as usual.
         Err(_) => Json(body).into_response(),
     }
 }

@@ -329,8 +329,7 @@ fn result(response: &RunResponse) -> CallToolResult {
     if !citations.is_empty() && !message.contains("Sources:") {
         text.push_str("\n\nSources:");
         for (i, c) in citations.iter().enumerate() {
-            let title = c.get("title").and_then(Value::as_str).unwrap_or("source");
-            text.push_str(&format!("\n[{}] {title}", i + 1));
+            text.push_str(&format!("\n[{}] {}", i + 1, c.title));
         }
     }
     text.push_str(&format!("\n\n(status {} · request {})", response.status.as_str(), response.request_id));

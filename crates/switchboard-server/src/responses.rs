@@ -404,7 +404,7 @@ impl Shape {
             "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
             "total_tokens": u.total(),
         });
-        response["custom_outputs"] = custom_outputs(outcome, options);
+        response["custom_outputs"] = json!(custom_outputs(outcome, options));
         response
     }
 }
