@@ -257,7 +257,7 @@ fn bounded_json(value: impl Serialize) -> String {
             _ => {}
         }
     }
-    let text = serde_json::to_string(&value).unwrap_or_else(|_| Value::Null.to_string());
+    let text = crate::to_json(&value).unwrap_or_else(|_| Value::Null.to_string());
     if text.len() <= MAX_ATTRIBUTE_BYTES {
         return text;
     }

@@ -406,7 +406,7 @@ fn request_body(request: &ChatRequest, response_format: Option<&Value>, stream: 
         tools,
     };
     // Serializing borrowed strings and `Value`s cannot fail.
-    let mut text = serde_json::to_string(&body).unwrap_or_default();
+    let mut text = switchboard_core::to_json(&body).unwrap_or_default();
     text.shrink_to_fit();
     text
 }

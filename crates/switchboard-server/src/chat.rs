@@ -369,7 +369,7 @@ pub(crate) async fn model(
 /// rather than `Json`'s 128 bytes doubled four or five times, a copy each time.
 pub(crate) fn json_answer(body: &impl Serialize) -> Response {
     let mut bytes = Vec::with_capacity(2048);
-    match serde_json::to_writer(&mut bytes, body) {
+    match switchboard_core::write_json(&mut bytes, body) {
         Ok(()) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
         // An answer always serializes (string keys only); `Json` answers the impossible failure
         // as usual.

@@ -44,7 +44,7 @@ impl From<SpanRecord> for QueuedSpan {
         let usage = UsageRow::from_span(&span);
         let mut json = Vec::with_capacity(ATTRIBUTES_CAPACITY);
         // A map of strings to JSON values always serializes, into valid UTF-8.
-        let attributes = match serde_json::to_writer(&mut json, &span.attributes) {
+        let attributes = match switchboard_core::write_json(&mut json, &span.attributes) {
             Ok(()) => String::from_utf8(json).unwrap_or_else(|_| "{}".to_string()),
             Err(_) => "{}".to_string(),
         };
