@@ -12,9 +12,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 use switchboard_core::{SpanKind, SpanRecord, SpanStatus};
 
-/// The room first given to a span's attributes' JSON: most spans' fit (0.6–1.5 kB), so it is
-/// rarely grown a doubling at a time.
-const ATTRIBUTES_CAPACITY: usize = 2048;
+/// The room first given to a span's attributes' JSON. Most spans' take 0.6–1.5 kB, but the writer
+/// (sonic-rs) asks for room for the worst case of each string before escaping it, six times its
+/// length: a span with a 350-byte `mlflow.spanInputs` needs 2.5 kB free while writing it, which
+/// would grow 2 kB to 4 kB by a copy.
+const ATTRIBUTES_CAPACITY: usize = 4096;
 
 /// A queued span. It is written to the spill file exactly as a [`SpanRecord`] is, and read back
 /// from one as a `SpanRecord`, so spill files from before it replay unchanged.
