@@ -165,6 +165,15 @@ def main():
             r["tokens"] = {n: run_json(cmd + ["--agents", str(n)], timeout=300)["routing_prompt_tokens"] for n in (5, 20)}
             results[name] = r
 
+        # What a model call costs its caller beyond the model's own work (the loopback exchange, a
+        # client's and the server's HTTP): issue 12 took a direct call's time off each model call
+        # to get at orchestration's own cost. Measured once, between the peers' runs and
+        # Switchboard's, with the Rust client Switchboard's own calls resemble.
+        print("compare-peers: direct calls to the scripted server …", file=sys.stderr, flush=True)
+        direct = run_json([a.load, "--url", base.rsplit("/v1", 1)[0], "--question", QUERIES[0], "--json",
+                           "--requests", str(sb_runs), "--concurrency", "1", "--llm", base, "--max-secs", "600"],
+                          timeout=900, env=dict(os.environ, SWITCHBOARD_LOAD_TOKEN="unused"))
+
         print("compare-peers: switchboard served …", file=sys.stderr, flush=True)
         served = Served(a.bin_dir, configs[2], log)
         servers.append(served)
@@ -207,8 +216,13 @@ def main():
                 s.stop()
         llm.terminate()
         llm.wait(timeout=30)
-    table(results, runs, sb_runs, a.short, a.profile)
+    table(results, direct, runs, sb_runs, a.short, a.profile)
     shutil.rmtree(work, ignore_errors=True)
+
+
+def outside_model(level):
+    """Milliseconds a run (or call) of `level` spent outside the scripted server's handlers."""
+    return (level["wall_s"] - level["llm_time_s"]) * 1000 / level["runs"]
 
 
 def versions():
@@ -216,7 +230,7 @@ def versions():
     return {k: m.version(k) for k in ("langgraph", "langgraph-supervisor", "langchain-openai", "openai-agents")}
 
 
-def table(results, runs, sb_runs, short, profile):
+def table(results, direct, runs, sb_runs, short, profile):
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
     v = versions()
     print()
@@ -229,17 +243,25 @@ def table(results, runs, sb_runs, short, profile):
         print(f"Switchboard built with the `{profile}` profile, unoptimised: its figures say nothing of its speed")
     print()
     print("| runtime | LLM calls/run | mean ms/run (c=1) | p95 ms (c=1) | runs/s (c=1) | runs/s (c=32) | p95 ms (c=32) "
-          "| peak RSS | orchestration overhead ms/run (c=1) | routing prompt tokens, 5 agents | 20 agents |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "| peak RSS | orchestration overhead ms/run (c=1) | the same, less the model calls' exchanges "
+          "| routing prompt tokens, 5 agents | 20 agents |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    exchange = outside_model(direct)
     for name, r in results.items():
         c1, c32 = r["levels"][0], r["levels"][1]
         calls = c1["llm_calls"] / c1["runs"]
-        overhead = (c1["wall_s"] - c1["llm_time_s"]) * 1000 / c1["runs"]
+        overhead = outside_model(c1)
         print(f"| {name} | {calls:g} | {c1['mean_ms']:.2f} | {c1['p95_ms']:.2f} | {c1['runs_per_s']:,.1f} "
               f"| {c32['runs_per_s']:,.1f} | {c32['p95_ms']:.2f} | {r['peak_rss_mb']:.0f} MB | {overhead:.2f} "
-              f"| {r['tokens'][5]} | {r['tokens'][20]} |")
+              f"| {overhead - calls * exchange:.2f} | {r['tokens'][5]} | {r['tokens'][20]} |")
+    print()
+    print(f"A direct call to the scripted server (the load harness's Rust client, c=1, {direct['runs']} calls): "
+          f"{direct['mean_ms']:.3f} ms, of which {exchange:.3f} ms outside its handler: the exchange itself.")
     print()
     print("Orchestration overhead = (wall time at c=1 − time spent inside the scripted server's handlers) / runs. "
+          "Less the model calls' exchanges: minus LLM calls/run × a direct call's time outside the handler, as "
+          "issue 12 took a direct call's time off each model call; Switchboard's tool request to the scripted "
+          "server (the peers' tools run in process) stays in. "
           "Routing prompt tokens: cl100k_base tokens of the first model call's messages and tool definitions, "
           "counted by the scripted server. Peak RSS: the Python process, the `switchboard serve` process, "
           "or the embedded bench process.")
