@@ -3,15 +3,15 @@
 //! [`Transport`] that hands each request straight to its router.
 //!
 //! The demo configuration with an `[llm]` and the LLM router, as carol (a manager) unless noted:
-//! - `one_agent`: routed to `deal_desk`, which asks the model for its arguments and runs its SQL
-//!   function (2 model calls);
-//! - `fan_out_two`: `deal_desk` and `policies` (a knowledge answer the model writes), then a
-//!   synthesis of both (4 model calls);
+//! - `one_agent`: routed to `deal_desk`, its arguments proposed in the routing call, which runs
+//!   its SQL function (1 model call);
+//! - `fan_out_two`: `deal_desk` (its arguments proposed in the routing call) and `policies` (a
+//!   knowledge answer the model writes), then a synthesis of both (3 model calls);
 //! - `clarify`: the model calls no agent, so the answer is a clarifying question (1 call);
 //! - `denied`: erin (finance) routed to `deal_desk`, which policy refuses her (1 call);
 //! - `compare_scenario`: `scripts/compare-peers`' configuration (`benches/compare`), as ana: routed
-//!   to `sql_agent`, an HTTP tool whose arguments the model fills and whose endpoint (the scripted
-//!   server's `/echo`) answers in process too (2 model calls and the tool's request).
+//!   to `sql_agent`, an HTTP tool whose arguments the routing call fills and whose endpoint (the
+//!   scripted server's `/echo`) answers in process too (1 model call and the tool's request).
 //!
 //! Each shape is checked once before it is timed, so a run that stopped taking that route fails
 //! instead of being measured. Then each shape runs 2,000 more times in a row, timing what the
@@ -42,7 +42,7 @@ mod measure;
 const WRITER_THREADS: &str = "switchboard-sto";
 
 /// The model's answers. The router's system prompt says it routes, which tells its calls apart
-/// from the deal desk's argument extraction.
+/// from the knowledge agent's and the synthesis's.
 const SCRIPT: &str = r#"
 [[rules]]
 when = { system = "(?i)routes each request", last_user = "(?i)^what do you think" }
@@ -51,17 +51,13 @@ reply = { text = "Do you mean a discount approval, or a company policy?" }
 [[rules]]
 when = { system = "(?i)routes each request", last_user = "(?i)hotel" }
 reply = { tool_calls = [
-    { name = "deal_desk", arguments = { question = "who must approve a 25% discount on a 40000 deal" } },
+    { name = "deal_desk", arguments = { question = "who must approve a 25% discount on a 40000 deal", discount_pct = 25, amount = 40000 } },
     { name = "policies", arguments = { question = "what is the hotel limit for travel" } },
 ] }
 
 [[rules]]
 when = { system = "(?i)routes each request" }
-reply = { tool_call = { tool = "^deal_desk$", arguments = { question = "{{last_user}}" } } }
-
-[[rules]]
-when = { tool = "^deal_desk$" }
-reply = { tool_call = { tool = "^deal_desk$", arguments = { discount_pct = 25, amount = 40000 } } }
+reply = { tool_call = { tool = "^deal_desk$", arguments = { question = "{{last_user}}", discount_pct = 25, amount = 40000 } } }
 
 [default]
 text = "Hotels are capped at $250 per night [1]."

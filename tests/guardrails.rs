@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard::core::{
-    AgentInput, AgentKind, AgentOutput, AgentSpec, AuditDecision, AuthMethod, GuardrailConfig, PiiAction,
-    PiiConfig, Result, TopicConfig,
+    AgentInput, AgentKind, AgentOutput, AgentSpec, AuditDecision, AuthMethod, GuardrailConfig, Message,
+    PiiAction, PiiConfig, Result, RouteDecision, RoutedCall, Router, TopicConfig,
 };
 use switchboard::govern::{Gateway, layers::StandardCredentials};
 use switchboard::router::LexicalRouter;
@@ -195,4 +195,68 @@ async fn card_numbers_and_ssns_in_answers_are_masked_or_withheld_as_configured()
     assert!(r.answer.starts_with("the answer was withheld by a guardrail"), "{}", r.answer);
     assert!(r.answer.contains("card_number") && r.answer.contains("ssn"), "{}", r.answer);
     assert!(!r.answer.contains("6789") && !r.answer.contains("1111"), "{}", r.answer);
+}
+
+/// Answers with the arguments it was handed, as a tool agent would send them on.
+struct ArgumentsEcho(AgentSpec);
+
+#[async_trait]
+impl Agent for ArgumentsEcho {
+    fn spec(&self) -> &AgentSpec {
+        &self.0
+    }
+    async fn invoke(&self, _ctx: &RunContext, input: &AgentInput) -> Result<AgentOutput> {
+        let arguments = match &input.arguments {
+            Some(a) => serde_json::Value::Object(a.clone()).to_string(),
+            None => "none".into(),
+        };
+        Ok(AgentOutput { text: format!("{}; arguments {arguments}", input.question), ..Default::default() })
+    }
+}
+
+/// A routing model that read the caller's whole question, card number included, into the
+/// arguments it proposed for `records`.
+struct ProposesTheCard;
+
+#[async_trait]
+impl Router for ProposesTheCard {
+    async fn route(&self, _ctx: &RunContext, question: &str, _history: &[Message]) -> Result<RouteDecision> {
+        let arguments = serde_json::json!({"card": CARD}).as_object().cloned();
+        Ok(RouteDecision::Agents {
+            calls: vec![RoutedCall { arguments, ..RoutedCall::new("records", question, 1.0) }],
+        })
+    }
+}
+
+/// An agent's own input guardrail masks what the agent is sent; arguments the router proposed
+/// from the unmasked question are dropped with it, so the agent asks for them from the masked
+/// question instead of receiving the card number.
+#[tokio::test]
+async fn arguments_proposed_from_an_unmasked_question_do_not_pass_an_agents_input_mask() {
+    let caller = Caller::new("u", "u@example.com", vec!["staff".into()], AuthMethod::Development);
+    let question = format!("charge card {CARD}");
+    for (guardrail, expected) in [
+        (None, format!("{question}; arguments {{\"card\":\"{CARD}\"}}")),
+        (
+            Some(pii(PiiAction::Mask, PiiAction::None)),
+            "charge card [REDACTED_CARD_NUMBER]; arguments none".to_string(),
+        ),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.db")).expect("store"));
+        let gateway =
+            Arc::new(Gateway::builder(store.clone(), Arc::new(StandardCredentials::new("sp"))).build());
+        let mut records = AgentSpec::new("records", AgentKind::Tool, "Customer records on file.");
+        records.guardrails = guardrail;
+        let specs = vec![Arc::new(records.clone())];
+        let agents: Vec<Arc<dyn Agent>> = vec![Arc::new(ArgumentsEcho(records))];
+        let me = Arc::new(AgentSpec::new("embedded", AgentKind::Supervisor, "An embedded supervisor."));
+        let guards = RunGuards::new(&GuardrailConfig::default(), &specs).expect("guardrails compile");
+        let supervisor =
+            Supervisor::new(me, agents, Arc::new(ProposesTheCard), gateway, store.clone(), store, None)
+                .with_guardrails(guards);
+        let r =
+            supervisor.run(&RunContext::new(caller.clone(), Duration::from_secs(10)), ask(&question)).await;
+        assert_eq!((r.status, r.answer), (RunStatus::Ok, expected));
+    }
 }

@@ -240,11 +240,7 @@ impl switchboard::core::Router for Always {
         _history: &[Message],
     ) -> Result<switchboard::core::RouteDecision> {
         Ok(switchboard::core::RouteDecision::Agents {
-            calls: vec![switchboard::core::RoutedCall {
-                agent: self.0.into(),
-                input: question.into(),
-                score: 1.0,
-            }],
+            calls: vec![switchboard::core::RoutedCall::new(self.0, question, 1.0)],
         })
     }
 }

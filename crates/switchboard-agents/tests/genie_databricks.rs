@@ -188,7 +188,7 @@ fn ctx(who: &str) -> RunContext {
 }
 
 async fn ask(agent: &Arc<dyn Agent>, who: &str, question: &str, history: &[Message]) -> Result<AgentOutput> {
-    agent.invoke(&ctx(who), &AgentInput { question: question.into(), history: history.to_vec() }).await
+    agent.invoke(&ctx(who), &AgentInput { history: history.to_vec(), ..AgentInput::new(question) }).await
 }
 
 /// The thread after `question` was answered with `answer`, as the store hands it back.
@@ -396,9 +396,7 @@ async fn polling_stops_when_the_caller_goes_away() {
     let cancel = ctx.cancel.clone();
     let task = tokio::spawn({
         let sales = sales.clone();
-        async move {
-            sales.invoke(&ctx, &AgentInput { question: "answer slowly".into(), history: Vec::new() }).await
-        }
+        async move { sales.invoke(&ctx, &AgentInput::new("answer slowly")).await }
     });
     setup.genie.wait_for_gets(3, Duration::from_secs(10)).await;
     let at_cancel = setup.genie.seen().len();

@@ -103,7 +103,7 @@ fn ctx(email: &str, role: &str) -> RunContext {
 
 async fn ask(agent: &Arc<dyn Agent>, email: &str, role: &str, question: &str) -> AgentOutput {
     agent
-        .invoke(&ctx(email, role), &AgentInput { question: question.into(), history: Vec::new() })
+        .invoke(&ctx(email, role), &AgentInput::new(question))
         .await
         .unwrap_or_else(|e| panic!("{email} asking {question:?}: {e}"))
 }

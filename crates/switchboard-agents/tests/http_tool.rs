@@ -182,7 +182,7 @@ fn alice() -> RunContext {
 }
 
 async fn ask(agent: &Arc<dyn Agent>, question: &str) -> Result<AgentOutput> {
-    agent.invoke(&alice(), &AgentInput { question: question.into(), history: Vec::new() }).await
+    agent.invoke(&alice(), &AgentInput::new(question)).await
 }
 
 const ISSUES: &str = r#"
@@ -311,6 +311,47 @@ async fn schema_violations_are_refused_before_any_request_is_sent() {
         serde_json::from_str::<Value>(&partner.last().body).unwrap(),
         json!({"title": "Printer on fire", "priority": 3})
     );
+}
+
+/// Arguments the routing call already proposed stand for the model's: the tool asks no model,
+/// and they are completed and validated as the model's would be.
+#[tokio::test]
+async fn arguments_proposed_by_the_routing_call_save_the_tools_own_model_call() {
+    let partner = partner().await;
+    let (gateway, _sink) = gateway(&partner, |_| {});
+    let fake = fake_llm(tickets_call(json!({"title": "From the tool's own call", "priority": 1}))).await;
+    let llm = LlmClient::new(gateway.egress(model_spec()), fake.base_url(), "fake");
+    let tickets = build(&gateway, spec("tickets", Some("partner"), TICKETS), Some(llm)).unwrap();
+    let schema = tickets.arguments_schema().expect("a tool with a model offers its schema to the router");
+    assert_eq!(schema["properties"]["priority"]["maximum"], json!(5));
+    let with = |question: &str, arguments: Value| AgentInput {
+        arguments: arguments.as_object().cloned(),
+        ..AgentInput::new(question)
+    };
+
+    let input = with("Printer on fire, project it", json!({"title": "Printer on fire", "priority": 2}));
+    let out = tickets.invoke(&alice(), &input).await.unwrap();
+    assert_eq!(out.text, "Created TCK-1004: Printer on fire (priority 2)");
+    assert_eq!(partner.last().query, "project=it", "the question filled what the proposal left out");
+    assert_eq!(fake.calls(), 0, "no model call");
+
+    let input = with("the printer is burning", json!({"title": "Printer on fire", "priority": "high"}));
+    let err = tickets.invoke(&alice(), &input).await.unwrap_err();
+    assert_eq!(
+        (err.kind, err.message.as_str()),
+        (ErrorKind::InvalidInput, "`priority` must be a whole number, got \"high\"")
+    );
+    assert_eq!((partner.count(), fake.calls()), (1, 0), "refused before sending, and no model asked");
+
+    // Without a proposal the tool asks its model, as before.
+    let out = ask(&tickets, "the printer is burning").await.unwrap();
+    assert_eq!(
+        (out.text.as_str(), fake.calls()),
+        ("Created TCK-1004: From the tool's own call (priority 1)", 1)
+    );
+
+    // A tool without a model takes its arguments from the question alone: nothing to propose.
+    assert!(agent(&gateway, "tickets", TICKETS).arguments_schema().is_none());
 }
 
 /// The model's arguments come first; the question fills only what the model left out.

@@ -66,7 +66,7 @@ fn ctx() -> RunContext {
 }
 
 fn ping() -> AgentInput {
-    AgentInput { question: "ping".into(), history: Vec::new() }
+    AgentInput::new("ping")
 }
 
 #[tokio::test]

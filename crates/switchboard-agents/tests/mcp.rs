@@ -227,7 +227,7 @@ fn ctx(n: usize) -> RunContext {
 }
 
 async fn ask(agent: &McpAgent, n: usize, question: &str) -> Result<AgentOutput, Error> {
-    agent.invoke(&ctx(n), &AgentInput { question: question.into(), history: vec![] }).await
+    agent.invoke(&ctx(n), &AgentInput::new(question)).await
 }
 
 const ALLOWED: [&str; 3] = ["echo", "get-sum", "get-tiny-image"];
@@ -353,9 +353,7 @@ async fn concurrent_callers_share_one_session_and_each_sends_its_own_token() {
         let agent = agent.clone();
         tasks.spawn(async move {
             let ctx = ctx(n);
-            let out = agent
-                .invoke(&ctx, &AgentInput { question: format!("echo caller {n} says hi"), history: vec![] })
-                .await;
+            let out = agent.invoke(&ctx, &AgentInput::new(format!("echo caller {n} says hi"))).await;
             (n, ctx, out)
         });
     }
@@ -473,10 +471,7 @@ async fn failures_are_clear_errors_and_the_agent_answers_the_next_request() {
         tokio::time::sleep(Duration::from_millis(300)).await;
         cancel.cancel();
     });
-    let e = agent
-        .invoke(&cancelled, &AgentInput { question: "echo hang".into(), history: vec![] })
-        .await
-        .expect_err("cancelled");
+    let e = agent.invoke(&cancelled, &AgentInput::new("echo hang")).await.expect_err("cancelled");
     assert_eq!(e.kind, ErrorKind::Cancelled);
     still_fine().await;
     server.kill();

@@ -95,6 +95,19 @@ pub struct AgentInput {
     pub question: String,
     /// This agent's earlier turns in the thread, oldest first, for follow-ups.
     pub history: Vec<Message>,
+    /// Arguments for this agent's function that the routing model proposed in the same tool call
+    /// that routed here (see [`Agent::arguments_schema`]). An agent that would ask a model for
+    /// its arguments takes these instead and validates them as it would the model's; `None`
+    /// asks the model as usual.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl AgentInput {
+    /// `question`, with no history and no proposed arguments.
+    pub fn new(question: impl Into<String>) -> Self {
+        Self { question: question.into(), ..Self::default() }
+    }
 }
 
 /// A source an answer rests on.
@@ -146,6 +159,14 @@ pub trait Agent: Send + Sync {
     ) -> Result<AgentOutput> {
         let _ = on_delta;
         self.invoke(ctx, input).await
+    }
+
+    /// The JSON schema of the arguments this agent asks a model for, when it asks one. The LLM
+    /// router then offers the agent with these parameters, so that the call that routes to it
+    /// proposes them too ([`AgentInput::arguments`]) and the agent's own model call is saved.
+    /// `None` (the default) for an agent that takes only its question.
+    fn arguments_schema(&self) -> Option<std::sync::Arc<serde_json::Value>> {
+        None
     }
 
     /// Whether the agent can serve requests (its index, database or endpoint is reachable), for

@@ -11,6 +11,17 @@ pub struct RoutedCall {
     pub input: String,
     /// The router's confidence, in [0, 1].
     pub score: f32,
+    /// The agent's function arguments, when the routing model proposed every one its schema
+    /// requires in the same call (see [`crate::Agent::arguments_schema`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl RoutedCall {
+    /// A call to `agent` with `input`, without proposed arguments.
+    pub fn new(agent: impl Into<String>, input: impl Into<String>, score: f32) -> Self {
+        Self { agent: agent.into(), input: input.into(), score, arguments: None }
+    }
 }
 
 /// A router's proposal. Policy, not the router, decides whether the caller may reach the agents.

@@ -389,11 +389,7 @@ impl LexicalRouter {
 
     fn one(&self, agent: usize, input: &str, score: f32) -> RouteDecision {
         RouteDecision::Agents {
-            calls: vec![RoutedCall {
-                agent: self.agents[agent].spec.name.clone(),
-                input: input.to_string(),
-                score,
-            }],
+            calls: vec![RoutedCall::new(self.agents[agent].spec.name.clone(), input, score)],
         }
     }
 
@@ -441,7 +437,7 @@ impl LexicalRouter {
                 input.push_str(&question[ranges[run_start].0..ranges[j].1]);
                 j += 1;
             }
-            calls.push((agent, RoutedCall { agent: self.agents[agent].spec.name.clone(), input, score }));
+            calls.push((agent, RoutedCall::new(self.agents[agent].spec.name.clone(), input, score)));
         }
         RouteDecision::Agents { calls: calls.into_iter().map(|(_, call)| call).collect() }
     }

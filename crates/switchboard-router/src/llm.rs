@@ -1,6 +1,7 @@
 use crate::LexicalRouter;
 use async_trait::async_trait;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
 use std::sync::Arc;
 use switchboard_core::{AgentSpec, Message, Result, Role, RouteDecision, RoutedCall, Router, RunContext};
 use switchboard_llm::{ChatRequest, LlmClient, ToolDef};
@@ -25,6 +26,8 @@ pub struct LlmRouter {
     lexical: Arc<LexicalRouter>,
     /// The most agents offered when the offline router is confident; 0 offers every agent.
     shortlist: usize,
+    /// The agents offered with their function's arguments, and those arguments' schemas.
+    arguments: HashMap<String, Arc<Value>>,
 }
 
 impl LlmRouter {
@@ -62,7 +65,29 @@ impl LlmRouter {
                 ToolDef { name: spec.name.clone(), description, parameters: Arc::clone(&parameters) }
             })
             .collect();
-        Self { client, tools, system_prompt, lexical, shortlist: Self::DEFAULT_SHORTLIST }
+        Self {
+            client,
+            tools,
+            system_prompt,
+            lexical,
+            shortlist: Self::DEFAULT_SHORTLIST,
+            arguments: HashMap::new(),
+        }
+    }
+
+    /// Offers each agent in `schemas` (its name, and the schema of the arguments it would ask a
+    /// model for) with those arguments beside `question`, so that the call routing to it
+    /// proposes them too and the agent's own model call is saved. Arguments reach the agent only
+    /// when the model gave every one the schema requires; otherwise the agent asks as before. A
+    /// schema without `properties`, or with a `question` of its own, is not merged.
+    pub fn with_arguments(mut self, schemas: impl IntoIterator<Item = (String, Arc<Value>)>) -> Self {
+        for (agent, schema) in schemas {
+            let Some(tool) = self.tools.iter_mut().find(|t| t.name == agent) else { continue };
+            let Some(parameters) = with_question(&schema) else { continue };
+            tool.parameters = Arc::new(parameters);
+            self.arguments.insert(agent, schema);
+        }
+        self
     }
 
     /// Offers at most `size` agents when the offline router is confident; 0 offers every agent.
@@ -90,6 +115,39 @@ impl LlmRouter {
     fn knows(&self, name: &str) -> bool {
         self.tools.iter().any(|t| t.name == name)
     }
+
+    /// The arguments in a routing call to `agent` that are its function's, when they hold every
+    /// one its schema requires.
+    fn agent_arguments(&self, agent: &str, arguments: &Value) -> Option<Map<String, Value>> {
+        let schema = self.arguments.get(agent)?;
+        let given: Map<String, Value> = arguments
+            .as_object()?
+            .iter()
+            .filter(|(k, v)| *k != "question" && !v.is_null())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let required =
+            schema.get("required").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        required.iter().filter_map(Value::as_str).all(|r| given.contains_key(r)).then_some(given)
+    }
+}
+
+/// `schema` with a required `question` string added to its properties; `None` when it has no
+/// `properties` object or already has a `question`.
+fn with_question(schema: &Value) -> Option<Value> {
+    let mut merged = schema.as_object()?.clone();
+    let properties = merged.get("properties")?.as_object()?;
+    if properties.contains_key("question") {
+        return None;
+    }
+    let mut with = Map::with_capacity(properties.len() + 1);
+    with.insert("question".into(), json!({ "type": "string" }));
+    with.extend(properties.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let mut required = vec![json!("question")];
+    required.extend(merged.get("required").and_then(Value::as_array).into_iter().flatten().cloned());
+    merged.insert("properties".into(), Value::Object(with));
+    merged.insert("required".into(), Value::Array(required));
+    Some(Value::Object(merged))
 }
 
 #[async_trait]
@@ -141,8 +199,13 @@ impl Router for LlmRouter {
                         existing.input.push_str("; ");
                         existing.input.push_str(input);
                     }
+                    // Two calls' arguments cannot both be kept: the agent asks for the joined input.
+                    existing.arguments = None;
                 }
-                None => calls.push(RoutedCall { agent: call.name, input: input.to_string(), score: 1.0 }),
+                None => {
+                    let arguments = self.agent_arguments(&call.name, &call.arguments);
+                    calls.push(RoutedCall { arguments, ..RoutedCall::new(call.name, input, 1.0) });
+                }
             }
         }
         if !calls.is_empty() {

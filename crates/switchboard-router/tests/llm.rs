@@ -50,6 +50,21 @@ when = { last_user = "ghost" }
 reply = { tool_calls = [{ name = "Sales", arguments = { question = "x" } }] }
 
 [[rules]]
+when = { last_user = "west arguments" }
+reply = { tool_calls = [{ name = "sales", arguments = { question = "revenue in the West", region = "West" } }] }
+
+[[rules]]
+when = { last_user = "no region" }
+reply = { tool_calls = [{ name = "sales", arguments = { question = "revenue", limit = 3 } }] }
+
+[[rules]]
+when = { last_user = "twice" }
+reply = { tool_calls = [
+    { name = "sales", arguments = { question = "West", region = "West" } },
+    { name = "sales", arguments = { question = "East", region = "East" } },
+] }
+
+[[rules]]
 when = { last_user = "boom" }
 reply = { error = { status = 500, message = "overloaded" } }
 
@@ -196,6 +211,59 @@ async fn missing_arguments_fall_back_to_the_question_and_repeats_merge() {
     };
     assert_eq!(calls.len(), 1);
     assert_eq!((calls[0].agent.as_str(), calls[0].input.as_str()), ("sales", question));
+}
+
+#[tokio::test]
+async fn a_tool_agent_is_offered_with_its_arguments_and_the_route_carries_them() {
+    let f = fixture().await;
+    let sales = Arc::new(json!({"type": "object", "required": ["region"], "additionalProperties": false,
+        "properties": {"region": {"type": "string", "description": "a sales region"}, "limit": {"type": "integer"}}}));
+    let own_question = Arc::new(json!({"type": "object", "properties": {"question": {"type": "integer"}}}));
+    let router = f.router.with_arguments([
+        ("sales".to_string(), sales),
+        ("policies".to_string(), own_question),
+        ("nobody".to_string(), Arc::new(json!({"type": "object", "properties": {}}))),
+    ]);
+    let route = |question: &'static str| {
+        let (router, ctx) = (&router, &f.ctx);
+        async move {
+            match router.route(ctx, question, &[]).await.unwrap() {
+                RouteDecision::Agents { calls } => calls,
+                other => panic!("expected calls, got {other:?}"),
+            }
+        }
+    };
+
+    let calls = route("west arguments please").await;
+    assert_eq!((calls[0].agent.as_str(), calls[0].input.as_str()), ("sales", "revenue in the West"));
+    assert_eq!(calls[0].arguments, json!({"region": "West"}).as_object().cloned(), "all but `question`");
+
+    // The tools as offered: sales takes its own arguments beside `question`, which stays
+    // required; an agent whose schema has its own `question` keeps the plain one.
+    let tools = f.llm.requests()[0]["tools"].as_array().cloned().unwrap();
+    let parameters = |name: &str| {
+        tools
+            .iter()
+            .find(|t| t["function"]["name"] == name)
+            .map(|t| t["function"]["parameters"].clone())
+            .unwrap()
+    };
+    assert_eq!(
+        parameters("sales"),
+        json!({"type": "object", "required": ["question", "region"], "additionalProperties": false,
+            "properties": {"question": {"type": "string"}, "region": {"type": "string", "description": "a sales region"},
+                "limit": {"type": "integer"}}})
+    );
+    assert_eq!(parameters("policies")["properties"], json!({"question": {"type": "string"}}));
+
+    // Without every required argument, the agent asks its model itself.
+    let calls = route("no region given").await;
+    assert_eq!((calls[0].agent.as_str(), calls[0].arguments.clone()), ("sales", None));
+
+    // Two calls to one agent join their inputs; neither set of arguments can stand for both.
+    let calls = route("sales twice").await;
+    assert_eq!(calls.len(), 1);
+    assert_eq!((calls[0].input.as_str(), calls[0].arguments.clone()), ("West; East", None));
 }
 
 #[tokio::test]

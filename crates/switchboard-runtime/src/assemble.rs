@@ -25,7 +25,7 @@ use switchboard_store::{PostgresStore, SpillConfig, SqliteStore, Store};
 
 /// The built-in router prompt, used when `prompts/router.j2` is absent.
 pub const DEFAULT_ROUTER_PROMPT: &str = "You are {{ name }}, a supervisor that routes each request to the right specialist agents.\n\
-Call one tool per agent that is needed; call several when the request has several parts, passing each agent only its part of the request as `question`.\n\
+Call one tool per agent that is needed; call several when the request has several parts, passing each agent only its part of the request as `question`, and its other arguments only values the request states.\n\
 If no agent fits, do not call a tool: ask a short clarifying question instead.";
 
 /// A loaded configuration with its supervisor, store and identities.
@@ -225,9 +225,14 @@ impl Runtime {
                     .render_str(&template, minijinja::context! { name => cfg.supervisor.name.clone() })
                     .map_err(|e| Error::config(format!("prompts/router.j2 failed to render: {e}")))?;
                 let shortlist = cfg.router.shortlist.unwrap_or(LlmRouter::DEFAULT_SHORTLIST);
+                let schemas = agents
+                    .iter()
+                    .filter(|_| cfg.router.propose_arguments.unwrap_or(true))
+                    .filter_map(|a| a.arguments_schema().map(|schema| (a.spec().name.clone(), schema)));
                 Arc::new(
                     LlmRouter::new(client.clone(), &loaded.agents, system, lexical.clone())
-                        .with_shortlist(shortlist),
+                        .with_shortlist(shortlist)
+                        .with_arguments(schemas),
                 )
             }
             _ => lexical.clone(),

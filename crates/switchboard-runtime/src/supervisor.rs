@@ -325,7 +325,7 @@ impl Supervisor {
         };
         let route = match &request.agent {
             Some(agent) => Ok(RouteDecision::Agents {
-                calls: vec![RoutedCall { agent: agent.clone(), input: request.question.clone(), score: 1.0 }],
+                calls: vec![RoutedCall::new(agent.clone(), request.question.clone(), 1.0)],
             }),
             None => self.router.route(&run_ctx.child(route_span.id), &request.question, history).await,
         };
@@ -765,7 +765,7 @@ async fn call_agent(
         step.error = Some(format!("the router proposed `{}`, which is not a configured agent", call.agent));
         return step;
     };
-    let input = AgentInput { question: call.input, history };
+    let input = AgentInput { question: call.input, history, arguments: call.arguments };
     let result = gateway
         .hop(ctx, &spec, HopTarget::new(HopKind::Agent, &call.agent), |grant| {
             let agent = agent.clone();
@@ -773,7 +773,11 @@ async fn call_agent(
             async move {
                 let guarded = guarded_input(guards, name, input, &grant)?;
                 let input = guarded.as_ref().unwrap_or(input);
-                for (key, value) in span_inputs(json!({"question": input.question}), Some(&input.question)) {
+                let inputs = match &input.arguments {
+                    Some(arguments) => json!({"question": input.question, "arguments": arguments}),
+                    None => json!({"question": input.question}),
+                };
+                for (key, value) in span_inputs(inputs, Some(&input.question)) {
                     grant.record(key, value);
                 }
                 let mut output = match on_delta {
@@ -811,7 +815,13 @@ fn guarded_input(
         grant.record(&key, value);
     }
     admitted?;
-    Ok((question != input.question).then(|| AgentInput { question, history: input.history.clone() }))
+    // Arguments the router read from the unmasked request must not get past the mask: without
+    // them the agent asks its model, which sees only the masked question.
+    Ok((question != input.question).then(|| AgentInput {
+        question,
+        history: input.history.clone(),
+        arguments: None,
+    }))
 }
 
 /// `agent`'s own output guardrail on its answer: masked in place, or replaced by the refusal.
@@ -927,7 +937,7 @@ mod tests {
     use super::*;
 
     fn call(agent: &str, input: &str) -> RoutedCall {
-        RoutedCall { agent: agent.into(), input: input.into(), score: 1.0 }
+        RoutedCall::new(agent, input, 1.0)
     }
 
     /// Each streamed run holds its event channel's first block (32 events) for as long as it

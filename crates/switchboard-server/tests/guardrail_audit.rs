@@ -40,7 +40,7 @@ struct ToBilling;
 #[async_trait]
 impl Router for ToBilling {
     async fn route(&self, _ctx: &RunContext, question: &str, _history: &[Message]) -> Result<RouteDecision> {
-        let call = RoutedCall { agent: "billing".into(), input: question.into(), score: 1.0 };
+        let call = RoutedCall::new("billing", question, 1.0);
         Ok(RouteDecision::Agents { calls: vec![call] })
     }
 }

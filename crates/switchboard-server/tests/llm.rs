@@ -18,6 +18,15 @@ const SCRIPT: &str = r#"
 when = { tools = true, last_user = "(?i)hotel" }
 reply = { tool_call = { tool = "^policies$" } }
 
+# The deal desk's arguments: in the routing call when it offers them, else in the tool's own.
+[[rules]]
+when = { system = "(?i)routes each request", last_user = "(?i)discount" }
+reply = { tool_calls = [{ name = "deal_desk", arguments = { question = "who approves 25% on 40000", discount_pct = 25, amount = 40000 } }] }
+
+[[rules]]
+when = { tool = "^deal_desk$" }
+reply = { tool_call = { tool = "^deal_desk$", arguments = { discount_pct = 25, amount = 40000 } } }
+
 [[rules]]
 when = { response_format = true, system = "(?i)break the schema" }
 reply = { json = { wrong = 1 } }
@@ -44,11 +53,19 @@ async fn serve_with_llm() -> (ScriptedLlm, Server) {
 }
 
 async fn serve(router: RouterKind) -> (ScriptedLlm, Server) {
+    serve_with(router, |_| {}).await
+}
+
+async fn serve_with(
+    router: RouterKind,
+    edit: impl FnOnce(&mut switchboard_runtime::config::LoadedConfig),
+) -> (ScriptedLlm, Server) {
     let llm = ScriptedLlm::start(Script::from_toml(SCRIPT).unwrap()).await;
     let config = serde_json::from_value(json!({"base_url": llm.base_url(), "model": "scripted"})).unwrap();
     let server = Server::demo_with(|c| {
         c.config.llm = Some(config);
         c.config.router.kind = router;
+        edit(c);
     })
     .await;
     (llm, server)
@@ -208,6 +225,33 @@ async fn the_llm_router_sees_the_callers_instructions_and_its_tokens_count() {
     let (prompt_tokens, completion_tokens) = llm.reported_tokens();
     assert_eq!(body["usage"]["input_tokens"], prompt_tokens);
     assert_eq!(body["usage"]["output_tokens"], completion_tokens);
+}
+
+/// A question for the deal desk (a SQL tool whose arguments a model fills) costs one model call:
+/// the routing call proposes its arguments; with `propose_arguments = false`, two.
+#[tokio::test]
+async fn the_routing_call_proposes_a_tools_arguments_unless_turned_off() {
+    let ask = json!({"model": "switchboard", "messages": [{"role": "user", "content": "who must approve a 25% discount on a 40000 deal?"}]});
+    for (propose, calls) in [(None, 1), (Some(false), 2)] {
+        let (llm, server) =
+            serve_with(RouterKind::Llm, |c| c.config.router.propose_arguments = propose).await;
+        let (status, _, body) = parts(post(&server, "/v1/chat/completions", CAROL, ask.clone()).await).await;
+        assert_eq!(status, 200, "{body}");
+        let answer = body["choices"][0]["message"]["content"].as_str().unwrap_or_default();
+        assert!(answer.starts_with("A 25% discount on a $40,000 deal must be approved by the"), "{answer}");
+        assert_eq!(llm.calls(), calls, "propose_arguments {propose:?}");
+        let routing = &llm.requests()[0];
+        let tools = routing["tools"].as_array().cloned().unwrap_or_default();
+        let deal_desk =
+            tools.iter().find(|t| t["function"]["name"] == "deal_desk").expect("deal_desk offered");
+        let properties =
+            deal_desk["function"]["parameters"]["properties"].as_object().cloned().unwrap_or_default();
+        let names: Vec<&str> = properties.keys().map(String::as_str).collect();
+        match propose {
+            None => assert_eq!(names, ["amount", "discount_pct", "question"], "{deal_desk}"),
+            Some(_) => assert_eq!(names, ["question"], "{deal_desk}"),
+        }
+    }
 }
 
 #[tokio::test]

@@ -38,8 +38,7 @@ struct FanOut(Vec<String>);
 #[async_trait]
 impl Router for FanOut {
     async fn route(&self, _ctx: &RunContext, question: &str, _history: &[Message]) -> Result<RouteDecision> {
-        let calls =
-            self.0.iter().map(|a| RoutedCall { agent: a.clone(), input: question.into(), score: 1.0 });
+        let calls = self.0.iter().map(|a| RoutedCall::new(a.clone(), question, 1.0));
         Ok(RouteDecision::Agents { calls: calls.collect() })
     }
 }
@@ -66,7 +65,7 @@ struct Named(Vec<String>);
 impl Router for Named {
     async fn route(&self, _ctx: &RunContext, question: &str, _history: &[Message]) -> Result<RouteDecision> {
         let named = self.0.iter().filter(|a| question.contains(a.as_str()));
-        let calls = named.map(|a| RoutedCall { agent: a.clone(), input: question.into(), score: 1.0 });
+        let calls = named.map(|a| RoutedCall::new(a.clone(), question, 1.0));
         Ok(RouteDecision::Agents { calls: calls.collect() })
     }
 }

@@ -162,7 +162,13 @@ impl Child {
                 let found = log
                     .as_deref()
                     .and_then(|path| std::fs::read_to_string(path).ok())
-                    .and_then(|text| text.lines().find_map(&find));
+                    // Whole lines only: a line read while it is being written would give
+                    // `find` half of it (half an address, say).
+                    .and_then(|text| {
+                        text.split_inclusive('\n')
+                            .filter_map(|line| line.strip_suffix('\n'))
+                            .find_map(|line| find(line.strip_suffix('\r').unwrap_or(line)))
+                    });
                 std::future::ready(found)
             },
             || exited(&mut self.process),

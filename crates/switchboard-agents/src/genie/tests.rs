@@ -24,7 +24,7 @@ async fn ask_after(
     question: &str,
     history: Vec<Message>,
 ) -> AgentOutput {
-    let input = AgentInput { question: question.into(), history };
+    let input = AgentInput { history, ..AgentInput::new(question) };
     agent.invoke(&ctx(email, role), &input).await.unwrap()
 }
 

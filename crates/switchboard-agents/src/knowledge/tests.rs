@@ -43,7 +43,7 @@ fn ctx() -> RunContext {
 }
 
 fn ask(q: &str) -> AgentInput {
-    AgentInput { question: q.into(), history: Vec::new() }
+    AgentInput::new(q)
 }
 
 const TRAVEL: &str = "# Travel Policy\n\nBook trips in the portal.\n\n\
@@ -369,11 +369,11 @@ async fn with_an_llm_the_answer_is_synthesized_from_the_numbered_passages() {
     let llm = LlmClient::new(gw.egress(s.clone()), fake.base_url(), "fake-model");
     let a = KnowledgeAgent::new(s.clone(), gw.egress(s), base.path(), Some(llm)).unwrap();
     let input = AgentInput {
-        question: "What is the hotel limit per night?".into(),
         history: vec![
             Message::user("What is the per diem?"),
             Message::assistant("$75 per day [1].", Some("policies".into())),
         ],
+        ..AgentInput::new("What is the hotel limit per night?")
     };
     let out = a.invoke(&ctx(), &input).await.unwrap();
 

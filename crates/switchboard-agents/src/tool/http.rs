@@ -30,11 +30,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard_core::{
-    Agent, AgentInput, AgentOutput, AgentSpec, Error, ErrorKind, HopKind, Message, Result, RunContext, Secret,
+    Agent, AgentInput, AgentOutput, AgentSpec, Error, ErrorKind, HopKind, Result, RunContext, Secret,
 };
 use switchboard_govern::reqwest::{self, StatusCode};
 use switchboard_govern::{Egress, HopGrant, HopTarget};
-use switchboard_llm::{ChatRequest, LlmClient, ToolDef};
+use switchboard_llm::LlmClient;
 
 /// The HTTP method of an HTTP tool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -454,37 +454,6 @@ impl HttpToolAgent {
         &self.settings
     }
 
-    /// The model's proposed arguments, or `None` when it made no call for this tool.
-    async fn llm_arguments(
-        &self,
-        llm: &LlmClient,
-        ctx: &RunContext,
-        question: &str,
-    ) -> Result<Option<Map<String, Value>>> {
-        let request = ChatRequest {
-            messages: vec![
-                Message::system(format!(
-                    "Choose the arguments for the function `{}` from the user's message and call it. \
-                     Use only values the message states; leave out any it does not give. Never \
-                     invent values.",
-                    self.spec.name
-                )),
-                Message::user(question),
-            ],
-            tools: vec![ToolDef {
-                name: self.spec.name.clone(),
-                description: self.spec.description.clone(),
-                parameters: self.settings.schema.clone(),
-            }],
-            temperature: Some(0.0),
-        };
-        let reply = llm.chat(ctx, &request).await?;
-        Ok(reply.tool_calls.into_iter().find(|c| c.name == self.spec.name).map(|c| match c.arguments {
-            Value::Object(map) => map,
-            _ => Map::new(),
-        }))
-    }
-
     /// The model's arguments, completed by what the question gives and by defaults, and
     /// validated: nothing is sent with arguments the schema refuses.
     fn arguments(&self, proposed: Option<Map<String, Value>>, question: &str) -> Result<Map<String, Value>> {
@@ -785,20 +754,15 @@ impl Agent for HttpToolAgent {
         &self.spec
     }
 
+    fn arguments_schema(&self) -> Option<Arc<Value>> {
+        self.llm.as_ref().map(|_| self.settings.schema.clone())
+    }
+
     async fn invoke(&self, ctx: &RunContext, input: &AgentInput) -> Result<AgentOutput> {
         let question = input.question.trim();
-        let proposed = match &self.llm {
-            Some(llm) => match self.llm_arguments(llm, ctx, question).await {
-                Ok(args) => args,
-                Err(e) if matches!(e.kind, ErrorKind::Cancelled | ErrorKind::Timeout) => return Err(e),
-                // Offline extraction still works without the model.
-                Err(e) => {
-                    tracing::debug!(agent = %self.spec.name, error = %e, "model proposed no arguments");
-                    None
-                }
-            },
-            None => None,
-        };
+        let proposed =
+            super::proposed_arguments(&self.spec, &self.settings.schema, self.llm.as_ref(), ctx, input)
+                .await?;
         let args = self.arguments(proposed, question)?;
         let prepared = self.prepare(&args)?;
         self.egress

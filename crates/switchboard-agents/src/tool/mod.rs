@@ -8,7 +8,8 @@
 //!   the agent's named `connection` — see [`HttpSettings`].
 //!
 //! Either way, arguments come from the question offline, or from a model's tool call when a model
-//! is configured, and are validated before anything runs. [`build`] picks the flavour.
+//! is configured (the routing call's, when the LLM router proposed them, else the tool's own),
+//! and are validated before anything runs. [`build`] picks the flavour.
 
 mod http;
 mod sql;
@@ -16,11 +17,12 @@ mod sql;
 pub use http::{Answer, HttpMethod, HttpSettings, HttpToolAgent};
 pub use sql::{ParamType, Parameter, SqlSettings, SqlToolAgent, StoreTarget, resolve_store_engine};
 
+use serde_json::{Map, Value};
 use std::path::Path;
 use std::sync::Arc;
-use switchboard_core::{Agent, AgentSpec, Error, Result};
+use switchboard_core::{Agent, AgentInput, AgentSpec, Error, ErrorKind, Message, Result, RunContext};
 use switchboard_govern::Egress;
-use switchboard_llm::LlmClient;
+use switchboard_llm::{ChatRequest, LlmClient, ToolDef};
 
 /// The `[tool]` table: a SQL tool or an HTTP tool.
 #[derive(Debug, Clone)]
@@ -72,4 +74,51 @@ pub fn build(
         Settings::Sql(_) => Arc::new(SqlToolAgent::new(spec, egress, base_dir, llm)?),
         Settings::Http(settings) => Arc::new(HttpToolAgent::with_settings(spec, egress, settings, llm)?),
     })
+}
+
+/// The arguments a model proposes for the function `spec` declares with `schema`: those the
+/// routing call already proposed (`input.arguments`), else the ones `llm` proposes when asked,
+/// else none, for the question to fill offline. A model that fails is not fatal (extraction
+/// still works without it), unless the run was cancelled or timed out.
+async fn proposed_arguments(
+    spec: &AgentSpec,
+    schema: &Arc<Value>,
+    llm: Option<&LlmClient>,
+    ctx: &RunContext,
+    input: &AgentInput,
+) -> Result<Option<Map<String, Value>>> {
+    if let Some(arguments) = &input.arguments {
+        return Ok(Some(arguments.clone()));
+    }
+    let Some(llm) = llm else { return Ok(None) };
+    let request = ChatRequest {
+        messages: vec![
+            Message::system(format!(
+                "Choose the arguments for the function `{}` from the user's message and call it. \
+                 Use only values the message states; leave out any it does not give. Never \
+                 invent values.",
+                spec.name
+            )),
+            Message::user(input.question.trim()),
+        ],
+        tools: vec![ToolDef {
+            name: spec.name.clone(),
+            description: spec.description.clone(),
+            parameters: schema.clone(),
+        }],
+        temperature: Some(0.0),
+    };
+    match llm.chat(ctx, &request).await {
+        Ok(reply) => {
+            Ok(reply.tool_calls.into_iter().find(|c| c.name == spec.name).map(|c| match c.arguments {
+                Value::Object(map) => map,
+                _ => Map::new(),
+            }))
+        }
+        Err(e) if matches!(e.kind, ErrorKind::Cancelled | ErrorKind::Timeout) => Err(e),
+        Err(e) => {
+            tracing::debug!(agent = %spec.name, error = %e, "model proposed no arguments");
+            Ok(None)
+        }
+    }
 }

@@ -18,11 +18,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use switchboard_core::{
-    Agent, AgentInput, AgentOutput, AgentSpec, Error, ErrorKind, HopKind, Message, Result, RunContext,
-};
+use switchboard_core::{Agent, AgentInput, AgentOutput, AgentSpec, Error, HopKind, Result, RunContext};
 use switchboard_govern::{Egress, HopTarget};
-use switchboard_llm::{ChatRequest, LlmClient, ToolDef};
+use switchboard_llm::LlmClient;
 
 /// A parameter's type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -463,38 +461,6 @@ impl SqlToolAgent {
         Ok(Self { spec, egress, settings, engine, schema, llm })
     }
 
-    /// The model's arguments, or `None` when it made no call for this tool.
-    async fn llm_arguments(
-        &self,
-        llm: &LlmClient,
-        ctx: &RunContext,
-        question: &str,
-    ) -> Result<Option<Map<String, Value>>> {
-        let tool = ToolDef {
-            name: self.spec.name.clone(),
-            description: self.spec.description.clone(),
-            parameters: self.schema.clone(),
-        };
-        let request = ChatRequest {
-            messages: vec![
-                Message::system(format!(
-                    "Extract the arguments for the function `{}` from the user's message and \
-                     call it. Use only values the message states; leave out any it does not \
-                     give. Never invent values.",
-                    self.spec.name
-                )),
-                Message::user(question),
-            ],
-            tools: vec![tool],
-            temperature: Some(0.0),
-        };
-        let reply = llm.chat(ctx, &request).await?;
-        Ok(reply.tool_calls.into_iter().find(|c| c.name == self.spec.name).map(|c| match c.arguments {
-            Value::Object(map) => map,
-            _ => Map::new(),
-        }))
-    }
-
     /// Validated arguments in declaration order, or the missing required parameters.
     fn arguments(&self, from_model: Option<Map<String, Value>>, question: &str) -> Result<Arguments<'_>> {
         let offline = crate::args::extract(&self.spec.name, &self.schema, question);
@@ -593,19 +559,14 @@ impl Agent for SqlToolAgent {
         &self.spec
     }
 
+    fn arguments_schema(&self) -> Option<Arc<Value>> {
+        self.llm.as_ref().map(|_| self.schema.clone())
+    }
+
     async fn invoke(&self, ctx: &RunContext, input: &AgentInput) -> Result<AgentOutput> {
         let question = input.question.trim();
-        let from_model = match &self.llm {
-            Some(llm) => match self.llm_arguments(llm, ctx, question).await {
-                Ok(args) => args,
-                Err(e) if matches!(e.kind, ErrorKind::Cancelled | ErrorKind::Timeout) => {
-                    return Err(e);
-                }
-                // The pattern extractor still works without the model.
-                Err(_) => None,
-            },
-            None => None,
-        };
+        let from_model =
+            super::proposed_arguments(&self.spec, &self.schema, self.llm.as_ref(), ctx, input).await?;
         let args = match self.arguments(from_model, question)? {
             Arguments::Ready(args) => args,
             Arguments::Missing(missing) => return Ok(self.ask_for(&missing)),
@@ -685,7 +646,7 @@ fn format_int_always(i: i64) -> String {
 mod tests {
     use super::*;
     use crate::sql::testkit::*;
-    use switchboard_core::{AgentKind, CredentialMode, HopKind};
+    use switchboard_core::{AgentKind, CredentialMode, ErrorKind, HopKind};
     use switchboard_core::{AuditRecord, SpanKind};
 
     fn deal_desk(llm_url: Option<&str>) -> (tempfile::TempDir, SqlToolAgent, Arc<Recorder>) {
@@ -698,7 +659,7 @@ mod tests {
     }
 
     async fn ask(agent: &SqlToolAgent, email: &str, role: &str, q: &str) -> Result<AgentOutput> {
-        let input = AgentInput { question: q.into(), history: Vec::new() };
+        let input = AgentInput::new(q);
         agent.invoke(&ctx(email, role), &input).await
     }
 

@@ -130,6 +130,10 @@ pub struct RouterConfig {
     /// With `kind = "llm"`: the most agents offered to the model when the offline router is
     /// confident about a question (default 5); 0 offers every agent every time.
     pub shortlist: Option<usize>,
+    /// With `kind = "llm"`: whether the routing call also proposes the arguments of a tool
+    /// agent that would ask the model for them (default true), which saves that agent's own
+    /// model call; false leaves them to the agent.
+    pub propose_arguments: Option<bool>,
 }
 
 /// `[llm]`.
