@@ -28,6 +28,17 @@ const MAX_WEIGHT: f32 = 10.0;
 /// Most passes over the data, however small.
 const MAX_EPOCHS: usize = 60;
 
+/// What [`LexicalRouter::narrow`] found for a question.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Narrowed {
+    /// The agents the question is most likely for: those the router would route to on its own
+    /// confidence, or, when it would ask or only guess a follow-up, its single most probable
+    /// agent; empty when the question shares nothing with any agent.
+    pub likely: Vec<String>,
+    /// The agents worth offering a model, as [`LexicalRouter::shortlist`] gives them.
+    pub shortlist: Option<Vec<String>>,
+}
+
 /// The offline router: a linear classifier over each agent's routing profile, with a confidence
 /// (its probability, discounted by how familiar the question looks) below which it asks the
 /// caller instead of guessing.
@@ -450,15 +461,27 @@ impl LexicalRouter {
     /// not route the question on its own confidence (it would ask, or only guess a follow-up):
     /// the model is then the better judge of the whole list.
     pub fn shortlist(&self, question: &str, history: &[Message], size: usize) -> Option<Vec<String>> {
-        if size == 0 || self.agents.len() <= size {
-            return None;
-        }
-        let RouteDecision::Agents { calls } = self.decide(question, history).ok()? else { return None };
-        if calls.iter().any(|c| c.score < self.threshold) {
-            return None;
-        }
-        let mut keep: Vec<&str> = calls.iter().map(|c| c.agent.as_str()).collect();
+        self.narrow(question, history, size).shortlist
+    }
+
+    /// [`shortlist`](Self::shortlist), and the agents `question` is most likely for, from one
+    /// decision.
+    pub fn narrow(&self, question: &str, history: &[Message], size: usize) -> Narrowed {
+        let confident: Vec<String> = match self.decide(question, history) {
+            Ok(RouteDecision::Agents { calls }) if calls.iter().all(|c| c.score >= self.threshold) => {
+                calls.into_iter().map(|c| c.agent).collect()
+            }
+            _ => Vec::new(),
+        };
         let ranked = self.scores(question);
+        if confident.is_empty() {
+            let likely = ranked.into_iter().take(1).filter(|(_, p)| *p > 0.0).map(|(name, _)| name).collect();
+            return Narrowed { likely, shortlist: None };
+        }
+        if size == 0 || self.agents.len() <= size {
+            return Narrowed { likely: confident, shortlist: None };
+        }
+        let mut keep: Vec<&str> = confident.iter().map(String::as_str).collect();
         for (name, p) in &ranked {
             if keep.len() >= size || *p <= 0.0 {
                 break;
@@ -471,7 +494,8 @@ impl LexicalRouter {
             keep.push(&self.agents[last].spec.name);
         }
         let offered = self.agents.iter().map(|a| &a.spec.name).filter(|name| keep.contains(&name.as_str()));
-        Some(offered.cloned().collect())
+        let shortlist = Some(offered.cloned().collect());
+        Narrowed { likely: confident, shortlist }
     }
 
     fn follow_up(&self, history: &[Message]) -> Option<usize> {

@@ -14,5 +14,5 @@ mod linear;
 mod llm;
 mod text;
 
-pub use lexical::LexicalRouter;
+pub use lexical::{LexicalRouter, Narrowed};
 pub use llm::LlmRouter;

@@ -26,8 +26,16 @@ pub struct LlmRouter {
     lexical: Arc<LexicalRouter>,
     /// The most agents offered when the offline router is confident; 0 offers every agent.
     shortlist: usize,
-    /// The agents offered with their function's arguments, and those arguments' schemas.
-    arguments: HashMap<String, Arc<Value>>,
+    /// The agents that can be offered with their function's arguments.
+    arguments: HashMap<String, ArgumentsOffer>,
+}
+
+/// An agent's function arguments, as the routing call can ask for them.
+struct ArgumentsOffer {
+    /// The schema the agent declares: what a proposal must satisfy.
+    schema: Arc<Value>,
+    /// The routing tool's parameters with them: the schema's, and `question`.
+    parameters: Arc<Value>,
 }
 
 impl LlmRouter {
@@ -75,17 +83,22 @@ impl LlmRouter {
         }
     }
 
-    /// Offers each agent in `schemas` (its name, and the schema of the arguments it would ask a
-    /// model for) with those arguments beside `question`, so that the call routing to it
-    /// proposes them too and the agent's own model call is saved. Arguments reach the agent only
-    /// when the model gave every one the schema requires; otherwise the agent asks as before. A
-    /// schema without `properties`, or with a `question` of its own, is not merged.
+    /// Lets the routing call ask for the arguments of each agent in `schemas` (its name, and the
+    /// schema of the arguments it would ask a model for), beside `question`, so that the call
+    /// routing to it proposes them too and the agent's own model call is saved. They are asked
+    /// for only from the agents the question is most likely for ([`crate::Narrowed::likely`]:
+    /// the offline router's confident picks, or its most probable agent when it is unsure), so
+    /// the routing prompt grows by one or two schemas however many agents there are; the others
+    /// take only `question`. Arguments reach the agent only when the model gave
+    /// every one the schema requires; otherwise the agent asks as before. A schema without
+    /// `properties`, or with a `question` of its own, is left out.
     pub fn with_arguments(mut self, schemas: impl IntoIterator<Item = (String, Arc<Value>)>) -> Self {
         for (agent, schema) in schemas {
-            let Some(tool) = self.tools.iter_mut().find(|t| t.name == agent) else { continue };
+            if !self.knows(&agent) {
+                continue;
+            }
             let Some(parameters) = with_question(&schema) else { continue };
-            tool.parameters = Arc::new(parameters);
-            self.arguments.insert(agent, schema);
+            self.arguments.insert(agent, ArgumentsOffer { schema, parameters: Arc::new(parameters) });
         }
         self
     }
@@ -101,15 +114,27 @@ impl LlmRouter {
         &self.tools
     }
 
-    /// The tools offered to the model for `question`: the shortlist's, or all of them.
-    fn offered(&self, question: &str, history: &[Message]) -> Vec<ToolDef> {
-        match self.lexical.shortlist(question, history, self.shortlist) {
+    /// The tools offered to the model for `question` (the shortlist's, or all of them), and the
+    /// agents among them offered with their arguments.
+    fn offered(&self, question: &str, history: &[Message]) -> (Vec<ToolDef>, Vec<String>) {
+        let narrowed = self.lexical.narrow(question, history, self.shortlist);
+        let mut tools: Vec<ToolDef> = match &narrowed.shortlist {
             Some(names) => {
                 tracing::debug!(offered = ?names, of = self.tools.len(), "routing over a shortlist");
                 self.tools.iter().filter(|t| names.contains(&t.name)).cloned().collect()
             }
             None => self.tools.clone(),
+        };
+        let mut with_arguments = Vec::new();
+        for tool in &mut tools {
+            if let Some(offer) =
+                self.arguments.get(&tool.name).filter(|_| narrowed.likely.contains(&tool.name))
+            {
+                tool.parameters = offer.parameters.clone();
+                with_arguments.push(tool.name.clone());
+            }
         }
+        (tools, with_arguments)
     }
 
     fn knows(&self, name: &str) -> bool {
@@ -119,7 +144,7 @@ impl LlmRouter {
     /// The arguments in a routing call to `agent` that are its function's, when they hold every
     /// one its schema requires.
     fn agent_arguments(&self, agent: &str, arguments: &Value) -> Option<Map<String, Value>> {
-        let schema = self.arguments.get(agent)?;
+        let schema = &self.arguments.get(agent)?.schema;
         let given: Map<String, Value> = arguments
             .as_object()?
             .iter()
@@ -167,13 +192,9 @@ impl Router for LlmRouter {
         }));
         messages.push(Message::user(question));
         // Fields this router does not set (response formats and the like) keep their defaults.
+        let (tools, with_arguments) = self.offered(question, history);
         #[allow(clippy::needless_update)]
-        let request = ChatRequest {
-            messages,
-            tools: self.offered(question, history),
-            temperature: Some(0.0),
-            ..ChatRequest::default()
-        };
+        let request = ChatRequest { messages, tools, temperature: Some(0.0), ..ChatRequest::default() };
         let response = self.client.chat(ctx, &request).await?;
 
         let mut calls: Vec<RoutedCall> = Vec::new();
@@ -203,7 +224,10 @@ impl Router for LlmRouter {
                     existing.arguments = None;
                 }
                 None => {
-                    let arguments = self.agent_arguments(&call.name, &call.arguments);
+                    let arguments = with_arguments
+                        .contains(&call.name)
+                        .then(|| self.agent_arguments(&call.name, &call.arguments))
+                        .flatten();
                     calls.push(RoutedCall { arguments, ..RoutedCall::new(call.name, input, 1.0) });
                 }
             }
@@ -218,5 +242,33 @@ impl Router for LlmRouter {
             question: if text.is_empty() { fallback } else { text.to_string() },
             candidates,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn question_joins_a_schemas_properties_unless_it_has_its_own() {
+        let schema =
+            json!({"type": "object", "required": ["q"], "properties": {"q": {"type": "string"}}, "x": 1});
+        assert_eq!(
+            with_question(&schema),
+            Some(json!({"type": "object", "required": ["question", "q"], "x": 1,
+                "properties": {"question": {"type": "string"}, "q": {"type": "string"}}}))
+        );
+        assert_eq!(
+            with_question(&json!({"type": "object", "properties": {}})),
+            Some(
+                json!({"type": "object", "required": ["question"], "properties": {"question": {"type": "string"}}})
+            )
+        );
+        assert_eq!(
+            with_question(&json!({"type": "object", "properties": {"question": {"type": "integer"}}})),
+            None
+        );
+        assert_eq!(with_question(&json!({"type": "object"})), None);
+        assert_eq!(with_question(&json!("not a schema")), None);
     }
 }

@@ -308,3 +308,18 @@ fn a_router_without_agents_is_a_configuration_error() {
     let err = LexicalRouter::new(&[], 0.3).decide("anything", &[]).unwrap_err();
     assert_eq!(err.kind, ErrorKind::Config);
 }
+
+/// The agents a question is most likely for: the confident picks, the single most probable
+/// agent when the router would ask, and none when nothing is known of the question.
+#[test]
+fn the_agents_a_question_is_most_likely_for() {
+    let r = router();
+    let likely = |q: &str| r.narrow(q, &[], 5).likely;
+    assert_eq!(likely("total revenue by region in the West"), ["sales"]);
+    let both = "Total revenue by region, and who must approve a 25% discount on a 40000 deal?";
+    assert_eq!(likely(both), ["sales", "deal_desk"]);
+    let unsure = "something about money";
+    assert!(matches!(r.decide(unsure, &[]).expect("decides"), RouteDecision::Clarify { .. }));
+    assert_eq!(likely(unsure), [r.scores(unsure)[0].0.clone()]);
+    assert!(likely("hmm").is_empty());
+}

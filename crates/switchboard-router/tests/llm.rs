@@ -50,19 +50,23 @@ when = { last_user = "ghost" }
 reply = { tool_calls = [{ name = "Sales", arguments = { question = "x" } }] }
 
 [[rules]]
-when = { last_user = "west arguments" }
+when = { last_user = "(?i)in the west" }
 reply = { tool_calls = [{ name = "sales", arguments = { question = "revenue in the West", region = "West" } }] }
 
 [[rules]]
-when = { last_user = "no region" }
+when = { last_user = "(?i)any region" }
 reply = { tool_calls = [{ name = "sales", arguments = { question = "revenue", limit = 3 } }] }
 
 [[rules]]
-when = { last_user = "twice" }
+when = { last_user = "(?i)west and east" }
 reply = { tool_calls = [
     { name = "sales", arguments = { question = "West", region = "West" } },
     { name = "sales", arguments = { question = "East", region = "East" } },
 ] }
+
+[[rules]]
+when = { last_user = "(?i)^hmm" }
+reply = { tool_calls = [{ name = "sales", arguments = { question = "revenue", region = "West" } }] }
 
 [[rules]]
 when = { last_user = "boom" }
@@ -214,14 +218,18 @@ async fn missing_arguments_fall_back_to_the_question_and_repeats_merge() {
 }
 
 #[tokio::test]
-async fn a_tool_agent_is_offered_with_its_arguments_and_the_route_carries_them() {
+async fn the_agent_a_question_is_for_is_offered_with_its_arguments_and_the_route_carries_them() {
     let f = fixture().await;
     let sales = Arc::new(json!({"type": "object", "required": ["region"], "additionalProperties": false,
         "properties": {"region": {"type": "string", "description": "a sales region"}, "limit": {"type": "integer"}}}));
-    let own_question = Arc::new(json!({"type": "object", "properties": {"question": {"type": "integer"}}}));
+    let plain =
+        json!({"type": "object", "properties": {"question": {"type": "string"}}, "required": ["question"]});
     let router = f.router.with_arguments([
         ("sales".to_string(), sales),
-        ("policies".to_string(), own_question),
+        (
+            "deal_desk".to_string(),
+            Arc::new(json!({"type": "object", "properties": {"question": {"type": "integer"}}})),
+        ),
         ("nobody".to_string(), Arc::new(json!({"type": "object", "properties": {}}))),
     ]);
     let route = |question: &'static str| {
@@ -233,37 +241,42 @@ async fn a_tool_agent_is_offered_with_its_arguments_and_the_route_carries_them()
             }
         }
     };
-
-    let calls = route("west arguments please").await;
-    assert_eq!((calls[0].agent.as_str(), calls[0].input.as_str()), ("sales", "revenue in the West"));
-    assert_eq!(calls[0].arguments, json!({"region": "West"}).as_object().cloned(), "all but `question`");
-
-    // The tools as offered: sales takes its own arguments beside `question`, which stays
-    // required; an agent whose schema has its own `question` keeps the plain one.
-    let tools = f.llm.requests()[0]["tools"].as_array().cloned().unwrap();
-    let parameters = |name: &str| {
+    let parameters = |i: usize, name: &str| {
+        let tools = f.llm.requests()[i]["tools"].as_array().cloned().unwrap();
         tools
             .iter()
             .find(|t| t["function"]["name"] == name)
             .map(|t| t["function"]["parameters"].clone())
             .unwrap()
     };
+
+    // Clearly sales: it takes its own arguments beside `question`, which stays required; the
+    // others take only `question`.
+    let calls = route("total revenue by region in the West").await;
+    assert_eq!((calls[0].agent.as_str(), calls[0].input.as_str()), ("sales", "revenue in the West"));
+    assert_eq!(calls[0].arguments, json!({"region": "West"}).as_object().cloned(), "all but `question`");
     assert_eq!(
-        parameters("sales"),
+        parameters(0, "sales"),
         json!({"type": "object", "required": ["question", "region"], "additionalProperties": false,
             "properties": {"question": {"type": "string"}, "region": {"type": "string", "description": "a sales region"},
                 "limit": {"type": "integer"}}})
     );
-    assert_eq!(parameters("policies")["properties"], json!({"question": {"type": "string"}}));
+    assert_eq!(parameters(0, "policies"), plain);
 
     // Without every required argument, the agent asks its model itself.
-    let calls = route("no region given").await;
+    let calls = route("total revenue by region, any region").await;
     assert_eq!((calls[0].agent.as_str(), calls[0].arguments.clone()), ("sales", None));
 
     // Two calls to one agent join their inputs; neither set of arguments can stand for both.
-    let calls = route("sales twice").await;
+    let calls = route("total revenue by region, west and east").await;
     assert_eq!(calls.len(), 1);
     assert_eq!((calls[0].input.as_str(), calls[0].arguments.clone()), ("West; East", None));
+
+    // A question that shares nothing with any agent: none is offered its arguments, and any
+    // the model proposes anyway are not passed on.
+    let calls = route("hmm").await;
+    assert_eq!(parameters(3, "sales"), plain);
+    assert_eq!((calls[0].agent.as_str(), calls[0].arguments.clone()), ("sales", None));
 }
 
 #[tokio::test]

@@ -131,8 +131,8 @@ pub struct RouterConfig {
     /// confident about a question (default 5); 0 offers every agent every time.
     pub shortlist: Option<usize>,
     /// With `kind = "llm"`: whether the routing call also proposes the arguments of a tool
-    /// agent that would ask the model for them (default true), which saves that agent's own
-    /// model call; false leaves them to the agent.
+    /// agent that would ask the model for them, when the question is most likely for that agent
+    /// (default true), which saves the agent's own model call; false leaves them to the agent.
     pub propose_arguments: Option<bool>,
 }
 
