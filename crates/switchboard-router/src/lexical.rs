@@ -473,15 +473,16 @@ impl LexicalRouter {
             }
             _ => Vec::new(),
         };
-        let ranked = self.scores(question);
         if confident.is_empty() {
-            let likely = ranked.into_iter().take(1).filter(|(_, p)| *p > 0.0).map(|(name, _)| name).collect();
+            let ranked = self.scores(question).into_iter();
+            let likely = ranked.take(1).filter(|(_, p)| *p > 0.0).map(|(name, _)| name).collect();
             return Narrowed { likely, shortlist: None };
         }
         if size == 0 || self.agents.len() <= size {
             return Narrowed { likely: confident, shortlist: None };
         }
         let mut keep: Vec<&str> = confident.iter().map(String::as_str).collect();
+        let ranked = self.scores(question);
         for (name, p) in &ranked {
             if keep.len() >= size || *p <= 0.0 {
                 break;

@@ -89,9 +89,9 @@ impl LlmRouter {
     /// for only from the agents the question is most likely for ([`crate::Narrowed::likely`]:
     /// the offline router's confident picks, or its most probable agent when it is unsure), so
     /// the routing prompt grows by one or two schemas however many agents there are; the others
-    /// take only `question`. Arguments reach the agent only when the model gave
-    /// every one the schema requires; otherwise the agent asks as before. A schema without
-    /// `properties`, or with a `question` of its own, is left out.
+    /// take only `question`. Arguments reach the agent only when the model gave every one the
+    /// schema requires; otherwise the agent asks as before. A schema without `properties`, or
+    /// with a `question` of its own, is left out.
     pub fn with_arguments(mut self, schemas: impl IntoIterator<Item = (String, Arc<Value>)>) -> Self {
         for (agent, schema) in schemas {
             if !self.knows(&agent) {
