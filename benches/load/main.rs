@@ -9,8 +9,8 @@
 //! ```
 //!
 //! Without `--url`: the comparison scenario of `benches/compare` (a request routed by the model
-//! to one of two agents, which has the model fill its tool's arguments, calls it and answers: two
-//! model calls). The scripted LLM (`benches/compare/scripted-llm.toml`) serves in this process;
+//! to one of two agents, the routing call filling that agent's tool arguments too; the agent calls
+//! its tool and answers: one model call). The scripted LLM (`benches/compare/scripted-llm.toml`) serves in this process;
 //! `switchboard serve` runs as a child process, started afresh for each level so its peak RSS is
 //! the level's own, and every request carries a bearer JWT from `switchboard token`. Levels:
 //! concurrency 1, 8, 32 and 256 (`--levels`), plain then streamed (`--modes plain,stream`),
@@ -228,7 +228,7 @@ async fn matrix(o: &Options) -> Result<bool, String> {
     let requests = o.requests.unwrap_or(2000);
     println!(
         "load: `switchboard serve` (child process, bearer JWT per request) against the scripted LLM in \
-         process; {requests} chat completions per level, 2 LLM calls each"
+         process; {requests} chat completions per level, 1 LLM call each"
     );
     println!(
         "| mode | concurrency | requests | errors | throughput | p50 | p95 | p99 | first token p50 | server peak RSS |"
