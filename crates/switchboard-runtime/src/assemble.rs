@@ -225,9 +225,10 @@ impl Runtime {
                     .render_str(&template, minijinja::context! { name => cfg.supervisor.name.clone() })
                     .map_err(|e| Error::config(format!("prompts/router.j2 failed to render: {e}")))?;
                 let shortlist = cfg.router.shortlist.unwrap_or(LlmRouter::DEFAULT_SHORTLIST);
+                let propose_arguments = cfg.router.propose_arguments.unwrap_or(true);
                 let schemas = agents
                     .iter()
-                    .filter(|_| cfg.router.propose_arguments.unwrap_or(true))
+                    .filter(|_| propose_arguments)
                     .filter_map(|a| a.arguments_schema().map(|schema| (a.spec().name.clone(), schema)));
                 Arc::new(
                     LlmRouter::new(client.clone(), &loaded.agents, system, lexical.clone())
