@@ -44,9 +44,11 @@ def wait_http(url, proc, timeout=60):
     raise SystemExit(f"compare-peers: {url} did not answer within {timeout} s")
 
 
-def sb_config(dir, llm_port, n):
+def sb_config(dir, llm_port, n, functions=False):
     """The scenario's Switchboard configuration with `n` agents (the first two are the
-    scenario's; the others are made like the documents agent, with the shared descriptions)."""
+    scenario's; the others are made like the documents agent, with the shared descriptions).
+    `functions`: each agent a function tool (`run_sql` or `search_docs`, which the embedded bench
+    registers) instead of an HTTP tool, as the peers' tools are functions in process."""
     agents = dir / "agents"
     agents.mkdir(parents=True)
     port = f"127.0.0.1:{llm_port}"
@@ -58,6 +60,10 @@ def sb_config(dir, llm_port, n):
         else:
             text = re.sub(r'(?m)^name = .*$', f'name = "{spec["name"]}"', template)
             text = re.sub(r'(?m)^description = .*$', lambda _: f"description = {json.dumps(spec['description'])}", text)
+        if functions:
+            function = "search_docs" if "search the knowledge base" in text else "run_sql"
+            text = re.sub(r'(?m)^connection = .*\n', "", text)
+            text = text[:text.index("[tool.http]")] + f'[tool.function]\nname = "{function}"\n'
         (agents / f"{spec['name']}.toml").write_text(text.replace(CONFIG_PORT, port))
     return dir / "switchboard.toml"
 
@@ -156,6 +162,7 @@ def main():
     try:
         wait_http(base + "/models", llm)
         configs = {n: sb_config(work / f"agents{n}", llm_port, n) for n in (2, 5, 20)}
+        function_configs = {n: sb_config(work / f"functions{n}", llm_port, n, functions=True) for n in (2, 5, 20)}
         results = {}
         python = sys.executable
         for name, script in (("langgraph-supervisor", "peer_langgraph.py"), ("openai-agents", "peer_openai_agents.py")):
@@ -197,19 +204,9 @@ def main():
             s.stop()
         results["switchboard served"] = {"levels": levels, "peak_rss_mb": rss, "tokens": tokens}
 
-        print("compare-peers: switchboard embedded …", file=sys.stderr, flush=True)
-        emb = [a.embedded, "--llm", base]
-        # A process per level, so the scripted server's CPU time is each level's own.
-        levels, rss = [], 0.0
-        for c in (1, 32):
-            r = with_cpu(emb + ["--config", configs[2], "--runs", str(sb_runs), "--concurrency", str(c)],
-                         900, {"model": llm.pid})
-            levels.append(dict(r["levels"][0], cpu_s=r["cpu_s"]))
-            rss = max(rss, r["peak_rss_mb"])
-        r = {"levels": levels, "peak_rss_mb": rss}
-        r["tokens"] = {n: run_json(emb + ["--config", configs[n], "--routing-only"], timeout=300)["routing_prompt_tokens"]
-                       for n in (5, 20)}
-        results["switchboard embedded"] = r
+        for name, cfgs in (("switchboard embedded", configs), ("switchboard embedded, function tools", function_configs)):
+            print(f"compare-peers: {name} …", file=sys.stderr, flush=True)
+            results[name] = embedded(a.embedded, base, cfgs, sb_runs, llm.pid)
     finally:
         for s in servers:
             if s.proc.poll() is None:
@@ -218,6 +215,21 @@ def main():
         llm.wait(timeout=30)
     table(results, direct, runs, sb_runs, a.short, a.profile)
     shutil.rmtree(work, ignore_errors=True)
+
+
+def embedded(executable, base, configs, sb_runs, llm_pid):
+    """The scenario through the library in process, with the configurations `configs`."""
+    emb = [executable, "--llm", base]
+    # A process per level, so the scripted server's CPU time is each level's own.
+    levels, rss = [], 0.0
+    for c in (1, 32):
+        r = with_cpu(emb + ["--config", configs[2], "--runs", str(sb_runs), "--concurrency", str(c)],
+                     900, {"model": llm_pid})
+        levels.append(dict(r["levels"][0], cpu_s=r["cpu_s"]))
+        rss = max(rss, r["peak_rss_mb"])
+    tokens = {n: run_json(emb + ["--config", configs[n], "--routing-only"], timeout=300)["routing_prompt_tokens"]
+              for n in (5, 20)}
+    return {"levels": levels, "peak_rss_mb": rss, "tokens": tokens}
 
 
 def outside_model(level):
@@ -261,7 +273,8 @@ def table(results, direct, runs, sb_runs, short, profile):
     print("Orchestration overhead = (wall time at c=1 − time spent inside the scripted server's handlers) / runs. "
           "Less the model calls' exchanges: minus LLM calls/run × a direct call's time outside the handler, as "
           "issue 12 took a direct call's time off each model call; Switchboard's tool request to the scripted "
-          "server (the peers' tools run in process) stays in. "
+          "server stays in (HTTP tools), except with function tools, Rust functions in process as the peers' "
+          "tools are Python functions in theirs. "
           "Routing prompt tokens: cl100k_base tokens of the first model call's messages and tool definitions, "
           "counted by the scripted server. Peak RSS: the Python process, the `switchboard serve` process, "
           "or the embedded bench process.")

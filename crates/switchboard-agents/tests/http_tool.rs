@@ -496,7 +496,9 @@ async fn settings_are_checked_when_the_tool_is_built() {
         }
     };
     let msg = error("database = \"x.db\"\nsql = \"SELECT 1\"\n[http]\nmethod = \"GET\"\npath = \"/x\"\n");
-    assert!(msg.contains("not both") && msg.contains("`database`"), "{msg}");
+    assert!(msg.contains("with [tool.http], move or remove `database`"), "{msg}");
+    let msg = error("[http]\nmethod = \"GET\"\npath = \"/x\"\n[function]\nname = \"f\"\n");
+    assert!(msg.contains("with [tool.http], move or remove `function`"), "one flavour at a time: {msg}");
     assert!(error("views = [\"v\"]\n").contains("say what the tool runs"));
     assert!(
         error("[http]\nmethod = \"FETCH\"\npath = \"/x\"\n")

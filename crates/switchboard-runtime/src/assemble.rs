@@ -71,8 +71,17 @@ impl Runtime {
 
     /// Loads, validates and builds.
     pub async fn load(source: &ConfigSource) -> std::result::Result<Self, Error> {
+        Self::load_with_functions(source, tool::Functions::default()).await
+    }
+
+    /// [`load`](Self::load), with the functions the configuration's function tools
+    /// (`[tool.function]`) name, registered by the program embedding Switchboard.
+    pub async fn load_with_functions(
+        source: &ConfigSource,
+        functions: tool::Functions,
+    ) -> std::result::Result<Self, Error> {
         let loaded = Self::validate(source).map_err(|e| Error::config(e.to_string()))?;
-        Self::build(loaded).await
+        Self::build_with(loaded, None, &functions).await
     }
 
     /// Opens the configured store.
@@ -108,17 +117,21 @@ impl Runtime {
 
     /// Builds the supervisor from a validated configuration.
     pub async fn build(loaded: LoadedConfig) -> Result<Self> {
-        Self::build_with(loaded, None).await
+        Self::build_with(loaded, None, &tool::Functions::default()).await
     }
 
     /// [`build`](Self::build), with the HTTP requests hops send (the LLM's, HTTP tools',
     /// endpoint agents') answered in process by `transport` instead of the network: for
     /// benchmarks and embedders that serve a backend themselves.
     pub async fn build_in_process(loaded: LoadedConfig, transport: Arc<dyn Transport>) -> Result<Self> {
-        Self::build_with(loaded, Some(transport)).await
+        Self::build_with(loaded, Some(transport), &tool::Functions::default()).await
     }
 
-    async fn build_with(mut loaded: LoadedConfig, transport: Option<Arc<dyn Transport>>) -> Result<Self> {
+    async fn build_with(
+        mut loaded: LoadedConfig,
+        transport: Option<Arc<dyn Transport>>,
+        functions: &tool::Functions,
+    ) -> Result<Self> {
         let store = Self::open_store(&loaded).await?;
         point_tools_at_store(&mut loaded, store.as_ref()).await?;
         // One HTTP connection pool for the process: every hop and every token request shares it
@@ -194,11 +207,18 @@ impl Runtime {
 
         // Building agents reads files and builds indexes: blocking work, kept off the async threads.
         let agents = {
-            let (specs, gateway, base, llm) =
-                (loaded.agents.clone(), gateway.clone(), loaded.base_dir.clone(), llm.clone());
-            tokio::task::spawn_blocking(move || build_agents(&specs, &gateway, &base, llm.as_ref()))
-                .await
-                .map_err(|e| Error::internal(format!("building agents panicked: {e}")))??
+            let (specs, gateway, base, llm, functions) = (
+                loaded.agents.clone(),
+                gateway.clone(),
+                loaded.base_dir.clone(),
+                llm.clone(),
+                functions.clone(),
+            );
+            tokio::task::spawn_blocking(move || {
+                build_agents(&specs, &gateway, &base, llm.as_ref(), &functions)
+            })
+            .await
+            .map_err(|e| Error::internal(format!("building agents panicked: {e}")))??
         };
 
         let supervisor_spec = Arc::new(internal_spec(
@@ -322,6 +342,7 @@ fn build_agents(
     gateway: &Arc<Gateway>,
     base: &Path,
     llm: Option<&LlmClient>,
+    functions: &tool::Functions,
 ) -> Result<Vec<Arc<dyn Agent>>> {
     specs
         .iter()
@@ -333,7 +354,7 @@ fn build_agents(
                     Arc::new(knowledge::KnowledgeAgent::new(spec.clone(), egress, base, llm)?)
                 }
                 AgentKind::Genie => genie::build(spec.clone(), egress, base, llm)?,
-                AgentKind::Tool => tool::build(spec.clone(), egress, base, llm)?,
+                AgentKind::Tool => tool::build_with(spec.clone(), egress, base, llm, functions)?,
                 AgentKind::Mcp => Arc::new(mcp::McpAgent::new(spec.clone(), egress, base, llm)?),
                 AgentKind::Endpoint | AgentKind::Supervisor => {
                     Arc::new(endpoint::EndpointAgent::new(spec.clone(), egress, base)?)

@@ -16,10 +16,14 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Agent files may declare function tools (`[tool.function]`) naming Rust functions the program
+//! registers: load with [`Runtime::load_with_functions`] and a [`Functions`] registry.
+//!
 //! Every outbound call a sub-agent makes goes through the hop pipeline in [`govern`]; the
 //! authorization step is [`govern::layers::Authorize`].
 
 pub use switchboard_agents as agents;
+pub use switchboard_agents::tool::{Function, FunctionCall, Functions};
 pub use switchboard_auth as auth;
 pub use switchboard_core as core;
 pub use switchboard_core::{Agent, AgentSpec, Caller, Error, RunContext};

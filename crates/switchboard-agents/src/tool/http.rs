@@ -21,7 +21,7 @@
 //! is read as a stream and cut at `max_response_bytes`.
 
 use super::Settings;
-use crate::args::{self, ArgsValidator};
+use crate::args::ArgsValidator;
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -421,9 +421,10 @@ impl HttpToolAgent {
     ) -> Result<Self> {
         match Settings::from_spec(&spec, base_dir)? {
             Settings::Http(settings) => Self::with_settings(spec, egress, settings, llm),
-            Settings::Sql(_) => {
-                Err(Error::config(format!("tool `{}` is a SQL tool; build it with tool::build", spec.name)))
-            }
+            Settings::Sql(_) | Settings::Function(_) => Err(Error::config(format!(
+                "tool `{}` is not an HTTP tool ([tool.http]); build it with tool::build_with",
+                spec.name
+            ))),
         }
     }
 
@@ -452,24 +453,6 @@ impl HttpToolAgent {
     /// The settings it was built with.
     pub fn settings(&self) -> &HttpSettings {
         &self.settings
-    }
-
-    /// The model's arguments, completed by what the question gives and by defaults, and
-    /// validated: nothing is sent with arguments the schema refuses.
-    fn arguments(&self, proposed: Option<Map<String, Value>>, question: &str) -> Result<Map<String, Value>> {
-        let mut args: Map<String, Value> =
-            proposed.unwrap_or_default().into_iter().filter(|(_, v)| !v.is_null()).collect();
-        // The question only fills what the model left out; when it left out nothing (the usual
-        // case), reading the question again could not change a thing.
-        let properties = self.settings.schema.get("properties").and_then(Value::as_object);
-        if properties.is_some_and(|p| p.keys().any(|k| !args.contains_key(k))) {
-            for (k, v) in args::extract(&self.spec.name, &self.settings.schema, question) {
-                args.entry(k).or_insert(v);
-            }
-        }
-        args::complete(&self.spec.name, &self.settings.schema, &mut args)?;
-        self.validator.validate(&args)?;
-        Ok(args)
     }
 
     /// The path, query and body for `args`. Only declared properties are sent.
@@ -763,7 +746,7 @@ impl Agent for HttpToolAgent {
         let proposed =
             super::proposed_arguments(&self.spec, &self.settings.schema, self.llm.as_ref(), ctx, input)
                 .await?;
-        let args = self.arguments(proposed, question)?;
+        let args = super::settled_arguments(&self.validator, proposed, question)?;
         let prepared = self.prepare(&args)?;
         self.egress
             .hop(ctx, HopTarget::new(HopKind::Http, &self.spec.name), |grant| {

@@ -437,9 +437,9 @@ impl SqlToolAgent {
     ) -> Result<Self> {
         let settings = match super::Settings::from_spec(&spec, base_dir)? {
             super::Settings::Sql(settings) => settings,
-            super::Settings::Http(_) => {
+            super::Settings::Http(_) | super::Settings::Function(_) => {
                 return Err(Error::config(format!(
-                    "tool `{}` is an HTTP tool ([tool.http]); build it with tool::build",
+                    "tool `{}` is not a SQL tool; build it with tool::build_with",
                     spec.name
                 )));
             }
