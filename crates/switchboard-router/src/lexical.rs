@@ -231,15 +231,10 @@ impl LexicalRouter {
     /// zero when no feature of the question is known.
     pub fn scores(&self, question: &str) -> Vec<(String, f32)> {
         let mut scratch = Scratch::default();
-        let known = self.assess(question, &mut scratch).is_some();
-        let mut ranked: Vec<(String, f32)> = self
-            .agents
-            .iter()
-            .zip(&scratch.probs)
-            .map(|(a, &p)| (a.spec.name.clone(), if known { p } else { 0.0 }))
-            .collect();
-        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
-        ranked
+        if self.assess(question, &mut scratch).is_none() {
+            scratch.probs.iter_mut().for_each(|p| *p = 0.0);
+        }
+        self.ranked(&scratch.probs).into_iter().map(|(name, p)| (name.to_string(), p)).collect()
     }
 
     /// The best agent for `question` as a whole and the router's confidence in it, or `None`
@@ -277,10 +272,21 @@ impl LexicalRouter {
         if self.agents.is_empty() {
             return Err(Error::config("the lexical router has no agents to route to"));
         }
+        Ok(self.decide_scored(caller, question, history).0)
+    }
+
+    /// [`decide_for`](Self::decide_for), with every agent's probability for the whole question
+    /// (all zero when no feature of it is known), which ranking the agents needs as well.
+    fn decide_scored(
+        &self,
+        caller: Option<&Caller>,
+        question: &str,
+        history: &[Message],
+    ) -> (RouteDecision, Vec<f32>) {
         SCRATCH.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut scratch) => Ok(self.decide_with(&mut scratch, caller, question.trim(), history)),
+            Ok(mut scratch) => self.decide_with(&mut scratch, caller, question.trim(), history),
             // Only if routing re-entered itself on this thread; fresh buffers do as well.
-            Err(_) => Ok(self.decide_with(&mut Scratch::default(), caller, question.trim(), history)),
+            Err(_) => self.decide_with(&mut Scratch::default(), caller, question.trim(), history),
         })
     }
 
@@ -290,9 +296,9 @@ impl LexicalRouter {
         caller: Option<&Caller>,
         question: &str,
         history: &[Message],
-    ) -> RouteDecision {
+    ) -> (RouteDecision, Vec<f32>) {
         let whole = self.assess(question, scratch);
-        let whole_probs = scratch.probs.clone();
+        let whole_probs = if whole.is_some() { scratch.probs.clone() } else { vec![0.0; self.agents.len()] };
         let mut ranges = Vec::new();
         text::clauses(question, &mut ranges);
         let mut single_clause_route = None;
@@ -319,27 +325,35 @@ impl LexicalRouter {
             let mut confident = verdicts.iter().flatten();
             if let Some(first) = confident.next() {
                 if confident.any(|a| a.best != first.best) {
-                    return self.split(question, &ranges, &verdicts);
+                    return (self.split(question, &ranges, &verdicts), whole_probs);
                 }
                 let best = verdicts.iter().flatten().map(|a| a.confidence);
                 single_clause_route = Some((first.best, best.fold(0.0, f32::max)));
             }
         }
 
-        if let Some(a) = whole.filter(|a| a.confidence >= self.threshold) {
-            return self.one(a.best, question, a.confidence);
-        }
         // A confident clause next to noise ("revenue by region, and the weather") still routes.
-        if let Some((agent, confidence)) = single_clause_route {
-            return self.one(agent, question, confidence);
-        }
-        let confidence = whole.map_or(0.0, |a| a.confidence);
-        if let Some(agent) = self.follow_up(history) {
-            return self.one(agent, question, confidence);
-        }
-        let probs = if whole.is_some() { whole_probs } else { vec![0.0; self.agents.len()] };
-        let (question, candidates) = self.clarify(&probs, caller);
-        RouteDecision::Clarify { question, candidates }
+        let routed = whole
+            .filter(|a| a.confidence >= self.threshold)
+            .map(|a| (a.best, a.confidence))
+            .or(single_clause_route)
+            .or_else(|| self.follow_up(history).map(|agent| (agent, whole.map_or(0.0, |a| a.confidence))));
+        let decision = match routed {
+            Some((agent, confidence)) => self.one(agent, question, confidence),
+            None => {
+                let (question, candidates) = self.clarify(&whole_probs, caller);
+                RouteDecision::Clarify { question, candidates }
+            }
+        };
+        (decision, whole_probs)
+    }
+
+    /// The agents by `probs`, best first, ties in declaration order.
+    fn ranked<'a>(&'a self, probs: &[f32]) -> Vec<(&'a str, f32)> {
+        let mut ranked: Vec<(&str, f32)> =
+            self.agents.iter().zip(probs).map(|(a, &p)| (a.spec.name.as_str(), p)).collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+        ranked
     }
 
     /// Classifies `text` into `scratch.probs`; `None` when no feature of it is known.
@@ -467,27 +481,31 @@ impl LexicalRouter {
     /// [`shortlist`](Self::shortlist), and the agents `question` is most likely for, from one
     /// decision.
     pub fn narrow(&self, question: &str, history: &[Message], size: usize) -> Narrowed {
-        let confident: Vec<String> = match self.decide(question, history) {
-            Ok(RouteDecision::Agents { calls }) if calls.iter().all(|c| c.score >= self.threshold) => {
+        if self.agents.is_empty() {
+            return Narrowed { likely: Vec::new(), shortlist: None };
+        }
+        // One assessment of the question serves both the decision and the ranking.
+        let (decision, probs) = self.decide_scored(None, question, history);
+        let confident: Vec<String> = match decision {
+            RouteDecision::Agents { calls } if calls.iter().all(|c| c.score >= self.threshold) => {
                 calls.into_iter().map(|c| c.agent).collect()
             }
             _ => Vec::new(),
         };
+        let ranked = self.ranked(&probs);
         if confident.is_empty() {
-            let ranked = self.scores(question).into_iter();
-            let likely = ranked.take(1).filter(|(_, p)| *p > 0.0).map(|(name, _)| name).collect();
-            return Narrowed { likely, shortlist: None };
+            let top = ranked.into_iter().take(1).filter(|(_, p)| *p > 0.0);
+            return Narrowed { likely: top.map(|(name, _)| name.to_string()).collect(), shortlist: None };
         }
         if size == 0 || self.agents.len() <= size {
             return Narrowed { likely: confident, shortlist: None };
         }
         let mut keep: Vec<&str> = confident.iter().map(String::as_str).collect();
-        let ranked = self.scores(question);
-        for (name, p) in &ranked {
-            if keep.len() >= size || *p <= 0.0 {
+        for &(name, p) in &ranked {
+            if keep.len() >= size || p <= 0.0 {
                 break;
             }
-            if !keep.contains(&name.as_str()) {
+            if !keep.contains(&name) {
                 keep.push(name);
             }
         }

@@ -189,6 +189,9 @@ fn undouble(w: &mut String) {
 const SEPARATORS: &[&[u8]] =
     &[b" as well as ", b", and ", b" and ", b" also ", b" plus ", b". ", b"! ", b"?", b";"];
 
+/// The first bytes of the [`SEPARATORS`].
+const SEPARATOR_STARTS: &[u8] = b" ,.!?;";
+
 /// Splits `text` into clauses, as byte ranges of `text`, trimmed of whitespace and edge
 /// punctuation; empty clauses are dropped. Matching is ASCII case-insensitive, and separators are
 /// ASCII, so every range boundary is a char boundary.
@@ -198,6 +201,11 @@ pub(crate) fn clauses(text: &str, out: &mut Vec<(usize, usize)>) {
     let mut start = 0;
     let mut i = 0;
     while i < bytes.len() {
+        // Most bytes start no separator, and are passed over without trying each one there.
+        if !SEPARATOR_STARTS.contains(&bytes[i]) {
+            i += 1;
+            continue;
+        }
         let hit = SEPARATORS
             .iter()
             .find(|sep| bytes.get(i..i + sep.len()).is_some_and(|s| s.eq_ignore_ascii_case(sep)));
@@ -244,6 +252,13 @@ mod tests {
         let mut ranges = Vec::new();
         clauses(text, &mut ranges);
         ranges.iter().map(|&(s, e)| &text[s..e]).collect()
+    }
+
+    #[test]
+    fn every_separator_starts_with_a_byte_the_scan_stops_at() {
+        for sep in SEPARATORS {
+            assert!(SEPARATOR_STARTS.contains(&sep[0]), "{:?}", String::from_utf8_lossy(sep));
+        }
     }
 
     #[test]
