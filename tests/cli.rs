@@ -269,6 +269,35 @@ fn validate_rejects_twenty_one_agents_naming_the_limit() {
 }
 
 #[test]
+fn a_function_tool_validates_with_a_note_and_the_binary_refuses_to_run_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("agents")).expect("agents");
+    std::fs::write(dir.path().join("switchboard.toml"), "data_dir = \".\"\n").expect("main");
+    std::fs::write(
+        dir.path().join("agents/orders.toml"),
+        "name = \"orders\"\nkind = \"tool\"\ndescription = \"Order status by id.\"\n\
+         [tool.function]\nname = \"lookup_order\"\n",
+    )
+    .expect("agent");
+    let demo = Demo::new();
+    let config = dir.path().join("switchboard.toml");
+    let config = config.to_str().expect("utf-8 path");
+
+    let out = demo.run(&["validate", "--config", config]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("`orders` calls `lookup_order`") && stdout.contains("load_with_functions"),
+        "{stdout}"
+    );
+
+    let out = demo.run(&["chat", "--config", config, "--as", "alice@example.com", "status of ORD-1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("tool.function.name `lookup_order` is not a registered function"), "{stderr}");
+}
+
+#[test]
 fn bad_input_gets_a_clear_error() {
     let demo = Demo::new();
     let out = demo.run(&["chat", "--as", "mallory@example.com", "total revenue by region"]);
