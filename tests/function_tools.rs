@@ -3,7 +3,8 @@
 //! identity and the hop's credential, beside the demo's built-in agents.
 
 use serde_json::{Value, json};
-use std::sync::{Arc, Mutex};
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
 use switchboard::config::ConfigSource;
 use switchboard::core::{AgentOutput, Error, HopKind, PrincipalKind};
 use switchboard::{Function, FunctionCall, Functions, RunRequest, RunStatus, Runtime, demo};
@@ -54,6 +55,37 @@ fn lookup_order(calls: Arc<Mutex<Vec<FunctionCall>>>) -> Functions {
     let mut functions = Functions::new();
     functions.register(function).expect("registered once");
     functions
+}
+
+/// Everything logged at any level by any test of this binary: a process-wide subscriber, since a
+/// scoped one misses events whose callsite interest another test thread already cached.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn logs() -> Logs {
+    static LOGS: OnceLock<Logs> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Logs::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+        logs
+    })
+    .clone()
 }
 
 fn ask(q: &str) -> RunRequest {
@@ -133,6 +165,7 @@ async fn policy_and_the_schema_decide_before_the_function_runs() {
 
 #[tokio::test]
 async fn a_manual_secret_reaches_the_function_and_nothing_else() {
+    let logs = logs();
     let dir = tempfile::tempdir().expect("tempdir");
     // SAFETY: set before any thread of this test reads the environment; the name is this test's own.
     unsafe { std::env::set_var("SB_TEST_ORDERS_API_KEY", PLANTED) };
@@ -153,7 +186,10 @@ async fn a_manual_secret_reaches_the_function_and_nothing_else() {
 
     let kept = kept(&rt, &r.request_id).await;
     let response = serde_json::to_string(&r).expect("response");
-    for (what, text) in [("spans and audit rows", &kept), ("the response", &response)] {
+    let logged = String::from_utf8_lossy(&logs.0.lock().unwrap()).to_string();
+    assert!(logged.contains("knowledge index built"), "the capture sees this test's loading: {logged}");
+    for (what, text) in [("spans and audit rows", &kept), ("the response", &response), ("the logs", &logged)]
+    {
         assert!(!text.contains(PLANTED) && !text.contains("PLANTED"), "{what} leak the secret: {text}");
     }
     rt.shutdown().await;
