@@ -11,7 +11,10 @@
 //! - `denied`: erin (finance) routed to `deal_desk`, which policy refuses her (1 call);
 //! - `compare_scenario`: `scripts/compare-peers`' configuration (`benches/compare`), as ana: routed
 //!   to `sql_agent`, an HTTP tool whose arguments the routing call fills and whose endpoint (the
-//!   scripted server's `/echo`) answers in process too (1 model call and the tool's request).
+//!   scripted server's `/echo`) answers in process too (1 model call and the tool's request);
+//! - `compare_function_tools`: the same with the agents as function tools
+//!   (`benches/compare/agents-functions`), Rust functions in process, as `compare-peers`'
+//!   "embedded, function tools" row runs them (1 model call).
 //!
 //! Each shape is checked once before it is timed, so a run that stopped taking that route fails
 //! instead of being measured. Then each shape runs 2,000 more times in a row, timing what the
@@ -28,11 +31,13 @@ use std::time::{Duration, Instant};
 use switchboard::config::ConfigSource;
 use switchboard::core::Result;
 use switchboard::govern::{Transport, reqwest};
-use switchboard::{Error, RunRequest, RunStatus, Runtime, demo};
+use switchboard::{Error, Functions, RunRequest, RunStatus, Runtime, demo};
 use switchboard_runtime::config::RouterKind;
 use switchboard_testkit::llm::{self, Script};
 use tower::ServiceExt;
 
+#[path = "compare/functions.rs"]
+mod functions;
 // For reading threads' CPU time; the rest of it serves the load harness.
 #[allow(dead_code)]
 #[path = "load/measure.rs"]
@@ -140,19 +145,24 @@ const COMPARE: Shape = Shape {
     agents: &["sql_agent"],
 };
 
-async fn compare_runtime(dir: &std::path::Path, busy_ns: Arc<AtomicU64>) -> Runtime {
+/// [`COMPARE`] with the agents as function tools.
+const COMPARE_FUNCTIONS: Shape = Shape { name: "compare_function_tools", ..COMPARE };
+
+/// The comparison's configuration, its agents from `agents` (`agents` or `agents-functions`).
+async fn compare_runtime(dir: &std::path::Path, agents: &str, busy_ns: Arc<AtomicU64>) -> Runtime {
     let from = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../benches/compare");
     std::fs::create_dir_all(dir.join("agents")).expect("a configuration folder");
-    for file in ["switchboard.toml", "agents/sql_agent.toml", "agents/rag_agent.toml"] {
-        std::fs::copy(from.join(file), dir.join(file)).expect("the comparison's configuration");
+    std::fs::copy(from.join("switchboard.toml"), dir.join("switchboard.toml")).expect("the configuration");
+    for file in ["sql_agent.toml", "rag_agent.toml"] {
+        std::fs::copy(from.join(agents).join(file), dir.join("agents").join(file)).expect("an agent");
     }
     let loaded = Runtime::validate(&ConfigSource::File(dir.join("switchboard.toml")))
         .expect("the comparison's configuration");
     let script =
         Script::from_toml(include_str!("compare/scripted-llm.toml")).expect("the comparison's script");
-    Runtime::build_in_process(loaded, Arc::new(InProcess { routes: llm::router(script), busy_ns }))
-        .await
-        .expect("the comparison builds")
+    let functions = functions::scenario_functions().expect("the scenario's functions");
+    let transport = Arc::new(InProcess { routes: llm::router(script), busy_ns });
+    Runtime::build_in_process(loaded, transport, &functions).await.expect("the comparison builds")
 }
 
 async fn runtime(dir: &std::path::Path, busy_ns: Arc<AtomicU64>) -> Runtime {
@@ -165,9 +175,8 @@ async fn runtime(dir: &std::path::Path, busy_ns: Arc<AtomicU64>) -> Runtime {
     // The tickets MCP server would listen on loopback; no shape here reaches it.
     loaded.config.demo.tickets_connection = None;
     let script = Script::from_toml(SCRIPT).expect("the bench's script");
-    Runtime::build_in_process(loaded, Arc::new(InProcess { routes: llm::router(script), busy_ns }))
-        .await
-        .expect("the demo builds")
+    let transport = Arc::new(InProcess { routes: llm::router(script), busy_ns });
+    Runtime::build_in_process(loaded, transport, &Functions::default()).await.expect("the demo builds")
 }
 
 fn supervisor(c: &mut Criterion) {
@@ -176,9 +185,15 @@ fn supervisor(c: &mut Criterion) {
     let busy_ns = Arc::new(AtomicU64::new(0));
     let rt = tokio.block_on(runtime(dir.path(), busy_ns.clone()));
     let compare_dir = tempfile::tempdir().expect("a temporary directory");
-    let compare = tokio.block_on(compare_runtime(compare_dir.path(), busy_ns.clone()));
+    let compare = tokio.block_on(compare_runtime(compare_dir.path(), "agents", busy_ns.clone()));
+    let functions_dir = tempfile::tempdir().expect("a temporary directory");
+    let with_functions =
+        tokio.block_on(compare_runtime(functions_dir.path(), "agents-functions", busy_ns.clone()));
     let mut group = c.benchmark_group("supervisor_run");
-    let shapes = SHAPES.iter().map(|shape| (shape, &rt)).chain([(&COMPARE, &compare)]);
+    let shapes = SHAPES
+        .iter()
+        .map(|shape| (shape, &rt))
+        .chain([(&COMPARE, &compare), (&COMPARE_FUNCTIONS, &with_functions)]);
     for (shape, rt) in shapes {
         let caller = tokio.block_on(rt.dev_caller(shape.user)).expect("a demo identity");
         let run = || async {
@@ -219,6 +234,7 @@ fn supervisor(c: &mut Criterion) {
     group.finish();
     tokio.block_on(rt.shutdown());
     tokio.block_on(compare.shutdown());
+    tokio.block_on(with_functions.shutdown());
 }
 
 criterion_group!(benches, supervisor);

@@ -44,26 +44,22 @@ def wait_http(url, proc, timeout=60):
     raise SystemExit(f"compare-peers: {url} did not answer within {timeout} s")
 
 
-def sb_config(dir, llm_port, n, functions=False):
-    """The scenario's Switchboard configuration with `n` agents (the first two are the
-    scenario's; the others are made like the documents agent, with the shared descriptions).
-    `functions`: each agent a function tool (`run_sql` or `search_docs`, which the embedded bench
-    registers) instead of an HTTP tool, as the peers' tools are functions in process."""
+def sb_config(dir, llm_port, n, agents_dir="agents"):
+    """The scenario's Switchboard configuration with `n` agents from `agents_dir` (the first two
+    are the scenario's; the others are made like the documents agent, with the shared
+    descriptions). `agents-functions` holds them as function tools (`run_sql`, `search_docs`, which
+    the embedded bench registers) instead of HTTP tools, as the peers' tools are functions."""
     agents = dir / "agents"
     agents.mkdir(parents=True)
     port = f"127.0.0.1:{llm_port}"
     (dir / "switchboard.toml").write_text((HERE / "switchboard.toml").read_text().replace(CONFIG_PORT, port))
-    template = (HERE / "agents" / "rag_agent.toml").read_text()
+    template = (HERE / agents_dir / "rag_agent.toml").read_text()
     for i, spec in enumerate(AGENTS[:n]):
         if i < 2:
-            text = (HERE / "agents" / f"{spec['name']}.toml").read_text()
+            text = (HERE / agents_dir / f"{spec['name']}.toml").read_text()
         else:
-            text = re.sub(r'(?m)^name = .*$', f'name = "{spec["name"]}"', template)
+            text = re.sub(r'(?m)^name = .*$', f'name = "{spec["name"]}"', template, count=1)
             text = re.sub(r'(?m)^description = .*$', lambda _: f"description = {json.dumps(spec['description'])}", text)
-        if functions:
-            function = "search_docs" if "search the knowledge base" in text else "run_sql"
-            text = re.sub(r'(?m)^connection = .*\n', "", text)
-            text = text[:text.index("[tool.http]")] + f'[tool.function]\nname = "{function}"\n'
         (agents / f"{spec['name']}.toml").write_text(text.replace(CONFIG_PORT, port))
     return dir / "switchboard.toml"
 
@@ -162,7 +158,7 @@ def main():
     try:
         wait_http(base + "/models", llm)
         configs = {n: sb_config(work / f"agents{n}", llm_port, n) for n in (2, 5, 20)}
-        function_configs = {n: sb_config(work / f"functions{n}", llm_port, n, functions=True) for n in (2, 5, 20)}
+        function_configs = {n: sb_config(work / f"functions{n}", llm_port, n, "agents-functions") for n in (2, 5, 20)}
         results = {}
         python = sys.executable
         for name, script in (("langgraph-supervisor", "peer_langgraph.py"), ("openai-agents", "peer_openai_agents.py")):

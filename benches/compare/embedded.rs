@@ -11,10 +11,13 @@
 //! `--routing-only`: one run, reporting the prompt tokens of its first model call (the routing
 //! call), for configurations with more agents.
 //!
-//! The configuration's agents may be function tools (`[tool.function]`) naming `run_sql` or
-//! `search_docs`: this program registers both, Rust functions in process as the peers' tools are
-//! Python functions in theirs.
+//! The configuration's agents may be function tools (`[tool.function]`, as in
+//! `benches/compare/agents-functions`) naming `run_sql` or `search_docs`: this program registers
+//! both (`functions.rs`), Rust functions in process as the peers' tools are Python functions in
+//! theirs.
 
+#[path = "functions.rs"]
+mod functions;
 #[path = "../load/measure.rs"]
 mod measure;
 
@@ -31,8 +34,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard::config::ConfigSource;
-use switchboard::core::AgentOutput;
-use switchboard::{Function, FunctionCall, Functions, RunRequest, RunStatus, Runtime};
+use switchboard::{RunRequest, RunStatus, Runtime};
 
 struct Options {
     config: PathBuf,
@@ -89,36 +91,8 @@ async fn ask(rt: &Runtime, caller: &switchboard::Caller, question: &str) -> Resu
     Ok(started.elapsed())
 }
 
-/// The scenario's two tools as functions, answering as its HTTP tools' templates do.
-fn functions() -> Result<Functions, switchboard::Error> {
-    let schema = |about: &str| {
-        json!({"type": "object", "required": ["query"], "properties": {
-            "query": {"type": "string", "description": about}}})
-    };
-    let query = |call: &FunctionCall| call.arguments["query"].as_str().unwrap_or_default().to_string();
-    let mut functions = Functions::new();
-    functions
-        .register(Function::new(
-            "run_sql",
-            schema("the read-only SQL query or analytics question"),
-            move |call| {
-                let text = format!("Ran `{}`: EMEA leads with 42.", query(&call));
-                async move { Ok(AgentOutput { text, ..Default::default() }) }
-            },
-        )?)?
-        .register(Function::new(
-            "search_docs",
-            schema("what to search the knowledge base for"),
-            move |call| {
-                let text = format!("Found for `{}`: hotel upgrades need manager approval.", query(&call));
-                async move { Ok(AgentOutput { text, ..Default::default() }) }
-            },
-        )?)?;
-    Ok(functions)
-}
-
 async fn run(o: Options) -> Result<Value, String> {
-    let functions = functions().map_err(|e| e.to_string())?;
+    let functions = functions::scenario_functions().map_err(|e| e.to_string())?;
     let rt = Arc::new(
         Runtime::load_with_functions(&ConfigSource::File(o.config.clone()), functions)
             .await

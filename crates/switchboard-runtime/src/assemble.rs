@@ -121,10 +121,15 @@ impl Runtime {
     }
 
     /// [`build`](Self::build), with the HTTP requests hops send (the LLM's, HTTP tools',
-    /// endpoint agents') answered in process by `transport` instead of the network: for
-    /// benchmarks and embedders that serve a backend themselves.
-    pub async fn build_in_process(loaded: LoadedConfig, transport: Arc<dyn Transport>) -> Result<Self> {
-        Self::build_with(loaded, Some(transport), &tool::Functions::default()).await
+    /// endpoint agents') answered in process by `transport` instead of the network, and the
+    /// functions its function tools name: for benchmarks and embedders that serve a backend
+    /// themselves.
+    pub async fn build_in_process(
+        loaded: LoadedConfig,
+        transport: Arc<dyn Transport>,
+        functions: &tool::Functions,
+    ) -> Result<Self> {
+        Self::build_with(loaded, Some(transport), functions).await
     }
 
     async fn build_with(
