@@ -88,6 +88,15 @@ fn logs() -> Logs {
     .clone()
 }
 
+/// The demo with `agent` as `agents/orders.toml` and `lookup_order` registered, and the calls it
+/// will receive.
+async fn orders_runtime(dir: &std::path::Path, agent: &str) -> (Runtime, Arc<Mutex<Vec<FunctionCall>>>) {
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let source = demo_with_agent(dir, "orders", agent);
+    let rt = Runtime::load_with_functions(&source, lookup_order(calls.clone())).await.expect("loads");
+    (rt, calls)
+}
+
 fn ask(q: &str) -> RunRequest {
     RunRequest { question: q.into(), ..Default::default() }
 }
@@ -103,9 +112,7 @@ async fn kept(rt: &Runtime, request_id: &str) -> String {
 #[tokio::test]
 async fn a_function_tool_runs_for_the_caller_with_arguments_read_from_the_question() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let calls = Arc::new(Mutex::new(Vec::new()));
-    let source = demo_with_agent(dir.path(), "orders", ORDERS_AGENT);
-    let rt = Runtime::load_with_functions(&source, lookup_order(calls.clone())).await.expect("loads");
+    let (rt, calls) = orders_runtime(dir.path(), ORDERS_AGENT).await;
     let carol = rt.context(rt.dev_caller("carol@example.com").await.expect("carol"));
 
     let r = rt.supervisor.run(&carol, ask("where is order ORD-1042?")).await;
@@ -144,9 +151,7 @@ async fn a_function_tool_runs_for_the_caller_with_arguments_read_from_the_questi
 #[tokio::test]
 async fn policy_and_the_schema_decide_before_the_function_runs() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let calls = Arc::new(Mutex::new(Vec::new()));
-    let source = demo_with_agent(dir.path(), "orders", ORDERS_AGENT);
-    let rt = Runtime::load_with_functions(&source, lookup_order(calls.clone())).await.expect("loads");
+    let (rt, calls) = orders_runtime(dir.path(), ORDERS_AGENT).await;
 
     // bob (east_sales) may not use the agent.
     let bob = rt.context(rt.dev_caller("bob@example.com").await.expect("bob"));
@@ -171,9 +176,7 @@ async fn a_manual_secret_reaches_the_function_and_nothing_else() {
     unsafe { std::env::set_var("SB_TEST_ORDERS_API_KEY", PLANTED) };
     let agent =
         ORDERS_AGENT.replace("mode = \"obo\"", "mode = \"manual\"\nsecret = \"env:SB_TEST_ORDERS_API_KEY\"");
-    let calls = Arc::new(Mutex::new(Vec::new()));
-    let source = demo_with_agent(dir.path(), "orders", &agent);
-    let rt = Runtime::load_with_functions(&source, lookup_order(calls.clone())).await.expect("loads");
+    let (rt, calls) = orders_runtime(dir.path(), &agent).await;
     let carol = rt.context(rt.dev_caller("carol@example.com").await.expect("carol"));
 
     let r = rt.supervisor.run(&carol, ask("has order ORD-7 shipped yet?")).await;
