@@ -166,6 +166,20 @@ async fn policy_and_the_schema_decide_before_the_function_runs() {
 
     assert!(calls.lock().unwrap().is_empty(), "the function never ran");
     rt.shutdown().await;
+
+    // A tool matrix names the function: alice may use the agent, not its function.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let agent = format!("{ORDERS_AGENT}\n[tool_roles]\nlookup_order = [\"managers\"]\n");
+    let (rt, calls) = orders_runtime(dir.path(), &agent).await;
+    let alice = rt.context(rt.dev_caller("alice@example.com").await.expect("alice"));
+    let r = rt.supervisor.run(&alice, ask("where is order ORD-1042?")).await;
+    assert!(r.answer.contains("may not use tool `lookup_order`"), "{}", r.answer);
+    assert!(calls.lock().unwrap().is_empty(), "the function never ran for alice");
+    let carol = rt.context(rt.dev_caller("carol@example.com").await.expect("carol"));
+    let r = rt.supervisor.run(&carol, ask("where is order ORD-1042?")).await;
+    assert_eq!(r.status, RunStatus::Ok, "{}", r.answer);
+    assert_eq!(calls.lock().unwrap().len(), 1, "carol's call ran");
+    rt.shutdown().await;
 }
 
 #[tokio::test]
