@@ -492,16 +492,15 @@ impl LexicalRouter {
             }
             _ => Vec::new(),
         };
-        let ranked = self.ranked(&probs);
         if confident.is_empty() {
-            let top = ranked.into_iter().take(1).filter(|(_, p)| *p > 0.0);
+            let top = self.ranked(&probs).into_iter().take(1).filter(|(_, p)| *p > 0.0);
             return Narrowed { likely: top.map(|(name, _)| name.to_string()).collect(), shortlist: None };
         }
         if size == 0 || self.agents.len() <= size {
             return Narrowed { likely: confident, shortlist: None };
         }
         let mut keep: Vec<&str> = confident.iter().map(String::as_str).collect();
-        for &(name, p) in &ranked {
+        for (name, p) in self.ranked(&probs) {
             if keep.len() >= size || p <= 0.0 {
                 break;
             }
