@@ -3,11 +3,11 @@
 //! identity and the hop's credential, beside the demo's built-in agents.
 
 use serde_json::{Value, json};
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use switchboard::config::ConfigSource;
 use switchboard::core::{AgentOutput, Error, HopKind, PrincipalKind};
 use switchboard::{Function, FunctionCall, Functions, RunRequest, RunStatus, Runtime, demo};
+use switchboard_testkit::logs::Logs;
 
 const PLANTED: &str = "orders-api-key-PLANTED-91c3";
 
@@ -55,37 +55,6 @@ fn lookup_order(calls: Arc<Mutex<Vec<FunctionCall>>>) -> Functions {
     let mut functions = Functions::new();
     functions.register(function).expect("registered once");
     functions
-}
-
-/// Everything logged at any level by any test of this binary: a process-wide subscriber, since a
-/// scoped one misses events whose callsite interest another test thread already cached.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn logs() -> Logs {
-    static LOGS: OnceLock<Logs> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = Logs::default();
-        let writer = logs.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
-        logs
-    })
-    .clone()
 }
 
 /// The demo with `agent` as `agents/orders.toml` and `lookup_order` registered, and the calls it
@@ -184,7 +153,7 @@ async fn policy_and_the_schema_decide_before_the_function_runs() {
 
 #[tokio::test]
 async fn a_manual_secret_reaches_the_function_and_nothing_else() {
-    let logs = logs();
+    let logs = Logs::global();
     let dir = tempfile::tempdir().expect("tempdir");
     // SAFETY: set before any thread of this test reads the environment; the name is this test's own.
     unsafe { std::env::set_var("SB_TEST_ORDERS_API_KEY", PLANTED) };
@@ -203,7 +172,7 @@ async fn a_manual_secret_reaches_the_function_and_nothing_else() {
 
     let kept = kept(&rt, &r.request_id).await;
     let response = serde_json::to_string(&r).expect("response");
-    let logged = String::from_utf8_lossy(&logs.0.lock().unwrap()).to_string();
+    let logged = logs.text();
     assert!(logged.contains("knowledge index built"), "the capture sees this test's loading: {logged}");
     for (what, text) in [("spans and audit rows", &kept), ("the response", &response), ("the logs", &logged)]
     {

@@ -23,6 +23,7 @@ use switchboard_govern::{Connection, Gateway, reqwest};
 use switchboard_llm::LlmClient;
 use switchboard_store::MemorySink;
 use switchboard_testkit::llm::{Script, ScriptedLlm};
+use switchboard_testkit::logs::Logs;
 use switchboard_testkit::{everything_http, everything_http_on, everything_js, free_port, node_package};
 
 const CONNECTION: &str = "everything_mcp";
@@ -532,38 +533,11 @@ async fn with_a_model_the_model_picks_among_the_allowed_tools_only() {
     server.kill();
 }
 
-/// What a test's `tracing` subscriber wrote.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
 #[tokio::test]
 async fn an_allow_listed_tool_the_server_does_not_offer_is_reported_and_the_others_still_work() {
     // A thread-local subscriber sees the agent's logs: `tokio::test` runs everything on this thread.
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_max_level(tracing::Level::WARN)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _logs = tracing::subscriber::set_default(subscriber);
+    let captured = Logs::default();
+    let _logs = tracing::subscriber::set_default(captured.subscriber(tracing::Level::WARN));
 
     let (mut server, url) = everything_http().await;
     let (gw, sink) = gateway(base_url(&url));

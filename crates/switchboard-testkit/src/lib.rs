@@ -21,6 +21,7 @@
 //!   `Retry-After`) before it recovers;
 //! - [`fault_proxy::FaultProxy`], a proxy in front of a real server that fails chosen JSON-RPC
 //!   methods with chosen statuses and counts each method's requests;
+//! - [`logs::Logs`], what `tracing` writes, for tests that read the logs;
 //! - [`pg::TestSchema`], a PostgreSQL schema of its own for one test, and [`pg::TestDatabase`], a
 //!   database of its own that can be cut off and restored.
 //!
@@ -36,6 +37,7 @@ pub mod flaky;
 pub mod genie;
 pub mod inspector;
 pub mod llm;
+pub mod logs;
 pub mod oauth;
 pub mod pg;
 mod python;

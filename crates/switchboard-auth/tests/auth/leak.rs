@@ -8,34 +8,20 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use base64::Engine;
 use serde_json::json;
-use std::io::Write;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, OnceLock};
 use switchboard_auth::{
     AuthConfig, ClientCredentials, ClientCredentialsConfig, DevClients, DevIdentityProvider, EdgeAuth,
     FederationConfig, IssuerConfig, Rfc8693Exchanger, StaticKey, TokenExchangeConfig, www_authenticate,
 };
 use switchboard_core::{AuthMethod, Caller, Error, Secret, SecretRef};
 use switchboard_govern::layers::{TokenExchanger, TokenSource};
+use switchboard_testkit::logs::Logs;
 
 const PLANTED_BEARER: &str = "eyJQLANTED.BEARER-c4n4ry-0001.sig";
 const PLANTED_FORWARDED: &str = "PLANTED-FORWARDED-c4n4ry-0002";
 const PLANTED_CLIENT_SECRET: &str = "PLANTED-CLIENT+SECRET/c4n4ry=0003";
 const PLANTED_SUBJECT: &str = "PLANTED SUBJECT+TOKEN/c4n4ry==0004";
 const PLANTED_PROXY_SECRET: &str = "PLANTED-PROXY-SECRET-c4n4ry-0005";
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Every rendering of `text` a caller or operator could see must be free of every planted value
 /// and of their encodings (the marker survives form encoding; Basic headers are base64).
@@ -50,24 +36,6 @@ fn assert_clean(what: &str, text: &str, planted: &[&str]) {
     for f in &forbidden {
         assert!(!text.contains(f.as_str()), "{what} leaks `{f}`: {text}");
     }
-}
-
-/// A process-wide subscriber: a scoped one misses events whose callsite interest another test
-/// thread already cached, and a global one also checks every other test's log lines.
-fn global_capture() -> Capture {
-    static LOGS: OnceLock<Capture> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let capture = Capture::default();
-        let writer = capture.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).unwrap();
-        capture
-    })
-    .clone()
 }
 
 fn render(e: &Error) -> String {
@@ -95,7 +63,7 @@ async fn echo_json(headers: HeaderMap, body: Bytes) -> Response {
 
 #[tokio::test]
 async fn planted_tokens_and_secrets_never_leak() {
-    let logs = global_capture();
+    let logs = Logs::global();
     let planted =
         [PLANTED_BEARER, PLANTED_FORWARDED, PLANTED_CLIENT_SECRET, PLANTED_SUBJECT, PLANTED_PROXY_SECRET];
     let base =
@@ -196,7 +164,7 @@ async fn planted_tokens_and_secrets_never_leak() {
     let clients = DevClients::new().with_client("c", Secret::new(PLANTED_CLIENT_SECRET), vec![]);
     seen.push(("dev clients debug", format!("{clients:?}")));
 
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     assert!(logs.contains("untrusted peer"), "the capture works: {logs}");
     seen.push(("logs", logs));
 
